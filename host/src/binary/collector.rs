@@ -1,0 +1,102 @@
+//! The `binary` output format: a `.bin` capture that `tachyon replay` and CPython 3.15 read.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use tachyon_plugin_api::{Collector, CollectorConfig, ExportContext, Format, Sample, Symbols};
+
+use super::{BinaryWriter, Header};
+
+/// zstd level CPython uses.
+const ZSTD_LEVEL: i32 = 5;
+
+pub struct BinaryCollector {
+    writer: Option<BinaryWriter>,
+    /// Host frame id -> this file's frame index (u32::MAX = not yet interned).
+    frame_map: Vec<u32>,
+    scratch: Vec<u32>,
+}
+
+impl BinaryCollector {
+    pub fn new(config: &CollectorConfig) -> Result<Self> {
+        let level = match config.option("compression").unwrap_or("auto") {
+            "auto" | "zstd" => Some(ZSTD_LEVEL),
+            "none" => None,
+            other => bail!("unknown --compression '{other}' (expected auto, zstd or none)"),
+        };
+        let config_word = Header::config_word(Some(config.mode as u32), config.capture_features);
+        let writer = BinaryWriter::new(
+            config.interval_us,
+            config.start_time_us.unwrap_or(0),
+            level,
+            config.python_version.unwrap_or((0, 0, 0)),
+            config_word,
+        )?;
+        Ok(BinaryCollector {
+            writer: Some(writer),
+            frame_map: Vec::new(),
+            scratch: Vec::new(),
+        })
+    }
+}
+
+impl Collector for BinaryCollector {
+    fn collect(&mut self, symbols: &Symbols, sample: &Sample<'_>) {
+        let Some(writer) = self.writer.as_mut() else {
+            return;
+        };
+        self.scratch.clear();
+        for &id in sample.frames {
+            let id = id as usize;
+            if id >= self.frame_map.len() {
+                self.frame_map.resize(id + 1, u32::MAX);
+            }
+            if self.frame_map[id] == u32::MAX {
+                let f = symbols.frame(id as u32);
+                self.frame_map[id] =
+                    writer.intern_frame(symbols.str(f.filename), symbols.str(f.funcname), f);
+            }
+            self.scratch.push(self.frame_map[id]);
+        }
+        for &ts in sample.timestamps_us {
+            // Only fails when zstd itself fails (out of memory); the export reports it.
+            if writer
+                .write_sample(
+                    sample.thread_id,
+                    sample.interpreter_id,
+                    sample.status.0,
+                    ts,
+                    &self.scratch,
+                )
+                .is_err()
+            {
+                self.writer = None;
+                return;
+            }
+        }
+    }
+
+    fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
+        let writer = self
+            .writer
+            .take()
+            .context("binary capture failed while encoding samples")?;
+        let path = ctx
+            .path
+            .map(PathBuf::from)
+            .context("the binary format needs an output file (-o FILE.bin)")?;
+        let bytes = writer.finish(Some(ctx.stats))?;
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("Binary profile written to {}", path.display());
+        Ok(())
+    }
+}
+
+inventory::submit! {
+    Format {
+        name: "binary",
+        description: "Tachyon .bin capture (replayable; read by CPython 3.15's profiling.sampling)",
+        extension: "bin",
+        create: |config| Ok(Box::new(BinaryCollector::new(config)?)),
+    }
+}

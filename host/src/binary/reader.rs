@@ -1,0 +1,408 @@
+//! Reading `.bin` captures. Every field is validated; corrupt or truncated input is a one-line
+//! error (worded as CPython's reader words it), never a panic.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use tachyon_plugin_api::{
+    Collector, FrameInfo, Mode, Profile, ProfileBuilder, RunStats, Sample, Symbols, ThreadStatus,
+};
+
+use super::varint::Cursor;
+use super::*;
+
+/// Largest decompressed sample stream accepted (as CPython).
+const MAX_DECOMPRESSED: u64 = 1 << 30;
+/// Most identical samples handed to a collector in one batch (as CPython).
+const MAX_BATCH: usize = 8192;
+
+/// A capture file, parsed and validated up to its sample records.
+pub struct Capture {
+    pub header: Header,
+    pub symbols: Symbols,
+    /// From the stats trailer; fields the file lacks are None.
+    pub stats: Option<RunStats>,
+    records: Vec<u8>,
+    big_endian: bool,
+}
+
+/// Record statistics of a replay, as CPython's `get_stats()`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplayCounts {
+    pub full: u64,
+    pub suffix: u64,
+    pub pop_push: u64,
+    pub repeat: u64,
+    pub repeat_samples: u64,
+    pub samples: u64,
+}
+
+struct Fixed<'a> {
+    data: &'a [u8],
+    big_endian: bool,
+}
+
+impl Fixed<'_> {
+    fn u32(&self, at: usize) -> u32 {
+        let b: [u8; 4] = self.data[at..at + 4].try_into().unwrap();
+        if self.big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }
+    }
+    fn u64(&self, at: usize) -> u64 {
+        let b: [u8; 8] = self.data[at..at + 8].try_into().unwrap();
+        if self.big_endian {
+            u64::from_be_bytes(b)
+        } else {
+            u64::from_le_bytes(b)
+        }
+    }
+    fn f64(&self, at: usize) -> f64 {
+        f64::from_bits(self.u64(at))
+    }
+}
+
+impl Capture {
+    pub fn open(path: &Path) -> Result<Capture> {
+        let data = std::fs::read(path)
+            .with_context(|| format!("cannot read capture {}", path.display()))?;
+        Capture::parse(&data).with_context(|| format!("{} is not a valid capture", path.display()))
+    }
+
+    pub fn parse(data: &[u8]) -> Result<Capture> {
+        if data.len() < HEADER_SIZE {
+            bail!("File too small for header ({} bytes)", data.len());
+        }
+        let magic = u32::from_le_bytes(data[0..4].try_into().unwrap());
+        let big_endian = match magic {
+            MAGIC => false,
+            m if m == MAGIC.swap_bytes() => true,
+            m => bail!("Invalid magic number: 0x{m:08x} (not a tachyon/CPython .bin capture)"),
+        };
+        let f = Fixed { data, big_endian };
+        let version = f.u32(4);
+        if version != FORMAT_VERSION {
+            bail!("Unsupported format version {version} (this reader supports version 1)");
+        }
+        if data.len() < HEADER_SIZE + FOOTER_SIZE {
+            bail!(
+                "File too small for footer ({} bytes): truncated capture",
+                data.len()
+            );
+        }
+        let header = Header {
+            python_version: (data[8], data[9], data[10]),
+            start_time_us: f.u64(12),
+            interval_us: f.u64(20),
+            sample_count: f.u64(28),
+            thread_count: f.u32(36),
+            string_table_offset: f.u64(40),
+            frame_table_offset: f.u64(48),
+            compression: f.u32(56),
+            config: f.u32(60),
+        };
+        let footer_at = data.len() - FOOTER_SIZE;
+        let (str_off, frame_off) = (header.string_table_offset, header.frame_table_offset);
+        if str_off < HEADER_SIZE as u64 || str_off > footer_at as u64 {
+            bail!(
+                "Invalid string table offset {str_off} (file size {})",
+                data.len()
+            );
+        }
+        if frame_off > footer_at as u64 {
+            bail!(
+                "Invalid frame table offset {frame_off} (file size {})",
+                data.len()
+            );
+        }
+        if str_off > frame_off {
+            bail!("Invalid table offsets: string table ({str_off}) is after frame table ({frame_off})");
+        }
+        if header.config & 7 >= 6 {
+            bail!("Invalid profiling mode in header: {}", header.config & 7);
+        }
+        let string_count = f.u32(footer_at);
+        let frame_count = f.u32(footer_at + 4);
+        let (str_off, frame_off) = (str_off as usize, frame_off as usize);
+
+        let (stats, tables_end) = read_stats(&f, footer_at);
+        let max_strings = data.len() - str_off;
+        if string_count as usize > max_strings {
+            bail!("Invalid string count {string_count} exceeds maximum possible {max_strings}");
+        }
+        let mut cur = Cursor::new(&data[..tables_end.max(str_off)], str_off);
+        let mut strings = Vec::with_capacity(string_count as usize);
+        for _ in 0..string_count {
+            let len = cur.uvar32().context("Truncated string table")? as usize;
+            let bytes = cur.bytes(len).context("Truncated string table")?;
+            strings.push(String::from_utf8_lossy(bytes).into_owned());
+        }
+        let max_frames = (data.len() - frame_off) / 7;
+        if frame_count as usize > max_frames {
+            bail!("Invalid frame count {frame_count} exceeds maximum possible {max_frames}");
+        }
+        let mut cur = Cursor::new(&data[..tables_end.max(frame_off)], frame_off);
+        let mut frames = Vec::with_capacity(frame_count as usize);
+        for _ in 0..frame_count {
+            frames.push(read_frame(&mut cur, string_count).context("Truncated frame table")??);
+        }
+
+        let raw = &data[HEADER_SIZE..str_off];
+        let records = if header.compression == COMPRESSION_ZSTD {
+            decompress(raw)?
+        } else {
+            raw.to_vec()
+        };
+        Ok(Capture {
+            header,
+            symbols: Symbols::from_tables(strings, frames),
+            stats,
+            records,
+            big_endian,
+        })
+    }
+
+    pub fn mode(&self) -> Option<Mode> {
+        self.header.mode_code().and_then(Mode::from_code)
+    }
+
+    /// Decode every record and hand the samples to `collector` in file order (per-thread order
+    /// is guaranteed, global time order is not). `progress(done, total)` is called about every
+    /// 100,000 samples. Fails if the records contradict the header.
+    pub fn replay(
+        &self,
+        collector: &mut dyn Collector,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<ReplayCounts> {
+        let total = self.header.sample_count;
+        let frame_count = self.symbols.frames().len() as u64;
+        let mut counts = ReplayCounts::default();
+        let mut threads: HashMap<(u64, u32), (Vec<u32>, u64)> = HashMap::new();
+        let mut scratch: Vec<u32> = Vec::with_capacity(MAX_DEPTH);
+        let mut timestamps: Vec<u64> = Vec::with_capacity(MAX_BATCH);
+        let mut next_progress = 0u64;
+        let mut cur = Cursor::new(&self.records, 0);
+
+        while cur.remaining() > 0 {
+            let record_start = cur.pos;
+            let truncated = || {
+                format!(
+                    "Truncated sample data: {} trailing bytes",
+                    self.records.len() - record_start
+                )
+            };
+            let prefix = cur.bytes(13).with_context(truncated)?;
+            let (thread_id, interpreter_id) = if self.big_endian {
+                (
+                    u64::from_be_bytes(prefix[0..8].try_into().unwrap()),
+                    u32::from_be_bytes(prefix[8..12].try_into().unwrap()),
+                )
+            } else {
+                (
+                    u64::from_le_bytes(prefix[0..8].try_into().unwrap()),
+                    u32::from_le_bytes(prefix[8..12].try_into().unwrap()),
+                )
+            };
+            let encoding = prefix[12];
+            if encoding > ENC_POP_PUSH {
+                bail!("Unknown stack encoding: {encoding}");
+            }
+            let key = (thread_id, interpreter_id);
+            if !threads.contains_key(&key) && threads.len() >= self.header.thread_count as usize {
+                bail!(
+                    "Invalid thread count: sample data contains more unique threads than declared in header (declared {}, found at least {})",
+                    self.header.thread_count,
+                    threads.len() + 1
+                );
+            }
+            let (stack, last_ts) = threads
+                .entry(key)
+                .or_insert_with(|| (Vec::new(), self.header.start_time_us));
+            let sample = |ts: &[u64], status: u8, frames: &[u32], c: &mut dyn Collector| {
+                c.collect(
+                    &self.symbols,
+                    &Sample {
+                        thread_id,
+                        interpreter_id,
+                        status: ThreadStatus(status),
+                        timestamps_us: ts,
+                        frames,
+                    },
+                )
+            };
+
+            if encoding == ENC_REPEAT {
+                let count = cur.uvar32().with_context(truncated)?;
+                counts.repeat += 1;
+                let mut batch_status = None;
+                for _ in 0..count {
+                    let delta = cur.uvar().with_context(truncated)?;
+                    let status = cur.u8().with_context(truncated)?;
+                    if batch_status != Some(status) || timestamps.len() == MAX_BATCH {
+                        if let Some(s) = batch_status {
+                            sample(&timestamps, s, stack, collector);
+                        }
+                        timestamps.clear();
+                        batch_status = Some(status);
+                    }
+                    *last_ts = last_ts.wrapping_add(delta);
+                    timestamps.push(*last_ts);
+                }
+                if let Some(s) = batch_status {
+                    sample(&timestamps, s, stack, collector);
+                }
+                timestamps.clear();
+                counts.repeat_samples += u64::from(count);
+                counts.samples += u64::from(count);
+            } else {
+                let delta = cur.uvar().with_context(truncated)?;
+                let status = cur.u8().with_context(truncated)?;
+                let (keep_from, n) = match encoding {
+                    ENC_FULL => (stack.len(), cur.uvar32().with_context(truncated)?),
+                    ENC_SUFFIX => {
+                        let shared = cur.uvar32().with_context(truncated)? as usize;
+                        if shared > stack.len() {
+                            bail!(
+                                "Invalid suffix: shares {shared} frames but previous stack has {}",
+                                stack.len()
+                            );
+                        }
+                        (stack.len() - shared, cur.uvar32().with_context(truncated)?)
+                    }
+                    _ => {
+                        let pop = cur.uvar32().with_context(truncated)? as usize;
+                        (pop.min(stack.len()), cur.uvar32().with_context(truncated)?)
+                    }
+                };
+                if n as usize > MAX_DEPTH {
+                    bail!("Stack depth {n} exceeds capacity {MAX_DEPTH}");
+                }
+                scratch.clear();
+                for _ in 0..n {
+                    let idx = cur.uvar32().with_context(truncated)?;
+                    if u64::from(idx) >= frame_count {
+                        bail!("Invalid frame index: {idx}");
+                    }
+                    scratch.push(idx);
+                }
+                scratch.extend_from_slice(&stack[keep_from..]);
+                if scratch.len() > MAX_DEPTH {
+                    bail!(
+                        "Final stack depth {} exceeds capacity {MAX_DEPTH}",
+                        scratch.len()
+                    );
+                }
+                std::mem::swap(stack, &mut scratch);
+                *last_ts = last_ts.wrapping_add(delta);
+                match encoding {
+                    ENC_FULL => counts.full += 1,
+                    ENC_SUFFIX => counts.suffix += 1,
+                    _ => counts.pop_push += 1,
+                }
+                counts.samples += 1;
+                sample(std::slice::from_ref(last_ts), status, stack, collector);
+            }
+            if counts.samples >= next_progress {
+                progress(counts.samples, total);
+                next_progress = counts.samples + 100_000;
+            }
+        }
+        if counts.samples != total {
+            bail!(
+                "Sample count mismatch: header declares {total} samples but replay decoded {}",
+                counts.samples
+            );
+        }
+        progress(counts.samples, total);
+        Ok(counts)
+    }
+
+    /// The whole capture aggregated in memory (used for baselines).
+    pub fn to_profile(&self) -> Result<Profile> {
+        let mut builder = ProfileBuilder::new();
+        self.replay(&mut builder, &mut |_, _| {})?;
+        Ok(builder.finish(
+            self.symbols.clone(),
+            self.header.interval_us,
+            self.mode(),
+            self.stats.clone().unwrap_or_default(),
+        ))
+    }
+}
+
+fn read_frame(cur: &mut Cursor<'_>, string_count: u32) -> Result<Result<FrameInfo>> {
+    let filename = cur.uvar32()?;
+    let funcname = cur.uvar32()?;
+    let lineno = cur.svar()?;
+    let end_line_delta = cur.svar()?;
+    let column = cur.svar()?;
+    let end_col_delta = cur.svar()?;
+    let opcode = cur.u8()?;
+    if filename >= string_count || funcname >= string_count {
+        return Ok(Err(anyhow::anyhow!("Invalid string index in frame")));
+    }
+    let end = |base: i32, delta: i32| {
+        if base == -1 {
+            -1
+        } else {
+            base.wrapping_add(delta)
+        }
+    };
+    Ok(Ok(FrameInfo {
+        filename,
+        funcname,
+        lineno,
+        end_lineno: end(lineno, end_line_delta),
+        column,
+        end_column: end(column, end_col_delta),
+        opcode: (opcode != 255).then_some(opcode),
+    }))
+}
+
+/// Stats trailer (56-byte or legacy 32-byte form) just before the footer, and where the
+/// tables region ends.
+fn read_stats(f: &Fixed<'_>, footer_at: usize) -> (Option<RunStats>, usize) {
+    if footer_at < HEADER_SIZE + 16 || &f.data[footer_at - 16..footer_at - 8] != STATS_SIGNATURE {
+        return (None, footer_at);
+    }
+    let version = f.u32(footer_at - 8);
+    let size = f.u32(footer_at - 4) as usize;
+    if version != 1
+        || !(size == STATS_SIZE || size == LEGACY_STATS_SIZE)
+        || footer_at < HEADER_SIZE + size
+    {
+        return (None, footer_at);
+    }
+    let at = footer_at - size;
+    let mut stats = RunStats {
+        duration_sec: f.f64(at),
+        sample_rate: f.f64(at + 8),
+        ..Default::default()
+    };
+    if size == STATS_SIZE {
+        let present = f.u32(at + 32);
+        stats.error_rate = (present & 1 != 0).then(|| f.f64(at + 16));
+        stats.missed_samples = (present & 2 != 0).then(|| f.f64(at + 24));
+    }
+    (Some(stats), at)
+}
+
+fn decompress(raw: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let decoder = zstd::stream::read::Decoder::with_buffer(raw)
+        .map_err(|e| anyhow::anyhow!("Corrupted zstd frame header: {e}"))?;
+    decoder
+        .take(MAX_DECOMPRESSED + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            anyhow::anyhow!("Incomplete or corrupted zstd frame: data may be truncated ({e})")
+        })?;
+    if out.len() as u64 > MAX_DECOMPRESSED {
+        bail!("Decompressed sample data exceeds 1 GiB");
+    }
+    Ok(out)
+}

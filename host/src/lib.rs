@@ -1,0 +1,14 @@
+//! tachyon: a sampling profiler for CPython. The host owns the command line, sampling and the
+//! binary capture format; output formats are collectors registered through the plugin API.
+
+pub mod binary;
+pub mod cli;
+pub mod output;
+pub mod progress;
+pub mod replay;
+
+// Built-in collectors register themselves with `inventory`; naming the crates links them in.
+#[cfg(feature = "collapsed")]
+extern crate tachyon_collapsed;
+#[cfg(feature = "pstats")]
+extern crate tachyon_pstats;

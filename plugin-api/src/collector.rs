@@ -1,0 +1,80 @@
+//! The one collector contract and the static format registry.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::model::{Mode, Sample, Symbols};
+use crate::profile::Profile;
+
+/// Everything a collector is built from.
+#[derive(Clone, Debug, Default)]
+pub struct CollectorConfig {
+    /// Nominal sampling interval in microseconds (1000 for 1 kHz).
+    pub interval_us: u64,
+    pub mode: Mode,
+    /// Format-specific options by name (`sort`, `limit`, ...), as given on the command line.
+    pub options: BTreeMap<String, String>,
+    /// The profile to compare against, for differential formats.
+    pub baseline: Option<Arc<Profile>>,
+    /// Version of the profiled Python (major, minor, micro), when known.
+    pub python_version: Option<(u8, u8, u8)>,
+    /// CLOCK_MONOTONIC microseconds when sampling started (or the replayed capture's start).
+    pub start_time_us: Option<u64>,
+    /// Capture-feature bits (all_threads 1, native 2, gc 4, opcodes 8, blocking 16), when known.
+    pub capture_features: Option<u8>,
+}
+
+impl CollectorConfig {
+    pub fn option(&self, name: &str) -> Option<&str> {
+        self.options.get(name).map(String::as_str)
+    }
+}
+
+/// How the run went, as Tachyon's summary and stats trailer report it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunStats {
+    pub duration_sec: f64,
+    /// Samples per second actually achieved.
+    pub sample_rate: f64,
+    /// Percent of sampling attempts that failed, when known.
+    pub error_rate: Option<f64>,
+    /// Percent of expected samples not taken, when known (may be negative).
+    pub missed_samples: Option<f64>,
+}
+
+/// What `export` gets: where to write, the intern tables every collected id refers to,
+/// and the run's statistics.
+pub struct ExportContext<'a> {
+    /// `None` means "no -o given": print to stdout or pick the format's default file.
+    pub path: Option<&'a Path>,
+    pub symbols: &'a Symbols,
+    pub stats: &'a RunStats,
+}
+
+/// An output format. `collect` is called for every sample (batch) in order of arrival per
+/// thread; `export` is called exactly once at the end.
+pub trait Collector {
+    fn collect(&mut self, symbols: &Symbols, sample: &Sample<'_>);
+    fn export(&mut self, ctx: &ExportContext<'_>) -> anyhow::Result<()>;
+}
+
+/// A registered output format.
+pub struct Format {
+    /// The `--format` value.
+    pub name: &'static str,
+    /// One line for `tachyon formats`.
+    pub description: &'static str,
+    /// Default output file extension (empty for directory outputs).
+    pub extension: &'static str,
+    pub create: fn(&CollectorConfig) -> anyhow::Result<Box<dyn Collector>>,
+}
+
+inventory::collect!(Format);
+
+/// Every statically registered format, sorted by name.
+pub fn formats() -> Vec<&'static Format> {
+    let mut all: Vec<&'static Format> = inventory::iter::<Format>.into_iter().collect();
+    all.sort_by_key(|f| f.name);
+    all
+}

@@ -1,0 +1,23 @@
+//! The contract between tachyon's host (which samples and owns the binary format) and its
+//! output formats ("collectors").
+//!
+//! A collector is created from a [`CollectorConfig`], receives [`Sample`]s through
+//! [`Collector::collect`] many times and writes its output once in [`Collector::export`].
+//! Built-in collectors register a [`Format`] with `inventory::submit!`; the host lists them.
+
+mod collector;
+mod model;
+mod profile;
+mod stacks;
+
+pub use collector::{formats, Collector, CollectorConfig, ExportContext, Format, RunStats};
+pub use model::{FrameId, FrameInfo, Mode, Sample, StrId, Symbols, ThreadStatus};
+pub use profile::{Profile, ProfileBuilder, WeightedStack};
+pub use stacks::{StackId, StackTable};
+
+/// Re-exported so plugin crates register with the same `inventory` version as the host.
+pub use inventory;
+
+/// Version of this contract. Bumped on any incompatible change; dynamically loaded
+/// plugins built against another version are refused.
+pub const API_VERSION: u32 = 1;

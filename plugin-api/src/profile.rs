@@ -1,0 +1,119 @@
+//! A whole profile held in memory, aggregated by (thread, stack, status): what the host hands
+//! to differential collectors as the baseline.
+
+use std::collections::HashMap;
+
+use crate::collector::{Collector, ExportContext, RunStats};
+use crate::model::{FrameId, Mode, Sample, Symbols, ThreadStatus};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WeightedStack {
+    pub thread_id: u64,
+    pub interpreter_id: u32,
+    pub status: ThreadStatus,
+    /// Innermost frame first.
+    pub frames: Vec<FrameId>,
+    pub weight: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Profile {
+    pub symbols: Symbols,
+    /// In order of first appearance.
+    pub stacks: Vec<WeightedStack>,
+    pub interval_us: u64,
+    pub mode: Option<Mode>,
+    pub stats: RunStats,
+}
+
+impl Profile {
+    pub fn total_samples(&self) -> u64 {
+        self.stacks.iter().map(|s| s.weight).sum()
+    }
+
+    /// Feed every stack to a collector (timestamps are synthetic: one interval apart).
+    pub fn replay_into(&self, collector: &mut dyn Collector) {
+        let mut timestamps = Vec::new();
+        let mut t = 0u64;
+        for stack in &self.stacks {
+            timestamps.clear();
+            for _ in 0..stack.weight {
+                t += self.interval_us;
+                timestamps.push(t);
+            }
+            collector.collect(
+                &self.symbols,
+                &Sample {
+                    thread_id: stack.thread_id,
+                    interpreter_id: stack.interpreter_id,
+                    status: stack.status,
+                    timestamps_us: &timestamps,
+                    frames: &stack.frames,
+                },
+            );
+        }
+    }
+}
+
+type StackKey = (u64, u32, u8, Vec<FrameId>);
+
+/// A collector that aggregates samples into a [`Profile`].
+#[derive(Default)]
+pub struct ProfileBuilder {
+    index: HashMap<StackKey, usize>,
+    stacks: Vec<WeightedStack>,
+}
+
+impl ProfileBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, sample: &Sample<'_>) {
+        let key = (
+            sample.thread_id,
+            sample.interpreter_id,
+            sample.status.0,
+            sample.frames.to_vec(),
+        );
+        match self.index.get(&key) {
+            Some(&i) => self.stacks[i].weight += sample.weight(),
+            None => {
+                self.index.insert(key, self.stacks.len());
+                self.stacks.push(WeightedStack {
+                    thread_id: sample.thread_id,
+                    interpreter_id: sample.interpreter_id,
+                    status: sample.status,
+                    frames: sample.frames.to_vec(),
+                    weight: sample.weight(),
+                });
+            }
+        }
+    }
+
+    pub fn finish(
+        self,
+        symbols: Symbols,
+        interval_us: u64,
+        mode: Option<Mode>,
+        stats: RunStats,
+    ) -> Profile {
+        Profile {
+            symbols,
+            stacks: self.stacks,
+            interval_us,
+            mode,
+            stats,
+        }
+    }
+}
+
+impl Collector for ProfileBuilder {
+    fn collect(&mut self, _symbols: &Symbols, sample: &Sample<'_>) {
+        self.add(sample);
+    }
+
+    fn export(&mut self, _ctx: &ExportContext<'_>) -> anyhow::Result<()> {
+        Ok(())
+    }
+}

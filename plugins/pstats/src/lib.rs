@@ -1,0 +1,122 @@
+//! pstats output. With `-o`: a marshal file in cProfile's shape that `pstats.Stats` loads on
+//! Python 3.8-3.15 (keys `(filename, lineno, funcname)`, values `(direct, cumulative, tottime,
+//! cumtime, callers)`; Tachyon's `("__sampled__",)` marker is left out because pre-3.15
+//! pstats cannot unpack it). Without `-o`: Tachyon's printed table.
+
+mod marshal;
+mod stats;
+mod table;
+
+use std::collections::HashMap;
+
+use anyhow::{bail, Context, Result};
+use tachyon_plugin_api::{
+    Collector, CollectorConfig, ExportContext, Format, Sample, StackId, StackTable, Symbols,
+};
+
+pub use stats::{FuncKey, FuncStats, FuncTable};
+use table::{SortKey, TableOptions};
+
+pub struct PstatsCollector {
+    stacks: StackTable,
+    counts: HashMap<StackId, u64>,
+    interval_s: f64,
+    table: TableOptions,
+}
+
+impl PstatsCollector {
+    pub fn new(config: &CollectorConfig) -> Result<Self> {
+        let sort = config.option("sort").unwrap_or("nsamples");
+        let sort = SortKey::parse(sort).with_context(|| format!("unknown --sort '{sort}'"))?;
+        let limit = match config.option("limit") {
+            Some(l) => l
+                .parse()
+                .with_context(|| format!("invalid --limit '{l}'"))?,
+            None => 15,
+        };
+        if config.interval_us == 0 {
+            bail!("pstats needs a non-zero sampling interval");
+        }
+        let interval_s = config.interval_us as f64 / 1e6;
+        Ok(PstatsCollector {
+            stacks: StackTable::new(),
+            counts: HashMap::new(),
+            interval_s,
+            table: TableOptions {
+                sort,
+                limit,
+                summary: config.option("no_summary").is_none(),
+                interval_s,
+                mode: config.mode.name(),
+            },
+        })
+    }
+
+    /// The marshal bytes of the stats dictionary.
+    pub fn marshal(&self, table: &FuncTable) -> Vec<u8> {
+        use marshal::Value::*;
+        let key = |k: &FuncKey| {
+            Tuple(vec![
+                Str(k.filename.clone()),
+                Int(k.lineno.into()),
+                Str(k.funcname.clone()),
+            ])
+        };
+        let entries = table
+            .keys
+            .iter()
+            .zip(&table.stats)
+            .map(|(k, st)| {
+                let callers = st
+                    .callers
+                    .iter()
+                    .map(|(&c, &n)| (key(&table.keys[c]), Int(n as i64)))
+                    .collect();
+                let value = Tuple(vec![
+                    Int(st.direct as i64),
+                    Int(st.cumulative as i64),
+                    Float(st.direct as f64 * self.interval_s),
+                    Float(st.cumulative as f64 * self.interval_s),
+                    Dict(callers),
+                ]);
+                (key(k), value)
+            })
+            .collect();
+        let mut out = Vec::new();
+        marshal::dump(&Dict(entries), &mut out);
+        out
+    }
+}
+
+impl Collector for PstatsCollector {
+    fn collect(&mut self, _symbols: &Symbols, sample: &Sample<'_>) {
+        let stack = self.stacks.intern(sample.frames);
+        *self.counts.entry(stack).or_default() += sample.weight();
+    }
+
+    fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
+        let table = FuncTable::build(&self.stacks, &self.counts, ctx.symbols);
+        match ctx.path {
+            Some(path) => {
+                std::fs::write(path, self.marshal(&table))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                eprintln!(
+                    "pstats profile written to {} ({} functions)",
+                    path.display(),
+                    table.keys.len()
+                );
+            }
+            None => print!("{}", table::render(&table, &self.table)),
+        }
+        Ok(())
+    }
+}
+
+inventory::submit! {
+    Format {
+        name: "pstats",
+        description: "Python pstats: printed table, or with -o a file for pstats.Stats / snakeviz",
+        extension: "pstats",
+        create: |config| Ok(Box::new(PstatsCollector::new(config)?)),
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tachyon_plugin_api::{CollectorConfig, ExportContext};
 
 use crate::binary::Capture;
@@ -48,7 +48,7 @@ pub fn replay(input: &Path, out: &OutputArgs) -> Result<()> {
         bar.update(done, total)
     });
     bar.finish();
-    let counts = counts?;
+    let counts = counts.with_context(|| format!("{} is not a valid capture", input.display()))?;
     eprintln!("Replayed {} samples", counts.samples);
 
     let stats = capture.stats.clone().unwrap_or_default();

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every tachyon test: Rust unit/property tests, then the end-to-end tests that profile
+# real Python processes and load the outputs in their real consumers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release --workspace
+cargo test --workspace --release
+
+# Real consumers used by the end-to-end tests.
+if [ ! -x target/tools/bin/inferno-flamegraph ] && ! command -v inferno-flamegraph >/dev/null; then
+    cargo install --quiet --locked inferno --version 0.12.8 --root target/tools
+fi
+if [ ! -x .venv/bin/pytest ]; then
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet pytest zstandard
+fi
+.venv/bin/pytest -ra tests "$@"

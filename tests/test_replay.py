@@ -1,0 +1,215 @@
+"""`tachyon replay` and the binary format, checked against the research oracles and the real
+consumers of each output: tachdec.py, Python's pstats module, inferno's flamegraph."""
+import collections
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import ROOT, decoded_samples, require_python, tachwrite, tachyon
+
+MAIN = ("app.py", "main", 10, 10, 0, 8, None)
+WORK = ("/srv/app/app.py", "Worker.run", 20, 21, 4, 12, 42)
+HELPER = ("lib/helper.py", "helper", 5, 5, -1, -1, None)
+GC = ("~", "<GC>", -1, -1, -1, -1, None)
+
+
+def reference_samples(n=300, seed=7):
+    """Samples for tachwrite: two threads, shifting stacks, a synthetic <GC> frame."""
+    rng = random.Random(seed)
+    stacks = [[WORK, MAIN], [HELPER, WORK, MAIN], [HELPER, MAIN], [GC, WORK, MAIN], [MAIN]]
+    samples = []
+    for i in range(n):
+        ts = 1000 * (i + 1)
+        samples.append((111, 0, ts, rng.choice([1, 3, 33]), rng.choice(stacks)))
+        if i % 3 == 0:
+            samples.append((222, 0, ts + 7, 0, rng.choice(stacks[1:3])))
+    return samples
+
+
+def label(frame):
+    file, func, line = frame[:3]
+    return func if file == "~" else f"{os.path.basename(file)}:{func}:{max(line, 0)}"
+
+
+def expected_collapsed(samples):
+    counts = collections.Counter()
+    for tid, _iid, _ts, _st, stack in samples:
+        counts[";".join([f"tid:{tid}"] + [label(f) for f in reversed(stack)])] += 1
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+@pytest.fixture
+def ref_capture(tmp):
+    samples = reference_samples()
+    path = tmp / "ref.bin"
+    tachwrite.write(str(path), samples, stats=(0.3, 1000.0, 0.5, None))
+    return path, samples
+
+
+def test_reference_capture_replays_to_exact_collapsed_stacks(ref_capture, tmp):
+    path, samples = ref_capture
+    out = tmp / "out.txt"
+    proc = tachyon("replay", path, "--format", "collapsed", "-o", out)
+    assert f"Replayed {len(samples)} samples" in proc.stderr
+    lines = [line.rsplit(" ", 1) for line in out.read_text().splitlines()]
+    assert [(s, int(c)) for s, c in lines] == expected_collapsed(samples)
+    assert any(s.endswith(";<GC>") for s, _ in lines), "synthetic frames are bare names"
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_tachyon_binary_decodes_identically_with_tachdec(ref_capture, tmp, compression):
+    """tachwrite writes FULL records only; tachyon re-encodes with REPEAT/SUFFIX/POP_PUSH and
+    zstd, and the independent decoder must see exactly the same samples."""
+    path, _ = ref_capture
+    out = tmp / "re.bin"
+    tachyon("replay", path, "--format", "binary", "--compression", compression, "-o", out)
+    assert decoded_samples(out) == decoded_samples(path)
+    header = open(out, "rb").read(64)
+    assert header[:4] == b"HCAT" and header[56] == (1 if compression == "zstd" else 0)
+    assert out.stat().st_size < path.stat().st_size
+
+
+def test_zstd_reference_capture_replays(tmp):
+    samples = reference_samples(200, seed=3)
+    path = tmp / "z.bin"
+    tachwrite.write(str(path), samples, compress=True)
+    out = tmp / "z.txt"
+    tachyon("replay", path, "--format", "collapsed", "-o", out)
+    got = [(s, int(c)) for s, c in (l.rsplit(" ", 1) for l in out.read_text().splitlines())]
+    assert got == expected_collapsed(samples)
+
+
+def expected_pstats(samples, interval_s=0.001):
+    key = lambda f: (f[0], max(f[2], 0), f[1])  # noqa: E731
+    direct, cumulative, callers = collections.Counter(), collections.Counter(), collections.defaultdict(collections.Counter)
+    for _tid, _iid, _ts, _st, stack in samples:
+        keys = [key(f) for f in stack]  # innermost first
+        direct[keys[0]] += 1
+        for k in set(keys):
+            cumulative[k] += 1
+        for callee, caller in zip(keys, keys[1:]):
+            callers[callee][caller] += 1
+    return {
+        k: (direct[k], cumulative[k], direct[k] * interval_s, cumulative[k] * interval_s, dict(callers[k]))
+        for k in cumulative
+    }
+
+
+PSTATS_CHECK = r"""
+import io, json, pstats, sys
+st = pstats.Stats(sys.argv[1], stream=io.StringIO())
+st.sort_stats("cumulative").print_stats()
+st.sort_stats("tottime").print_callers()
+print(json.dumps([[list(k), [v[0], v[1], round(v[2], 9), round(v[3], 9),
+                   sorted([list(c), n] for c, n in v[4].items())]] for k, v in st.stats.items()]))
+print(json.dumps(st.fcn_list[0]))
+"""
+
+
+@pytest.mark.parametrize("version", ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"])
+def test_pstats_file_loads_and_sorts_in_python(ref_capture, tmp, version):
+    python = require_python(version)
+    path, samples = ref_capture
+    out = tmp / "prof.pstats"
+    tachyon("replay", path, "--format", "pstats", "-o", out)
+    proc = subprocess.run([python, "-c", PSTATS_CHECK, str(out)], capture_output=True, text=True, check=True)
+    stats_line, top_line = proc.stdout.strip().splitlines()[-2:]
+    got = {tuple(k): v for k, v in json.loads(stats_line)}
+    want = expected_pstats(samples)
+    assert set(got) == set(want)
+    for k, (cc, nc, tt, ct, callers) in want.items():
+        assert got[k][:4] == [cc, nc, round(tt, 9), round(ct, 9)], k
+        assert got[k][4] == sorted([list(c), n] for c, n in callers.items()), k
+    assert tuple(json.loads(top_line)) == max(want, key=lambda k: want[k][0]), "sorted by tottime"
+
+
+def test_pstats_table_honours_sort_and_limit(ref_capture):
+    path, samples = ref_capture
+    want = expected_pstats(samples)
+    proc = tachyon("replay", path, "--sort", "cumtime", "--limit", "2", "--no-summary")
+    rows = [l for l in proc.stdout.splitlines() if re.match(r"\s*\d+/\d+ ", l)]
+    assert len(rows) == 2
+    by_cum = sorted(want, key=lambda k: -want[k][1])
+    for row, k in zip(rows, by_cum):
+        d, c = row.split()[0].split("/")
+        assert (int(d), int(c)) == want[k][:2]
+        assert row.endswith(f"{os.path.basename(k[0])}:{k[1]}({k[2]})")
+    assert "Legend:" not in proc.stdout
+    full = tachyon("replay", path).stdout
+    assert "Legend:" in full and "Summary of Interesting Functions:" in full
+    assert full.splitlines()[0] == "Profile Stats (Mode: wall):"
+
+
+def test_pstats_options_are_refused_for_other_formats(ref_capture, tmp):
+    path, _ = ref_capture
+    proc = tachyon("replay", path, "--format", "collapsed", "--sort", "name", "-o", tmp / "x", check=False)
+    assert proc.returncode != 0 and "only valid with --format pstats" in proc.stderr
+
+
+def inferno_flamegraph():
+    exe = shutil.which("inferno-flamegraph") or os.path.join(ROOT, "target", "tools", "bin", "inferno-flamegraph")
+    if not os.path.exists(exe):
+        pytest.skip("inferno-flamegraph is not installed (tests/run.sh installs it)")
+    return exe
+
+
+def test_collapsed_renders_with_inferno(ref_capture, tmp):
+    import xml.etree.ElementTree as ET
+
+    path, samples = ref_capture
+    out = tmp / "c.txt"
+    tachyon("replay", path, "--format", "collapsed", "-o", out)
+    svg = subprocess.run([inferno_flamegraph(), str(out)], capture_output=True, check=True).stdout
+    root = ET.fromstring(svg)
+    titles = [t.text for t in root.iter("{http://www.w3.org/2000/svg}title")]
+    total = len(samples)
+    assert any(t.startswith(f"all ({total} samples") for t in titles), titles[:3]
+    assert any(t.startswith("app.py:Worker.run:20 (") for t in titles)
+    assert any(t.startswith("helper.py:helper:5 (") for t in titles)
+
+
+def test_formats_lists_the_builtins():
+    out = tachyon("formats").stdout
+    names = [l.split()[0] for l in out.splitlines()]
+    for name in ("binary", "collapsed", "pstats"):
+        assert name in names
+    assert names == sorted(names)
+
+
+def one_error_line(proc):
+    assert proc.returncode != 0
+    assert "panicked" not in proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("tachyon: error:")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_bad_captures_fail_with_one_clear_line(ref_capture, tmp):
+    path, _ = ref_capture
+    data = path.read_bytes()
+    cases = {
+        "truncated": (data[: len(data) // 2], "not a valid capture"),
+        "tiny": (data[:10], "File too small for header"),
+        "foreign": (b"GIF89a" + bytes(200), "Invalid magic number"),
+        "version": (data[:4] + b"\x07" + data[5:], "Unsupported format version 7"),
+        "records": (data[:64] + b"\xff" * 40 + data[104:], "not a valid capture"),
+    }
+    for name, (blob, needle) in cases.items():
+        bad = tmp / f"{name}.bin"
+        bad.write_bytes(blob)
+        line = one_error_line(tachyon("replay", bad, "--format", "collapsed", "-o", tmp / "o.txt", check=False))
+        assert needle in line, (name, line)
+        assert not (tmp / "o.txt").exists()
+
+
+def test_missing_input_and_unknown_format(ref_capture, tmp):
+    line = one_error_line(tachyon("replay", tmp / "nope.bin", check=False))
+    assert "input file not found" in line
+    path, _ = ref_capture
+    line = one_error_line(tachyon("replay", path, "--format", "svgz", check=False))
+    assert "unknown format 'svgz'" in line and "collapsed" in line

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use tachyon_plugin_api::formats;
 
 use crate::output::OutputArgs;
+use crate::sampler::UnwindOptions;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -28,6 +29,13 @@ pub enum Command {
         input: PathBuf,
         #[command(flatten)]
         out: OutputArgs,
+    },
+    /// Print the Python stack of every thread of a running process once.
+    Dump {
+        pid: i32,
+        /// Insert <native> frames where Python was called from C.
+        #[arg(long)]
+        native: bool,
     },
     /// List every output format.
     Formats,
@@ -63,6 +71,14 @@ fn one_line(e: &anyhow::Error) -> String {
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Replay { input, out } => crate::replay::replay(&input, &out),
+        Command::Dump { pid, native } => crate::dump::dump(
+            pid,
+            UnwindOptions {
+                native,
+                gc: true,
+                ..Default::default()
+            },
+        ),
         Command::Formats => {
             for f in formats() {
                 println!("{:<16} {}", f.name, f.description);

@@ -3,9 +3,11 @@
 
 pub mod binary;
 pub mod cli;
+pub mod dump;
 pub mod output;
 pub mod progress;
 pub mod replay;
+pub mod sampler;
 
 // Built-in collectors register themselves with `inventory`; naming the crates links them in.
 #[cfg(feature = "collapsed")]

@@ -1,0 +1,432 @@
+//! Where things are inside one CPython version's structs. 2.7 and 3.6-3.12 come from tables
+//! generated from their headers (layouts.rs); 3.13+ describe themselves through the
+//! `_Py_DebugOffsets` block at the start of `_PyRuntime`, read from the target at attach.
+
+use anyhow::{bail, Result};
+
+/// Byte offsets (x86_64) of the fields the sampler reads; `None` where a version has no such
+/// field. Offsets named `interp_*`, `tstate_*`, `frame_*`, `code_*` are relative to the
+/// interpreter state, thread state, frame and code object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub python: (u8, u8),
+    pub runtime_interpreters_head: Option<usize>,
+    /// `_PyRuntime.gilstate.tstate_current` (3.7-3.11): the thread holding the GIL.
+    pub runtime_tstate_current: Option<usize>,
+    pub interp_next: Option<usize>,
+    pub interp_tstate_head: Option<usize>,
+    /// 3.13+: the main thread's state.
+    pub interp_threads_main: Option<usize>,
+    pub interp_gc_collecting: Option<usize>,
+    /// 3.12: pointer to the GIL state; `gil_locked`/`gil_last_holder` are relative to it.
+    pub interp_ceval_gil: Option<usize>,
+    pub gil_locked: Option<usize>,
+    pub gil_last_holder: Option<usize>,
+    /// 3.13+: the GIL state embedded in the interpreter state.
+    pub interp_gil_locked: Option<usize>,
+    pub interp_gil_holder: Option<usize>,
+    pub tstate_size: Option<usize>,
+    pub tstate_next: Option<usize>,
+    pub tstate_interp: Option<usize>,
+    /// ≤3.10: `frame`; 3.11/3.12: `cframe` (then `cframe_current_frame`); 3.13+: `current_frame`.
+    pub tstate_frame: Option<usize>,
+    pub cframe_current_frame: Option<usize>,
+    pub tstate_native_thread_id: Option<usize>,
+    pub tstate_datastack_chunk: Option<usize>,
+    pub tstate_thread_id: Option<usize>,
+    /// `curexc_type` (≤3.11) or `current_exception` (3.12+): an exception being raised.
+    pub tstate_exception: Option<usize>,
+    /// ≤3.6: `exc_type` of the exception being handled.
+    pub tstate_exc_type: Option<usize>,
+    /// 3.7+: `exc_info` pointer; `exc_info_value` is the handled exception inside it.
+    pub tstate_exc_info: Option<usize>,
+    pub exc_info_value: Option<usize>,
+    pub frame_size: Option<usize>,
+    /// `f_code` / `f_executable`.
+    pub frame_code: Option<usize>,
+    pub frame_previous: Option<usize>,
+    /// `f_lasti` (≤3.10), `prev_instr` (3.11/3.12) or `instr_ptr` (3.13+).
+    pub frame_instr: Option<usize>,
+    pub frame_owner: Option<usize>,
+    pub frame_is_entry: Option<usize>,
+    pub code_size: Option<usize>,
+    pub code_qualname: Option<usize>,
+    pub code_code_adaptive: Option<usize>,
+    /// `co_lnotab` (≤3.9) or `co_linetable` (3.10+).
+    pub code_linetable: Option<usize>,
+    pub code_filename: Option<usize>,
+    pub code_name: Option<usize>,
+    pub code_firstlineno: Option<usize>,
+    pub unicode_ascii_size: Option<usize>,
+    pub unicode_compact_size: Option<usize>,
+    pub bytes_sval: Option<usize>,
+}
+
+impl Layout {
+    pub const NONE: Layout = Layout {
+        python: (0, 0),
+        runtime_interpreters_head: None,
+        runtime_tstate_current: None,
+        interp_next: None,
+        interp_tstate_head: None,
+        interp_threads_main: None,
+        interp_gc_collecting: None,
+        interp_ceval_gil: None,
+        gil_locked: None,
+        gil_last_holder: None,
+        interp_gil_locked: None,
+        interp_gil_holder: None,
+        tstate_size: None,
+        tstate_next: None,
+        tstate_interp: None,
+        tstate_frame: None,
+        cframe_current_frame: None,
+        tstate_native_thread_id: None,
+        tstate_datastack_chunk: None,
+        tstate_thread_id: None,
+        tstate_exception: None,
+        tstate_exc_type: None,
+        tstate_exc_info: None,
+        exc_info_value: None,
+        frame_size: None,
+        frame_code: None,
+        frame_previous: None,
+        frame_instr: None,
+        frame_owner: None,
+        frame_is_entry: None,
+        code_size: None,
+        code_qualname: None,
+        code_code_adaptive: None,
+        code_linetable: None,
+        code_filename: None,
+        code_name: None,
+        code_firstlineno: None,
+        unicode_ascii_size: None,
+        unicode_compact_size: None,
+        bytes_sval: None,
+    };
+
+    /// The generated table for a version without debug offsets (2.7, 3.6-3.12).
+    pub fn for_version(major: u8, minor: u8) -> Option<Layout> {
+        super::layouts::LAYOUTS
+            .iter()
+            .find(|l| l.python == (major, minor))
+            .cloned()
+    }
+
+    /// ≤3.10 frames are heap `PyFrameObject`s; 3.11+ are `_PyInterpreterFrame`s.
+    pub fn object_frames(&self) -> bool {
+        self.python < (3, 11)
+    }
+
+    /// How many bytes of a thread state to read to reach every field used.
+    pub fn tstate_read_size(&self) -> usize {
+        self.tstate_size.unwrap_or_else(|| {
+            [
+                self.tstate_next,
+                self.tstate_interp,
+                self.tstate_frame,
+                self.tstate_native_thread_id,
+                self.tstate_datastack_chunk,
+                self.tstate_thread_id,
+                self.tstate_exception,
+                self.tstate_exc_type,
+                self.tstate_exc_info,
+            ]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(0)
+                + 8
+        })
+    }
+
+    /// Bytes of a code object holding every field used.
+    pub fn code_read_size(&self) -> usize {
+        [
+            self.code_qualname,
+            self.code_linetable,
+            self.code_filename,
+            self.code_name,
+            self.code_firstlineno,
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0)
+            + 8
+    }
+
+    /// Bytes of a frame holding every field used.
+    pub fn frame_read_size(&self) -> usize {
+        let needed = [
+            self.frame_code,
+            self.frame_previous,
+            self.frame_instr,
+            self.frame_owner,
+            self.frame_is_entry,
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0)
+            + 8;
+        self.frame_size.map_or(needed, |s| s.max(needed))
+    }
+
+    /// Parse `_Py_DebugOffsets` (3.13+). `raw` starts at `_PyRuntime`.
+    pub fn from_debug_offsets(raw: &[u8]) -> Result<(Layout, u64)> {
+        if raw.len() < 24 || &raw[..8] != b"xdebugpy" {
+            bail!("no _Py_DebugOffsets cookie in _PyRuntime");
+        }
+        let word = |i: usize| {
+            raw.get(i * 8..i * 8 + 8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+        };
+        let version = word(1).unwrap();
+        let (major, minor) = ((version >> 24) as u8, (version >> 16) as u8);
+        if word(2) != Some(0) {
+            bail!("free-threaded CPython builds are not supported yet");
+        }
+        let names = debug_offset_fields(minor);
+        if raw.len() < names.len() * 8 {
+            bail!("_Py_DebugOffsets of Python {major}.{minor} is shorter than expected");
+        }
+        let get = |name: &str| -> Option<usize> {
+            names
+                .iter()
+                .position(|n| *n == name)
+                .and_then(word)
+                .map(|v| v as usize)
+        };
+        let threads_head = get("interpreter_state.threads_head");
+        let exception = get("thread_state.current_exception").or(Some(112));
+        let layout = Layout {
+            python: (major, minor),
+            runtime_interpreters_head: get("runtime_state.interpreters_head"),
+            interp_next: get("interpreter_state.next"),
+            interp_tstate_head: threads_head,
+            interp_threads_main: get("interpreter_state.threads_main")
+                .or(threads_head.map(|h| h + 8)),
+            interp_gc_collecting: get("interpreter_state.gc")
+                .zip(get("gc.collecting"))
+                .map(|(a, b)| a + b),
+            interp_gil_locked: get("interpreter_state.gil_runtime_state_locked"),
+            interp_gil_holder: get("interpreter_state.gil_runtime_state_holder"),
+            tstate_size: get("thread_state.size"),
+            tstate_next: get("thread_state.next"),
+            tstate_interp: get("thread_state.interp"),
+            tstate_frame: get("thread_state.current_frame"),
+            tstate_native_thread_id: get("thread_state.native_thread_id"),
+            tstate_datastack_chunk: get("thread_state.datastack_chunk"),
+            tstate_thread_id: get("thread_state.thread_id"),
+            tstate_exception: exception,
+            // exc_info follows current_exception (static-asserted in CPython).
+            tstate_exc_info: exception.map(|e| e + 8),
+            exc_info_value: Some(get("err_stackitem.exc_value").unwrap_or(0)),
+            frame_size: get("interpreter_frame.size"),
+            frame_code: get("interpreter_frame.executable"),
+            frame_previous: get("interpreter_frame.previous"),
+            frame_instr: get("interpreter_frame.instr_ptr"),
+            frame_owner: get("interpreter_frame.owner"),
+            code_size: get("code_object.size"),
+            code_qualname: get("code_object.qualname"),
+            code_code_adaptive: get("code_object.co_code_adaptive"),
+            code_linetable: get("code_object.linetable"),
+            code_filename: get("code_object.filename"),
+            code_name: get("code_object.name"),
+            code_firstlineno: get("code_object.firstlineno"),
+            unicode_ascii_size: get("unicode_object.asciiobject_size"),
+            unicode_compact_size: get("unicode_object.compactunicodeobject_size").or(Some(56)),
+            bytes_sval: get("bytes_object.ob_sval"),
+            ..Layout::NONE
+        };
+        Ok((layout, version))
+    }
+}
+
+/// Field order of `_Py_DebugOffsets` for 3.13, 3.14 and 3.15 (all u64 after the cookie).
+fn debug_offset_fields(minor: u8) -> Vec<String> {
+    let at_least = |m: u8| minor >= m;
+    let mut f: Vec<String> = ["cookie", "version", "free_threaded"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut group = |prefix: &str, names: &[(&str, bool)]| {
+        for (n, present) in names {
+            if *present {
+                f.push(format!("{prefix}.{n}"));
+            }
+        }
+    };
+    group(
+        "runtime_state",
+        &[
+            ("size", true),
+            ("finalizing", true),
+            ("interpreters_head", true),
+        ],
+    );
+    group(
+        "interpreter_state",
+        &[
+            ("size", true),
+            ("id", true),
+            ("next", true),
+            ("threads_head", true),
+            ("threads_main", at_least(14)),
+            ("gc", true),
+            ("imports_modules", true),
+            ("sysdict", true),
+            ("builtins", true),
+            ("ceval_gil", true),
+            ("gil_runtime_state", true),
+            ("gil_runtime_state_enabled", true),
+            ("gil_runtime_state_locked", true),
+            ("gil_runtime_state_holder", true),
+            ("code_object_generation", at_least(14)),
+            ("tlbc_generation", at_least(14)),
+        ],
+    );
+    group(
+        "thread_state",
+        &[
+            ("size", true),
+            ("prev", true),
+            ("next", true),
+            ("interp", true),
+            ("current_frame", true),
+            ("base_frame", at_least(15)),
+            ("last_profiled_frame", at_least(15)),
+            ("last_profiled_frame_seq", at_least(15)),
+            ("thread_id", true),
+            ("native_thread_id", true),
+            ("datastack_chunk", true),
+            ("status", true),
+            ("holds_gil", at_least(15)),
+            ("gil_requested", at_least(15)),
+            ("current_exception", at_least(15)),
+            ("exc_state", at_least(15)),
+        ],
+    );
+    group("err_stackitem", &[("exc_value", at_least(15))]);
+    group(
+        "interpreter_frame",
+        &[
+            ("size", true),
+            ("previous", true),
+            ("executable", true),
+            ("instr_ptr", true),
+            ("localsplus", true),
+            ("owner", true),
+            ("stackpointer", at_least(14)),
+            ("tlbc_index", at_least(14)),
+        ],
+    );
+    group(
+        "code_object",
+        &[
+            ("size", true),
+            ("filename", true),
+            ("name", true),
+            ("qualname", true),
+            ("linetable", true),
+            ("firstlineno", true),
+            ("argcount", true),
+            ("localsplusnames", true),
+            ("localspluskinds", true),
+            ("co_code_adaptive", true),
+            ("co_tlbc", at_least(14)),
+        ],
+    );
+    group("pyobject", &[("size", true), ("ob_type", true)]);
+    group(
+        "type_object",
+        &[
+            ("size", true),
+            ("tp_name", true),
+            ("tp_repr", true),
+            ("tp_flags", true),
+            ("tp_basicsize", at_least(15)),
+            ("tp_dictoffset", at_least(15)),
+        ],
+    );
+    group(
+        "heap_type_object",
+        &[("size", at_least(15)), ("ht_cached_keys", at_least(15))],
+    );
+    group(
+        "tuple_object",
+        &[("size", true), ("ob_item", true), ("ob_size", true)],
+    );
+    group(
+        "list_object",
+        &[("size", true), ("ob_item", true), ("ob_size", true)],
+    );
+    group(
+        "set_object",
+        &[
+            ("size", at_least(14)),
+            ("used", at_least(14)),
+            ("table", at_least(14)),
+            ("mask", at_least(14)),
+        ],
+    );
+    group(
+        "dict_object",
+        &[("size", true), ("ma_keys", true), ("ma_values", true)],
+    );
+    group("float_object", &[("size", true), ("ob_fval", true)]);
+    group(
+        "long_object",
+        &[("size", true), ("lv_tag", true), ("ob_digit", true)],
+    );
+    group(
+        "bytes_object",
+        &[("size", true), ("ob_size", true), ("ob_sval", true)],
+    );
+    group(
+        "unicode_object",
+        &[
+            ("size", true),
+            ("state", true),
+            ("length", true),
+            ("asciiobject_size", true),
+            ("compactunicodeobject_size", at_least(15)),
+        ],
+    );
+    f
+}
+
+/// Size in bytes of `_Py_DebugOffsets` to read for a minor version (3.13: 584 ...).
+pub fn debug_offsets_size(minor: u8) -> usize {
+    // Generous: the parser only needs the fields up to unicode_object.
+    match minor {
+        13 => 584,
+        14 => 760,
+        _ => 888,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_offset_field_positions_match_the_research_table() {
+        let pos = |minor: u8, name: &str| {
+            debug_offset_fields(minor)
+                .iter()
+                .position(|n| n == name)
+                .unwrap()
+                * 8
+        };
+        assert_eq!(pos(13, "thread_state.current_frame"), 184);
+        assert_eq!(pos(14, "thread_state.current_frame"), 208);
+        assert_eq!(pos(15, "thread_state.native_thread_id"), 248);
+        assert_eq!(pos(13, "code_object.co_code_adaptive"), 344);
+        assert_eq!(pos(14, "interpreter_frame.owner"), 288);
+        assert_eq!(pos(15, "unicode_object.compactunicodeobject_size"), 744);
+        assert_eq!(pos(13, "unicode_object.asciiobject_size"), 560);
+    }
+}

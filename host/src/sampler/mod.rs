@@ -1,0 +1,13 @@
+//! Out-of-process sampling of CPython 2.7 and 3.6-3.15, read-only.
+
+pub mod discover;
+pub mod elf;
+pub mod layout;
+mod layouts;
+pub mod linetable;
+pub mod objects;
+pub mod process;
+pub mod unwind;
+
+pub use discover::Target;
+pub use unwind::{ThreadSample, UnwindOptions, Unwinder};

@@ -1,0 +1,117 @@
+//! Reading Python objects out of the target: str (2.7 `PyStringObject`, 3.x `PyUnicode`),
+//! bytes, and code objects.
+
+use super::layout::Layout;
+use super::linetable::LineTable;
+use super::process::{Process, ReadError};
+
+/// Longest string or line table accepted; longer means a corrupt read.
+const MAX_OBJECT_BYTES: usize = 1 << 20;
+
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    b.get(at..at + 8)
+        .map_or(0, |s| i64::from_le_bytes(s.try_into().unwrap()))
+}
+
+pub fn u64_at(b: &[u8], at: usize) -> u64 {
+    i64_at(b, at) as u64
+}
+
+pub fn i32_at(b: &[u8], at: usize) -> i32 {
+    b.get(at..at + 4)
+        .map_or(0, |s| i32::from_le_bytes(s.try_into().unwrap()))
+}
+
+/// A 2.7 `str` or 3.x `bytes`: size at 16, data at `ob_sval`.
+pub fn read_bytes(p: &Process, layout: &Layout, addr: u64) -> Result<Vec<u8>, ReadError> {
+    let mut head = [0u8; 24];
+    p.read(addr, &mut head)?;
+    let len = i64_at(&head, 16);
+    if !(0..=MAX_OBJECT_BYTES as i64).contains(&len) {
+        return Err(ReadError::Fault);
+    }
+    let mut data = vec![0u8; len as usize];
+    p.read(addr + layout.bytes_sval.unwrap_or(32) as u64, &mut data)?;
+    Ok(data)
+}
+
+/// A name or filename: 2.7 `str` bytes, or a 3.x compact unicode object.
+pub fn read_str(p: &Process, layout: &Layout, addr: u64) -> Result<String, ReadError> {
+    if layout.python.0 == 2 {
+        return read_bytes(p, layout, addr).map(|b| String::from_utf8_lossy(&b).into_owned());
+    }
+    let ascii_size = layout.unicode_ascii_size.unwrap_or(48);
+    let compact_size = layout.unicode_compact_size.unwrap_or(72);
+    let mut head = vec![0u8; compact_size + 8];
+    p.read(addr, &mut head)?;
+    let length = i64_at(&head, 16);
+    let state = i32_at(&head, 32) as u32;
+    let (kind, compact, ascii) = ((state >> 2) & 7, state >> 5 & 1 == 1, state >> 6 & 1 == 1);
+    if !(0..=MAX_OBJECT_BYTES as i64 / 4).contains(&length) || !matches!(kind, 1 | 2 | 4) {
+        return Err(ReadError::Fault);
+    }
+    let data = match (compact, ascii) {
+        (true, true) => addr + ascii_size as u64,
+        (true, false) => addr + compact_size as u64,
+        (false, _) => u64_at(&head, compact_size),
+    };
+    let mut raw = vec![0u8; length as usize * kind as usize];
+    p.read(data, &mut raw)?;
+    Ok(match kind {
+        1 => raw.iter().map(|&b| b as char).collect(),
+        2 => String::from_utf16_lossy(
+            &raw.chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect::<Vec<_>>(),
+        ),
+        _ => raw
+            .chunks_exact(4)
+            .map(|c| {
+                char::from_u32(u32::from_le_bytes(c.try_into().unwrap())).unwrap_or('\u{fffd}')
+            })
+            .collect(),
+    })
+}
+
+/// What the sampler keeps of a code object.
+pub struct Code {
+    /// The raw bytes of the code object's header when it was read; a later read that differs
+    /// means the address now holds another object.
+    pub header: Vec<u8>,
+    pub filename: String,
+    /// `co_qualname` on 3.11+, `co_name` before.
+    pub name: String,
+    pub firstlineno: i32,
+    pub linetable: Vec<u8>,
+    pub table_kind: LineTable,
+    /// Address of the first instruction (3.11+: `co_code_adaptive`).
+    pub code_start: u64,
+}
+
+/// The bytes of a code object that identify it (the pointers and first line we use).
+pub fn code_identity(layout: &Layout, header: &[u8]) -> [u64; 4] {
+    let ptr = |off: Option<usize>| off.map_or(0, |o| u64_at(header, o));
+    [
+        ptr(layout.code_filename),
+        ptr(layout.code_qualname.or(layout.code_name)),
+        ptr(layout.code_linetable),
+        layout
+            .code_firstlineno
+            .map_or(0, |o| i32_at(header, o) as u64),
+    ]
+}
+
+pub fn read_code(p: &Process, layout: &Layout, addr: u64) -> Result<Code, ReadError> {
+    let mut header = vec![0u8; layout.code_read_size()];
+    p.read(addr, &mut header)?;
+    let [filename, name, linetable, firstlineno] = code_identity(layout, &header);
+    Ok(Code {
+        filename: read_str(p, layout, filename)?,
+        name: read_str(p, layout, name)?,
+        firstlineno: firstlineno as i32,
+        linetable: read_bytes(p, layout, linetable)?,
+        table_kind: LineTable::for_version(layout.python),
+        code_start: addr + layout.code_code_adaptive.unwrap_or(0) as u64,
+        header,
+    })
+}

@@ -1,0 +1,588 @@
+//! One sample: walk the target's threads and frames, turning them into interned frames.
+//! Code objects are cached by address and re-validated every sample with one batched read;
+//! 3.11+ frames are parsed from one copy of the thread's data stack.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use tachyon_plugin_api::{FrameId, FrameInfo, Symbols, ThreadStatus};
+
+use super::discover::{GilSource, Target};
+use super::objects::{code_identity, i32_at, read_code, u64_at, Code};
+use super::process::ReadError;
+
+const MAX_FRAMES: usize = 4096;
+const MAX_THREADS: usize = 4096;
+/// Largest data-stack span copied in one read.
+const MAX_STACK_COPY: u64 = 1 << 20;
+/// Owners at or above this are C/interpreter shim frames (3.12+).
+const FIRST_NON_PYTHON_OWNER: u8 = 3;
+/// glibc x86_64 keeps a thread's kernel tid at this offset of `struct pthread`.
+const GLIBC_PTHREAD_TID_OFFSET: usize = 0x2d0;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UnwindOptions {
+    pub all_threads: bool,
+    /// Insert `<native>` where Python was called from C (3.11+).
+    pub native: bool,
+    /// Insert `<GC>` while the garbage collector runs.
+    pub gc: bool,
+    pub opcodes: bool,
+    /// Read each thread's scheduler state (ON_CPU); otherwise status carries UNKNOWN.
+    pub cpu_state: bool,
+    /// Look at the handled-exception slot too (HAS_EXCEPTION for `except` blocks).
+    pub exception_state: bool,
+}
+
+pub struct ThreadSample {
+    pub thread_id: u64,
+    pub interpreter_id: u32,
+    pub status: u8,
+    /// Innermost first.
+    pub frames: Vec<FrameId>,
+}
+
+struct CodeEntry {
+    code: Code,
+    filename: u32,
+    name: u32,
+    frames: HashMap<(i64, u8), FrameId>,
+}
+
+#[derive(Clone, Copy)]
+enum RawFrame {
+    Python { code: u64, instr: u64 },
+    Native,
+}
+
+pub struct Unwinder {
+    pub target: Target,
+    opts: UnwindOptions,
+    codes: HashMap<u64, CodeEntry>,
+    main_tstate: Option<u64>,
+    ceval_gil: Option<u64>,
+    pthread_tids: HashMap<u64, u64>,
+    thread_count: usize,
+    stat_files: HashMap<u64, File>,
+    tstate_buf: Vec<u8>,
+    frame_buf: Vec<u8>,
+    stack_copy: Vec<u8>,
+    raw: Vec<RawFrame>,
+}
+
+impl Unwinder {
+    pub fn new(target: Target, opts: UnwindOptions) -> Self {
+        let tstate_buf = vec![0u8; target.layout.tstate_read_size()];
+        let frame_buf = vec![0u8; target.layout.frame_read_size()];
+        Unwinder {
+            target,
+            opts,
+            codes: HashMap::new(),
+            main_tstate: None,
+            ceval_gil: None,
+            pthread_tids: HashMap::new(),
+            thread_count: 0,
+            stat_files: HashMap::new(),
+            tstate_buf,
+            frame_buf,
+            stack_copy: Vec::new(),
+            raw: Vec::new(),
+        }
+    }
+
+    /// Sample the selected threads into `out` (cleared first).
+    pub fn sample(
+        &mut self,
+        symbols: &mut Symbols,
+        out: &mut Vec<ThreadSample>,
+    ) -> Result<(), ReadError> {
+        out.clear();
+        let p = self.target.process.clone();
+        let l = self.target.layout.clone();
+        let interp = p.read_u64(self.target.interp_head_addr)?;
+        if interp == 0 {
+            return Ok(());
+        }
+        // Interpreter-wide state in one read: thread list head, main thread, GC, GIL holder.
+        let mut head = [0u8; 8];
+        let mut main = [0u8; 8];
+        let mut gc = [0u8; 4];
+        let mut locked = [0u8; 4];
+        let mut holder = [0u8; 8];
+        if self.target.gil == GilSource::CevalPointer && self.ceval_gil.is_none() {
+            self.ceval_gil = Some(p.read_u64(interp + l.interp_ceval_gil.unwrap_or(0) as u64)?);
+        }
+        {
+            let mut regions: Vec<(u64, &mut [u8])> =
+                vec![(interp + l.interp_tstate_head.unwrap_or(0) as u64, &mut head)];
+            if let Some(off) = l.interp_threads_main {
+                regions.push((interp + off as u64, &mut main));
+            }
+            if let (true, Some(off)) = (self.opts.gc, l.interp_gc_collecting) {
+                regions.push((interp + off as u64, &mut gc));
+            }
+            match self.target.gil {
+                GilSource::CurrentPointer(addr) => {
+                    locked = [1, 0, 0, 0];
+                    regions.push((addr, &mut holder));
+                }
+                GilSource::CevalPointer => {
+                    let gil = self.ceval_gil.unwrap_or(0);
+                    regions.push((gil + l.gil_locked.unwrap_or(0) as u64, &mut locked));
+                    regions.push((gil + l.gil_last_holder.unwrap_or(0) as u64, &mut holder));
+                }
+                GilSource::Embedded => {
+                    regions.push((
+                        interp + l.interp_gil_locked.unwrap_or(0) as u64,
+                        &mut locked,
+                    ));
+                    regions.push((
+                        interp + l.interp_gil_holder.unwrap_or(0) as u64,
+                        &mut holder,
+                    ));
+                }
+            }
+            if !p.read_many(&mut regions)? {
+                return Err(ReadError::Fault);
+            }
+        }
+        let head = u64::from_le_bytes(head);
+        let gil_holder = if i32::from_le_bytes(locked) != 0 {
+            u64::from_le_bytes(holder)
+        } else {
+            0
+        };
+        let gc_running = i32::from_le_bytes(gc) != 0;
+        if l.interp_threads_main.is_some() {
+            self.main_tstate = Some(u64::from_le_bytes(main));
+        }
+
+        let threads = if self.opts.all_threads || self.main_tstate.is_none() {
+            self.thread_list(head)?
+        } else {
+            Vec::new()
+        };
+        if self.main_tstate.is_none() {
+            self.main_tstate = self.find_main(&threads);
+        }
+        if threads.len() != self.thread_count {
+            self.thread_count = threads.len();
+            self.pthread_tids.clear();
+        }
+        let selected: Vec<u64> = if self.opts.all_threads {
+            threads
+        } else {
+            self.main_tstate.into_iter().collect()
+        };
+        for tstate in selected {
+            if let Some(sample) = self.sample_thread(symbols, tstate, gil_holder, gc_running)? {
+                out.push(sample);
+            }
+        }
+        Ok(())
+    }
+
+    fn thread_list(&self, mut tstate: u64) -> Result<Vec<u64>, ReadError> {
+        let next = self.target.layout.tstate_next.unwrap_or(0) as u64;
+        let mut out = Vec::new();
+        while tstate != 0 {
+            if out.len() >= MAX_THREADS || out.contains(&tstate) {
+                return Err(ReadError::Fault);
+            }
+            out.push(tstate);
+            tstate = self.target.process.read_u64(tstate + next)?;
+        }
+        Ok(out)
+    }
+
+    /// The main thread: the one whose OS tid is the pid (3.11+), else the oldest thread state
+    /// (new thread states are pushed at the head of the list).
+    fn find_main(&self, threads: &[u64]) -> Option<u64> {
+        if let Some(off) = self.target.layout.tstate_native_thread_id {
+            let pid = self.target.process.pid as u64;
+            let found = threads
+                .iter()
+                .copied()
+                .find(|&t| self.target.process.read_u64(t + off as u64).ok() == Some(pid));
+            if found.is_some() {
+                return found;
+            }
+        }
+        threads.last().copied()
+    }
+
+    fn sample_thread(
+        &mut self,
+        symbols: &mut Symbols,
+        tstate: u64,
+        gil_holder: u64,
+        gc_running: bool,
+    ) -> Result<Option<ThreadSample>, ReadError> {
+        let p = self.target.process.clone();
+        let mut ts = std::mem::take(&mut self.tstate_buf);
+        let result = p
+            .read(tstate, &mut ts)
+            .and_then(|()| self.thread_from_state(symbols, tstate, &ts, gil_holder, gc_running));
+        self.tstate_buf = ts;
+        result.map(Some)
+    }
+
+    fn thread_from_state(
+        &mut self,
+        symbols: &mut Symbols,
+        tstate: u64,
+        ts: &[u8],
+        gil_holder: u64,
+        gc_running: bool,
+    ) -> Result<ThreadSample, ReadError> {
+        let p = self.target.process.clone();
+        let l = self.target.layout.clone();
+        let field = |off: Option<usize>| off.map_or(0, |o| u64_at(ts, o));
+        let mut frame = field(l.tstate_frame);
+        if let Some(off) = l.cframe_current_frame {
+            frame = if frame == 0 {
+                0
+            } else {
+                p.read_u64(frame + off as u64)?
+            };
+        }
+        let thread_id = match l.tstate_native_thread_id {
+            Some(off) => u64_at(ts, off),
+            None => self.os_tid(field(l.tstate_thread_id)),
+        };
+        let mut status = 0u8;
+        if tstate == gil_holder {
+            status |= ThreadStatus::HAS_GIL;
+        }
+        if Some(tstate) == self.main_tstate {
+            status |= ThreadStatus::MAIN_THREAD;
+        }
+        if self.has_exception(ts)? {
+            status |= ThreadStatus::HAS_EXCEPTION;
+        }
+        status |= if self.opts.cpu_state {
+            self.cpu_state(thread_id)
+        } else {
+            ThreadStatus::UNKNOWN
+        };
+        let chunk = field(l.tstate_datastack_chunk);
+
+        self.raw.clear();
+        if l.object_frames() {
+            self.walk_object_frames(frame)?;
+        } else {
+            self.walk_interpreter_frames(frame, chunk)?;
+        }
+        let mut frames = Vec::with_capacity(self.raw.len() + 1);
+        if gc_running && status & ThreadStatus::HAS_GIL != 0 {
+            frames.push(synthetic(symbols, "<GC>"));
+        }
+        self.resolve(symbols, &mut frames)?;
+        Ok(ThreadSample {
+            thread_id,
+            interpreter_id: 0,
+            status,
+            frames,
+        })
+    }
+
+    /// ≤3.10: heap frame objects linked by `f_back`, one read each.
+    fn walk_object_frames(&mut self, mut frame: u64) -> Result<(), ReadError> {
+        let l = &self.target.layout;
+        let (code_off, back_off, lasti_off) = (
+            l.frame_code.unwrap_or(0),
+            l.frame_previous.unwrap_or(0),
+            l.frame_instr.unwrap_or(0),
+        );
+        while frame != 0 {
+            if self.raw.len() >= MAX_FRAMES {
+                return Err(ReadError::Fault);
+            }
+            self.target.process.read(frame, &mut self.frame_buf)?;
+            let code = u64_at(&self.frame_buf, code_off);
+            let lasti = i32_at(&self.frame_buf, lasti_off);
+            if code != 0 {
+                self.raw.push(RawFrame::Python {
+                    code,
+                    instr: lasti as i64 as u64,
+                });
+            }
+            frame = u64_at(&self.frame_buf, back_off);
+        }
+        Ok(())
+    }
+
+    /// 3.11+: `_PyInterpreterFrame`s, mostly inside the thread's current data-stack chunk,
+    /// which is copied once; frames elsewhere (generators, older chunks) are read one by one.
+    fn walk_interpreter_frames(&mut self, mut frame: u64, chunk: u64) -> Result<(), ReadError> {
+        let l = self.target.layout.clone();
+        let size = self.frame_buf.len() as u64;
+        self.stack_copy.clear();
+        if chunk != 0 && frame >= chunk && frame + size - chunk <= MAX_STACK_COPY {
+            self.stack_copy.resize((frame + size - chunk) as usize, 0);
+            self.target.process.read(chunk, &mut self.stack_copy)?;
+        }
+        let python = l.python;
+        let mut emitted = 0usize;
+        let mut visited = 0usize;
+        while frame != 0 {
+            visited += 1;
+            if visited > MAX_FRAMES {
+                return Err(ReadError::Fault);
+            }
+            let buf: &[u8] =
+                if frame >= chunk && frame + size <= chunk + self.stack_copy.len() as u64 {
+                    let at = (frame - chunk) as usize;
+                    &self.stack_copy[at..at + size as usize]
+                } else {
+                    self.target.process.read(frame, &mut self.frame_buf)?;
+                    &self.frame_buf
+                };
+            let code = u64_at(buf, l.frame_code.unwrap_or(0)) & !7;
+            let previous = u64_at(buf, l.frame_previous.unwrap_or(0));
+            let instr = u64_at(buf, l.frame_instr.unwrap_or(0));
+            let owner = l.frame_owner.map_or(0, |o| buf[o]);
+            let is_entry = l.frame_is_entry.is_some_and(|o| buf[o] != 0);
+            if python >= (3, 12) && owner >= FIRST_NON_PYTHON_OWNER {
+                // A C-stack/interpreter shim: the boundary where C called into Python.
+                if self.opts.native && emitted > 0 && previous != 0 {
+                    self.raw.push(RawFrame::Native);
+                }
+            } else if code != 0 {
+                self.raw.push(RawFrame::Python { code, instr });
+                emitted += 1;
+                if is_entry && self.opts.native && previous != 0 {
+                    self.raw.push(RawFrame::Native);
+                }
+            }
+            frame = previous;
+        }
+        Ok(())
+    }
+
+    /// Turn raw frames into interned frame ids, re-reading any code object whose identity
+    /// changed since it was cached.
+    fn resolve(&mut self, symbols: &mut Symbols, out: &mut Vec<FrameId>) -> Result<(), ReadError> {
+        let p = self.target.process.clone();
+        let l = self.target.layout.clone();
+        let mut unique: Vec<u64> = Vec::new();
+        for f in &self.raw {
+            if let RawFrame::Python { code, .. } = f {
+                if !unique.contains(code) {
+                    unique.push(*code);
+                }
+            }
+        }
+        let cached: Vec<u64> = unique
+            .iter()
+            .copied()
+            .filter(|c| self.codes.contains_key(c))
+            .collect();
+        if !cached.is_empty() {
+            let size = l.code_read_size();
+            let mut bufs = vec![vec![0u8; size]; cached.len()];
+            for (addrs, chunk) in cached.chunks(512).zip(bufs.chunks_mut(512)) {
+                let mut regions: Vec<(u64, &mut [u8])> = addrs
+                    .iter()
+                    .copied()
+                    .zip(chunk.iter_mut().map(|b| b.as_mut_slice()))
+                    .collect();
+                p.read_many(&mut regions)?;
+            }
+            for (addr, buf) in cached.iter().zip(&bufs) {
+                let entry = &self.codes[addr];
+                if code_identity(&l, buf) != code_identity(&l, &entry.code.header) {
+                    self.codes.remove(addr);
+                }
+            }
+        }
+        for &addr in &unique {
+            if !self.codes.contains_key(&addr) {
+                let code = read_code(&p, &l, addr)?;
+                let filename = symbols.intern_str(&code.filename);
+                let name = symbols.intern_str(&code.name);
+                self.codes.insert(
+                    addr,
+                    CodeEntry {
+                        code,
+                        filename,
+                        name,
+                        frames: HashMap::new(),
+                    },
+                );
+            }
+        }
+        let opcodes = if self.opts.opcodes && !l.object_frames() {
+            self.read_opcodes()?
+        } else {
+            Vec::new()
+        };
+        let mut python_index = 0;
+        for f in &self.raw {
+            match *f {
+                RawFrame::Native => out.push(synthetic(symbols, "<native>")),
+                RawFrame::Python { code, instr } => {
+                    let opcode = opcodes.get(python_index).copied().flatten();
+                    python_index += 1;
+                    let entry = self.codes.get_mut(&code).expect("resolved above");
+                    let addrq = instruction_offset(l.python, instr, entry.code.code_start);
+                    let key = (addrq, opcode.unwrap_or(255));
+                    let id = match entry.frames.get(&key) {
+                        Some(&id) => id,
+                        None => {
+                            let loc = entry.code.table_kind.locate(
+                                &entry.code.linetable,
+                                entry.code.firstlineno,
+                                addrq,
+                            );
+                            let id = symbols.intern_frame(FrameInfo {
+                                filename: entry.filename,
+                                funcname: entry.name,
+                                lineno: loc.line,
+                                end_lineno: loc.end_line,
+                                column: loc.column,
+                                end_column: loc.end_column,
+                                opcode,
+                            });
+                            entry.frames.insert(key, id);
+                            id
+                        }
+                    };
+                    out.push(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The opcode byte at each Python frame's instruction pointer (3.11+), in one read.
+    fn read_opcodes(&self) -> Result<Vec<Option<u8>>, ReadError> {
+        let ptrs: Vec<u64> = self
+            .raw
+            .iter()
+            .filter_map(|f| {
+                if let RawFrame::Python { instr, .. } = f {
+                    Some(*instr)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let mut words = vec![[0u8; 2]; ptrs.len()];
+        let mut regions: Vec<(u64, &mut [u8])> = ptrs
+            .iter()
+            .copied()
+            .zip(words.iter_mut().map(|w| w.as_mut_slice()))
+            .collect();
+        let complete = ptrs.is_empty() || self.target.process.read_many(&mut regions)?;
+        Ok(words.iter().map(|w| complete.then_some(w[0])).collect())
+    }
+
+    fn has_exception(&self, ts: &[u8]) -> Result<bool, ReadError> {
+        let l = &self.target.layout;
+        let none = self.target.none_addr.unwrap_or(0);
+        let set = |v: u64| v != 0 && v != none;
+        if l.tstate_exception.is_some_and(|o| set(u64_at(ts, o))) {
+            return Ok(true);
+        }
+        if !self.opts.exception_state {
+            return Ok(false);
+        }
+        if let Some(off) = l.tstate_exc_type {
+            return Ok(set(u64_at(ts, off)));
+        }
+        match (l.tstate_exc_info, l.exc_info_value) {
+            (Some(info_off), Some(value_off)) => {
+                let info = u64_at(ts, info_off);
+                Ok(info != 0 && set(self.target.process.read_u64(info + value_off as u64)?))
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// ON_CPU if the kernel says the thread is running, UNKNOWN if it cannot tell.
+    fn cpu_state(&mut self, tid: u64) -> u8 {
+        let pid = self.target.process.pid;
+        let file = match self.stat_files.entry(tid) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                match File::open(format!("/proc/{pid}/task/{tid}/stat")) {
+                    Ok(f) => v.insert(f),
+                    Err(_) => return ThreadStatus::UNKNOWN,
+                }
+            }
+        };
+        let mut buf = [0u8; 512];
+        let n = match file.read_at(&mut buf, 0) {
+            Ok(n) => n,
+            Err(_) => {
+                self.stat_files.remove(&tid);
+                return ThreadStatus::UNKNOWN;
+            }
+        };
+        let text = &buf[..n];
+        match text
+            .iter()
+            .rposition(|&b| b == b')')
+            .and_then(|i| text.get(i + 2))
+        {
+            Some(b'R') => ThreadStatus::ON_CPU,
+            Some(_) => 0,
+            None => ThreadStatus::UNKNOWN,
+        }
+    }
+
+    /// ≤3.10 record only `pthread_t`; the kernel tid sits inside glibc's `struct pthread`.
+    fn os_tid(&mut self, pthread: u64) -> u64 {
+        if let Some(&tid) = self.pthread_tids.get(&pthread) {
+            return tid;
+        }
+        let tids = self.target.process.thread_ids();
+        let mut buf = vec![0u8; 2048];
+        let tid = match self.target.process.read(pthread, &mut buf) {
+            Ok(()) => {
+                let at = |o: usize| u32::from_le_bytes(buf[o..o + 4].try_into().unwrap());
+                let known = GLIBC_PTHREAD_TID_OFFSET;
+                if tids.contains(&at(known)) {
+                    u64::from(at(known))
+                } else {
+                    (0..buf.len() - 4)
+                        .step_by(4)
+                        .map(at)
+                        .find(|v| tids.contains(v))
+                        .map_or(pthread, u64::from)
+                }
+            }
+            Err(_) => pthread,
+        };
+        self.pthread_tids.insert(pthread, tid);
+        tid
+    }
+}
+
+/// Offset of the executing instruction in the units each line table uses.
+fn instruction_offset(python: (u8, u8), instr: u64, code_start: u64) -> i64 {
+    if python >= (3, 11) {
+        (instr as i64 - code_start as i64).div_euclid(2)
+    } else if python == (3, 10) {
+        // f_lasti counts instructions; the table counts bytes.
+        (instr as i64) * 2
+    } else {
+        instr as i64
+    }
+}
+
+fn synthetic(symbols: &mut Symbols, name: &str) -> FrameId {
+    let filename = symbols.intern_str("~");
+    let funcname = symbols.intern_str(name);
+    symbols.intern_frame(FrameInfo {
+        filename,
+        funcname,
+        lineno: -1,
+        end_lineno: -1,
+        column: -1,
+        end_column: -1,
+        opcode: None,
+    })
+}

@@ -9,6 +9,7 @@ use tachyon_plugin_api::formats;
 
 use crate::output::OutputArgs;
 use crate::sampler::UnwindOptions;
+use crate::session::SampleArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,6 +24,33 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Start a Python program and profile it until it exits (or -d / Ctrl-C).
+    #[command(trailing_var_arg = true)]
+    Run {
+        /// Run the target as a module (python -m MODULE).
+        #[arg(short, long)]
+        module: bool,
+        /// Python interpreter to start (default: $TACHYON_PYTHON, else python3).
+        #[arg(long, value_name = "PATH")]
+        python: Option<PathBuf>,
+        #[command(flatten)]
+        sample: SampleArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+        /// Script path (or module name with -m).
+        target: String,
+        /// Arguments passed to the program.
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Profile a running Python process.
+    Attach {
+        pid: i32,
+        #[command(flatten)]
+        sample: SampleArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Convert a binary capture (.bin) into another format.
     Replay {
         /// The capture to read.
@@ -70,6 +98,15 @@ fn one_line(e: &anyhow::Error) -> String {
 
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Run {
+            module,
+            python,
+            sample,
+            out,
+            target,
+            args,
+        } => crate::session::run(python, module, &target, &args, &sample, &out),
+        Command::Attach { pid, sample, out } => crate::session::attach(pid, &sample, &out),
         Command::Replay { input, out } => crate::replay::replay(&input, &out),
         Command::Dump { pid, native } => crate::dump::dump(
             pid,

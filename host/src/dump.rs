@@ -37,7 +37,10 @@ pub fn render(pid: i32, threads: &[ThreadSample], symbols: &Symbols) -> String {
     if threads.is_empty() {
         let _ = writeln!(out, "No Python stacks found for PID {pid}");
     }
-    let cwd = std::env::current_dir().ok();
+    // Paths under the working directory are shown relative to it, as tracebacks read best.
+    let cwd = std::env::current_dir()
+        .ok()
+        .filter(|c| c.parent().is_some());
     for t in threads {
         let _ = writeln!(
             out,

@@ -8,6 +8,7 @@ pub mod output;
 pub mod progress;
 pub mod replay;
 pub mod sampler;
+pub mod session;
 
 // Built-in collectors register themselves with `inventory`; naming the crates links them in.
 #[cfg(feature = "collapsed")]

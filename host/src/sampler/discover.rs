@@ -160,6 +160,13 @@ impl Target {
         let Some((major, minor)) = version_from_name(path) else {
             return Ok(None);
         };
+        if (major, minor) >= (3, 13) {
+            // Its debug offsets are not readable yet: the loader is still mapping the binary.
+            bail!(
+                "the CPython runtime of PID {} is not initialised yet",
+                process.pid
+            );
+        }
         let layout = Layout::for_version(major, minor).with_context(|| {
             format!("Python {major}.{minor} is not supported (tachyon supports {SUPPORTED})")
         })?;

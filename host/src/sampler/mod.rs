@@ -6,6 +6,7 @@ pub mod layout;
 mod layouts;
 pub mod linetable;
 pub mod objects;
+pub mod pause;
 pub mod process;
 pub mod unwind;
 

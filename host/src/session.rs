@@ -1,0 +1,485 @@
+//! `tachyon run` and `tachyon attach`: the sampling loop, its options, and the end-of-run
+//! summary. Samples stream into the chosen collector; Ctrl-C, the duration limit or the
+//! target's exit all end the loop and the output is still written.
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use tachyon_plugin_api::{
+    Collector, CollectorConfig, ExportContext, Mode, RunStats, Sample, Symbols, ThreadStatus,
+};
+
+use crate::binary::features;
+use crate::output::{build_collector, check_output_dir, find_format, OutputArgs};
+use crate::sampler::pause::Paused;
+use crate::sampler::process::{check_pid, permission_help, ReadError};
+use crate::sampler::{Target, ThreadSample, UnwindOptions, Unwinder};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    Wall,
+    Cpu,
+    Gil,
+    Exception,
+}
+
+/// Sampling options shared by `run` and `attach`.
+#[derive(Args, Debug, Clone)]
+pub struct SampleArgs {
+    /// Sampling rate: a number of Hz, or with a suffix (10khz, 10k, 250hz).
+    #[arg(short = 'r', long = "sampling-rate", default_value = "1khz", value_parser = parse_rate)]
+    pub interval_us: u64,
+    /// Stop after this many seconds (default: until the target exits or Ctrl-C).
+    #[arg(short, long)]
+    pub duration: Option<f64>,
+    /// Sample every thread, not only the main thread.
+    #[arg(short, long)]
+    pub all_threads: bool,
+    /// What a sample counts: wall time, CPU time, GIL holding, or exception handling.
+    #[arg(long, value_enum, default_value = "wall")]
+    pub mode: ModeArg,
+    /// Insert <native> frames where Python was called from C (3.11+).
+    #[arg(long)]
+    pub native: bool,
+    /// Do not insert <GC> frames while the garbage collector runs.
+    #[arg(long)]
+    pub no_gc: bool,
+    /// Record the executing opcode of every frame (3.11+).
+    #[arg(long)]
+    pub opcodes: bool,
+    /// Stop the target's threads while each sample is read (exact stacks, slower target).
+    #[arg(long)]
+    pub blocking: bool,
+}
+
+/// Tachyon's rate syntax: `^(\d+(\.\d+)?)(hz|khz|k)?$`, case-insensitive; the result is the
+/// interval in microseconds.
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let s = text.trim().to_ascii_lowercase();
+    let (number, scale) = if let Some(n) = s.strip_suffix("khz") {
+        (n, 1000.0)
+    } else if let Some(n) = s.strip_suffix('k') {
+        (n, 1000.0)
+    } else if let Some(n) = s.strip_suffix("hz") {
+        (n, 1.0)
+    } else {
+        (s.as_str(), 1.0)
+    };
+    let valid = !number.is_empty()
+        && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && number.matches('.').count() <= 1
+        && !number.starts_with('.')
+        && !number.ends_with('.');
+    if !valid {
+        return Err(format!(
+            "invalid sampling rate format: {text}. Expected a number followed by an optional suffix (hz, khz, k) with no spaces (e.g. 10khz)"
+        ));
+    }
+    let hz: f64 = number.parse::<f64>().map_err(|e| e.to_string())? * scale;
+    if hz <= 0.0 {
+        return Err(format!("sampling rate must be positive: {text}"));
+    }
+    let interval = (1_000_000.0 / hz) as u64;
+    if interval < 1 {
+        return Err(format!("sampling rate too high: {text} (at most 1MHz)"));
+    }
+    Ok(interval)
+}
+
+impl SampleArgs {
+    fn mode(&self) -> Mode {
+        match self.mode {
+            ModeArg::Wall => Mode::Wall,
+            ModeArg::Cpu => Mode::Cpu,
+            ModeArg::Gil => Mode::Gil,
+            ModeArg::Exception => Mode::Exception,
+        }
+    }
+
+    fn unwind_options(&self) -> UnwindOptions {
+        UnwindOptions {
+            all_threads: self.all_threads,
+            native: self.native,
+            gc: !self.no_gc,
+            opcodes: self.opcodes,
+            cpu_state: matches!(self.mode, ModeArg::Cpu | ModeArg::Exception),
+            exception_state: self.mode == ModeArg::Exception,
+        }
+    }
+
+    fn capture_features(&self) -> u8 {
+        let mut f = 0;
+        for (on, bit) in [
+            (self.all_threads, features::ALL_THREADS),
+            (self.native, features::NATIVE),
+            (!self.no_gc, features::GC),
+            (self.opcodes, features::OPCODES),
+            (self.blocking, features::BLOCKING),
+        ] {
+            if on {
+                f |= bit;
+            }
+        }
+        f
+    }
+
+    /// Whether a thread's sample counts in this mode (Tachyon's filters).
+    fn keeps(&self, status: u8) -> bool {
+        let s = ThreadStatus(status);
+        match self.mode {
+            ModeArg::Wall => true,
+            ModeArg::Cpu => s.has(ThreadStatus::ON_CPU),
+            ModeArg::Gil => s.has(ThreadStatus::HAS_GIL),
+            ModeArg::Exception => {
+                s.has(ThreadStatus::HAS_EXCEPTION)
+                    && (s.has(ThreadStatus::HAS_GIL) || s.has(ThreadStatus::ON_CPU))
+            }
+        }
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to atomics, which is async-signal-safe.
+        unsafe {
+            let _ = sigaction(sig, &action);
+        }
+    }
+}
+
+pub fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+/// Sleep until an absolute CLOCK_MONOTONIC time (µs). Timer slack is lowered at start so
+/// high rates are not rounded up to 50 µs.
+fn sleep_until_us(deadline_us: u64) {
+    let ts = libc::timespec {
+        tv_sec: (deadline_us / 1_000_000) as libc::time_t,
+        tv_nsec: ((deadline_us % 1_000_000) * 1000) as libc::c_long,
+    };
+    // SAFETY: plain syscall on a stack value; EINTR just ends the sleep early.
+    unsafe {
+        libc::clock_nanosleep(
+            libc::CLOCK_MONOTONIC,
+            libc::TIMER_ABSTIME,
+            &ts,
+            std::ptr::null_mut(),
+        )
+    };
+}
+
+/// What the loop counted.
+#[derive(Default, Debug)]
+struct Counts {
+    samples: u64,
+    errors: u64,
+    thread_samples: u64,
+}
+
+struct Loop<'a> {
+    args: &'a SampleArgs,
+    unwinder: Unwinder,
+    collector: &'a mut dyn Collector,
+    symbols: Symbols,
+    counts: Counts,
+}
+
+impl Loop<'_> {
+    fn sample_once(&mut self, threads: &mut Vec<ThreadSample>) -> Result<bool> {
+        let _paused = if self.args.blocking {
+            Some(Paused::pause(&self.unwinder.target.process)?)
+        } else {
+            None
+        };
+        let now = monotonic_us();
+        match self.unwinder.sample(&mut self.symbols, threads) {
+            Ok(()) => {
+                self.counts.samples += 1;
+                for t in threads.iter().filter(|t| self.args.keeps(t.status)) {
+                    self.counts.thread_samples += 1;
+                    self.collector.collect(
+                        &self.symbols,
+                        &Sample {
+                            thread_id: t.thread_id,
+                            interpreter_id: t.interpreter_id,
+                            status: ThreadStatus(t.status),
+                            timestamps_us: &[now],
+                            frames: &t.frames,
+                        },
+                    );
+                }
+                Ok(true)
+            }
+            Err(ReadError::Exited) => Ok(false),
+            Err(ReadError::Permission) => bail!(permission_help(self.unwinder.target.process.pid)),
+            Err(ReadError::Fault) => {
+                if !self.unwinder.target.process.is_alive() {
+                    return Ok(false);
+                }
+                self.counts.errors += 1;
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// Sample until Ctrl-C, the duration, or the target's exit; returns the run's statistics.
+fn sample_loop(lp: &mut Loop<'_>, child: &mut Option<&mut Child>) -> Result<RunStats> {
+    let interval = lp.args.interval_us;
+    let start = monotonic_us();
+    let end = lp.args.duration.map(|d| start + (d * 1e6) as u64);
+    let mut next = start;
+    let mut threads = Vec::new();
+    let mut last_child_check = start;
+    while !STOP.load(Ordering::SeqCst) {
+        let now = monotonic_us();
+        if end.is_some_and(|e| now >= e) {
+            break;
+        }
+        if now < next {
+            sleep_until_us(next.min(end.unwrap_or(u64::MAX)));
+            continue;
+        }
+        if !lp.sample_once(&mut threads)? {
+            break;
+        }
+        next += interval;
+        // Far behind (the machine stalled): skip ahead instead of bursting for seconds.
+        if now > next + 1_000_000 {
+            next = now;
+        }
+        if let Some(c) = child.as_mut() {
+            if now - last_child_check > 10_000 {
+                last_child_check = now;
+                if c.try_wait()?.is_some() {
+                    break;
+                }
+            }
+        }
+    }
+    let elapsed = (monotonic_us() - start) as f64 / 1e6;
+    let c = &lp.counts;
+    let attempts = c.samples + c.errors;
+    let expected = (elapsed * 1e6 / interval as f64).floor();
+    Ok(RunStats {
+        duration_sec: elapsed,
+        sample_rate: if elapsed > 0.0 {
+            c.samples as f64 / elapsed
+        } else {
+            0.0
+        },
+        error_rate: Some(if attempts > 0 {
+            c.errors as f64 * 100.0 / attempts as f64
+        } else {
+            0.0
+        }),
+        missed_samples: (expected > 0.0).then(|| (expected - attempts as f64) * 100.0 / expected),
+    })
+}
+
+fn print_summary(stats: &RunStats, counts: &Counts, interval_us: u64) {
+    eprintln!(
+        "Captured {} samples in {:.2} seconds",
+        counts.samples, stats.duration_sec
+    );
+    eprintln!("Sample rate: {:.2} samples/sec", stats.sample_rate);
+    eprintln!("Error rate: {:.2}", stats.error_rate.unwrap_or(0.0));
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        eprintln!("Interrupted by user.");
+    } else if let Some(missed) = stats.missed_samples.filter(|m| *m > 1.0) {
+        let expected = (stats.duration_sec * 1e6 / interval_us as f64) as u64;
+        let taken = counts.samples + counts.errors;
+        eprintln!(
+            "Warning: missed {} samples from the expected total of {expected} ({missed:.2}%)",
+            expected.saturating_sub(taken)
+        );
+    }
+}
+
+/// Attach (retrying while a freshly started interpreter initialises), sample, export.
+fn profile(
+    pid: i32,
+    args: &SampleArgs,
+    out: &OutputArgs,
+    mut child: Option<&mut Child>,
+) -> Result<()> {
+    install_signal_handlers();
+    // SAFETY: prctl with PR_SET_TIMERSLACK only changes this thread's timer slack.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
+    let format = find_format(out.format_name())?;
+    let path = out.output_path(format, pid as u32);
+    check_output_dir(path.as_deref())?;
+    let target = wait_for_runtime(pid, child.as_deref_mut())?;
+    let mut config = CollectorConfig {
+        interval_us: args.interval_us,
+        mode: args.mode(),
+        python_version: Some(target.version),
+        start_time_us: Some(monotonic_us()),
+        capture_features: Some(args.capture_features()),
+        ..Default::default()
+    };
+    out.fill_options(&mut config)?;
+    let mut collector = build_collector(format, &config)?;
+    let (v0, v1, v2) = target.version;
+    eprintln!(
+        "Sampling PID {pid} (Python {v0}.{v1}.{v2}) at {:.0} Hz; Ctrl-C to stop",
+        1e6 / args.interval_us as f64
+    );
+    let mut lp = Loop {
+        args,
+        unwinder: Unwinder::new(target, args.unwind_options()),
+        collector: collector.as_mut(),
+        symbols: Symbols::new(),
+        counts: Counts::default(),
+    };
+    let result = sample_loop(&mut lp, &mut child);
+    if let Some(c) = child {
+        stop_child(c);
+    }
+    let stats = result?;
+    print_summary(&stats, &lp.counts, args.interval_us);
+    if lp.counts.thread_samples == 0 && args.mode != ModeArg::Wall {
+        eprintln!(
+            "No samples were collected in {:?} mode (no thread matched it while sampling).",
+            args.mode
+        );
+    }
+    let symbols = std::mem::take(&mut lp.symbols);
+    drop(lp);
+    collector.export(&ExportContext {
+        path: path.as_deref(),
+        symbols: &symbols,
+        stats: &stats,
+    })
+}
+
+fn wait_for_runtime(pid: i32, mut child: Option<&mut Child>) -> Result<Target> {
+    let started = Instant::now();
+    loop {
+        let attempt = Target::attach(pid).and_then(|t| match t.first_interpreter() {
+            Ok(Some(_)) => Ok(t),
+            Ok(None) => bail!("the Python runtime of PID {pid} is not initialised"),
+            Err(e) => bail!("cannot read PID {pid}: {e}"),
+        });
+        match attempt {
+            Ok(t) => return Ok(t),
+            Err(e) => {
+                let msg = format!("{e:#}");
+                let fatal = msg.contains("not supported")
+                    || msg.contains("permission denied")
+                    || msg.contains("no process with PID");
+                let child_gone = match child.as_deref_mut() {
+                    Some(c) => c.try_wait()?.is_some(),
+                    None => !crate::sampler::process::Process::new(pid).is_alive(),
+                };
+                if child_gone {
+                    bail!("process {pid} exited before it could be sampled");
+                }
+                if fatal
+                    || started.elapsed() > Duration::from_secs(if child.is_some() { 10 } else { 2 })
+                {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+}
+
+fn stop_child(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    for _ in 0..200 {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `tachyon run`: start `python script.py args…` (or `-m module`) and profile it.
+pub fn run(
+    python: Option<PathBuf>,
+    module: bool,
+    target: &str,
+    target_args: &[String],
+    args: &SampleArgs,
+    out: &OutputArgs,
+) -> Result<()> {
+    let python = python
+        .or_else(|| std::env::var_os("TACHYON_PYTHON").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    if !module && !std::path::Path::new(target).exists() {
+        bail!("script '{target}' not found");
+    }
+    let mut cmd = Command::new(&python);
+    if module {
+        cmd.arg("-m");
+    }
+    cmd.arg(target).args(target_args);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", python.display()))?;
+    let pid = child.id() as i32;
+    let result = profile(pid, args, out, Some(&mut child));
+    // Whatever happened, the program we started does not outlive us.
+    stop_child(&mut child);
+    result
+}
+
+/// `tachyon attach PID`.
+pub fn attach(pid: i32, args: &SampleArgs, out: &OutputArgs) -> Result<()> {
+    check_pid(pid)?;
+    profile(pid, args, out, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rate;
+
+    #[test]
+    fn rates_as_tachyon_parses_them() {
+        assert_eq!(parse_rate("1khz"), Ok(1000));
+        assert_eq!(parse_rate("10k"), Ok(100));
+        assert_eq!(parse_rate("10KHz"), Ok(100));
+        assert_eq!(parse_rate("250hz"), Ok(4000));
+        assert_eq!(parse_rate("10000"), Ok(100));
+        assert_eq!(parse_rate("1.5k"), Ok(666));
+        assert!(parse_rate("10 khz")
+            .unwrap_err()
+            .contains("invalid sampling rate format"));
+        assert!(parse_rate("0").unwrap_err().contains("must be positive"));
+        assert!(parse_rate("2000khz").unwrap_err().contains("too high"));
+        assert!(parse_rate("fast").is_err());
+    }
+}

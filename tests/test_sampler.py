@@ -1,0 +1,254 @@
+"""The sampler against real CPython processes: exact stacks on every installed version,
+run/attach/dump, modes, and the failures a user can meet."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, decoded_samples, require_python, tachyon
+
+SCRIPTS = os.path.join(ROOT, "tests", "scripts")
+VERSIONS = ["2.7", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
+
+
+def start(python, script, *args):
+    proc = subprocess.Popen([python, os.path.join(SCRIPTS, script), *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return proc
+
+
+def wait_for(path, proc, timeout=20):
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        if proc.poll() is not None:
+            raise AssertionError("target died: " + proc.stderr.read().decode())
+        if time.time() > deadline:
+            raise AssertionError("target never got ready")
+        time.sleep(0.02)
+    with open(path) as f:
+        return json.load(f)
+
+
+@pytest.fixture
+def known(tmp, request):
+    python = require_python(request.param)
+    oracle_path = str(tmp / "oracle.json")
+    proc = start(python, "known_stacks.py", oracle_path)
+    try:
+        yield proc, wait_for(oracle_path, proc), request.param
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def oracle_frames(entry):
+    return tuple((f, func, line) for f, func, line in entry["frames"])
+
+
+@pytest.mark.parametrize("known", VERSIONS, indirect=True)
+def test_attach_reports_exact_stacks_of_every_thread(known, tmp):
+    proc, oracle, version = known
+    out = tmp / "cap.bin"
+    tachyon("attach", proc.pid, "-a", "-d", "0.3", "-r", "200", "--format", "binary", "-o", out)
+    samples = decoded_samples(out)
+    by_tid = {}
+    for tid, _iid, _ts, status, frames in samples:
+        by_tid.setdefault(tid, set()).add((frames, status & 0x20))
+    for name, entry in oracle.items():
+        want = oracle_frames(entry)
+        got = by_tid.get(entry["tid"])
+        assert got, "no samples for thread %s (tid %s); have %s" % (name, entry["tid"], list(by_tid))
+        stacks = {frames for frames, _ in got}
+        assert stacks == {want}, "%s on %s:\n got %s\nwant %s" % (name, version, stacks, want)
+        assert {main for _, main in got} == {0x20 if name == "main" else 0}
+    assert len(samples) >= 3 * 30
+
+
+@pytest.mark.parametrize("known", ["2.7", "3.10", "3.13"], indirect=True)
+def test_dump_prints_every_thread_like_a_traceback(known):
+    proc, oracle, _ = known
+    out = tachyon("dump", proc.pid, cwd="/").stdout
+    for name, entry in oracle.items():
+        header = "Stack dump for PID %d, thread %d (" % (proc.pid, entry["tid"])
+        assert header in out
+        section = out.split(header, 1)[1].split("\n\n", 1)[0]
+        lines = [l.strip() for l in section.splitlines()[1:] if l.startswith("  File")]
+        want = ['File "%s", line %d, in %s' % (f, line, func) for f, func, line in reversed(entry["frames"])]
+        assert lines == want
+    assert "main thread" in out.split("thread %d (" % oracle["main"]["tid"], 1)[1].split(")")[0]
+
+
+SPIN = r"""
+import sys, threading, time
+def spin_forever():
+    while True:
+        sum(range(1000))
+def sleep_forever():
+    while True:
+        time.sleep(0.5)
+def handle_forever():
+    try:
+        raise ValueError("x")
+    except ValueError:
+        while True:
+            sum(range(1000))
+for fn in (spin_forever, sleep_forever):
+    threading.Thread(target=fn, daemon=True).start()
+handle_forever() if sys.argv[1:] == ["exc"] else sleep_forever()
+"""
+
+
+def functions_in(path):
+    funcs = {}
+    for tid, _iid, _ts, status, frames in decoded_samples(path):
+        for leafward in frames:
+            if leafward[1].endswith("_forever"):
+                funcs[leafward[1]] = funcs.get(leafward[1], 0) + 1
+                break
+    return funcs
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.12", "3.13"])
+def test_modes_keep_only_matching_threads(tmp, version):
+    python = require_python(version)
+    script = tmp / "spin.py"
+    script.write_text(SPIN)
+    out = {}
+    for mode in ("wall", "cpu", "gil"):
+        path = tmp / (mode + ".bin")
+        tachyon("run", "--python", python, "-a", "--mode", mode, "-d", "0.6", "-r", "500", "-f", "binary", "-o", path, script)
+        out[mode] = functions_in(path)
+    # Wall time sees both threads (two sleepers: main and one thread); CPU and GIL time see the
+    # spinner, plus at most the odd instant a sleeper wakes up and briefly holds the GIL.
+    assert set(out["wall"]) == {"spin_forever", "sleep_forever"}
+    assert out["wall"]["sleep_forever"] > out["wall"]["spin_forever"]
+    for mode in ("cpu", "gil"):
+        total = sum(out[mode].values())
+        assert out[mode].get("spin_forever", 0) >= 0.97 * total > 0, (mode, out[mode])
+    path = tmp / "exc.bin"
+    tachyon("run", "--python", python, "-a", "--mode", "exception", "-d", "0.6", "-r", "500", "-f", "binary", "-o", path, script, "exc")
+    assert set(functions_in(path)) == {"handle_forever"}
+
+
+def test_run_module_with_arguments_and_collapsed_output(tmp):
+    python = require_python("3.12")
+    pkg = tmp / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "work.py").write_text(
+        "import sys, time\n"
+        "def busy(n):\n"
+        "    end = time.time() + n\n"
+        "    while time.time() < end:\n"
+        "        pass\n"
+        "busy(float(sys.argv[1]))\n"
+        "print('args', sys.argv[1:])\n")
+    out = tmp / "c.txt"
+    proc = tachyon("run", "--python", python, "-f", "collapsed", "-o", out, "-m", "pkg.work", "0.4", "--flag", cwd=tmp)
+    assert "args ['0.4', '--flag']" in proc.stdout
+    lines = out.read_text().splitlines()
+    assert lines and all(l.startswith("tid:") for l in lines)
+    assert any(";work.py:busy:4 " in l or ";work.py:busy:5 " in l for l in lines), lines[:5]
+    assert "Captured " in proc.stderr and "Sample rate: " in proc.stderr
+
+
+def one_error_line(proc):
+    assert proc.returncode != 0
+    assert "panicked" not in proc.stderr
+    errors = [l for l in proc.stderr.splitlines() if l.startswith("tachyon: error:")]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]
+
+
+def test_attach_errors_are_one_clear_line(tmp):
+    line = one_error_line(tachyon("attach", "999999", check=False))
+    assert "no process with PID 999999" in line
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        line = one_error_line(tachyon("attach", sleeper.pid, "-d", "0.2", check=False))
+        assert "is not a Python process" in line
+    finally:
+        sleeper.kill()
+    fake = tmp / "python3.4"
+    os.symlink("/bin/sleep", str(fake)) if False else subprocess.run(["cp", "/bin/sleep", str(fake)], check=True)
+    old = subprocess.Popen([str(fake), "30"])
+    try:
+        line = one_error_line(tachyon("attach", old.pid, check=False))
+        assert "Python 3.4 is not supported" in line
+    finally:
+        old.kill()
+    line = one_error_line(tachyon("run", tmp / "missing.py", check=False))
+    assert "script" in line and "not found" in line
+
+
+def test_permission_denied_explains_ptrace(tmp):
+    if os.geteuid() != 0 or not os.path.exists("/usr/bin/setpriv"):
+        pytest.skip("needs root and setpriv to run the sampler as another user")
+    python = require_python("3.12")
+    target = subprocess.Popen([python, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.2)
+        proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                               os.path.join(ROOT, "target", "release", "tachyon"), "attach", str(target.pid)],
+                              capture_output=True, text=True)
+        line = one_error_line(proc)
+        assert "permission denied" in line and "CAP_SYS_PTRACE" in line
+    finally:
+        target.kill()
+
+
+def test_target_exit_mid_run_still_writes_output(tmp):
+    python = require_python("3.11")
+    script = tmp / "short.py"
+    script.write_text("import time\ndef work():\n    time.sleep(0.3)\nwork()\n")
+    pid_holder = tmp / "out.txt"
+    proc = tachyon("run", "--python", python, "-d", "30", "-f", "collapsed", "-o", pid_holder, script)
+    text = pid_holder.read_text()
+    assert "short.py:work:3" in text
+    assert "Captured " in proc.stderr
+
+
+def test_ctrl_c_writes_output_and_stops_the_target(tmp):
+    python = require_python("3.12")
+    script = tmp / "forever.py"
+    script.write_text("import time\ndef forever():\n    while True:\n        time.sleep(0.01)\nforever()\n")
+    out = tmp / "int.txt"
+    proc = subprocess.Popen([os.path.join(ROOT, "target", "release", "tachyon"), "run", "--python", python,
+                             "-f", "collapsed", "-o", str(out), str(script)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert "Interrupted by user." in err
+    assert "forever.py:forever:4" in out.read_text()
+    children = subprocess.run(["pgrep", "-f", str(script)], capture_output=True, text=True).stdout.split()
+    assert children == []
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.12", "3.13"])
+def test_native_frames_mark_c_calling_python(tmp, version):
+    python = require_python(version)
+    script = tmp / "nat.py"
+    script.write_text("import time\ndef key(x):\n    time.sleep(0.05)\n    return x\n"
+                      "def outer():\n    while True:\n        sorted([3, 1, 2], key=key)\nouter()\n")
+    out = tmp / "n.txt"
+    tachyon("run", "--python", python, "--native", "-d", "0.6", "-f", "collapsed", "-o", out, script)
+    text = out.read_text()
+    assert "nat.py:outer:7;<native>;nat.py:key:3" in text, text
+
+
+def test_blocking_mode_samples_a_paused_target(tmp):
+    python = require_python("3.12")
+    script = tmp / "b.py"
+    script.write_text("def spin():\n    while True:\n        sum(range(100))\nspin()\n")
+    out = tmp / "b.bin"
+    proc = tachyon("run", "--python", python, "--blocking", "-d", "0.5", "-r", "200", "-f", "binary", "-o", out, script)
+    samples = decoded_samples(out)
+    assert len(samples) > 50
+    assert all(frames[-1][1] == "<module>" for *_x, frames in samples)
+    assert "Error rate: 0.00" in proc.stderr

@@ -15,6 +15,9 @@ use super::*;
 const RLE_BUFFER_BYTES: usize = 16 * 1024;
 const MAX_RLE_PAIR_BYTES: usize = 11;
 
+/// A frame-table entry: file, function, line, end line, column, end column, opcode.
+type FrameKey = (u32, u32, i32, i32, i32, i32, u8);
+
 struct ThreadState {
     thread_id: u64,
     interpreter_id: u32,
@@ -38,7 +41,7 @@ pub struct BinaryWriter {
     strings: Vec<Vec<u8>>,
     string_ids: HashMap<String, u32>,
     frames: Vec<u8>,
-    frame_ids: HashMap<(u32, u32, i32, i32, i32, i32, u8), u32>,
+    frame_ids: HashMap<FrameKey, u32>,
     frame_count: u32,
     threads: Vec<ThreadState>,
     thread_index: HashMap<(u64, u32), usize>,

@@ -89,9 +89,9 @@ impl Elf {
             });
         }
         if let Some(names) = sections.get(shstrndx).cloned() {
-            for i in 0..sections.len() {
+            for (i, section) in sections.iter_mut().enumerate() {
                 let name_off = u32_at(&data, shoff + i * shentsize)? as usize;
-                sections[i].name = cstr(&data, names.offset as usize + name_off).to_owned();
+                section.name = cstr(&data, names.offset as usize + name_off).to_owned();
             }
         }
         Ok(Elf {

@@ -232,7 +232,7 @@ mod tests {
         // entry 4: no-columns code 13, 1 unit, dline -1 (svarint 3)
         // entry 5: none code 15, 1 unit
         let table = [
-            0x80 | (0 << 3) | 1,
+            0x80 | 1, // code 0
             0x12,
             0x80 | (11 << 3),
             4,

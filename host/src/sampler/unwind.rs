@@ -69,6 +69,20 @@ pub struct Unwinder {
     frame_buf: Vec<u8>,
     stack_copy: Vec<u8>,
     raw: Vec<RawFrame>,
+    /// Speculation for the next sample (see `sample`): the interpreter, and per thread state
+    /// its last `cframe` and the code objects its last stack held.
+    last_interp: u64,
+    last_cframe: HashMap<u64, u64>,
+    last_codes: HashMap<u64, Vec<u64>>,
+    /// Code objects whose identity was checked during the current sample.
+    validated: Vec<u64>,
+}
+
+/// Words read speculatively beside a thread state: its cframe's `current_frame`.
+#[derive(Default, Clone, Copy)]
+struct Speculation {
+    cframe: u64,
+    current_frame: u64,
 }
 
 impl Unwinder {
@@ -88,34 +102,62 @@ impl Unwinder {
             frame_buf,
             stack_copy: Vec::new(),
             raw: Vec::new(),
+            last_interp: 0,
+            last_cframe: HashMap::new(),
+            last_codes: HashMap::new(),
+            validated: Vec::new(),
         }
     }
 
     /// Sample the selected threads into `out` (cleared first).
+    ///
+    /// Reads are the whole cost of a sample, so addresses that rarely change are read
+    /// speculatively in one batch: the interpreter from the last sample (checked against the
+    /// runtime's pointer in the same batch), the main thread state and its cframe word.
     pub fn sample(
         &mut self,
         symbols: &mut Symbols,
         out: &mut Vec<ThreadSample>,
     ) -> Result<(), ReadError> {
         out.clear();
+        self.validated.clear();
         let p = self.target.process.clone();
         let l = self.target.layout.clone();
-        let interp = p.read_u64(self.target.interp_head_addr)?;
+        let fast_main = (!self.opts.all_threads && self.last_interp != 0)
+            .then_some(self.main_tstate)
+            .flatten();
+        let interp = if fast_main.is_some() {
+            self.last_interp
+        } else {
+            p.read_u64(self.target.interp_head_addr)?
+        };
         if interp == 0 {
             return Ok(());
         }
-        // Interpreter-wide state in one read: thread list head, main thread, GC, GIL holder.
+        if self.target.gil == GilSource::CevalPointer && self.ceval_gil.is_none() {
+            self.ceval_gil = Some(p.read_u64(interp + l.interp_ceval_gil.unwrap_or(0) as u64)?);
+        }
+        let mut head_check = [0u8; 8];
         let mut head = [0u8; 8];
         let mut main = [0u8; 8];
         let mut gc = [0u8; 4];
         let mut locked = [0u8; 4];
         let mut holder = [0u8; 8];
-        if self.target.gil == GilSource::CevalPointer && self.ceval_gil.is_none() {
-            self.ceval_gil = Some(p.read_u64(interp + l.interp_ceval_gil.unwrap_or(0) as u64)?);
-        }
-        {
+        let mut spec_word = [0u8; 8];
+        let mut ts = std::mem::take(&mut self.tstate_buf);
+        let spec_cframe = fast_main
+            .and_then(|t| self.last_cframe.get(&t).copied())
+            .unwrap_or(0);
+        let complete = {
             let mut regions: Vec<(u64, &mut [u8])> =
                 vec![(interp + l.interp_tstate_head.unwrap_or(0) as u64, &mut head)];
+            if let Some(main_ts) = fast_main {
+                regions.push((self.target.interp_head_addr, &mut head_check));
+                regions.push((main_ts, &mut ts));
+                if let (Some(off), true) = (l.cframe_current_frame, spec_cframe != 0) {
+                    regions.push((spec_cframe + off as u64, &mut spec_word));
+                }
+            }
             if let Some(off) = l.interp_threads_main {
                 regions.push((interp + off as u64, &mut main));
             }
@@ -143,10 +185,21 @@ impl Unwinder {
                     ));
                 }
             }
-            if !p.read_many(&mut regions)? {
-                return Err(ReadError::Fault);
+            p.read_many(&mut regions)
+        };
+        let speculation_held = fast_main.is_some() && u64::from_le_bytes(head_check) == interp;
+        if !complete.inspect_err(|_| self.tstate_buf = std::mem::take(&mut ts))?
+            || (fast_main.is_some() && !speculation_held)
+        {
+            // A speculative address went stale (or a read tore): start over without guesses.
+            self.tstate_buf = ts;
+            if fast_main.is_some() {
+                self.last_interp = 0;
+                return self.sample(symbols, out);
             }
+            return Err(ReadError::Fault);
         }
+        self.last_interp = interp;
         let head = u64::from_le_bytes(head);
         let gil_holder = if i32::from_le_bytes(locked) != 0 {
             u64::from_le_bytes(holder)
@@ -158,6 +211,18 @@ impl Unwinder {
             self.main_tstate = Some(u64::from_le_bytes(main));
         }
 
+        if let Some(main_ts) = fast_main.filter(|&m| Some(m) == self.main_tstate) {
+            let spec = Speculation {
+                cframe: spec_cframe,
+                current_frame: u64::from_le_bytes(spec_word),
+            };
+            let result =
+                self.thread_from_state(symbols, main_ts, &ts, spec, gil_holder, gc_running);
+            self.tstate_buf = ts;
+            out.push(result?);
+            return Ok(());
+        }
+        self.tstate_buf = ts;
         let threads = if self.opts.all_threads || self.main_tstate.is_none() {
             self.thread_list(head)?
         } else {
@@ -169,6 +234,8 @@ impl Unwinder {
         if threads.len() != self.thread_count {
             self.thread_count = threads.len();
             self.pthread_tids.clear();
+            self.last_cframe.retain(|t, _| threads.contains(t));
+            self.last_codes.retain(|t, _| threads.contains(t));
         }
         let selected: Vec<u64> = if self.opts.all_threads {
             threads
@@ -176,9 +243,7 @@ impl Unwinder {
             self.main_tstate.into_iter().collect()
         };
         for tstate in selected {
-            if let Some(sample) = self.sample_thread(symbols, tstate, gil_holder, gc_running)? {
-                out.push(sample);
-            }
+            out.push(self.sample_thread(symbols, tstate, gil_holder, gc_running)?);
         }
         Ok(())
     }
@@ -218,14 +283,20 @@ impl Unwinder {
         tstate: u64,
         gil_holder: u64,
         gc_running: bool,
-    ) -> Result<Option<ThreadSample>, ReadError> {
-        let p = self.target.process.clone();
+    ) -> Result<ThreadSample, ReadError> {
         let mut ts = std::mem::take(&mut self.tstate_buf);
-        let result = p
-            .read(tstate, &mut ts)
-            .and_then(|()| self.thread_from_state(symbols, tstate, &ts, gil_holder, gc_running));
+        let result = self.target.process.read(tstate, &mut ts).and_then(|()| {
+            self.thread_from_state(
+                symbols,
+                tstate,
+                &ts,
+                Speculation::default(),
+                gil_holder,
+                gc_running,
+            )
+        });
         self.tstate_buf = ts;
-        result.map(Some)
+        result
     }
 
     fn thread_from_state(
@@ -233,6 +304,7 @@ impl Unwinder {
         symbols: &mut Symbols,
         tstate: u64,
         ts: &[u8],
+        spec: Speculation,
         gil_holder: u64,
         gc_running: bool,
     ) -> Result<ThreadSample, ReadError> {
@@ -241,10 +313,13 @@ impl Unwinder {
         let field = |off: Option<usize>| off.map_or(0, |o| u64_at(ts, o));
         let mut frame = field(l.tstate_frame);
         if let Some(off) = l.cframe_current_frame {
-            frame = if frame == 0 {
-                0
-            } else {
-                p.read_u64(frame + off as u64)?
+            // 3.11/3.12: the thread state points at a C-stack cframe holding the top frame.
+            let cframe = frame;
+            self.last_cframe.insert(tstate, cframe);
+            frame = match cframe {
+                0 => 0,
+                c if c == spec.cframe => spec.current_frame,
+                c => p.read_u64(c + off as u64)?,
             };
         }
         let thread_id = match l.tstate_native_thread_id {
@@ -272,13 +347,13 @@ impl Unwinder {
         if l.object_frames() {
             self.walk_object_frames(frame)?;
         } else {
-            self.walk_interpreter_frames(frame, chunk)?;
+            self.walk_interpreter_frames(tstate, frame, chunk)?;
         }
         let mut frames = Vec::with_capacity(self.raw.len() + 1);
         if gc_running && status & ThreadStatus::HAS_GIL != 0 {
             frames.push(synthetic(symbols, "<GC>"));
         }
-        self.resolve(symbols, &mut frames)?;
+        self.resolve(symbols, tstate, &mut frames)?;
         Ok(ThreadSample {
             thread_id,
             interpreter_id: 0,
@@ -315,13 +390,28 @@ impl Unwinder {
 
     /// 3.11+: `_PyInterpreterFrame`s, mostly inside the thread's current data-stack chunk,
     /// which is copied once; frames elsewhere (generators, older chunks) are read one by one.
-    fn walk_interpreter_frames(&mut self, mut frame: u64, chunk: u64) -> Result<(), ReadError> {
+    fn walk_interpreter_frames(
+        &mut self,
+        tstate: u64,
+        mut frame: u64,
+        chunk: u64,
+    ) -> Result<(), ReadError> {
         let l = self.target.layout.clone();
         let size = self.frame_buf.len() as u64;
         self.stack_copy.clear();
         if chunk != 0 && frame >= chunk && frame + size - chunk <= MAX_STACK_COPY {
             self.stack_copy.resize((frame + size - chunk) as usize, 0);
-            self.target.process.read(chunk, &mut self.stack_copy)?;
+            // The code objects of this thread's last stack are re-validated in the same read.
+            let expected: Vec<u64> = self.last_codes.get(&tstate).map_or(Vec::new(), |c| {
+                c.iter()
+                    .copied()
+                    .filter(|a| self.codes.contains_key(a))
+                    .collect()
+            });
+            let mut stack = std::mem::take(&mut self.stack_copy);
+            let result = self.read_with_validation(&expected, &mut stack, chunk);
+            self.stack_copy = stack;
+            result?;
         }
         let python = l.python;
         let mut emitted = 0usize;
@@ -363,7 +453,12 @@ impl Unwinder {
 
     /// Turn raw frames into interned frame ids, re-reading any code object whose identity
     /// changed since it was cached.
-    fn resolve(&mut self, symbols: &mut Symbols, out: &mut Vec<FrameId>) -> Result<(), ReadError> {
+    fn resolve(
+        &mut self,
+        symbols: &mut Symbols,
+        tstate: u64,
+        out: &mut Vec<FrameId>,
+    ) -> Result<(), ReadError> {
         let p = self.target.process.clone();
         let l = self.target.layout.clone();
         let mut unique: Vec<u64> = Vec::new();
@@ -374,45 +469,28 @@ impl Unwinder {
                 }
             }
         }
-        let cached: Vec<u64> = unique
+        let unchecked: Vec<u64> = unique
             .iter()
             .copied()
-            .filter(|c| self.codes.contains_key(c))
+            .filter(|c| self.codes.contains_key(c) && !self.validated.contains(c))
             .collect();
-        if !cached.is_empty() {
-            let size = l.code_read_size();
-            let mut bufs = vec![vec![0u8; size]; cached.len()];
-            for (addrs, chunk) in cached.chunks(512).zip(bufs.chunks_mut(512)) {
-                let mut regions: Vec<(u64, &mut [u8])> = addrs
-                    .iter()
-                    .copied()
-                    .zip(chunk.iter_mut().map(|b| b.as_mut_slice()))
-                    .collect();
-                p.read_many(&mut regions)?;
-            }
-            for (addr, buf) in cached.iter().zip(&bufs) {
-                let entry = &self.codes[addr];
-                if code_identity(&l, buf) != code_identity(&l, &entry.code.header) {
-                    self.codes.remove(addr);
-                }
-            }
+        if !unchecked.is_empty() {
+            self.read_with_validation(&unchecked, &mut [], 0)?;
         }
         for &addr in &unique {
-            if !self.codes.contains_key(&addr) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.codes.entry(addr) {
                 let code = read_code(&p, &l, addr)?;
                 let filename = symbols.intern_str(&code.filename);
                 let name = symbols.intern_str(&code.name);
-                self.codes.insert(
-                    addr,
-                    CodeEntry {
-                        code,
-                        filename,
-                        name,
-                        frames: HashMap::new(),
-                    },
-                );
+                slot.insert(CodeEntry {
+                    code,
+                    filename,
+                    name,
+                    frames: HashMap::new(),
+                });
             }
         }
+        self.last_codes.insert(tstate, unique);
         let opcodes = if self.opts.opcodes && !l.object_frames() {
             self.read_opcodes()?
         } else {
@@ -451,6 +529,41 @@ impl Unwinder {
                     };
                     out.push(id);
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Read `extra` (at `extra_addr`) and the headers of the cached code objects `codes` in
+    /// one batch; codes whose identity changed are dropped from the cache.
+    fn read_with_validation(
+        &mut self,
+        codes: &[u64],
+        extra: &mut [u8],
+        extra_addr: u64,
+    ) -> Result<(), ReadError> {
+        let l = self.target.layout.clone();
+        let size = l.code_read_size();
+        let codes = &codes[..codes.len().min(1000)];
+        let mut bufs = vec![0u8; size * codes.len()];
+        let complete = {
+            let mut regions: Vec<(u64, &mut [u8])> = Vec::with_capacity(codes.len() + 1);
+            if !extra.is_empty() {
+                regions.push((extra_addr, extra));
+            }
+            regions.extend(codes.iter().copied().zip(bufs.chunks_mut(size)));
+            regions.is_empty() || self.target.process.read_many(&mut regions)?
+        };
+        if !complete && !extra.is_empty() {
+            // Only `extra` matters for completeness: a freed code object fails validation below.
+            self.target.process.read(extra_addr, extra)?;
+        }
+        for (addr, buf) in codes.iter().zip(bufs.chunks(size)) {
+            let entry = &self.codes[addr];
+            if complete && code_identity(&l, buf) == code_identity(&l, &entry.code.header) {
+                self.validated.push(*addr);
+            } else {
+                self.codes.remove(addr);
             }
         }
         Ok(())

@@ -15,3 +15,5 @@ pub mod session;
 extern crate tachyon_collapsed;
 #[cfg(feature = "pstats")]
 extern crate tachyon_pstats;
+#[cfg(feature = "svg")]
+extern crate tachyon_svg;

@@ -1,0 +1,52 @@
+//! `svg`: an interactive SVG flame graph (search, zoom, tooltips) drawn by inferno from the
+//! collapsed stacks, the same kind of file py-spy writes.
+
+use anyhow::{Context, Result};
+use inferno::flamegraph::{self, Options};
+use tachyon_collapsed::CollapsedCollector;
+use tachyon_plugin_api::{Collector, CollectorConfig, ExportContext, Format, Sample, Symbols};
+
+pub struct SvgCollector {
+    stacks: CollapsedCollector,
+    title: String,
+}
+
+impl Collector for SvgCollector {
+    fn collect(&mut self, symbols: &Symbols, sample: &Sample<'_>) {
+        self.stacks.collect(symbols, sample);
+    }
+
+    fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
+        let path = ctx.path.context("svg output needs a file")?;
+        let lines: Vec<String> = self.stacks.lines(ctx.symbols).into_iter().map(|(stack, n)| format!("{stack} {n}")).collect();
+        if lines.is_empty() {
+            eprintln!("Warning: no samples were collected; {} not written", path.display());
+            return Ok(());
+        }
+        let mut opts = Options::default();
+        opts.title = self.title.clone();
+        opts.count_name = "samples".into();
+        let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+        flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), std::io::BufWriter::new(file))
+            .with_context(|| format!("cannot draw the flame graph {}", path.display()))?;
+        eprintln!("Flame graph (SVG) written to {}", path.display());
+        Ok(())
+    }
+}
+
+fn create(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
+    let title = match config.python_version {
+        Some((a, b, _)) => format!("tachyon: Python {a}.{b}, {} mode, {} Hz", config.mode.name(), 1_000_000 / config.interval_us.max(1)),
+        None => "tachyon".to_owned(),
+    };
+    Ok(Box::new(SvgCollector { stacks: CollapsedCollector::default(), title }))
+}
+
+inventory::submit! {
+    Format {
+        name: "svg",
+        description: "Interactive SVG flame graph (search, zoom) drawn by inferno",
+        extension: "svg",
+        create,
+    }
+}

@@ -18,17 +18,30 @@ impl Collector for SvgCollector {
 
     fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
         let path = ctx.path.context("svg output needs a file")?;
-        let lines: Vec<String> = self.stacks.lines(ctx.symbols).into_iter().map(|(stack, n)| format!("{stack} {n}")).collect();
+        let lines: Vec<String> = self
+            .stacks
+            .lines(ctx.symbols)
+            .into_iter()
+            .map(|(stack, n)| format!("{stack} {n}"))
+            .collect();
         if lines.is_empty() {
-            eprintln!("Warning: no samples were collected; {} not written", path.display());
+            eprintln!(
+                "Warning: no samples were collected; {} not written",
+                path.display()
+            );
             return Ok(());
         }
         let mut opts = Options::default();
         opts.title = self.title.clone();
         opts.count_name = "samples".into();
-        let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-        flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), std::io::BufWriter::new(file))
-            .with_context(|| format!("cannot draw the flame graph {}", path.display()))?;
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        flamegraph::from_lines(
+            &mut opts,
+            lines.iter().map(String::as_str),
+            std::io::BufWriter::new(file),
+        )
+        .with_context(|| format!("cannot draw the flame graph {}", path.display()))?;
         eprintln!("Flame graph (SVG) written to {}", path.display());
         Ok(())
     }
@@ -36,10 +49,17 @@ impl Collector for SvgCollector {
 
 fn create(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
     let title = match config.python_version {
-        Some((a, b, _)) => format!("tachyon: Python {a}.{b}, {} mode, {} Hz", config.mode.name(), 1_000_000 / config.interval_us.max(1)),
+        Some((a, b, _)) => format!(
+            "tachyon: Python {a}.{b}, {} mode, {} Hz",
+            config.mode.name(),
+            1_000_000 / config.interval_us.max(1)
+        ),
         None => "tachyon".to_owned(),
     };
-    Ok(Box::new(SvgCollector { stacks: CollapsedCollector::default(), title }))
+    Ok(Box::new(SvgCollector {
+        stacks: CollapsedCollector::default(),
+        title,
+    }))
 }
 
 inventory::submit! {

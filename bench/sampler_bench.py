@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""The sampler against py-spy (--nonblocking) and austin on the same target, in one run:
+maximum sustained samples/s and cost per sample at stack depth 5 and 50, reads per sample vs
+the measured cost of one process_vm_readv, and the target's slowdown at 10 kHz.
+
+    python3 bench/sampler_bench.py [--python ~/.pyenv/versions/3.12.1/bin/python] [--seconds 3]
+
+Installs py-spy and austin-dist 3.7.0 (4.0 needs a newer glibc) into target/bench/ on first use."""
+import argparse
+import glob
+import os
+import re
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TACHYON = os.path.join(ROOT, "target", "release", "tachyon")
+WORK = os.path.join(ROOT, "target", "bench")
+TARGET = os.path.join(ROOT, "bench", "target_deep.py")
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def ensure_tools(python):
+    os.makedirs(WORK, exist_ok=True)
+    pyspy = os.path.join(WORK, "pyspy", "bin", "py-spy")
+    if not os.path.exists(pyspy):
+        sh([sys.executable, "-m", "venv", os.path.join(WORK, "pyspy")], check=True)
+        sh([os.path.join(WORK, "pyspy", "bin", "pip"), "install", "-q", "py-spy"], check=True)
+    austin = os.path.join(WORK, "austin", "bin", "austin")
+    if not os.path.exists(austin):
+        sh([python, "-m", "venv", os.path.join(WORK, "austin")], check=True)
+        sh([os.path.join(WORK, "austin", "bin", "pip"), "install", "-q", "austin-dist==3.7.0"], check=True)
+    readv = os.path.join(WORK, "readv_cost")
+    if not os.path.exists(readv):
+        sh(["gcc", "-O2", "-o", readv, os.path.join(ROOT, "bench", "readv_cost.c")], check=True)
+    return pyspy, austin, readv
+
+
+def start_target(python, depth, seconds, report=None):
+    args = [python, TARGET, str(depth), str(seconds)] + ([report] if report else [])
+    proc = subprocess.Popen(args)
+    time.sleep(0.6)
+    return proc
+
+
+def tachyon_rate(pid, rate, seconds):
+    out = os.path.join(WORK, "t.txt")
+    err = sh([TACHYON, "attach", str(pid), "-r", rate, "-d", str(seconds), "-f", "collapsed", "-o", out]).stderr
+    return float(re.search(r"Sample rate: ([\d.]+)", err).group(1))
+
+
+def pyspy_rate(pyspy, pid, rate, seconds):
+    out = os.path.join(WORK, "p.txt")
+    sh([pyspy, "record", "--pid", str(pid), "--nonblocking", "-r", str(rate), "-d", str(seconds), "-f", "raw", "-o", out])
+    total = sum(int(l.rsplit(" ", 1)[1]) for l in open(out) if l.strip())
+    return total / seconds
+
+
+def austin_run(austin, python, depth, interval_us, seconds, report=None):
+    """austin 3.7.0 launching the target itself: its attach-by-PID fails intermittently here
+    ("not a Python process"). Returns samples per second."""
+    out = os.path.join(WORK, "a.txt")
+    cmd = [austin, "-i", "%dus" % interval_us, "-x", str(seconds), "-o", out, python, TARGET, str(depth), str(seconds + 1)]
+    sh(cmd + ([report] if report else []))
+    return sum(1 for l in open(out, errors="replace") if l.startswith("P")) / seconds
+
+
+def reads_per_sample(pid):
+    """process_vm_readv calls per tachyon sample, counted by strace over a short 1 kHz run."""
+    log = os.path.join(WORK, "strace.txt")
+    err = sh(["strace", "-f", "-e", "trace=process_vm_readv", "-o", log, TACHYON, "attach", str(pid), "-r", "200",
+              "-d", "0.5", "-f", "collapsed", "-o", os.path.join(WORK, "s.txt")]).stderr
+    samples = int(re.search(r"Captured (\d+) samples", err).group(1))
+    calls = sum(1 for l in open(log) if "process_vm_readv(" in l)
+    return calls / samples
+
+
+def readv_cost(readv, pid):
+    for line in open("/proc/%d/maps" % pid):
+        if " r" in line and "[heap]" in line:
+            return float(sh([readv, str(pid), line.split("-")[0]], check=True).stdout)
+    raise RuntimeError("no heap mapping")
+
+
+def iterations(python, depth, seconds, profile=None):
+    report = os.path.join(WORK, "iters.txt")
+    proc = start_target(python, depth, seconds, report)
+    if profile:
+        profile(proc.pid)
+    proc.wait()
+    return int(open(report).read())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    # 3.11: austin 3.7.0 cannot attach to a running 3.12 here, py-spy and tachyon can.
+    ap.add_argument("--python", default=sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.11.*/bin/python3")))[-1])
+    ap.add_argument("--seconds", type=float, default=3)
+    a = ap.parse_args()
+    pyspy, austin, readv = ensure_tools(a.python)
+    version = sh([a.python, "-c", "import sys; print(sys.version.split()[0])"]).stdout.strip()
+    print("target: Python %s, %d cores; each tool samples flat out for %.0f s" % (version, os.cpu_count(), a.seconds))
+    rows = []
+    for depth in (5, 50):
+        proc = start_target(a.python, depth, 4 * a.seconds + 6)
+        cost_ns = readv_cost(readv, proc.pid)
+        per_sample = reads_per_sample(proc.pid)
+        t = tachyon_rate(proc.pid, "1000khz", a.seconds)
+        p = pyspy_rate(pyspy, proc.pid, 1000000, a.seconds)
+        proc.kill()
+        proc.wait()
+        au = austin_run(austin, a.python, depth, 1, a.seconds)
+        rows.append((depth, t, p, au, per_sample, cost_ns))
+    print("\n%-6s %12s %12s %12s %10s %10s %12s %14s" % ("depth", "tachyon/s", "py-spy/s", "austin/s", "vs py-spy", "vs austin", "reads/sample", "µs/sample"))
+    ratio = lambda x, y: "%9.1fx" % (x / y) if y else "      n/a"  # noqa: E731
+    for depth, t, p, au, per_sample, cost_ns in rows:
+        print("%-6d %12.0f %12.0f %12.0f %s %s %12.2f %14.2f" % (depth, t, p, au, ratio(t, p), ratio(t, au), per_sample, 1e6 / t))
+    for depth, t, _, _, per_sample, cost_ns in rows:
+        floor = per_sample * cost_ns / 1000
+        print("depth %d: one process_vm_readv costs %.2f µs here; %.2f reads = %.2f µs floor; tachyon's sample "
+              "costs %.2f µs = %.2fx the floor" % (depth, cost_ns / 1000, per_sample, floor, 1e6 / t, (1e6 / t) / floor))
+
+    base = iterations(a.python, 5, a.seconds)
+    slow = {
+        "tachyon": iterations(a.python, 5, a.seconds, lambda pid: tachyon_rate(pid, "10khz", a.seconds - 1)),
+        "py-spy --nonblocking": iterations(a.python, 5, a.seconds, lambda pid: pyspy_rate(pyspy, pid, 10000, a.seconds - 1)),
+    }
+    report = os.path.join(WORK, "iters.txt")
+    austin_run(austin, a.python, 5, 100, a.seconds, report)
+    slow["austin (launching the target)"] = int(open(report).read())
+    print("\ntarget speed while sampled at 10 kHz (depth 5; 100%% = unprofiled, %d iterations):" % base)
+    for name, n in slow.items():
+        print("  %-22s %6.1f%%" % (name, 100.0 * n / base))
+
+
+
+if __name__ == "__main__":
+    main()

@@ -46,8 +46,15 @@ def tachyon(*args, check=True, **kw):
     return proc
 
 
+DEBIAN_PYTHONS = os.path.join(ROOT, "target", "debian-pythons")
+
+
 def python_for(version):
-    """Path of the newest installed pyenv Python X.Y, or None."""
+    """Path of the newest installed pyenv Python X.Y (3.14/3.15: the Debian sid interpreter
+    unpacked by tests/setup_debian_pythons.sh), or None."""
+    if version in ("3.14", "3.15"):
+        wrapper = os.path.join(DEBIAN_PYTHONS, "py" + version)
+        return wrapper if os.path.exists(wrapper) else None
     found = sorted(glob.glob(os.path.join(PYENV, version + ".*", "bin", "python" + version.split(".")[0])))
     return found[-1] if found else None
 

@@ -15,4 +15,6 @@ if [ ! -x .venv/bin/pytest ]; then
     python3 -m venv .venv
     .venv/bin/pip install --quiet pytest zstandard
 fi
+# CPython 3.14/3.15 from Debian sid for the debug-offsets tests (skipped if unavailable).
+bash tests/setup_debian_pythons.sh || echo "Debian sid Pythons unavailable: 3.14/3.15 tests will be skipped"
 .venv/bin/pytest -ra tests "$@"

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, decoded_samples, require_python, tachyon
 
 SCRIPTS = os.path.join(ROOT, "tests", "scripts")
-VERSIONS = ["2.7", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
+VERSIONS = ["2.7", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
 
 
 def start(python, script, *args):
@@ -68,7 +68,7 @@ def test_attach_reports_exact_stacks_of_every_thread(known, tmp):
     assert len(samples) >= 3 * 30
 
 
-@pytest.mark.parametrize("known", ["2.7", "3.10", "3.13"], indirect=True)
+@pytest.mark.parametrize("known", ["2.7", "3.10", "3.13", "3.15"], indirect=True)
 def test_dump_prints_every_thread_like_a_traceback(known):
     proc, oracle, _ = known
     out = tachyon("dump", proc.pid, cwd="/").stdout
@@ -252,3 +252,32 @@ def test_blocking_mode_samples_a_paused_target(tmp):
     assert len(samples) > 50
     assert all(frames[-1][1] == "<module>" for *_x, frames in samples)
     assert "Error rate: 0.00" in proc.stderr
+
+
+def test_subprocesses_get_their_own_profiles(tmp):
+    python = require_python("3.12")
+    child = tmp / "child.py"
+    child.write_text("import time\ndef child_work():\n    end = time.time() + 1.0\n    while time.time() < end:\n        pass\nchild_work()\n")
+    parent = tmp / "parent.py"
+    parent.write_text("import subprocess, sys, time\ndef parent_wait():\n    subprocess.run([sys.executable, %r])\nparent_wait()\n" % str(child))
+    out = tmp / "prof.txt"
+    proc = tachyon("run", "--python", python, "--subprocesses", "-f", "collapsed", "-o", out, parent)
+    assert "Started profiler for child process" in proc.stderr
+    assert "parent.py:parent_wait:3" in out.read_text()
+    children = [p for p in tmp.iterdir() if p.name.startswith("prof_") and p.suffix == ".txt"]
+    assert len(children) == 1, list(tmp.iterdir())
+    assert "child.py:child_work:4" in children[0].read_text()
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.13"])
+def test_opcodes_are_recorded(tmp, version):
+    python = require_python(version)
+    script = tmp / "op.py"
+    script.write_text("def spin():\n    x = 0\n    while True:\n        x += 1\nspin()\n")
+    out = tmp / "op.bin"
+    tachyon("run", "--python", python, "--opcodes", "-d", "0.4", "-f", "binary", "-o", out, script)
+    import tachdec
+    _hdr, _strings, frames, samples = tachdec.decode(str(out))
+    leaf_opcodes = {frames[stack[0]][6] for *_x, stack in samples if stack}
+    assert leaf_opcodes and 255 not in leaf_opcodes, leaf_opcodes
+    assert len(leaf_opcodes) > 1, "a loop runs several different instructions"

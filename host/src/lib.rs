@@ -9,6 +9,7 @@ pub mod progress;
 pub mod replay;
 pub mod sampler;
 pub mod session;
+pub mod subprocesses;
 
 // Built-in collectors register themselves with `inventory`; naming the crates links them in.
 #[cfg(feature = "collapsed")]

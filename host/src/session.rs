@@ -54,6 +54,9 @@ pub struct SampleArgs {
     /// Stop the target's threads while each sample is read (exact stacks, slower target).
     #[arg(long)]
     pub blocking: bool,
+    /// Also profile every Python subprocess, each into `OUTPUT_{pid}.EXT`.
+    #[arg(long)]
+    pub subprocesses: bool,
 }
 
 /// Tachyon's rate syntax: `^(\d+(\.\d+)?)(hz|khz|k)?$`, case-insensitive; the result is the
@@ -98,6 +101,36 @@ impl SampleArgs {
             ModeArg::Gil => Mode::Gil,
             ModeArg::Exception => Mode::Exception,
         }
+    }
+
+    /// The options a child profiler (--subprocesses) is started with.
+    fn child_args(&self, out: &OutputArgs) -> Vec<String> {
+        let mut a = vec!["-r".to_owned(), format!("{}", 1_000_000 / self.interval_us)];
+        if let Some(d) = self.duration {
+            a.extend(["-d".to_owned(), d.to_string()]);
+        }
+        for (on, flag) in [
+            (self.all_threads, "-a"),
+            (self.native, "--native"),
+            (self.no_gc, "--no-gc"),
+            (self.opcodes, "--opcodes"),
+            (self.blocking, "--blocking"),
+        ] {
+            if on {
+                a.push(flag.to_owned());
+            }
+        }
+        a.extend([
+            "--mode".to_owned(),
+            self.mode().name().to_owned(),
+            "-f".to_owned(),
+            out.format_name().to_owned(),
+        ]);
+        a.extend(["--compression".to_owned(), out.compression.clone()]);
+        if let Some(base) = &out.diff_flamegraph {
+            a.extend(["--diff-flamegraph".to_owned(), base.display().to_string()]);
+        }
+        a
     }
 
     fn unwind_options(&self) -> UnwindOptions {
@@ -350,6 +383,12 @@ fn profile(
         "Sampling PID {pid} (Python {v0}.{v1}.{v2}) at {:.0} Hz; Ctrl-C to stop",
         1e6 / args.interval_us as f64
     );
+    let monitor = args.subprocesses.then(|| {
+        let base = path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("profile_{pid}.pstats")));
+        crate::subprocesses::Monitor::start(pid, args.child_args(out), base)
+    });
     let mut lp = Loop {
         args,
         unwinder: Unwinder::new(target, args.unwind_options()),
@@ -360,6 +399,9 @@ fn profile(
     let result = sample_loop(&mut lp, &mut child);
     if let Some(c) = child {
         stop_child(c);
+    }
+    if let Some(m) = monitor {
+        m.finish();
     }
     let stats = result?;
     print_summary(&stats, &lp.counts, args.interval_us);

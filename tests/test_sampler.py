@@ -278,6 +278,6 @@ def test_opcodes_are_recorded(tmp, version):
     tachyon("run", "--python", python, "--opcodes", "-d", "0.4", "-f", "binary", "-o", out, script)
     import tachdec
     _hdr, _strings, frames, samples = tachdec.decode(str(out))
-    leaf_opcodes = {frames[stack[0]][6] for *_x, stack in samples if stack}
+    leaf_opcodes = {frames[stack[0]][6] for *_x, stack in samples if stack and frames[stack[0]][1] == "spin"}
     assert leaf_opcodes and 255 not in leaf_opcodes, leaf_opcodes
     assert len(leaf_opcodes) > 1, "a loop runs several different instructions"

@@ -8,6 +8,7 @@ pub mod linetable;
 pub mod objects;
 pub mod pause;
 pub mod process;
+mod readset;
 pub mod unwind;
 
 pub use discover::Target;

@@ -63,8 +63,12 @@ impl Process {
         }
     }
 
-    /// Several regions in one syscall. Returns false if any region could not be read whole.
-    pub fn read_many(&self, regions: &mut [(u64, &mut [u8])]) -> Result<bool, ReadError> {
+    /// Several regions in one syscall. Returns the number of bytes read: the kernel stops at
+    /// the first region it cannot read, so regions are complete in order up to that count.
+    pub fn read_many(&self, regions: &mut [(u64, &mut [u8])]) -> Result<usize, ReadError> {
+        if regions.is_empty() {
+            return Ok(0);
+        }
         let remote: Vec<RemoteIoVec> = regions
             .iter()
             .map(|(a, b)| RemoteIoVec {
@@ -72,13 +76,13 @@ impl Process {
                 len: b.len(),
             })
             .collect();
-        let total: usize = remote.iter().map(|r| r.len).sum();
         let mut local: Vec<IoSliceMut<'_>> = regions
             .iter_mut()
             .map(|(_, b)| IoSliceMut::new(b))
             .collect();
         match process_vm_readv(Pid::from_raw(self.pid), &mut local, &remote) {
-            Ok(n) => Ok(n == total),
+            Ok(n) => Ok(n),
+            Err(Errno::EFAULT) => Ok(0),
             Err(e) => Err(self.classify(e)),
         }
     }

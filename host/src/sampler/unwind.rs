@@ -1,6 +1,6 @@
 //! One sample: walk the target's threads and frames, turning them into interned frames.
-//! Code objects are cached by address and re-validated every sample with one batched read;
-//! 3.11+ frames are parsed from one copy of the thread's data stack.
+//! Every read goes through the read set (readset.rs), so a steady-state sample is one
+//! syscall; code objects are cached by address and their identity re-checked every sample.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -11,11 +11,15 @@ use tachyon_plugin_api::{FrameId, FrameInfo, Symbols, ThreadStatus};
 use super::discover::{GilSource, Target};
 use super::objects::{code_identity, i32_at, read_code, u64_at, Code};
 use super::process::ReadError;
+use super::readset::ReadSet;
 
 const MAX_FRAMES: usize = 4096;
 const MAX_THREADS: usize = 4096;
 /// Largest data-stack span copied in one read.
 const MAX_STACK_COPY: u64 = 1 << 20;
+/// Data-stack copies are rounded up to this, so a slightly deeper stack next sample is still
+/// inside the prefetched span.
+const STACK_COPY_ROUNDING: u64 = 1024;
 /// Owners at or above this are C/interpreter shim frames (3.12+).
 const FIRST_NON_PYTHON_OWNER: u8 = 3;
 /// glibc x86_64 keeps a thread's kernel tid at this offset of `struct pthread`.
@@ -59,6 +63,7 @@ enum RawFrame {
 pub struct Unwinder {
     pub target: Target,
     opts: UnwindOptions,
+    mem: ReadSet,
     codes: HashMap<u64, CodeEntry>,
     main_tstate: Option<u64>,
     ceval_gil: Option<u64>,
@@ -69,20 +74,6 @@ pub struct Unwinder {
     frame_buf: Vec<u8>,
     stack_copy: Vec<u8>,
     raw: Vec<RawFrame>,
-    /// Speculation for the next sample (see `sample`): the interpreter, and per thread state
-    /// its last `cframe` and the code objects its last stack held.
-    last_interp: u64,
-    last_cframe: HashMap<u64, u64>,
-    last_codes: HashMap<u64, Vec<u64>>,
-    /// Code objects whose identity was checked during the current sample.
-    validated: Vec<u64>,
-}
-
-/// Words read speculatively beside a thread state: its cframe's `current_frame`.
-#[derive(Default, Clone, Copy)]
-struct Speculation {
-    cframe: u64,
-    current_frame: u64,
 }
 
 impl Unwinder {
@@ -92,6 +83,7 @@ impl Unwinder {
         Unwinder {
             target,
             opts,
+            mem: ReadSet::default(),
             codes: HashMap::new(),
             main_tstate: None,
             ceval_gil: None,
@@ -102,62 +94,38 @@ impl Unwinder {
             frame_buf,
             stack_copy: Vec::new(),
             raw: Vec::new(),
-            last_interp: 0,
-            last_cframe: HashMap::new(),
-            last_codes: HashMap::new(),
-            validated: Vec::new(),
         }
     }
 
     /// Sample the selected threads into `out` (cleared first).
-    ///
-    /// Reads are the whole cost of a sample, so addresses that rarely change are read
-    /// speculatively in one batch: the interpreter from the last sample (checked against the
-    /// runtime's pointer in the same batch), the main thread state and its cframe word.
     pub fn sample(
         &mut self,
         symbols: &mut Symbols,
         out: &mut Vec<ThreadSample>,
     ) -> Result<(), ReadError> {
         out.clear();
-        self.validated.clear();
         let p = self.target.process.clone();
         let l = self.target.layout.clone();
-        let fast_main = (!self.opts.all_threads && self.last_interp != 0)
-            .then_some(self.main_tstate)
-            .flatten();
-        let interp = if fast_main.is_some() {
-            self.last_interp
-        } else {
-            p.read_u64(self.target.interp_head_addr)?
-        };
+        self.mem.begin(&p)?;
+        let interp = self.mem.read_u64(&p, self.target.interp_head_addr)?;
         if interp == 0 {
             return Ok(());
         }
         if self.target.gil == GilSource::CevalPointer && self.ceval_gil.is_none() {
-            self.ceval_gil = Some(p.read_u64(interp + l.interp_ceval_gil.unwrap_or(0) as u64)?);
+            self.ceval_gil = Some(
+                self.mem
+                    .read_u64(&p, interp + l.interp_ceval_gil.unwrap_or(0) as u64)?,
+            );
         }
-        let mut head_check = [0u8; 8];
+        // Interpreter-wide state: thread list head, main thread, GC, GIL holder.
         let mut head = [0u8; 8];
         let mut main = [0u8; 8];
         let mut gc = [0u8; 4];
         let mut locked = [0u8; 4];
         let mut holder = [0u8; 8];
-        let mut spec_word = [0u8; 8];
-        let mut ts = std::mem::take(&mut self.tstate_buf);
-        let spec_cframe = fast_main
-            .and_then(|t| self.last_cframe.get(&t).copied())
-            .unwrap_or(0);
         let complete = {
             let mut regions: Vec<(u64, &mut [u8])> =
                 vec![(interp + l.interp_tstate_head.unwrap_or(0) as u64, &mut head)];
-            if let Some(main_ts) = fast_main {
-                regions.push((self.target.interp_head_addr, &mut head_check));
-                regions.push((main_ts, &mut ts));
-                if let (Some(off), true) = (l.cframe_current_frame, spec_cframe != 0) {
-                    regions.push((spec_cframe + off as u64, &mut spec_word));
-                }
-            }
             if let Some(off) = l.interp_threads_main {
                 regions.push((interp + off as u64, &mut main));
             }
@@ -185,21 +153,11 @@ impl Unwinder {
                     ));
                 }
             }
-            p.read_many(&mut regions)
+            self.mem.read_many(&p, &mut regions)?
         };
-        let speculation_held = fast_main.is_some() && u64::from_le_bytes(head_check) == interp;
-        if !complete.inspect_err(|_| self.tstate_buf = std::mem::take(&mut ts))?
-            || (fast_main.is_some() && !speculation_held)
-        {
-            // A speculative address went stale (or a read tore): start over without guesses.
-            self.tstate_buf = ts;
-            if fast_main.is_some() {
-                self.last_interp = 0;
-                return self.sample(symbols, out);
-            }
+        if !complete {
             return Err(ReadError::Fault);
         }
-        self.last_interp = interp;
         let head = u64::from_le_bytes(head);
         let gil_holder = if i32::from_le_bytes(locked) != 0 {
             u64::from_le_bytes(holder)
@@ -211,31 +169,17 @@ impl Unwinder {
             self.main_tstate = Some(u64::from_le_bytes(main));
         }
 
-        if let Some(main_ts) = fast_main.filter(|&m| Some(m) == self.main_tstate) {
-            let spec = Speculation {
-                cframe: spec_cframe,
-                current_frame: u64::from_le_bytes(spec_word),
-            };
-            let result =
-                self.thread_from_state(symbols, main_ts, &ts, spec, gil_holder, gc_running);
-            self.tstate_buf = ts;
-            out.push(result?);
-            return Ok(());
-        }
-        self.tstate_buf = ts;
         let threads = if self.opts.all_threads || self.main_tstate.is_none() {
             self.thread_list(head)?
         } else {
             Vec::new()
         };
         if self.main_tstate.is_none() {
-            self.main_tstate = self.find_main(&threads);
+            self.main_tstate = self.find_main(&threads)?;
         }
         if threads.len() != self.thread_count {
             self.thread_count = threads.len();
             self.pthread_tids.clear();
-            self.last_cframe.retain(|t, _| threads.contains(t));
-            self.last_codes.retain(|t, _| threads.contains(t));
         }
         let selected: Vec<u64> = if self.opts.all_threads {
             threads
@@ -248,7 +192,8 @@ impl Unwinder {
         Ok(())
     }
 
-    fn thread_list(&self, mut tstate: u64) -> Result<Vec<u64>, ReadError> {
+    fn thread_list(&mut self, mut tstate: u64) -> Result<Vec<u64>, ReadError> {
+        let p = self.target.process.clone();
         let next = self.target.layout.tstate_next.unwrap_or(0) as u64;
         let mut out = Vec::new();
         while tstate != 0 {
@@ -256,25 +201,23 @@ impl Unwinder {
                 return Err(ReadError::Fault);
             }
             out.push(tstate);
-            tstate = self.target.process.read_u64(tstate + next)?;
+            tstate = self.mem.read_u64(&p, tstate + next)?;
         }
         Ok(out)
     }
 
     /// The main thread: the one whose OS tid is the pid (3.11+), else the oldest thread state
     /// (new thread states are pushed at the head of the list).
-    fn find_main(&self, threads: &[u64]) -> Option<u64> {
+    fn find_main(&mut self, threads: &[u64]) -> Result<Option<u64>, ReadError> {
+        let p = self.target.process.clone();
         if let Some(off) = self.target.layout.tstate_native_thread_id {
-            let pid = self.target.process.pid as u64;
-            let found = threads
-                .iter()
-                .copied()
-                .find(|&t| self.target.process.read_u64(t + off as u64).ok() == Some(pid));
-            if found.is_some() {
-                return found;
+            for &t in threads {
+                if self.mem.read_u64(&p, t + off as u64)? == p.pid as u64 {
+                    return Ok(Some(t));
+                }
             }
         }
-        threads.last().copied()
+        Ok(threads.last().copied())
     }
 
     fn sample_thread(
@@ -284,17 +227,12 @@ impl Unwinder {
         gil_holder: u64,
         gc_running: bool,
     ) -> Result<ThreadSample, ReadError> {
+        let p = self.target.process.clone();
         let mut ts = std::mem::take(&mut self.tstate_buf);
-        let result = self.target.process.read(tstate, &mut ts).and_then(|()| {
-            self.thread_from_state(
-                symbols,
-                tstate,
-                &ts,
-                Speculation::default(),
-                gil_holder,
-                gc_running,
-            )
-        });
+        let result = self
+            .mem
+            .read(&p, tstate, &mut ts)
+            .and_then(|()| self.thread_from_state(symbols, tstate, &ts, gil_holder, gc_running));
         self.tstate_buf = ts;
         result
     }
@@ -304,7 +242,6 @@ impl Unwinder {
         symbols: &mut Symbols,
         tstate: u64,
         ts: &[u8],
-        spec: Speculation,
         gil_holder: u64,
         gc_running: bool,
     ) -> Result<ThreadSample, ReadError> {
@@ -314,12 +251,10 @@ impl Unwinder {
         let mut frame = field(l.tstate_frame);
         if let Some(off) = l.cframe_current_frame {
             // 3.11/3.12: the thread state points at a C-stack cframe holding the top frame.
-            let cframe = frame;
-            self.last_cframe.insert(tstate, cframe);
-            frame = match cframe {
-                0 => 0,
-                c if c == spec.cframe => spec.current_frame,
-                c => p.read_u64(c + off as u64)?,
+            frame = if frame == 0 {
+                0
+            } else {
+                self.mem.read_u64(&p, frame + off as u64)?
             };
         }
         let thread_id = match l.tstate_native_thread_id {
@@ -347,13 +282,13 @@ impl Unwinder {
         if l.object_frames() {
             self.walk_object_frames(frame)?;
         } else {
-            self.walk_interpreter_frames(tstate, frame, chunk)?;
+            self.walk_interpreter_frames(frame, chunk)?;
         }
         let mut frames = Vec::with_capacity(self.raw.len() + 1);
         if gc_running && status & ThreadStatus::HAS_GIL != 0 {
             frames.push(synthetic(symbols, "<GC>"));
         }
-        self.resolve(symbols, tstate, &mut frames)?;
+        self.resolve(symbols, &mut frames)?;
         Ok(ThreadSample {
             thread_id,
             interpreter_id: 0,
@@ -362,9 +297,10 @@ impl Unwinder {
         })
     }
 
-    /// ≤3.10: heap frame objects linked by `f_back`, one read each.
+    /// ≤3.10: heap frame objects linked by `f_back`.
     fn walk_object_frames(&mut self, mut frame: u64) -> Result<(), ReadError> {
-        let l = &self.target.layout;
+        let p = self.target.process.clone();
+        let l = self.target.layout.clone();
         let (code_off, back_off, lasti_off) = (
             l.frame_code.unwrap_or(0),
             l.frame_previous.unwrap_or(0),
@@ -374,7 +310,7 @@ impl Unwinder {
             if self.raw.len() >= MAX_FRAMES {
                 return Err(ReadError::Fault);
             }
-            self.target.process.read(frame, &mut self.frame_buf)?;
+            self.mem.read(&p, frame, &mut self.frame_buf)?;
             let code = u64_at(&self.frame_buf, code_off);
             let lasti = i32_at(&self.frame_buf, lasti_off);
             if code != 0 {
@@ -389,31 +325,22 @@ impl Unwinder {
     }
 
     /// 3.11+: `_PyInterpreterFrame`s, mostly inside the thread's current data-stack chunk,
-    /// which is copied once; frames elsewhere (generators, older chunks) are read one by one.
-    fn walk_interpreter_frames(
-        &mut self,
-        tstate: u64,
-        mut frame: u64,
-        chunk: u64,
-    ) -> Result<(), ReadError> {
+    /// which is copied once; frames elsewhere (generators, C-stack entry frames, older chunks)
+    /// are read one by one.
+    fn walk_interpreter_frames(&mut self, mut frame: u64, chunk: u64) -> Result<(), ReadError> {
+        let p = self.target.process.clone();
         let l = self.target.layout.clone();
         let size = self.frame_buf.len() as u64;
         self.stack_copy.clear();
         if chunk != 0 && frame >= chunk && frame + size - chunk <= MAX_STACK_COPY {
-            self.stack_copy.resize((frame + size - chunk) as usize, 0);
-            // The code objects of this thread's last stack are re-validated in the same read.
-            let expected: Vec<u64> = self.last_codes.get(&tstate).map_or(Vec::new(), |c| {
-                c.iter()
-                    .copied()
-                    .filter(|a| self.codes.contains_key(a))
-                    .collect()
-            });
-            let mut stack = std::mem::take(&mut self.stack_copy);
-            let result = self.read_with_validation(&expected, &mut stack, chunk);
-            self.stack_copy = stack;
-            result?;
+            let span = (frame + size - chunk).div_ceil(STACK_COPY_ROUNDING) * STACK_COPY_ROUNDING;
+            self.stack_copy.resize(span as usize, 0);
+            if self.mem.read(&p, chunk, &mut self.stack_copy).is_err() {
+                // Rounding may reach past the chunk's mapping: fall back to the exact span.
+                self.stack_copy.resize((frame + size - chunk) as usize, 0);
+                self.mem.read(&p, chunk, &mut self.stack_copy)?;
+            }
         }
-        let python = l.python;
         let mut emitted = 0usize;
         let mut visited = 0usize;
         while frame != 0 {
@@ -426,7 +353,7 @@ impl Unwinder {
                     let at = (frame - chunk) as usize;
                     &self.stack_copy[at..at + size as usize]
                 } else {
-                    self.target.process.read(frame, &mut self.frame_buf)?;
+                    self.mem.read(&p, frame, &mut self.frame_buf)?;
                     &self.frame_buf
                 };
             let code = u64_at(buf, l.frame_code.unwrap_or(0)) & !7;
@@ -434,7 +361,7 @@ impl Unwinder {
             let instr = u64_at(buf, l.frame_instr.unwrap_or(0));
             let owner = l.frame_owner.map_or(0, |o| buf[o]);
             let is_entry = l.frame_is_entry.is_some_and(|o| buf[o] != 0);
-            if python >= (3, 12) && owner >= FIRST_NON_PYTHON_OWNER {
+            if l.python >= (3, 12) && owner >= FIRST_NON_PYTHON_OWNER {
                 // A C-stack/interpreter shim: the boundary where C called into Python.
                 if self.opts.native && emitted > 0 && previous != 0 {
                     self.raw.push(RawFrame::Native);
@@ -451,14 +378,9 @@ impl Unwinder {
         Ok(())
     }
 
-    /// Turn raw frames into interned frame ids, re-reading any code object whose identity
-    /// changed since it was cached.
-    fn resolve(
-        &mut self,
-        symbols: &mut Symbols,
-        tstate: u64,
-        out: &mut Vec<FrameId>,
-    ) -> Result<(), ReadError> {
+    /// Turn raw frames into interned frame ids. A cached code object whose identifying fields
+    /// changed (the address now holds another object) is read again.
+    fn resolve(&mut self, symbols: &mut Symbols, out: &mut Vec<FrameId>) -> Result<(), ReadError> {
         let p = self.target.process.clone();
         let l = self.target.layout.clone();
         let mut unique: Vec<u64> = Vec::new();
@@ -469,17 +391,25 @@ impl Unwinder {
                 }
             }
         }
-        let unchecked: Vec<u64> = unique
-            .iter()
-            .copied()
-            .filter(|c| self.codes.contains_key(c) && !self.validated.contains(c))
-            .collect();
-        if !unchecked.is_empty() {
-            self.read_with_validation(&unchecked, &mut [], 0)?;
-        }
-        for &addr in &unique {
-            if let std::collections::hash_map::Entry::Vacant(slot) = self.codes.entry(addr) {
-                let code = read_code(&p, &l, addr)?;
+        let size = l.code_read_size();
+        let mut headers = vec![0u8; size * unique.len()];
+        let complete = {
+            let mut regions: Vec<(u64, &mut [u8])> = unique
+                .iter()
+                .copied()
+                .zip(headers.chunks_mut(size))
+                .collect();
+            self.mem.read_many(&p, &mut regions)?
+        };
+        for (addr, header) in unique.iter().zip(headers.chunks(size)) {
+            let stale = self.codes.get(addr).is_some_and(|e| {
+                !complete || code_identity(&l, header) != code_identity(&l, &e.code.header)
+            });
+            if stale {
+                self.codes.remove(addr);
+            }
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.codes.entry(*addr) {
+                let code = read_code(&p, &l, *addr)?;
                 let filename = symbols.intern_str(&code.filename);
                 let name = symbols.intern_str(&code.name);
                 slot.insert(CodeEntry {
@@ -490,7 +420,6 @@ impl Unwinder {
                 });
             }
         }
-        self.last_codes.insert(tstate, unique);
         let opcodes = if self.opts.opcodes && !l.object_frames() {
             self.read_opcodes()?
         } else {
@@ -534,43 +463,9 @@ impl Unwinder {
         Ok(())
     }
 
-    /// Read `extra` (at `extra_addr`) and the headers of the cached code objects `codes` in
-    /// one batch; codes whose identity changed are dropped from the cache.
-    fn read_with_validation(
-        &mut self,
-        codes: &[u64],
-        extra: &mut [u8],
-        extra_addr: u64,
-    ) -> Result<(), ReadError> {
-        let l = self.target.layout.clone();
-        let size = l.code_read_size();
-        let codes = &codes[..codes.len().min(1000)];
-        let mut bufs = vec![0u8; size * codes.len()];
-        let complete = {
-            let mut regions: Vec<(u64, &mut [u8])> = Vec::with_capacity(codes.len() + 1);
-            if !extra.is_empty() {
-                regions.push((extra_addr, extra));
-            }
-            regions.extend(codes.iter().copied().zip(bufs.chunks_mut(size)));
-            regions.is_empty() || self.target.process.read_many(&mut regions)?
-        };
-        if !complete && !extra.is_empty() {
-            // Only `extra` matters for completeness: a freed code object fails validation below.
-            self.target.process.read(extra_addr, extra)?;
-        }
-        for (addr, buf) in codes.iter().zip(bufs.chunks(size)) {
-            let entry = &self.codes[addr];
-            if complete && code_identity(&l, buf) == code_identity(&l, &entry.code.header) {
-                self.validated.push(*addr);
-            } else {
-                self.codes.remove(addr);
-            }
-        }
-        Ok(())
-    }
-
-    /// The opcode byte at each Python frame's instruction pointer (3.11+), in one read.
-    fn read_opcodes(&self) -> Result<Vec<Option<u8>>, ReadError> {
+    /// The opcode byte at each Python frame's instruction pointer (3.11+).
+    fn read_opcodes(&mut self) -> Result<Vec<Option<u8>>, ReadError> {
+        let p = self.target.process.clone();
         let ptrs: Vec<u64> = self
             .raw
             .iter()
@@ -583,13 +478,23 @@ impl Unwinder {
             })
             .collect();
         let mut words = vec![[0u8; 2]; ptrs.len()];
-        let mut regions: Vec<(u64, &mut [u8])> = ptrs
+        let complete = {
+            let mut regions: Vec<(u64, &mut [u8])> = ptrs
+                .iter()
+                .copied()
+                .zip(words.iter_mut().map(|w| w.as_mut_slice()))
+                .collect();
+            self.mem.read_many(&p, &mut regions)?
+        };
+        if complete {
+            return Ok(words.iter().map(|w| Some(w[0])).collect());
+        }
+        // One unreadable pointer (a frame being torn down) must not hide the others.
+        Ok(ptrs
             .iter()
-            .copied()
-            .zip(words.iter_mut().map(|w| w.as_mut_slice()))
-            .collect();
-        let complete = ptrs.is_empty() || self.target.process.read_many(&mut regions)?;
-        Ok(words.iter().map(|w| complete.then_some(w[0])).collect())
+            .zip(&mut words)
+            .map(|(&ptr, w)| self.mem.read(&p, ptr, w).ok().map(|()| w[0]))
+            .collect())
     }
 
     fn has_exception(&self, ts: &[u8]) -> Result<bool, ReadError> {

@@ -1,0 +1,105 @@
+//! The read set: what one sample read is read again, in one `process_vm_readv`, at the start
+//! of the next sample. Reads are the whole cost of sampling, and from one sample to the next a
+//! program mostly touches the same thread states, frames and code objects, so in the steady
+//! state a sample costs one syscall. Whatever the prefetch did not cover is read directly and
+//! joins the set for the next sample.
+
+use super::process::{Process, ReadError};
+
+/// Most bytes prefetched at once (a few deep stacks fit easily).
+const MAX_PREFETCH: usize = 1 << 20;
+/// The kernel's IOV_MAX.
+const MAX_REGIONS: usize = 1024;
+
+#[derive(Default)]
+pub struct ReadSet {
+    /// Bytes prefetched for this sample, and where each region sits in them.
+    data: Vec<u8>,
+    regions: Vec<(u64, usize, usize)>,
+    /// Regions this sample asked for: the next sample's prefetch.
+    wanted: Vec<(u64, usize)>,
+}
+
+impl ReadSet {
+    /// Start a sample: fetch last sample's regions in one read.
+    pub fn begin(&mut self, p: &Process) -> Result<(), ReadError> {
+        let wanted = std::mem::take(&mut self.wanted);
+        self.regions.clear();
+        let mut total = 0usize;
+        let mut layout = Vec::with_capacity(wanted.len());
+        for &(addr, len) in wanted.iter().take(MAX_REGIONS) {
+            if total + len > MAX_PREFETCH {
+                break;
+            }
+            layout.push((addr, total, len));
+            total += len;
+        }
+        self.data.resize(total, 0);
+        let read = {
+            let mut rest: &mut [u8] = &mut self.data;
+            let mut bufs: Vec<(u64, &mut [u8])> = Vec::with_capacity(layout.len());
+            for &(addr, _, len) in &layout {
+                let (head, tail) = rest.split_at_mut(len);
+                bufs.push((addr, head));
+                rest = tail;
+            }
+            p.read_many(&mut bufs)?
+        };
+        self.regions = layout
+            .into_iter()
+            .filter(|&(_, off, len)| off + len <= read)
+            .collect();
+        Ok(())
+    }
+
+    fn want(&mut self, addr: u64, len: usize) {
+        if !self.wanted.iter().any(|&(a, l)| a == addr && l >= len) {
+            self.wanted.push((addr, len));
+        }
+    }
+
+    fn cached(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        self.regions.iter().find_map(|&(a, off, l)| {
+            (addr >= a && addr + len as u64 <= a + l as u64).then(|| {
+                let at = off + (addr - a) as usize;
+                &self.data[at..at + len]
+            })
+        })
+    }
+
+    pub fn read(&mut self, p: &Process, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        self.want(addr, buf.len());
+        match self.cached(addr, buf.len()) {
+            Some(bytes) => {
+                buf.copy_from_slice(bytes);
+                Ok(())
+            }
+            None => p.read(addr, buf),
+        }
+    }
+
+    pub fn read_u64(&mut self, p: &Process, addr: u64) -> Result<u64, ReadError> {
+        let mut b = [0u8; 8];
+        self.read(p, addr, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Several regions: cached ones are copied, the rest read together. Returns whether every
+    /// region was read whole.
+    pub fn read_many(
+        &mut self,
+        p: &Process,
+        regions: &mut [(u64, &mut [u8])],
+    ) -> Result<bool, ReadError> {
+        let mut misses: Vec<(u64, &mut [u8])> = Vec::new();
+        for (addr, buf) in regions.iter_mut() {
+            self.want(*addr, buf.len());
+            match self.cached(*addr, buf.len()) {
+                Some(bytes) => buf.copy_from_slice(bytes),
+                None => misses.push((*addr, &mut **buf)),
+            }
+        }
+        let needed: usize = misses.iter().map(|(_, b)| b.len()).sum();
+        Ok(needed == 0 || p.read_many(&mut misses)? == needed)
+    }
+}

@@ -11,6 +11,30 @@ const MAX_PREFETCH: usize = 1 << 20;
 /// The kernel's IOV_MAX.
 const MAX_REGIONS: usize = 1024;
 
+/// Regions closer than this are fetched as one: the kernel's cost is mostly per region
+/// (pinning its pages), not per byte.
+const MERGE_GAP: u64 = 512;
+
+/// Sort regions and merge those that overlap or nearly touch (within one page, so merging
+/// never reaches into an unmapped page the parts did not touch).
+fn coalesce(mut regions: Vec<(u64, usize)>) -> Vec<(u64, usize)> {
+    regions.sort_unstable();
+    let mut out: Vec<(u64, usize)> = Vec::with_capacity(regions.len());
+    for (addr, len) in regions {
+        let end = addr + len as u64;
+        if let Some(last) = out.last_mut() {
+            let last_end = last.0 + last.1 as u64;
+            let same_page = (last_end.saturating_sub(1)) / 4096 == addr / 4096;
+            if addr <= last_end || (addr - last_end <= MERGE_GAP && same_page) {
+                last.1 = (end.max(last_end) - last.0) as usize;
+                continue;
+            }
+        }
+        out.push((addr, len));
+    }
+    out
+}
+
 #[derive(Default)]
 pub struct ReadSet {
     /// Bytes prefetched for this sample, and where each region sits in them.
@@ -23,7 +47,7 @@ pub struct ReadSet {
 impl ReadSet {
     /// Start a sample: fetch last sample's regions in one read.
     pub fn begin(&mut self, p: &Process) -> Result<(), ReadError> {
-        let wanted = std::mem::take(&mut self.wanted);
+        let wanted = coalesce(std::mem::take(&mut self.wanted));
         self.regions.clear();
         let mut total = 0usize;
         let mut layout = Vec::with_capacity(wanted.len());
@@ -101,5 +125,26 @@ impl ReadSet {
         }
         let needed: usize = misses.iter().map(|(_, b)| b.len()).sum();
         Ok(needed == 0 || p.read_many(&mut misses)? == needed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coalesce;
+
+    #[test]
+    fn merges_near_regions_on_one_page_only() {
+        let merged = coalesce(vec![
+            (0x1010, 8),
+            (0x1000, 8),
+            (0x1100, 16),
+            (0x1ffc, 4),
+            (0x2004, 4),
+            (0x9000, 8),
+        ]);
+        assert_eq!(
+            merged,
+            vec![(0x1000, 0x110), (0x1ffc, 4), (0x2004, 4), (0x9000, 8)]
+        );
     }
 }

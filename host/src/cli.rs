@@ -58,6 +58,13 @@ pub enum Command {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Differential flame graph of two captures: where CURRENT spends more or less time than BASELINE.
+    Diff {
+        baseline: PathBuf,
+        current: PathBuf,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Print the Python stack of every thread of a running process once.
     Dump {
         pid: i32,
@@ -75,7 +82,14 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("tachyon: error: {}", one_line(&e));
-            1
+            // A regression found by --fail-on-regression is a verdict, not a failure to run.
+            if e.downcast_ref::<tachyon_plugin_api::RegressionDetected>()
+                .is_some()
+            {
+                3
+            } else {
+                1
+            }
         }
     }
 }
@@ -116,6 +130,14 @@ fn dispatch(cli: Cli) -> Result<()> {
                 ..Default::default()
             },
         ),
+        Command::Diff {
+            baseline,
+            current,
+            mut out,
+        } => {
+            out.diff_flamegraph = Some(baseline);
+            crate::replay::replay(&current, &out)
+        }
         Command::Formats => {
             for f in formats() {
                 println!("{:<16} {}", f.name, f.description);

@@ -14,6 +14,8 @@ pub mod subprocesses;
 // Built-in collectors register themselves with `inventory`; naming the crates links them in.
 #[cfg(feature = "collapsed")]
 extern crate tachyon_collapsed;
+#[cfg(feature = "flamegraph")]
+extern crate tachyon_flamegraph;
 #[cfg(feature = "pstats")]
 extern crate tachyon_pstats;
 #[cfg(feature = "svg")]

@@ -30,6 +30,13 @@ pub struct OutputArgs {
     /// pstats table: omit the legend and summary.
     #[arg(long)]
     pub no_summary: bool,
+    /// Differential formats: exit with code 3 when a function's self time grew by at least
+    /// this many percent (beyond sampling noise). The output is still written.
+    #[arg(long, value_name = "PCT")]
+    pub fail_on_regression: Option<f64>,
+    /// Differential formats: compare captures taken in different modes anyway.
+    #[arg(long)]
+    pub force_diff: bool,
     /// binary: compression of the sample records.
     #[arg(long, value_parser = ["auto", "zstd", "none"], default_value = "auto")]
     pub compression: String,
@@ -64,6 +71,12 @@ impl OutputArgs {
             opts.insert("no_summary".into(), "true".into());
         }
         opts.insert("compression".into(), self.compression.clone());
+        if let Some(pct) = self.fail_on_regression {
+            opts.insert("fail_on_regression".into(), pct.to_string());
+        }
+        if self.force_diff {
+            opts.insert("force_diff".into(), "true".into());
+        }
         if let Some(base) = &self.diff_flamegraph {
             let profile = Capture::open(base)
                 .and_then(|c| c.to_profile())

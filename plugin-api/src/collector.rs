@@ -78,3 +78,16 @@ pub fn formats() -> Vec<&'static Format> {
     all.sort_by_key(|f| f.name);
     all
 }
+
+/// Returned by `export` (after the output is written) when a differential format finds a
+/// regression over the user's `--fail-on-regression` limit; the host exits with code 3.
+#[derive(Debug)]
+pub struct RegressionDetected(pub String);
+
+impl std::fmt::Display for RegressionDetected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RegressionDetected {}

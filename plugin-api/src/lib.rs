@@ -10,7 +10,9 @@ mod model;
 mod profile;
 mod stacks;
 
-pub use collector::{formats, Collector, CollectorConfig, ExportContext, Format, RunStats};
+pub use collector::{
+    formats, Collector, CollectorConfig, ExportContext, Format, RegressionDetected, RunStats,
+};
 pub use model::{FrameId, FrameInfo, Mode, Sample, StrId, Symbols, ThreadStatus};
 pub use profile::{Profile, ProfileBuilder, WeightedStack};
 pub use stacks::{StackId, StackTable};

@@ -1,0 +1,64 @@
+//! The page: one offline HTML file with the vendored d3 / d3-flame-graph, our CSS/JS and the
+//! profile as JSON. The JSON is escaped for a <script> context, so names like
+//! `</script><img onerror=…>` stay data.
+
+use anyhow::Result;
+
+const TEMPLATE: &str = include_str!("../../../assets/flamegraph/template.html");
+const CSS: &str = include_str!("../../../assets/flamegraph/flamegraph.css");
+const JS: &str = include_str!("../../../assets/flamegraph/flamegraph.js");
+const D3: &str = include_str!("../../../assets/vendor/d3/7.8.5/d3.min.js");
+const FLAMEGRAPH_JS: &str =
+    include_str!("../../../assets/vendor/d3-flame-graph/4.1.3/d3-flamegraph.min.js");
+const FLAMEGRAPH_CSS: &str =
+    include_str!("../../../assets/vendor/d3-flame-graph/4.1.3/d3-flamegraph.css");
+
+/// JSON text safe inside <script>: `<`, `>`, `&` and the JS line separators escaped.
+pub fn script_safe_json(value: &serde_json::Value) -> Result<String> {
+    let text = serde_json::to_string(value)?;
+    Ok(text
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029"))
+}
+
+/// A vendored script must not contain `</script` either (it would end the tag).
+fn script_safe(code: &str) -> String {
+    code.replace("</script", "<\\/script")
+}
+
+pub fn render(title: &str, data: &serde_json::Value) -> Result<String> {
+    let mut tera = tera::Tera::default();
+    tera.add_raw_template("flamegraph.html", TEMPLATE)?;
+    let mut ctx = tera::Context::new();
+    ctx.insert("title", title);
+    ctx.insert("css", &format!("{FLAMEGRAPH_CSS}\n{CSS}"));
+    ctx.insert("vendor_js", &script_safe(&format!("{D3}\n{FLAMEGRAPH_JS}")));
+    ctx.insert("js", &script_safe(JS));
+    ctx.insert("data", &script_safe_json(data)?);
+    Ok(tera.render("flamegraph.html", &ctx)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_names_cannot_close_the_script() {
+        let v = serde_json::json!({"name": "</script><img src=x onerror=alert(1)>", "f": "a&b\u{2028}"});
+        let s = script_safe_json(&v).unwrap();
+        assert!(
+            !s.contains('<') && !s.contains('>') && !s.contains('&') && !s.contains('\u{2028}')
+        );
+        let back: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, v);
+        let page = render("t <b>", &v).unwrap();
+        assert!(page.contains("t &lt;b&gt;"));
+        assert_eq!(
+            page.matches("</script>").count(),
+            page.matches("<script>").count()
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! The call tree a flame graph draws: nodes keyed by frame identity along the path from the
+//! root, with inclusive/self samples, per-thread values and opcode counts.
+
+use std::collections::{BTreeMap, HashMap};
+
+use tachyon_plugin_api::{FrameId, Symbols};
+
+/// What makes two frames the same node: (filename, line, function). Differential graphs key
+/// by function only (line 0), as Tachyon does, so edits that move lines still match.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub filename: String,
+    pub lineno: i32,
+    pub funcname: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Node {
+    pub key: usize,
+    pub value: u64,
+    pub self_value: u64,
+    pub children: Vec<usize>,
+    /// thread id -> (inclusive, self) samples.
+    pub threads: BTreeMap<u64, (u64, u64)>,
+    pub opcodes: BTreeMap<u8, u64>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Tree {
+    pub keys: Vec<Key>,
+    key_index: HashMap<Key, usize>,
+    /// Node 0 is the root (all samples).
+    pub nodes: Vec<Node>,
+    child_index: HashMap<(usize, usize), usize>,
+}
+
+impl Tree {
+    pub fn new() -> Tree {
+        Tree {
+            nodes: vec![Node::default()],
+            ..Default::default()
+        }
+    }
+
+    pub fn key_id(&mut self, key: Key) -> usize {
+        if let Some(&id) = self.key_index.get(&key) {
+            return id;
+        }
+        self.keys.push(key.clone());
+        self.key_index.insert(key, self.keys.len() - 1);
+        self.keys.len() - 1
+    }
+
+    pub fn child(&mut self, parent: usize, key: usize) -> usize {
+        if let Some(&c) = self.child_index.get(&(parent, key)) {
+            return c;
+        }
+        let id = self.nodes.len();
+        self.nodes.push(Node {
+            key,
+            ..Default::default()
+        });
+        self.nodes[parent].children.push(id);
+        self.child_index.insert((parent, key), id);
+        id
+    }
+
+    pub fn key_lookup(&self, key: &Key) -> Option<usize> {
+        self.key_index.get(key).copied()
+    }
+
+    pub fn find_child(&self, parent: usize, key: usize) -> Option<usize> {
+        self.child_index.get(&(parent, key)).copied()
+    }
+
+    /// Add one stack (root first) of `weight` samples of thread `tid`.
+    pub fn add(&mut self, tid: u64, keys_root_first: &[(usize, Option<u8>)], weight: u64) {
+        let mut node = 0;
+        self.bump(0, tid, weight, keys_root_first.is_empty(), None);
+        for (i, &(key, opcode)) in keys_root_first.iter().enumerate() {
+            node = self.child(node, key);
+            self.bump(node, tid, weight, i + 1 == keys_root_first.len(), opcode);
+        }
+    }
+
+    fn bump(&mut self, node: usize, tid: u64, weight: u64, leaf: bool, opcode: Option<u8>) {
+        let n = &mut self.nodes[node];
+        n.value += weight;
+        let t = n.threads.entry(tid).or_default();
+        t.0 += weight;
+        if leaf {
+            n.self_value += weight;
+            t.1 += weight;
+        }
+        if let Some(op) = opcode {
+            *n.opcodes.entry(op).or_default() += weight;
+        }
+    }
+
+    /// Keys for a stack of frame ids (root first).
+    pub fn keys_for(
+        &mut self,
+        symbols: &Symbols,
+        frames_root_first: &[FrameId],
+        by_function: bool,
+    ) -> Vec<(usize, Option<u8>)> {
+        frames_root_first
+            .iter()
+            .map(|&id| {
+                let f = symbols.frame(id);
+                let key = Key {
+                    filename: symbols.str(f.filename).to_owned(),
+                    lineno: if by_function { 0 } else { f.lineno.max(0) },
+                    funcname: symbols.str(f.funcname).to_owned(),
+                };
+                (self.key_id(key), f.opcode)
+            })
+            .collect()
+    }
+}

@@ -15,6 +15,14 @@ if [ ! -x .venv/bin/pytest ]; then
     python3 -m venv .venv
     .venv/bin/pip install --quiet pytest zstandard
 fi
+# Headless Chromium (Debian's package) and playwright-core to drive it, for the HTML tests.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+        || echo "chromium could not be installed: browser tests will be skipped"
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ] && command -v npm >/dev/null; then
+    (cd tests/browser && npm install --no-audit --no-fund --silent) || echo "playwright-core missing: browser tests will be skipped"
+fi
 # CPython 3.14/3.15 from Debian sid for the debug-offsets tests (skipped if unavailable).
 bash tests/setup_debian_pythons.sh || echo "Debian sid Pythons unavailable: 3.14/3.15 tests will be skipped"
 .venv/bin/pytest -ra tests "$@"

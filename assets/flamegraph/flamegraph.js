@@ -142,6 +142,17 @@
     tip.hidden = false;
   }
 
+  /* Plain text, not a regular expression (a query like "parse(" must not throw); also
+     Tachyon's "file.py:42" form. */
+  function searchMatch(d, term) {
+    const info = (d.data && d.data.info) || {};
+    const file = info.filename !== undefined ? S[info.filename] : "";
+    const at = /^(.+):(\d+)$/.exec(term);
+    if (at && file) return file.endsWith(at[1]) && info.lineno === Number(at[2]);
+    const t = term.toLowerCase();
+    return String(d.data.name || "").toLowerCase().includes(t) || file.toLowerCase().includes(t);
+  }
+
   function render() {
     const source = state.elided ? data.elided : data.tree;
     let root = convert(source, state.thread);
@@ -156,6 +167,7 @@
       .inverted(true)
       .selfValue(false)
       .setColorMapper((d) => color(d))
+      .setSearchMatch(searchMatch)
       .onHover((d) => showTooltip(d));
     d3.select("#chart").datum(root).call(chart);
     const term = $("search").value.trim();

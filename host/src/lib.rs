@@ -16,6 +16,10 @@ pub mod subprocesses;
 extern crate tachyon_collapsed;
 #[cfg(feature = "flamegraph")]
 extern crate tachyon_flamegraph;
+#[cfg(feature = "gecko")]
+extern crate tachyon_gecko;
+#[cfg(feature = "heatmap")]
+extern crate tachyon_heatmap;
 #[cfg(feature = "pstats")]
 extern crate tachyon_pstats;
 #[cfg(feature = "svg")]

@@ -389,9 +389,15 @@ fn profile(
             .unwrap_or_else(|| PathBuf::from(format!("profile_{pid}.pstats")));
         crate::subprocesses::Monitor::start(pid, args.child_args(out), base)
     });
+    let mut opts = args.unwind_options();
+    if format.name == "gecko" {
+        // Gecko's markers show CPU and exception state whatever the mode (Tachyon: mode ALL).
+        opts.cpu_state = true;
+        opts.exception_state = true;
+    }
     let mut lp = Loop {
         args,
-        unwinder: Unwinder::new(target, args.unwind_options()),
+        unwinder: Unwinder::new(target, opts),
         collector: collector.as_mut(),
         symbols: Symbols::new(),
         counts: Counts::default(),

@@ -1,0 +1,279 @@
+//! `gecko`: the Firefox Profiler's processed profile format as CPython's Tachyon writes it
+//! (meta version 32, preprocessedProfileVersion 57, one global string array in `shared`), with
+//! interval markers for GIL, CPU, exception and GC state changes per thread.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use tachyon_plugin_api::{
+    Collector, CollectorConfig, ExportContext, Format, FrameId, Sample, Symbols, ThreadStatus,
+};
+
+/// Categories (index = position), as Tachyon.
+const CATEGORIES: [(&str, &str); 9] = [
+    ("Other", "grey"),
+    ("Python", "yellow"),
+    ("Native", "blue"),
+    ("GC", "orange"),
+    ("GIL", "green"),
+    ("CPU", "purple"),
+    ("Code Type", "red"),
+    ("Opcodes", "magenta"),
+    ("Exception", "lightblue"),
+];
+const CAT_PYTHON: usize = 1;
+const CAT_NATIVE: usize = 2;
+const CAT_GC: usize = 3;
+const CAT_GIL: usize = 4;
+const CAT_CPU: usize = 5;
+const CAT_EXCEPTION: usize = 8;
+
+/// One state a marker tracks: (name when true, name when false or None, category).
+const TRACKS: [(&str, Option<&str>, usize); 4] = [
+    ("Has GIL", Some("No GIL"), CAT_GIL),
+    ("On CPU", Some("Off CPU"), CAT_CPU),
+    ("Has Exception", Some("No Exception"), CAT_EXCEPTION),
+    ("GC Collecting", None, CAT_GC),
+];
+
+#[derive(Default)]
+struct Strings {
+    list: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl Strings {
+    fn id(&mut self, s: &str) -> usize {
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        self.list.push(s.to_owned());
+        self.index.insert(s.to_owned(), self.list.len() - 1);
+        self.list.len() - 1
+    }
+}
+
+#[derive(Default)]
+struct ThreadData {
+    is_main: bool,
+    /// (stack index or None, time ms, weight)
+    samples: Vec<(Option<usize>, f64)>,
+    stack_table: Vec<(usize, usize, Option<usize>)>, // (frame, category, prefix)
+    stack_index: HashMap<(Option<usize>, usize), usize>,
+    frame_table: Vec<(usize, i32, Option<i32>, usize)>, // (func, line, column, category)
+    frame_index: HashMap<FrameId, usize>,
+    func_table: Vec<(usize, bool, Option<usize>, Option<i32>)>, // (name, isJS, fileName, lineNumber)
+    func_index: HashMap<(u32, u32), usize>,
+    /// Open marker per track: (state, start ms).
+    open: [Option<(bool, f64)>; 4],
+    markers: Vec<(usize, f64, f64, usize)>, // (name, start, end, category)
+    last_time: f64,
+}
+
+#[derive(Default)]
+pub struct GeckoCollector {
+    interval_us: u64,
+    first_us: Option<u64>,
+    strings: Strings,
+    threads: BTreeMap<u64, ThreadData>,
+    gc_name: Option<u32>,
+}
+
+impl GeckoCollector {
+    fn frame(&mut self, symbols: &Symbols, tid: u64, id: FrameId) -> usize {
+        let strings = &mut self.strings;
+        let t = self.threads.get_mut(&tid).expect("thread exists");
+        if let Some(&f) = t.frame_index.get(&id) {
+            return f;
+        }
+        let info = symbols.frame(id);
+        let file = symbols.str(info.filename);
+        let python =
+            !file.starts_with('<') && file != "~" || file == "<stdin>" || file == "<string>";
+        let func = *t
+            .func_index
+            .entry((info.filename, info.funcname))
+            .or_insert_with(|| {
+                let name = strings.id(symbols.str(info.funcname));
+                let file_name = python.then(|| strings.id(file));
+                t.func_table
+                    .push((name, python, file_name, python.then_some(info.lineno)));
+                t.func_table.len() - 1
+            });
+        let category = if python { CAT_PYTHON } else { CAT_NATIVE };
+        t.frame_table.push((
+            func,
+            info.lineno.max(0),
+            (info.column >= 0).then_some(info.column),
+            category,
+        ));
+        t.frame_index.insert(id, t.frame_table.len() - 1);
+        t.frame_table.len() - 1
+    }
+
+    fn track(t: &mut ThreadData, strings: &mut Strings, track: usize, state: bool, now: f64) {
+        let (on, off, cat) = TRACKS[track];
+        match t.open[track] {
+            Some((s, _)) if s == state => {}
+            Some((s, start)) => {
+                let name = if s { Some(on) } else { off };
+                if let Some(name) = name {
+                    t.markers.push((strings.id(name), start, now, cat));
+                }
+                t.open[track] = Some((state, now));
+            }
+            None => t.open[track] = Some((state, now)),
+        }
+    }
+}
+
+impl Collector for GeckoCollector {
+    fn collect(&mut self, symbols: &Symbols, sample: &Sample<'_>) {
+        let first = *self
+            .first_us
+            .get_or_insert(sample.timestamps_us.first().copied().unwrap_or(0));
+        let tid = sample.thread_id;
+        self.threads.entry(tid).or_default().is_main |=
+            sample.status.has(ThreadStatus::MAIN_THREAD);
+        // Innermost first in the sample; the stack table is built from the root.
+        let mut prefix: Option<usize> = None;
+        for &id in sample.frames.iter().rev() {
+            let frame = self.frame(symbols, tid, id);
+            let t = self.threads.get_mut(&tid).expect("thread exists");
+            let category = t.frame_table[frame].3;
+            prefix = Some(*t.stack_index.entry((prefix, frame)).or_insert_with(|| {
+                t.stack_table.push((frame, category, prefix));
+                t.stack_table.len() - 1
+            }));
+        }
+        let gc = *self.gc_name.get_or_insert_with(|| {
+            symbols
+                .strings()
+                .iter()
+                .position(|s| s == "<GC>")
+                .map_or(u32::MAX, |p| p as u32)
+        });
+        let in_gc = sample
+            .frames
+            .first()
+            .is_some_and(|&f| symbols.frame(f).funcname == gc);
+        if gc == u32::MAX {
+            self.gc_name = None;
+        }
+        let s = sample.status;
+        let t = self.threads.get_mut(&tid).expect("thread exists");
+        for &ts in sample.timestamps_us {
+            let now = ts.saturating_sub(first) as f64 / 1000.0;
+            t.samples.push((prefix, now));
+            t.last_time = t.last_time.max(now);
+            for (track, state) in [
+                s.has(ThreadStatus::HAS_GIL),
+                s.has(ThreadStatus::ON_CPU),
+                s.has(ThreadStatus::HAS_EXCEPTION),
+                in_gc,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                GeckoCollector::track(t, &mut self.strings, track, state, now);
+            }
+        }
+    }
+
+    fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
+        let path = ctx.path.context("gecko output needs a file")?;
+        let pid = std::process::id().to_string();
+        let mut threads = Vec::new();
+        for (tid, t) in &mut self.threads {
+            // Close every open marker at the last sample.
+            for track in 0..TRACKS.len() {
+                if let Some((state, start)) = t.open[track].take() {
+                    let (on, off, cat) = TRACKS[track];
+                    if let Some(name) = if state { Some(on) } else { off } {
+                        t.markers
+                            .push((self.strings.id(name), start, t.last_time, cat));
+                    }
+                }
+            }
+            let n = |v: usize| json!(v);
+            threads.push(json!({
+                "name": format!("Thread-{tid}"), "isMainThread": t.is_main, "processType": "default",
+                "processName": "Python Process", "processStartupTime": 0, "processShutdownTime": null,
+                "registerTime": 0, "unregisterTime": null, "pausedRanges": [], "pid": pid, "tid": tid,
+                "samples": {
+                    "stack": t.samples.iter().map(|s| s.0).collect::<Vec<_>>(),
+                    "time": t.samples.iter().map(|s| s.1).collect::<Vec<_>>(),
+                    "eventDelay": vec![Value::Null; t.samples.len()], "weight": null, "weightType": "samples",
+                    "length": t.samples.len(),
+                },
+                "stackTable": {
+                    "frame": t.stack_table.iter().map(|s| n(s.0)).collect::<Vec<_>>(),
+                    "category": t.stack_table.iter().map(|s| n(s.1)).collect::<Vec<_>>(),
+                    "subcategory": vec![0; t.stack_table.len()],
+                    "prefix": t.stack_table.iter().map(|s| s.2).collect::<Vec<_>>(),
+                    "length": t.stack_table.len(),
+                },
+                "frameTable": {
+                    "address": vec![-1; t.frame_table.len()], "category": t.frame_table.iter().map(|f| f.3).collect::<Vec<_>>(),
+                    "subcategory": vec![0; t.frame_table.len()], "func": t.frame_table.iter().map(|f| f.0).collect::<Vec<_>>(),
+                    "innerWindowID": vec![0; t.frame_table.len()], "implementation": vec![Value::Null; t.frame_table.len()],
+                    "optimizations": vec![Value::Null; t.frame_table.len()], "line": t.frame_table.iter().map(|f| f.1).collect::<Vec<_>>(),
+                    "column": t.frame_table.iter().map(|f| f.2).collect::<Vec<_>>(), "inlineDepth": vec![0; t.frame_table.len()],
+                    "nativeSymbol": vec![Value::Null; t.frame_table.len()], "length": t.frame_table.len(),
+                },
+                "funcTable": {
+                    "name": t.func_table.iter().map(|f| f.0).collect::<Vec<_>>(), "isJS": t.func_table.iter().map(|f| f.1).collect::<Vec<_>>(),
+                    "relevantForJS": vec![false; t.func_table.len()], "resource": vec![-1; t.func_table.len()],
+                    "fileName": t.func_table.iter().map(|f| f.2).collect::<Vec<_>>(), "lineNumber": t.func_table.iter().map(|f| f.3).collect::<Vec<_>>(),
+                    "columnNumber": vec![Value::Null; t.func_table.len()], "length": t.func_table.len(),
+                },
+                "resourceTable": {"lib": [], "name": [], "host": [], "type": [], "length": 0},
+                "nativeSymbols": {"libIndex": [], "address": [], "name": [], "functionSize": [], "length": 0},
+                "markers": {
+                    "data": t.markers.iter().map(|m| json!({"type": self.strings.list[m.0].replace(' ', ""), "duration": m.2 - m.1, "tid": tid})).collect::<Vec<_>>(),
+                    "name": t.markers.iter().map(|m| m.0).collect::<Vec<_>>(), "startTime": t.markers.iter().map(|m| m.1).collect::<Vec<_>>(),
+                    "endTime": t.markers.iter().map(|m| m.2).collect::<Vec<_>>(), "phase": vec![1; t.markers.len()],
+                    "category": t.markers.iter().map(|m| m.3).collect::<Vec<_>>(), "length": t.markers.len(),
+                },
+            }));
+        }
+        let samples: usize = self.threads.values().map(|t| t.samples.len()).sum();
+        let last = self
+            .threads
+            .values()
+            .map(|t| t.last_time)
+            .fold(0.0, f64::max);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let profile = json!({
+            "meta": {
+                "interval": if samples > 0 && last > 0.0 { last / samples as f64 } else { self.interval_us as f64 / 1000.0 },
+                "startTime": self.first_us.unwrap_or(0) as f64 / 1000.0, "abi": std::env::consts::ARCH, "oscpu": std::env::consts::ARCH,
+                "misc": "Python profiler", "platform": std::env::consts::OS, "processType": 0,
+                "categories": CATEGORIES.iter().map(|(name, color)| json!({"name": name, "color": color, "subcategories": ["Other"]})).collect::<Vec<_>>(),
+                "stackwalk": 0, "toolkit": "", "version": 32, "preprocessedProfileVersion": 57, "appBuildID": "",
+                "physicalCPUs": cpus, "logicalCPUs": cpus, "CPUName": "", "product": "Python", "symbolicated": true,
+                "markerSchema": [], "importedFrom": "Tachyon Sampling Profiler",
+                "extensions": {"id": [], "name": [], "baseURL": [], "length": 0},
+            },
+            "libs": [], "threads": threads, "pages": [],
+            "shared": {"stringArray": self.strings.list, "sources": {"length": 0, "uuid": [], "filename": []}},
+        });
+        std::fs::write(path, serde_json::to_vec(&profile)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("Gecko profile written to {}", path.display());
+        eprintln!("Open in Firefox Profiler: https://profiler.firefox.com/");
+        Ok(())
+    }
+}
+
+fn create(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
+    Ok(Box::new(GeckoCollector {
+        interval_us: config.interval_us,
+        ..Default::default()
+    }))
+}
+
+inventory::submit! {
+    Format { name: "gecko", description: "Firefox Profiler JSON (processed format) with GIL/CPU/exception/GC markers", extension: "json", create }
+}

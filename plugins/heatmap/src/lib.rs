@@ -1,0 +1,264 @@
+//! `heatmap`: a directory with `index.html` (files by samples, grouped as project / standard
+//! library / site-packages) and one `file_NNNN.html` per source file, every line coloured by
+//! its self or total samples on a log scale, with links to the functions it calls.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use tachyon_plugin_api::{
+    Collector, CollectorConfig, ExportContext, Format, Sample, StackId, StackTable, Symbols,
+};
+
+const INDEX: &str = include_str!("../../../assets/heatmap/index.html");
+const FILE: &str = include_str!("../../../assets/heatmap/file.html");
+const CSS: &str = include_str!("../../../assets/heatmap/heatmap.css");
+const JS: &str = include_str!("../../../assets/heatmap/heatmap.js");
+
+#[derive(Default)]
+pub struct HeatmapCollector {
+    stacks: StackTable,
+    counts: HashMap<StackId, u64>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct LineCounts {
+    self_samples: u64,
+    total: u64,
+}
+
+/// Where a function is defined: (file, first line seen, name).
+type Callee = (String, i32, String);
+
+#[derive(Default)]
+struct FileStats {
+    lines: BTreeMap<i32, LineCounts>,
+    callees: BTreeMap<i32, BTreeMap<Callee, u64>>,
+    total: u64,
+    self_samples: u64,
+}
+
+/// Frames without a real source line (synthetic, `<string>`, frozen modules) are skipped.
+fn has_source(file: &str, line: i32) -> bool {
+    line > 0 && !file.is_empty() && !file.starts_with('<') && !file.starts_with('[') && file != "~"
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn kind_of(path: &str) -> &'static str {
+    if path.contains("/site-packages/") || path.contains("/dist-packages/") {
+        "Site Packages"
+    } else if path.contains("/lib/python") {
+        "Standard Library"
+    } else {
+        "Project"
+    }
+}
+
+/// log(n+1)/log(max+1), so cold lines stay visible next to a hot loop.
+fn intensity(n: u64, max: u64) -> f64 {
+    if n == 0 || max == 0 {
+        0.0
+    } else {
+        ((n as f64) + 1.0).ln() / ((max as f64) + 1.0).ln()
+    }
+}
+
+impl HeatmapCollector {
+    fn files(&self, symbols: &Symbols) -> BTreeMap<String, FileStats> {
+        let mut files: BTreeMap<String, FileStats> = BTreeMap::new();
+        let mut first_line: HashMap<(String, String), i32> = HashMap::new();
+        for (&stack, &w) in &self.counts {
+            let frames: Vec<(String, i32, String)> = self
+                .stacks
+                .frames_root_first(stack)
+                .into_iter()
+                .map(|id| {
+                    let f = symbols.frame(id);
+                    (
+                        symbols.str(f.filename).to_owned(),
+                        f.lineno,
+                        symbols.str(f.funcname).to_owned(),
+                    )
+                })
+                .collect();
+            let mut seen: HashSet<(&str, i32)> = HashSet::new();
+            for (i, (file, line, func)) in frames.iter().enumerate() {
+                if !has_source(file, *line) {
+                    continue;
+                }
+                first_line
+                    .entry((file.clone(), func.clone()))
+                    .or_insert(*line);
+                let stats = files.entry(file.clone()).or_default();
+                let counts = stats.lines.entry(*line).or_default();
+                if seen.insert((file.as_str(), *line)) {
+                    counts.total += w;
+                }
+                if i + 1 == frames.len() {
+                    counts.self_samples += w;
+                    stats.self_samples += w;
+                }
+                if let Some((cfile, cline, cfunc)) =
+                    frames.get(i + 1).filter(|(f, l, _)| has_source(f, *l))
+                {
+                    let cdef = *first_line
+                        .entry((cfile.clone(), cfunc.clone()))
+                        .or_insert(*cline);
+                    *stats
+                        .callees
+                        .entry(*line)
+                        .or_default()
+                        .entry((cfile.clone(), cdef, cfunc.clone()))
+                        .or_default() += w;
+                }
+            }
+            let mut counted: HashSet<&str> = HashSet::new();
+            for (file, line, _) in &frames {
+                if has_source(file, *line) && counted.insert(file) {
+                    files.get_mut(file.as_str()).expect("added above").total += w;
+                }
+            }
+        }
+        files
+    }
+
+    fn write(&self, dir: &Path, symbols: &Symbols, ctx: &ExportContext<'_>) -> Result<usize> {
+        let files = self.files(symbols);
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut order: Vec<(&String, &FileStats)> = files.iter().collect();
+        order.sort_by(|a, b| b.1.total.cmp(&a.1.total).then(a.0.cmp(b.0)));
+        let page_of: HashMap<&str, String> = order
+            .iter()
+            .enumerate()
+            .map(|(i, (f, _))| (f.as_str(), format!("file_{i:04}.html")))
+            .collect();
+        let total_samples: u64 = self.counts.values().sum();
+        let hottest = order.first().map_or(1, |(_, s)| s.total.max(1));
+        let mut tera = tera::Tera::default();
+        tera.add_raw_templates(vec![("index.html", INDEX), ("file.html", FILE)])?;
+
+        for (file, stats) in &order {
+            let mut rows = String::new();
+            let source = std::fs::read_to_string(file).ok();
+            let lines: Vec<String> = match &source {
+                Some(text) => text.lines().map(str::to_owned).collect(),
+                None => vec![format!("# Source file not available: {file}")],
+            };
+            let max_self = stats
+                .lines
+                .values()
+                .map(|c| c.self_samples)
+                .max()
+                .unwrap_or(0);
+            let max_total = stats.lines.values().map(|c| c.total).max().unwrap_or(0);
+            for (i, text) in lines.iter().enumerate() {
+                let n = i as i32 + 1;
+                let c = stats.lines.get(&n).copied().unwrap_or_default();
+                let mut nav = String::new();
+                for ((cfile, cline, cfunc), count) in stats.callees.get(&n).into_iter().flatten() {
+                    if let Some(page) = page_of.get(cfile.as_str()) {
+                        let _ = write!(nav, "<a class=\"callee\" href=\"{page}#line-{cline}\" title=\"{count} samples\">▼ {}</a>", escape(cfunc));
+                    }
+                }
+                let _ = writeln!(
+                    rows,
+                    "<div class=\"code-line\" id=\"line-{n}\" data-self-intensity=\"{:.3}\" data-cumulative-intensity=\"{:.3}\" title=\"Self: {}, Total: {}\"><a class=\"lineno\" href=\"#line-{n}\">{n}</a><span class=\"count\">{}</span><span class=\"count\">{}</span><span class=\"src\">{}</span>{nav}</div>",
+                    intensity(c.self_samples, max_self),
+                    intensity(c.total, max_total),
+                    c.self_samples,
+                    c.total,
+                    if c.self_samples > 0 { c.self_samples.to_string() } else { String::new() },
+                    if c.total > 0 { c.total.to_string() } else { String::new() },
+                    escape(text)
+                );
+            }
+            let mut page = tera::Context::new();
+            page.insert("path", file);
+            page.insert("css", CSS);
+            page.insert("js", JS);
+            page.insert("rows", &rows);
+            page.insert("total", &stats.total);
+            page.insert("self_samples", &stats.self_samples);
+            page.insert("lines", &stats.lines.len());
+            let html = tera.render("file.html", &page)?;
+            std::fs::write(dir.join(&page_of[file.as_str()]), html)?;
+        }
+
+        let mut sections: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
+        for (file, stats) in &order {
+            sections.entry(kind_of(file)).or_default().push(serde_json::json!({
+                "path": file, "page": page_of[file.as_str()], "total": stats.total, "self": stats.self_samples,
+                "pct": stats.total as f64 * 100.0 / hottest as f64,
+            }));
+        }
+        let section_list: Vec<serde_json::Value> = ["Project", "Standard Library", "Site Packages"]
+            .iter()
+            .filter_map(|k| {
+                sections.get(k).map(
+                    |files| serde_json::json!({"name": k, "open": *k == "Project", "files": files}),
+                )
+            })
+            .collect();
+        let mut index = tera::Context::new();
+        index.insert("css", CSS);
+        index.insert("js", JS);
+        index.insert("sections", &section_list);
+        index.insert("num_files", &order.len());
+        index.insert("total_samples", &total_samples);
+        index.insert("duration", &format!("{:.2}", ctx.stats.duration_sec));
+        index.insert("sample_rate", &format!("{:.0}", ctx.stats.sample_rate));
+        index.insert(
+            "error_rate",
+            &ctx.stats
+                .error_rate
+                .map_or("unknown".to_owned(), |e| format!("{e:.2}%")),
+        );
+        std::fs::write(dir.join("index.html"), tera.render("index.html", &index)?)?;
+        Ok(order.len())
+    }
+}
+
+impl Collector for HeatmapCollector {
+    fn collect(&mut self, _symbols: &Symbols, sample: &Sample<'_>) {
+        let stack = self.stacks.intern(sample.frames);
+        *self.counts.entry(stack).or_default() += sample.weight();
+    }
+
+    fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
+        let dir = ctx.path.context("the heatmap needs an output directory")?;
+        // `-o heat.html` means the directory `heat`, as Tachyon.
+        let dir: PathBuf = if dir.extension().is_some_and(|e| e == "html") {
+            dir.with_extension("")
+        } else {
+            dir.to_path_buf()
+        };
+        let n = self.write(&dir, ctx.symbols, ctx)?;
+        eprintln!("Heatmap output written to {}/", dir.display());
+        eprintln!("  - Index: {}", dir.join("index.html").display());
+        eprintln!("  - {n} source file(s) analyzed");
+        Ok(())
+    }
+}
+
+fn create(_config: &CollectorConfig) -> Result<Box<dyn Collector>> {
+    Ok(Box::new(HeatmapCollector::default()))
+}
+
+inventory::submit! {
+    Format { name: "heatmap", description: "Line-level heatmap: index.html plus one page per source file", extension: "", create }
+}

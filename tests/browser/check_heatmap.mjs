@@ -1,0 +1,31 @@
+// Opens a heatmap's index.html, follows the first file link, and reports the coloured lines:
+//   node check_heatmap.mjs DIR SCREENSHOT.png
+import { chromium } from "playwright-core";
+
+const [dir, screenshot] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"],
+});
+const result = { consoleErrors: [], pageErrors: [], dialogs: [] };
+try {
+  const page = await browser.newPage({ viewport: { width: 1300, height: 900 } });
+  page.on("console", (m) => { if (m.type() === "error") result.consoleErrors.push(m.text()); });
+  page.on("pageerror", (e) => result.pageErrors.push(String(e)));
+  page.on("dialog", async (d) => { result.dialogs.push(d.message()); await d.dismiss(); });
+  await page.goto("file://" + dir + "/index.html");
+  result.indexFiles = await page.$$eval("table.files a", (as) => as.map((a) => a.textContent));
+  await page.click("table.files a >> nth=0");
+  await page.waitForSelector(".code-line");
+  const lines = () => page.$$eval(".code-line", (ls) => ls.map((l) => ({ n: l.id, bg: l.style.background, title: l.title, text: l.querySelector(".src").textContent })));
+  result.selfLines = (await lines()).filter((l) => l.bg);
+  await page.click("#color-total");
+  result.totalLines = (await lines()).filter((l) => l.bg);
+  result.allText = (await lines()).map((l) => l.text);
+  await page.screenshot({ path: screenshot, fullPage: false });
+  result.callees = await page.$$eval("a.callee", (as) => as.map((a) => a.getAttribute("href")));
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));

@@ -1,0 +1,143 @@
+"""heatmap and gecko from real profiles: the heatmap in Chromium, the gecko profile against the
+Firefox Profiler's processed-format schema."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import ROOT, require_python, tachyon
+from test_html import ARTIFACTS, browser_ready
+
+WORK = r'''
+import threading, time
+BANNER = "<script>window.__tachyon_xss = 1</script>"
+
+def hot():
+    s = 0
+    for i in range(3000):
+        s += i * i
+    return s
+
+def cold():
+    return sum(range(100))
+
+def handler():
+    try:
+        raise KeyError("x")
+    except KeyError:
+        return hot()
+
+def sleeper():
+    time.sleep(1.2)
+
+def main():
+    t = threading.Thread(target=sleeper)
+    t.start()
+    end = time.time() + 1.0
+    while time.time() < end:
+        hot()
+        cold()
+        handler()
+    t.join()
+
+main()
+'''
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory):
+    python = require_python("3.12")
+    d = tmp_path_factory.mktemp("outputs")
+    script = d / "work.py"
+    script.write_text(WORK)
+    tachyon("run", "--python", python, "-a", "-f", "binary", "-o", d / "cap.bin", script)
+    return d, script
+
+
+def test_heatmap_pages_colour_the_hot_lines(capture):
+    browser_ready()
+    d, script = capture
+    out = d / "heat"
+    proc = tachyon("replay", d / "cap.bin", "-f", "heatmap", "-o", str(out) + ".html")
+    assert "Heatmap output written to" in proc.stderr and out.is_dir(), "-o x.html means directory x"
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    shot = os.path.join(ARTIFACTS, "heatmap.png")
+    r = json.loads(subprocess.run(["node", os.path.join(ROOT, "tests", "browser", "check_heatmap.mjs"), str(out), shot],
+                                  capture_output=True, text=True, check=True, timeout=120).stdout)
+    assert r["consoleErrors"] == [] and r["pageErrors"] == [] and r["dialogs"] == []
+    assert r["indexFiles"][0] == str(script), "the profiled script is the hottest file"
+    src = script.read_text().splitlines()
+    hot_line = src.index("        s += i * i") + 1
+    self_hot = [l for l in r["selfLines"] if l["n"] == "line-%d" % hot_line]
+    assert self_hot, "the loop body has self samples"
+    self_of = {l["n"]: int(l["title"].split("Self: ")[1].split(",")[0]) for l in r["selfLines"]}
+    cold_line = src.index("    return sum(range(100))") + 1
+    assert self_of["line-%d" % hot_line] > self_of.get("line-%d" % cold_line, 0)
+    assert len(r["totalLines"]) > len(r["selfLines"]), "callers are coloured by total time"
+    assert any(t == '        hot()' for t in r["allText"])
+    assert 'BANNER = "<script>window.__tachyon_xss = 1</script>"' in r["allText"], "source is shown as text"
+    for href in r["callees"]:
+        page, anchor = href.split("#")
+        assert (out / page).exists() and anchor.startswith("line-")
+
+
+def validate_processed_profile(p):
+    """The processed-format invariants the Firefox Profiler relies on."""
+    meta = p["meta"]
+    assert meta["version"] == 32 and meta["preprocessedProfileVersion"] == 57 and meta["product"] == "Python"
+    assert meta["interval"] > 0
+    ncat = len(meta["categories"])
+    assert all(set(c) == {"name", "color", "subcategories"} for c in meta["categories"])
+    strings = p["shared"]["stringArray"]
+    assert all(isinstance(s, str) for s in strings)
+    for th in p["threads"]:
+        tables = {k: th[k] for k in ("samples", "stackTable", "frameTable", "funcTable", "resourceTable", "nativeSymbols", "markers")}
+        for name, table in tables.items():
+            for col, values in table.items():
+                if isinstance(values, list):
+                    assert len(values) == table["length"], (name, col)
+        st, ft, fn = th["stackTable"], th["frameTable"], th["funcTable"]
+        for i in range(st["length"]):
+            assert 0 <= st["frame"][i] < ft["length"] and 0 <= st["category"][i] < ncat
+            assert st["prefix"][i] is None or 0 <= st["prefix"][i] < i, "prefixes point backwards (no cycles)"
+        for i in range(ft["length"]):
+            assert 0 <= ft["func"][i] < fn["length"] and 0 <= ft["category"][i] < ncat
+        for i in range(fn["length"]):
+            assert 0 <= fn["name"][i] < len(strings)
+            assert fn["fileName"][i] is None or 0 <= fn["fileName"][i] < len(strings)
+        times = th["samples"]["time"]
+        assert all(s is None or 0 <= s < st["length"] for s in th["samples"]["stack"])
+        assert times == sorted(times)
+        mk = th["markers"]
+        for i in range(mk["length"]):
+            assert 0 <= mk["name"][i] < len(strings) and mk["startTime"][i] <= mk["endTime"][i] and mk["phase"][i] == 1
+
+
+def test_gecko_profile_matches_the_processed_format(capture):
+    d, script = capture
+    out = d / "p.json"
+    tachyon("replay", d / "cap.bin", "-f", "gecko", "-o", out)
+    p = json.loads(out.read_text())
+    validate_processed_profile(p)
+    strings = p["shared"]["stringArray"]
+    main = [t for t in p["threads"] if t["isMainThread"]]
+    assert len(main) == 1 and len(p["threads"]) == 2
+    fn = main[0]["funcTable"]
+    names = {strings[n]: (strings[f] if f is not None else None, l) for n, f, l in zip(fn["name"], fn["fileName"], fn["lineNumber"])}
+    assert names["hot"][0] == str(script)
+    markers = {strings[n] for n in main[0]["markers"]["name"]}
+    assert {"Has GIL", "No GIL"} <= markers, markers
+
+
+def test_gecko_from_a_live_run_has_cpu_markers(tmp):
+    python = require_python("3.12")
+    script = tmp / "w.py"
+    script.write_text(WORK)
+    out = tmp / "live.json"
+    tachyon("run", "--python", python, "-a", "-f", "gecko", "-o", out, script)
+    p = json.loads(out.read_text())
+    validate_processed_profile(p)
+    strings = p["shared"]["stringArray"]
+    names = {strings[n] for t in p["threads"] for n in t["markers"]["name"]}
+    assert {"On CPU", "Off CPU", "Has GIL", "No GIL", "Has Exception"} <= names, names

@@ -187,9 +187,8 @@ impl Collector for GeckoCollector {
         let mut threads = Vec::new();
         for (tid, t) in &mut self.threads {
             // Close every open marker at the last sample.
-            for track in 0..TRACKS.len() {
-                if let Some((state, start)) = t.open[track].take() {
-                    let (on, off, cat) = TRACKS[track];
+            for (open, (on, off, cat)) in t.open.iter_mut().zip(TRACKS) {
+                if let Some((state, start)) = open.take() {
                     if let Some(name) = if state { Some(on) } else { off } {
                         t.markers
                             .push((self.strings.id(name), start, t.last_time, cat));

@@ -141,3 +141,16 @@ def test_gecko_from_a_live_run_has_cpu_markers(tmp):
     strings = p["shared"]["stringArray"]
     names = {strings[n] for t in p["threads"] for n in t["markers"]["name"]}
     assert {"On CPU", "Off CPU", "Has GIL", "No GIL", "Has Exception"} <= names, names
+
+
+def test_flamegraph_thread_filter_shows_one_thread(capture):
+    from test_html import check
+    browser_ready()
+    d, _ = capture
+    page = d / "threads.html"
+    tachyon("replay", d / "cap.bin", "-f", "flamegraph", "-o", page)
+    r = check(page, "flamegraph_threads", "hot (")
+    assert len(r["threadOptions"]) == 3, r["threadOptions"]  # all + two threads
+    main_only = any(l.startswith("hot (") for l in r["threadLabels"])
+    sleeper_only = any(l.startswith("sleeper (") for l in r["threadLabels"])
+    assert main_only != sleeper_only, "one thread's frames only"

@@ -6,6 +6,7 @@
 //! Built-in collectors register a [`Format`] with `inventory::submit!`; the host lists them.
 
 mod collector;
+mod hash;
 mod model;
 mod profile;
 mod stacks;
@@ -13,6 +14,7 @@ mod stacks;
 pub use collector::{
     formats, Collector, CollectorConfig, ExportContext, Format, RegressionDetected, RunStats,
 };
+pub use hash::{FxBuildHasher, FxHashMap, FxHasher};
 pub use model::{FrameId, FrameInfo, Mode, Sample, StrId, Symbols, ThreadStatus};
 pub use profile::{Profile, ProfileBuilder, WeightedStack};
 pub use stacks::{StackId, StackTable};

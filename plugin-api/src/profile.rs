@@ -1,10 +1,10 @@
 //! A whole profile held in memory, aggregated by (thread, stack, status): what the host hands
 //! to differential collectors as the baseline.
 
-use std::collections::HashMap;
-
 use crate::collector::{Collector, ExportContext, RunStats};
+use crate::hash::FxHashMap;
 use crate::model::{FrameId, Mode, Sample, Symbols, ThreadStatus};
+use crate::stacks::{StackId, StackTable};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WeightedStack {
@@ -55,13 +55,16 @@ impl Profile {
     }
 }
 
-type StackKey = (u64, u32, u8, Vec<FrameId>);
+/// (thread, interpreter, status, stack)
+type StackKey = (u64, u32, u8, StackId);
 
 /// A collector that aggregates samples into a [`Profile`].
 #[derive(Default)]
 pub struct ProfileBuilder {
-    index: HashMap<StackKey, usize>,
-    stacks: Vec<WeightedStack>,
+    stacks: StackTable,
+    index: FxHashMap<StackKey, usize>,
+    /// Keys and weights in order of first appearance.
+    order: Vec<(StackKey, u64)>,
 }
 
 impl ProfileBuilder {
@@ -74,19 +77,13 @@ impl ProfileBuilder {
             sample.thread_id,
             sample.interpreter_id,
             sample.status.0,
-            sample.frames.to_vec(),
+            self.stacks.intern(sample.frames),
         );
         match self.index.get(&key) {
-            Some(&i) => self.stacks[i].weight += sample.weight(),
+            Some(&i) => self.order[i].1 += sample.weight(),
             None => {
-                self.index.insert(key, self.stacks.len());
-                self.stacks.push(WeightedStack {
-                    thread_id: sample.thread_id,
-                    interpreter_id: sample.interpreter_id,
-                    status: sample.status,
-                    frames: sample.frames.to_vec(),
-                    weight: sample.weight(),
-                });
+                self.index.insert(key, self.order.len());
+                self.order.push((key, sample.weight()));
             }
         }
     }
@@ -98,9 +95,24 @@ impl ProfileBuilder {
         mode: Option<Mode>,
         stats: RunStats,
     ) -> Profile {
+        let stacks = self
+            .order
+            .iter()
+            .map(|&((thread_id, interpreter_id, status, stack), weight)| {
+                let mut frames = self.stacks.frames_root_first(stack);
+                frames.reverse();
+                WeightedStack {
+                    thread_id,
+                    interpreter_id,
+                    status: ThreadStatus(status),
+                    frames,
+                    weight,
+                }
+            })
+            .collect();
         Profile {
             symbols,
-            stacks: self.stacks,
+            stacks,
             interval_us,
             mode,
             stats,

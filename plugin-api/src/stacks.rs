@@ -1,8 +1,7 @@
 //! Interning whole stacks as nodes of a call tree, so collectors aggregate by one integer per
 //! sample instead of hashing frame vectors.
 
-use std::collections::HashMap;
-
+use crate::hash::FxHashMap;
 use crate::model::FrameId;
 
 /// Id of an interned stack; [`StackTable::EMPTY`] is the empty stack.
@@ -12,18 +11,20 @@ pub type StackId = u32;
 pub struct StackTable {
     /// (parent, frame) for every node; node 0 is the empty stack.
     nodes: Vec<(StackId, FrameId)>,
-    index: HashMap<(StackId, FrameId), StackId>,
+    index: FxHashMap<(StackId, FrameId), StackId>,
+    /// The last interned stack, root first, and the node of each of its prefixes: the next
+    /// stack usually shares its outer frames, so the walk starts where they diverge.
     last_frames: Vec<FrameId>,
-    last_id: StackId,
+    last_ids: Vec<StackId>,
 }
 
 impl Default for StackTable {
     fn default() -> Self {
         StackTable {
             nodes: vec![(0, FrameId::MAX)],
-            index: HashMap::new(),
+            index: FxHashMap::default(),
             last_frames: Vec::new(),
-            last_id: Self::EMPTY,
+            last_ids: Vec::new(),
         }
     }
 }
@@ -37,11 +38,17 @@ impl StackTable {
 
     /// Id of a stack given innermost frame first (as samples carry it).
     pub fn intern(&mut self, frames: &[FrameId]) -> StackId {
-        if frames == self.last_frames.as_slice() {
-            return self.last_id;
-        }
-        let mut node = Self::EMPTY;
-        for &frame in frames.iter().rev() {
+        let n = frames.len();
+        let shared = self
+            .last_frames
+            .iter()
+            .zip(frames.iter().rev())
+            .take_while(|(a, b)| a == b)
+            .count();
+        self.last_frames.truncate(shared);
+        self.last_ids.truncate(shared);
+        let mut node = self.last_ids.last().copied().unwrap_or(Self::EMPTY);
+        for &frame in frames[..n - shared].iter().rev() {
             node = match self.index.get(&(node, frame)) {
                 Some(&child) => child,
                 None => {
@@ -51,10 +58,9 @@ impl StackTable {
                     child
                 }
             };
+            self.last_frames.push(frame);
+            self.last_ids.push(node);
         }
-        self.last_frames.clear();
-        self.last_frames.extend_from_slice(frames);
-        self.last_id = node;
         node
     }
 

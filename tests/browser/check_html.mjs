@@ -47,6 +47,15 @@ try {
   await page.click("#toggle-inverted");
   await page.waitForTimeout(400);
 
+  if (await page.isVisible("#thread-filter-label")) {
+    const options = await page.$$eval("#thread-filter option", (os) => os.map((o) => o.value));
+    result.threadOptions = options;
+    await page.selectOption("#thread-filter", options[options.length - 1]);
+    await page.waitForTimeout(400);
+    result.threadLabels = (await frames()).slice(0, 200);
+    await page.selectOption("#thread-filter", "all");
+    await page.waitForTimeout(400);
+  }
   if (await page.isVisible("#toggle-elided")) {
     await page.click("#toggle-elided");
     await page.waitForTimeout(400);

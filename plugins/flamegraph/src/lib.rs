@@ -12,8 +12,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 use tachyon_plugin_api::{
-    Collector, CollectorConfig, ExportContext, Format, Profile, RegressionDetected, Sample,
-    StackId, StackTable, Symbols, ThreadStatus,
+    Collector, CollectorConfig, ExportContext, Format, FxHashMap, Profile, RegressionDetected,
+    Sample, StackId, StackTable, Symbols, ThreadStatus,
 };
 
 use diff::Comparison;
@@ -70,7 +70,7 @@ impl StatusCounts {
 pub struct FlamegraphCollector {
     config: CollectorConfig,
     stacks: StackTable,
-    counts: HashMap<(u64, StackId), u64>,
+    counts: FxHashMap<(u64, StackId), u64>,
     status: StatusCounts,
     gc_samples: u64,
 }
@@ -91,7 +91,7 @@ impl FlamegraphCollector {
         Ok(FlamegraphCollector {
             config: config.clone(),
             stacks: StackTable::new(),
-            counts: HashMap::new(),
+            counts: FxHashMap::default(),
             status: StatusCounts::default(),
             gc_samples: 0,
         })
@@ -281,10 +281,14 @@ fn elided_json(base: &Tree, cmp: &Comparison, strings: &mut Strings, id: usize) 
 impl FlamegraphCollector {
     fn tree(&self, symbols: &Symbols, by_function: bool) -> Tree {
         let mut tree = Tree::new();
-        for (&(tid, stack), &w) in &self.counts {
-            let keys = tree.keys_for(symbols, &self.stacks.frames_root_first(stack), by_function);
-            tree.add(tid, &keys, w);
-        }
+        tree.add_stacks(
+            symbols,
+            &self.stacks,
+            self.counts
+                .iter()
+                .map(|(&(tid, stack), &w)| (tid, stack, w)),
+            by_function,
+        );
         tree
     }
 
@@ -431,11 +435,12 @@ impl FlamegraphCollector {
 fn compare_with(tree: &Tree, base: &Profile, total: u64, interval_us: u64) -> (Comparison, Tree) {
     let mut base_tree = Tree::new();
     let mut stacks = StackTable::new();
-    for s in &base.stacks {
-        let id = stacks.intern(&s.frames);
-        let keys = base_tree.keys_for(&base.symbols, &stacks.frames_root_first(id), true);
-        base_tree.add(s.thread_id, &keys, s.weight);
-    }
+    let counts: Vec<(u64, StackId, u64)> = base
+        .stacks
+        .iter()
+        .map(|s| (s.thread_id, stacks.intern(&s.frames), s.weight))
+        .collect();
+    base_tree.add_stacks(&base.symbols, &stacks, counts, true);
     let scale = diff::scale(
         total,
         interval_us,

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use tachyon_plugin_api::{FrameId, Symbols};
+use tachyon_plugin_api::{FrameId, FxHashMap, StackId, StackTable, Symbols};
 
 /// What makes two frames the same node: (filename, line, function). Differential graphs key
 /// by function only (line 0), as Tachyon does, so edits that move lines still match.
@@ -31,7 +31,7 @@ pub struct Tree {
     key_index: HashMap<Key, usize>,
     /// Node 0 is the root (all samples).
     pub nodes: Vec<Node>,
-    child_index: HashMap<(usize, usize), usize>,
+    child_index: FxHashMap<(usize, usize), usize>,
 }
 
 impl Tree {
@@ -74,6 +74,7 @@ impl Tree {
     }
 
     /// Add one stack (root first) of `weight` samples of thread `tid`.
+    #[cfg(test)]
     pub fn add(&mut self, tid: u64, keys_root_first: &[(usize, Option<u8>)], weight: u64) {
         let mut node = 0;
         self.bump(0, tid, weight, keys_root_first.is_empty(), None);
@@ -97,24 +98,51 @@ impl Tree {
         }
     }
 
-    /// Keys for a stack of frame ids (root first).
-    pub fn keys_for(
+    /// Add every (thread, stack, weight), stacks interned in `stacks`. The stack table is
+    /// itself a tree, so each interned prefix maps to one tree node, found once.
+    pub fn add_stacks(
         &mut self,
         symbols: &Symbols,
-        frames_root_first: &[FrameId],
+        stacks: &StackTable,
+        counts: impl IntoIterator<Item = (u64, StackId, u64)>,
         by_function: bool,
-    ) -> Vec<(usize, Option<u8>)> {
-        frames_root_first
-            .iter()
-            .map(|&id| {
-                let f = symbols.frame(id);
-                let key = Key {
-                    filename: symbols.str(f.filename).to_owned(),
-                    lineno: if by_function { 0 } else { f.lineno.max(0) },
-                    funcname: symbols.str(f.funcname).to_owned(),
-                };
-                (self.key_id(key), f.opcode)
-            })
-            .collect()
+    ) {
+        let mut key_of: FxHashMap<FrameId, usize> = FxHashMap::default();
+        let mut node_of: Vec<usize> = vec![usize::MAX; stacks.len()];
+        node_of[StackTable::EMPTY as usize] = 0;
+        let mut pending: Vec<StackId> = Vec::new();
+        for (tid, stack, weight) in counts {
+            // Resolve the tree node of this stack and of any unresolved prefixes.
+            let mut s = stack;
+            while node_of[s as usize] == usize::MAX {
+                pending.push(s);
+                s = stacks.parent(s);
+            }
+            while let Some(s) = pending.pop() {
+                let frame = stacks.leaf(s).expect("non-empty stack");
+                let key = *key_of.entry(frame).or_insert_with(|| {
+                    let f = symbols.frame(frame);
+                    self.key_id(Key {
+                        filename: symbols.str(f.filename).to_owned(),
+                        lineno: if by_function { 0 } else { f.lineno.max(0) },
+                        funcname: symbols.str(f.funcname).to_owned(),
+                    })
+                });
+                node_of[s as usize] = self.child(node_of[stacks.parent(s) as usize], key);
+            }
+            self.bump(0, tid, weight, stack == StackTable::EMPTY, None);
+            let mut s = stack;
+            while s != StackTable::EMPTY {
+                let frame = stacks.leaf(s).expect("non-empty stack");
+                self.bump(
+                    node_of[s as usize],
+                    tid,
+                    weight,
+                    s == stack,
+                    symbols.frame(frame).opcode,
+                );
+                s = stacks.parent(s);
+            }
+        }
     }
 }

@@ -13,14 +13,14 @@ if [ ! -x target/tools/bin/inferno-flamegraph ] && ! command -v inferno-flamegra
 fi
 if [ ! -x .venv/bin/pytest ]; then
     python3 -m venv .venv
-    .venv/bin/pip install --quiet pytest zstandard
+    .venv/bin/pip install --quiet pytest zstandard jsonschema
 fi
 # Headless Chromium (Debian's package) and playwright-core to drive it, for the HTML tests.
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
         || echo "chromium could not be installed: browser tests will be skipped"
 fi
-if [ ! -d tests/browser/node_modules/playwright-core ] && command -v npm >/dev/null; then
+if [ ! -d tests/browser/node_modules/speedscope ] && command -v npm >/dev/null; then
     (cd tests/browser && npm install --no-audit --no-fund --silent) || echo "playwright-core missing: browser tests will be skipped"
 fi
 # CPython 3.14/3.15 from Debian sid for the debug-offsets tests (skipped if unavailable).

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use tachyon_plugin_api::formats;
 
 use crate::output::OutputArgs;
 use crate::sampler::UnwindOptions;
@@ -18,6 +17,10 @@ use crate::session::SampleArgs;
     about = "A sampling profiler for CPython with differential flame graphs"
 )]
 pub struct Cli {
+    /// Load an output-format plugin (a tachyon plugin .so); repeatable. TACHYON_PLUGIN_PATH
+    /// lists directories whose plugins are loaded too.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub plugin: Vec<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -111,6 +114,7 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
+    crate::plugins::init(&cli.plugin)?;
     match cli.command {
         Command::Run {
             module,
@@ -139,8 +143,8 @@ fn dispatch(cli: Cli) -> Result<()> {
             crate::replay::replay(&current, &out)
         }
         Command::Formats => {
-            for f in formats() {
-                println!("{:<16} {}", f.name, f.description);
+            for f in crate::output::all_formats() {
+                println!("{:<16} {}", f.name(), f.description());
             }
             Ok(())
         }

@@ -5,6 +5,7 @@ pub mod binary;
 pub mod cli;
 pub mod dump;
 pub mod output;
+pub mod plugins;
 pub mod progress;
 pub mod replay;
 pub mod sampler;

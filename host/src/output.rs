@@ -7,7 +7,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use tachyon_plugin_api::{formats, Collector, CollectorConfig, Format};
 
-use crate::binary::Capture;
+use crate::binary::{BinaryCollector, Capture};
+use crate::plugins::{Plugin, PluginCollector};
+use tachyon_plugin_api::ffi::FormatInfo;
 
 /// Output options shared by `run`, `attach` and `replay`.
 #[derive(Args, Debug, Clone, Default)]
@@ -37,6 +39,12 @@ pub struct OutputArgs {
     /// Differential formats: compare captures taken in different modes anyway.
     #[arg(long)]
     pub force_diff: bool,
+    /// Pass an option to the output format (plugins read these), e.g. --format-option key=value.
+    #[arg(long = "format-option", value_name = "KEY=VALUE")]
+    pub format_options: Vec<String>,
+    /// Also write the binary capture here (written first, so it survives a failing format).
+    #[arg(long, value_name = "FILE.bin")]
+    pub save_capture: Option<PathBuf>,
     /// binary: compression of the sample records.
     #[arg(long, value_parser = ["auto", "zstd", "none"], default_value = "auto")]
     pub compression: String,
@@ -71,6 +79,12 @@ impl OutputArgs {
             opts.insert("no_summary".into(), "true".into());
         }
         opts.insert("compression".into(), self.compression.clone());
+        for kv in &self.format_options {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("--format-option expects KEY=VALUE, got '{kv}'"))?;
+            opts.insert(k.to_owned(), v.to_owned());
+        }
         if let Some(pct) = self.fail_on_regression {
             opts.insert("fail_on_regression".into(), pct.to_string());
         }
@@ -88,36 +102,129 @@ impl OutputArgs {
 
     /// Where the output goes: `-o` as given, a default name inside an `-o` directory, or the
     /// default `{format}_{pid}.{ext}`. None = print to stdout (pstats without -o).
-    pub fn output_path(&self, format: &Format, pid: u32) -> Option<PathBuf> {
+    pub fn output_path(&self, format: &FormatChoice, pid: u32) -> Option<PathBuf> {
         let default_name = || {
-            if format.extension.is_empty() {
-                format!("{}_{pid}", format.name)
+            if format.extension().is_empty() {
+                format!("{}_{pid}", format.name())
             } else {
-                format!("{}_{pid}.{}", format.name, format.extension)
+                format!("{}_{pid}.{}", format.name(), format.extension())
             }
         };
         match &self.output {
-            Some(p) if p.is_dir() && !format.extension.is_empty() => Some(p.join(default_name())),
+            Some(p) if p.is_dir() && !format.extension().is_empty() => Some(p.join(default_name())),
             Some(p) => Some(p.clone()),
-            None if format.name == "pstats" => None,
+            None if format.name() == "pstats" => None,
             None => Some(PathBuf::from(default_name())),
         }
     }
 }
 
-pub fn find_format(name: &str) -> Result<&'static Format> {
-    let all = formats();
-    all.iter()
-        .copied()
-        .find(|f| f.name == name)
-        .with_context(|| {
-            let names: Vec<&str> = all.iter().map(|f| f.name).collect();
-            format!("unknown format '{name}' (available: {})", names.join(", "))
-        })
+/// A built-in format or one a loaded plugin provides.
+pub enum FormatChoice {
+    Builtin(&'static Format),
+    Plugin(Arc<Plugin>, FormatInfo),
 }
 
-pub fn build_collector(format: &Format, config: &CollectorConfig) -> Result<Box<dyn Collector>> {
-    (format.create)(config).with_context(|| format!("cannot set up the {} format", format.name))
+impl FormatChoice {
+    pub fn name(&self) -> &str {
+        match self {
+            FormatChoice::Builtin(f) => f.name,
+            FormatChoice::Plugin(_, f) => &f.name,
+        }
+    }
+
+    pub fn description(&self) -> String {
+        match self {
+            FormatChoice::Builtin(f) => f.description.to_owned(),
+            FormatChoice::Plugin(p, f) => {
+                format!("{} (plugin: {})", f.description, p.path.display())
+            }
+        }
+    }
+
+    pub fn extension(&self) -> &str {
+        match self {
+            FormatChoice::Builtin(f) => f.extension,
+            FormatChoice::Plugin(_, f) => &f.extension,
+        }
+    }
+
+    pub fn create(&self, config: &CollectorConfig) -> Result<Box<dyn Collector>> {
+        match self {
+            FormatChoice::Builtin(f) => {
+                (f.create)(config).with_context(|| format!("cannot set up the {} format", f.name))
+            }
+            FormatChoice::Plugin(p, f) => {
+                Ok(Box::new(PluginCollector::new(p.clone(), &f.name, config)))
+            }
+        }
+    }
+}
+
+/// Every format: built-ins first, then plugins' (a plugin cannot shadow a built-in).
+pub fn all_formats() -> Vec<FormatChoice> {
+    let mut all: Vec<FormatChoice> = formats().into_iter().map(FormatChoice::Builtin).collect();
+    for plugin in crate::plugins::loaded() {
+        for f in &plugin.formats {
+            if !all.iter().any(|c| c.name() == f.name) {
+                all.push(FormatChoice::Plugin(plugin.clone(), f.clone()));
+            }
+        }
+    }
+    all
+}
+
+pub fn find_format(name: &str) -> Result<FormatChoice> {
+    let all = all_formats();
+    let names: Vec<String> = all.iter().map(|f| f.name().to_owned()).collect();
+    all.into_iter()
+        .find(|f| f.name() == name)
+        .with_context(|| format!("unknown format '{name}' (available: {})", names.join(", ")))
+}
+
+/// With `--save-capture`, the binary capture is written first, then the chosen format: a
+/// failing format (or plugin) never costs the profile.
+pub struct SaveCapture {
+    capture: BinaryCollector,
+    path: PathBuf,
+    main: Box<dyn Collector>,
+}
+
+impl Collector for SaveCapture {
+    fn collect(
+        &mut self,
+        symbols: &tachyon_plugin_api::Symbols,
+        sample: &tachyon_plugin_api::Sample<'_>,
+    ) {
+        self.capture.collect(symbols, sample);
+        self.main.collect(symbols, sample);
+    }
+
+    fn export(&mut self, ctx: &tachyon_plugin_api::ExportContext<'_>) -> Result<()> {
+        self.capture.export(&tachyon_plugin_api::ExportContext {
+            path: Some(&self.path),
+            symbols: ctx.symbols,
+            stats: ctx.stats,
+        })?;
+        self.main.export(ctx)
+    }
+}
+
+/// The collector for `format`, teed into a binary capture when `--save-capture` asks.
+pub fn build_collector(
+    format: &FormatChoice,
+    config: &CollectorConfig,
+    out: &OutputArgs,
+) -> Result<Box<dyn Collector>> {
+    let main = format.create(config)?;
+    Ok(match &out.save_capture {
+        Some(path) => Box::new(SaveCapture {
+            capture: BinaryCollector::new(config)?,
+            path: path.clone(),
+            main,
+        }),
+        None => main,
+    })
 }
 
 /// Make sure the output's directory exists before sampling starts, so a typo does not cost a run.

@@ -25,9 +25,9 @@ pub fn replay(input: &Path, out: &OutputArgs) -> Result<()> {
         ..Default::default()
     };
     out.fill_options(&mut config)?;
-    let path = out.output_path(format, std::process::id());
+    let path = out.output_path(&format, std::process::id());
     check_output_dir(path.as_deref())?;
-    let mut collector = build_collector(format, &config)?;
+    let mut collector = build_collector(&format, &config, out)?;
 
     eprintln!(
         "Replaying {} samples from {}",

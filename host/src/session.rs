@@ -365,7 +365,7 @@ fn profile(
     // SAFETY: prctl with PR_SET_TIMERSLACK only changes this thread's timer slack.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
     let format = find_format(out.format_name())?;
-    let path = out.output_path(format, pid as u32);
+    let path = out.output_path(&format, pid as u32);
     check_output_dir(path.as_deref())?;
     let target = wait_for_runtime(pid, child.as_deref_mut())?;
     let mut config = CollectorConfig {
@@ -377,7 +377,7 @@ fn profile(
         ..Default::default()
     };
     out.fill_options(&mut config)?;
-    let mut collector = build_collector(format, &config)?;
+    let mut collector = build_collector(&format, &config, out)?;
     let (v0, v1, v2) = target.version;
     eprintln!(
         "Sampling PID {pid} (Python {v0}.{v1}.{v2}) at {:.0} Hz; Ctrl-C to stop",
@@ -390,7 +390,7 @@ fn profile(
         crate::subprocesses::Monitor::start(pid, args.child_args(out), base)
     });
     let mut opts = args.unwind_options();
-    if format.name == "gecko" {
+    if format.name() == "gecko" {
         // Gecko's markers show CPU and exception state whatever the mode (Tachyon: mode ALL).
         opts.cpu_state = true;
         opts.exception_state = true;

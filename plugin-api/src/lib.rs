@@ -6,7 +6,9 @@
 //! Built-in collectors register a [`Format`] with `inventory::submit!`; the host lists them.
 
 mod collector;
+pub mod ffi;
 mod hash;
+pub mod ir;
 mod model;
 mod profile;
 mod stacks;

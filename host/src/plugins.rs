@@ -1,0 +1,222 @@
+//! Run-time format plugins: dynamic libraries exporting `tachyon_plugin_v1` (see
+//! plugin-api/src/ffi.rs), given with `--plugin PATH` or found in the directories of
+//! `TACHYON_PLUGIN_PATH`. The host aggregates samples, hands the plugin the profile as JSON,
+//! and runs the plugin's export in a forked child, so a plugin that crashes costs an error
+//! message, not the profile.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{bail, Context, Result};
+use tachyon_plugin_api::ffi::{Bytes, FormatInfo, PluginV1, ENTRY_SYMBOL};
+use tachyon_plugin_api::ir::Ir;
+use tachyon_plugin_api::{
+    Collector, CollectorConfig, ExportContext, ProfileBuilder, Sample, Symbols, API_VERSION,
+};
+
+pub struct Plugin {
+    pub path: PathBuf,
+    pub formats: Vec<FormatInfo>,
+    table: *const PluginV1,
+    /// Keeps the code mapped; never unloaded while the table is in use.
+    _lib: libloading::Library,
+}
+
+// SAFETY: the table is immutable static data in the loaded library, kept alive by `_lib`.
+unsafe impl Send for Plugin {}
+unsafe impl Sync for Plugin {}
+
+static LOADED: OnceLock<Vec<Arc<Plugin>>> = OnceLock::new();
+
+/// Load `--plugin` paths and every `*.so` in `TACHYON_PLUGIN_PATH`. Call once at start-up.
+pub fn init(explicit: &[PathBuf]) -> Result<()> {
+    let mut paths: Vec<PathBuf> = explicit.to_vec();
+    if let Some(dirs) = std::env::var_os("TACHYON_PLUGIN_PATH") {
+        for dir in std::env::split_paths(&dirs) {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| Some(e.ok()?.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "so"))
+                .collect();
+            found.sort();
+            paths.extend(found);
+        }
+    }
+    let plugins = paths
+        .iter()
+        .map(|p| load(p).map(Arc::new))
+        .collect::<Result<Vec<_>>>()?;
+    let _ = LOADED.set(plugins);
+    Ok(())
+}
+
+pub fn loaded() -> &'static [Arc<Plugin>] {
+    LOADED.get().map_or(&[], Vec::as_slice)
+}
+
+pub fn load(path: &Path) -> Result<Plugin> {
+    if !path.exists() {
+        bail!("plugin {} not found", path.display());
+    }
+    // SAFETY: loading runs the library's initialisers; plugins are code the user chose to run.
+    let lib = unsafe { libloading::Library::new(path) }
+        .map_err(|e| anyhow::anyhow!("cannot load plugin {}: {e}", path.display()))?;
+    // SAFETY: the symbol's type is fixed by the plugin ABI; a library that exports it with
+    // another type is not a tachyon plugin and cannot be detected here.
+    let entry =
+        unsafe { lib.get::<extern "C" fn() -> *const PluginV1>(ENTRY_SYMBOL) }.map_err(|_| {
+            anyhow::anyhow!(
+                "{} is not a tachyon plugin (it exports no tachyon_plugin_v1)",
+                path.display()
+            )
+        })?;
+    let table = entry();
+    if table.is_null() {
+        bail!("plugin {} returned no plugin table", path.display());
+    }
+    // SAFETY: every version of the table starts with these two u32 fields.
+    let (version, size) = unsafe { ((*table).api_version, (*table).struct_size) };
+    if version != API_VERSION {
+        bail!(
+            "plugin {} was built for tachyon plugin API v{version}, but this tachyon speaks v{API_VERSION}: rebuild it against tachyon-plugin-api {}",
+            path.display(),
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    if (size as usize) < std::mem::size_of::<PluginV1>() {
+        bail!(
+            "plugin {} has a truncated plugin table ({size} bytes)",
+            path.display()
+        );
+    }
+    let mut plugin = Plugin {
+        path: path.to_path_buf(),
+        formats: Vec::new(),
+        table,
+        _lib: lib,
+    };
+    let answer = plugin.call(|t| (t.formats)());
+    plugin.formats = serde_json::from_slice(&answer).with_context(|| {
+        format!(
+            "plugin {} listed its formats as invalid JSON",
+            path.display()
+        )
+    })?;
+    Ok(plugin)
+}
+
+impl Plugin {
+    fn table(&self) -> &PluginV1 {
+        // SAFETY: checked non-null and versioned in `load`; the library stays loaded.
+        unsafe { &*self.table }
+    }
+
+    /// Call into the plugin and copy out (then free) its answer.
+    fn call(&self, f: impl FnOnce(&PluginV1) -> tachyon_plugin_api::ffi::OwnedBytes) -> Vec<u8> {
+        let t = self.table();
+        let owned = f(t);
+        // SAFETY: the plugin returned `len` initialised bytes it owns until `free`.
+        let copy = unsafe { std::slice::from_raw_parts(owned.ptr, owned.len).to_vec() };
+        (t.free)(owned);
+        copy
+    }
+
+    /// Run the plugin's export in a forked child; its answer comes back through a pipe.
+    fn export(&self, format: &str, ir: &[u8], options: &[u8], path: &Path) -> Result<()> {
+        use nix::sys::wait::{waitpid, WaitStatus};
+        use nix::unistd::{fork, pipe, ForkResult};
+        use std::os::unix::ffi::OsStrExt;
+        let (read_end, write_end) = pipe()?;
+        let path_bytes = path.as_os_str().as_bytes();
+        // SAFETY: the host is single-threaded here (sampling has ended); the child only calls
+        // the plugin, writes to the pipe and exits without unwinding.
+        match unsafe { fork() }? {
+            ForkResult::Child => {
+                drop(read_end);
+                let answer = self.call(|t| {
+                    (t.export)(
+                        Bytes::from_slice(format.as_bytes()),
+                        Bytes::from_slice(ir),
+                        Bytes::from_slice(options),
+                        Bytes::from_slice(path_bytes),
+                    )
+                });
+                let mut out = std::fs::File::from(write_end);
+                let ok = std::io::Write::write_all(&mut out, &answer).is_ok();
+                // SAFETY: leave at once, running no destructors or atexit handlers of the parent.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+            }
+            ForkResult::Parent { child } => {
+                drop(write_end);
+                let mut answer = Vec::new();
+                std::fs::File::from(read_end).read_to_end(&mut answer)?;
+                match waitpid(child, None)? {
+                    WaitStatus::Exited(_, 0) => {}
+                    WaitStatus::Signaled(_, sig, _) => bail!(
+                        "plugin {} crashed ({sig}) while writing the {format} output",
+                        self.path.display()
+                    ),
+                    other => bail!(
+                        "plugin {} failed while writing the {format} output ({other:?})",
+                        self.path.display()
+                    ),
+                }
+                let answer: serde_json::Value =
+                    serde_json::from_slice(&answer).with_context(|| {
+                        format!("plugin {} gave no valid answer", self.path.display())
+                    })?;
+                if let Some(err) = answer.get("error").and_then(|e| e.as_str()) {
+                    bail!("plugin format '{format}' failed: {err}");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The host side of a plugin format: an ordinary collector that aggregates samples, then
+/// hands the profile to the plugin at export.
+pub struct PluginCollector {
+    plugin: Arc<Plugin>,
+    format: String,
+    config: CollectorConfig,
+    builder: ProfileBuilder,
+}
+
+impl PluginCollector {
+    pub fn new(plugin: Arc<Plugin>, format: &str, config: &CollectorConfig) -> Self {
+        PluginCollector {
+            plugin,
+            format: format.to_owned(),
+            config: config.clone(),
+            builder: ProfileBuilder::new(),
+        }
+    }
+}
+
+impl Collector for PluginCollector {
+    fn collect(&mut self, _symbols: &Symbols, sample: &Sample<'_>) {
+        self.builder.add(sample);
+    }
+
+    fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
+        let path = ctx
+            .path
+            .context("plugin formats need an output file (-o)")?;
+        let builder = std::mem::take(&mut self.builder);
+        let profile = builder.finish(
+            ctx.symbols.clone(),
+            self.config.interval_us,
+            Some(self.config.mode),
+            ctx.stats.clone(),
+        );
+        let ir = serde_json::to_vec(&Ir::from_profile(&profile, &self.config))?;
+        let options = serde_json::to_vec(&self.config.options)?;
+        self.plugin.export(&self.format, &ir, &options, path)?;
+        eprintln!("{} output written to {}", self.format, path.display());
+        Ok(())
+    }
+}

@@ -49,6 +49,15 @@ def tachyon(*args, check=True, **kw):
 DEBIAN_PYTHONS = os.path.join(ROOT, "target", "debian-pythons")
 
 
+def one_error_line(proc):
+    """A failed command must say why in exactly one `tachyon: error:` line, without a panic."""
+    assert proc.returncode != 0
+    assert "panicked at" not in proc.stderr
+    errors = [l for l in proc.stderr.splitlines() if l.startswith("tachyon: error:")]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]
+
+
 def python_for(version):
     """Path of the newest installed pyenv Python X.Y (3.14/3.15: the Debian sid interpreter
     unpacked by tests/setup_debian_pythons.sh), or None."""

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, require_python, tachyon
+from conftest import one_error_line, ROOT, require_python, tachyon
 
 SPEEDSCOPE = os.path.join(ROOT, "target", "release", "libtachyon_speedscope.so")
 SCHEMA = os.path.join(ROOT, "tests", "browser", "node_modules", "speedscope", "dist", "release", "file-format-schema.json")
@@ -19,13 +19,6 @@ def fake_plugin(tmp, *defines):
     out = tmp / ("fake_%s.so" % "_".join(d.strip("-D").split("=")[0].lower() for d in defines) if defines else tmp / "fake.so")
     subprocess.run(["gcc", "-shared", "-fPIC", "-O1", *defines, "-o", str(out), os.path.join(ROOT, "tests", "plugins", "fake_plugin.c")], check=True)
     return out
-
-
-def one_error(proc):
-    assert proc.returncode != 0 and "panicked" not in proc.stderr.replace("the plugin panicked", "")
-    errors = [l for l in proc.stderr.splitlines() if l.startswith("tachyon: error:")]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +67,7 @@ def test_a_panicking_plugin_is_an_error_and_the_capture_survives(capture, tmp):
     saved = tmp / "saved.bin"
     proc = tachyon("--plugin", SPEEDSCOPE, "run", "--python", python, "-f", "speedscope", "--format-option", "panic=true",
                    "--save-capture", saved, "-o", tmp / "x.json", script, check=False)
-    line = one_error(proc)
+    line = one_error_line(proc)
     assert "the plugin panicked: speedscope plugin asked to panic" in line
     assert "work" in tachyon("replay", saved, "-f", "collapsed", "-o", tmp / "c.txt").stderr + (tmp / "c.txt").read_text()
 
@@ -84,7 +77,7 @@ def test_a_crashing_plugin_is_an_error_and_the_capture_survives(capture, tmp):
     crashy = fake_plugin(tmp, "-DCRASH")
     saved = tmp / "saved.bin"
     proc = tachyon("--plugin", crashy, "run", "--python", python, "-f", "crashy", "--save-capture", saved, "-o", tmp / "x.txt", script, check=False)
-    line = one_error(proc)
+    line = one_error_line(proc)
     assert "crashed (SIGSEGV)" in line
     tachyon("replay", saved, "-f", "collapsed", "-o", tmp / "c.txt")
     assert "app.py:work:" in (tmp / "c.txt").read_text()
@@ -92,15 +85,15 @@ def test_a_crashing_plugin_is_an_error_and_the_capture_survives(capture, tmp):
 
 def test_bad_plugins_are_one_clear_line(capture, tmp):
     d, _, _ = capture
-    line = one_error(tachyon("--plugin", fake_plugin(tmp, "-DAPI_VERSION=99"), "formats", check=False))
+    line = one_error_line(tachyon("--plugin", fake_plugin(tmp, "-DAPI_VERSION=99"), "formats", check=False))
     assert "built for tachyon plugin API v99, but this tachyon speaks v1" in line
-    line = one_error(tachyon("--plugin", fake_plugin(tmp, "-DNO_ENTRY"), "formats", check=False))
+    line = one_error_line(tachyon("--plugin", fake_plugin(tmp, "-DNO_ENTRY"), "formats", check=False))
     assert "is not a tachyon plugin" in line
     corrupt = tmp / "corrupt.so"
     corrupt.write_bytes(b"\x7fELF" + os.urandom(3000))
-    line = one_error(tachyon("--plugin", corrupt, "formats", check=False))
+    line = one_error_line(tachyon("--plugin", corrupt, "formats", check=False))
     assert "cannot load plugin" in line
-    line = one_error(tachyon("--plugin", tmp / "missing.so", "formats", check=False))
+    line = one_error_line(tachyon("--plugin", tmp / "missing.so", "formats", check=False))
     assert "not found" in line
     good = fake_plugin(tmp)
     assert "crashy" in tachyon("--plugin", good, "formats").stdout

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, decoded_samples, require_python, tachwrite, tachyon
+from conftest import one_error_line, ROOT, decoded_samples, require_python, tachwrite, tachyon
 
 MAIN = ("app.py", "main", 10, 10, 0, 8, None)
 WORK = ("/srv/app/app.py", "Worker.run", 20, 21, 4, 12, 42)
@@ -179,14 +179,6 @@ def test_formats_lists_the_builtins():
     for name in ("binary", "collapsed", "pstats"):
         assert name in names
     assert names == sorted(names)
-
-
-def one_error_line(proc):
-    assert proc.returncode != 0
-    assert "panicked" not in proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("tachyon: error:")]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
 
 
 def test_bad_captures_fail_with_one_clear_line(ref_capture, tmp):

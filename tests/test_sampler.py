@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, decoded_samples, require_python, tachyon
+from conftest import one_error_line, ROOT, decoded_samples, require_python, tachyon
 
 SCRIPTS = os.path.join(ROOT, "tests", "scripts")
 VERSIONS = ["2.7", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
@@ -154,14 +154,6 @@ def test_run_module_with_arguments_and_collapsed_output(tmp):
     assert lines and all(l.startswith("tid:") for l in lines)
     assert any(";work.py:busy:4 " in l or ";work.py:busy:5 " in l for l in lines), lines[:5]
     assert "Captured " in proc.stderr and "Sample rate: " in proc.stderr
-
-
-def one_error_line(proc):
-    assert proc.returncode != 0
-    assert "panicked" not in proc.stderr
-    errors = [l for l in proc.stderr.splitlines() if l.startswith("tachyon: error:")]
-    assert len(errors) == 1, proc.stderr
-    return errors[0]
 
 
 def test_attach_errors_are_one_clear_line(tmp):

@@ -17,7 +17,7 @@ pub use collector::{
     formats, Collector, CollectorConfig, ExportContext, Format, RegressionDetected, RunStats,
 };
 pub use hash::{FxBuildHasher, FxHashMap, FxHasher};
-pub use model::{FrameId, FrameInfo, Mode, Sample, StrId, Symbols, ThreadStatus};
+pub use model::{FrameId, FrameInfo, Mode, Sample, StrId, StringIndex, Symbols, ThreadStatus};
 pub use profile::{Profile, ProfileBuilder, WeightedStack};
 pub use stacks::{StackId, StackTable};
 

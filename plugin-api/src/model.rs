@@ -165,3 +165,26 @@ impl Sample<'_> {
         self.timestamps_us.len() as u64
     }
 }
+
+/// Strings numbered in first-seen order, for outputs that keep their own string table
+/// (flame graph pages, Firefox profiles).
+#[derive(Default, Debug, Clone)]
+pub struct StringIndex {
+    list: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl StringIndex {
+    pub fn id(&mut self, s: &str) -> usize {
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        self.list.push(s.to_owned());
+        self.index.insert(s.to_owned(), self.list.len() - 1);
+        self.list.len() - 1
+    }
+
+    pub fn strings(&self) -> &[String] {
+        &self.list
+    }
+}

@@ -1,19 +1,13 @@
 // Opens a heatmap's index.html, follows the first file link, and reports the coloured lines:
 //   node check_heatmap.mjs DIR SCREENSHOT.png
-import { chromium } from "playwright-core";
+import { launch, watch } from "./launch.mjs";
 
 const [dir, screenshot] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"],
-});
-const result = { consoleErrors: [], pageErrors: [], dialogs: [] };
+const browser = await launch();
+const result = {};
 try {
   const page = await browser.newPage({ viewport: { width: 1300, height: 900 } });
-  page.on("console", (m) => { if (m.type() === "error") result.consoleErrors.push(m.text()); });
-  page.on("pageerror", (e) => result.pageErrors.push(String(e)));
-  page.on("dialog", async (d) => { result.dialogs.push(d.message()); await d.dismiss(); });
+  watch(page, result);
   await page.goto("file://" + dir + "/index.html");
   result.indexFiles = await page.$$eval("table.files a", (as) => as.map((a) => a.textContent));
   await page.click("table.files a >> nth=0");

@@ -3,20 +3,14 @@
 //   node check_html.mjs PAGE.html SCREENSHOT.png HOVER_TEXT
 // It hovers the first frame whose label contains HOVER_TEXT, reads the tooltip, toggles the
 // inverted and (if present) elided views, searches, and records console errors and dialogs.
-import { chromium } from "playwright-core";
+import { launch, watch } from "./launch.mjs";
 
 const [page_path, screenshot, hoverText] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"],
-});
-const result = { consoleErrors: [], pageErrors: [], dialogs: [] };
+const browser = await launch();
+const result = {};
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  page.on("console", (m) => { if (m.type() === "error") result.consoleErrors.push(m.text()); });
-  page.on("pageerror", (e) => result.pageErrors.push(String(e)));
-  page.on("dialog", async (d) => { result.dialogs.push(d.message()); await d.dismiss(); });
+  watch(page, result);
   await page.goto("file://" + page_path);
   await page.waitForSelector("#chart svg g.frame", { timeout: 10000 });
   await page.waitForTimeout(800); // the chart's 300 ms entry transition

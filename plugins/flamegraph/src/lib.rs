@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 use tachyon_plugin_api::{
     Collector, CollectorConfig, ExportContext, Format, FxHashMap, Profile, RegressionDetected,
-    Sample, StackId, StackTable, Symbols, ThreadStatus,
+    Sample, StackId, StackTable, StringIndex, Symbols, ThreadStatus,
 };
 
 use diff::Comparison;
@@ -98,24 +98,6 @@ impl FlamegraphCollector {
     }
 }
 
-/// Strings interned for the page.
-#[derive(Default)]
-struct Strings {
-    list: Vec<String>,
-    index: HashMap<String, usize>,
-}
-
-impl Strings {
-    fn id(&mut self, s: &str) -> usize {
-        if let Some(&i) = self.index.get(s) {
-            return i;
-        }
-        self.list.push(s.to_owned());
-        self.index.insert(s.to_owned(), self.list.len() - 1);
-        self.list.len() - 1
-    }
-}
-
 /// `.../a/b.py` for long paths, as Tachyon shortens them.
 fn short_path(path: &str) -> String {
     let parts: Vec<&str> = path.split('/').collect();
@@ -156,7 +138,7 @@ fn source_lines(cache: &mut HashMap<String, Option<Vec<String>>>, k: &Key) -> Ve
 
 struct JsonBuilder<'a> {
     tree: &'a Tree,
-    strings: Strings,
+    strings: StringIndex,
     sources: HashMap<String, Option<Vec<String>>>,
     min_value: u64,
     diff: Option<&'a Comparison>,
@@ -242,7 +224,12 @@ impl JsonBuilder<'_> {
 
 /// The baseline's nodes that have no counterpart now, with their ancestors (values: scaled
 /// baseline samples; an ancestor's value is the sum of what is kept below it).
-fn elided_json(base: &Tree, cmp: &Comparison, strings: &mut Strings, id: usize) -> Option<Value> {
+fn elided_json(
+    base: &Tree,
+    cmp: &Comparison,
+    strings: &mut StringIndex,
+    id: usize,
+) -> Option<Value> {
     let n = &base.nodes[id];
     let children: Vec<Value> = n
         .children
@@ -328,7 +315,7 @@ impl FlamegraphCollector {
         let comparison = baseline.map(|b| compare_with(&tree, b, total, self.config.interval_us));
         let mut builder = JsonBuilder {
             tree: &tree,
-            strings: Strings::default(),
+            strings: StringIndex::default(),
             sources: HashMap::new(),
             min_value: ((total as f64 * PRUNE_FRACTION) as u64).max(1),
             diff: comparison.as_ref().map(|(c, _)| c),
@@ -355,7 +342,7 @@ impl FlamegraphCollector {
             data["improvements"] = self.table(cmp, &mut strings, false);
         }
         data["stats"] = Value::Object(stats);
-        data["strings"] = json!(strings.list);
+        data["strings"] = json!(strings.strings());
         std::fs::write(path, html::render(title, &data)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("Flamegraph saved to: {}", path.display());
@@ -366,7 +353,7 @@ impl FlamegraphCollector {
     }
 
     /// Biggest significant self-time changes per function, in ms.
-    fn table(&self, cmp: &Comparison, strings: &mut Strings, regressions: bool) -> Value {
+    fn table(&self, cmp: &Comparison, strings: &mut StringIndex, regressions: bool) -> Value {
         let ms = self.config.interval_us as f64 / 1000.0;
         let mut rows: Vec<&diff::FunctionDiff> = cmp
             .functions

@@ -64,16 +64,18 @@ def austin_run(austin, python, depth, interval_us, seconds, report=None):
     """austin 3.7.0 launching the target itself: its attach-by-PID fails intermittently here
     ("not a Python process"). Returns samples per second."""
     out = os.path.join(WORK, "a.txt")
-    cmd = [austin, "-i", "%dus" % interval_us, "-x", str(seconds), "-o", out, python, TARGET, str(depth), str(seconds + 1)]
+    # The target stops by itself after `seconds` (and writes its report); austin outlasts it.
+    cmd = [austin, "-i", "%dus" % interval_us, "-x", str(seconds + 2), "-o", out, python, TARGET, str(depth), str(seconds)]
     sh(cmd + ([report] if report else []))
     return sum(1 for l in open(out, errors="replace") if l.startswith("P")) / seconds
 
 
 def reads_per_sample(pid):
-    """process_vm_readv calls per tachyon sample, counted by strace over a short 1 kHz run."""
+    """process_vm_readv calls per tachyon sample, counted by strace over 2,000 samples (the
+    few dozen reads of attaching included)."""
     log = os.path.join(WORK, "strace.txt")
-    err = sh(["strace", "-f", "-e", "trace=process_vm_readv", "-o", log, TACHYON, "attach", str(pid), "-r", "200",
-              "-d", "0.5", "-f", "collapsed", "-o", os.path.join(WORK, "s.txt")]).stderr
+    err = sh(["strace", "-f", "-e", "trace=process_vm_readv", "-o", log, TACHYON, "attach", str(pid), "-r", "1000",
+              "-d", "2", "-f", "collapsed", "-o", os.path.join(WORK, "s.txt")]).stderr
     samples = int(re.search(r"Captured (\d+) samples", err).group(1))
     calls = sum(1 for l in open(log) if "process_vm_readv(" in l)
     return calls / samples
@@ -88,6 +90,8 @@ def readv_cost(readv, pid):
 
 def iterations(python, depth, seconds, profile=None):
     report = os.path.join(WORK, "iters.txt")
+    if os.path.exists(report):
+        os.remove(report)
     proc = start_target(python, depth, seconds, report)
     if profile:
         profile(proc.pid)
@@ -130,6 +134,7 @@ def main():
         "py-spy --nonblocking": iterations(a.python, 5, a.seconds, lambda pid: pyspy_rate(pyspy, pid, 10000, a.seconds - 1)),
     }
     report = os.path.join(WORK, "iters.txt")
+    os.remove(report)
     austin_run(austin, a.python, 5, 100, a.seconds, report)
     slow["austin (launching the target)"] = int(open(report).read())
     print("\ntarget speed while sampled at 10 kHz (depth 5; 100%% = unprofiled, %d iterations):" % base)

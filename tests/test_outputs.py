@@ -154,3 +154,19 @@ def test_flamegraph_thread_filter_shows_one_thread(capture):
     main_only = any(l.startswith("hot (") for l in r["threadLabels"])
     sleeper_only = any(l.startswith("sleeper (") for l in r["threadLabels"])
     assert main_only != sleeper_only, "one thread's frames only"
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_flamegraph_tooltip_names_opcodes(tmp, version):
+    import re
+    from test_html import check
+    browser_ready()
+    python = require_python(version)
+    script = tmp / "loop.py"
+    script.write_text("def spin():\n    x = 0\n    for i in range(10**9):\n        x += i\nspin()\n")
+    page = tmp / "op.html"
+    tachyon("run", "--python", python, "--opcodes", "-d", "0.5", "-f", "flamegraph", "-o", page, script)
+    r = check(page, "flamegraph_opcodes_" + version, "spin (")
+    assert "Bytecode instructions:" in r["tooltip"]
+    names = re.findall(r"\b([A-Z][A-Z_]{3,})\b", r["tooltip"].split("Bytecode instructions:")[1])
+    assert names and "opcode " not in r["tooltip"], r["tooltip"]

@@ -101,6 +101,14 @@
     return isDiff ? css("--diff-" + diffClass(node.info)) : heatColor(node);
   }
 
+  /* "LOAD_ATTR_INSTANCE_VALUE (LOAD_ATTR)" for specialized instructions, as Tachyon shows. */
+  function opcodeName(op) {
+    const map = data.opcode_mapping;
+    if (!map || !map.names[op]) return "opcode " + op;
+    const base = map.deopt[op];
+    return map.names[op] + (base !== undefined && map.names[base] ? " (" + map.names[base] + ")" : "");
+  }
+
   function tooltipHtml(node) {
     const info = node.info || {};
     const file = info.filename !== undefined ? S[info.filename] : "";
@@ -130,7 +138,8 @@
     }
     if (info.opcodes) {
       const ops = Object.entries(info.opcodes).sort((a, b) => b[1] - a[1]).slice(0, 8);
-      html += "<div><b>Bytecode instructions:</b> " + ops.map(([op, n]) => "opcode " + op + " (" + pct(n, node.value) + ")").join(", ") + "</div>";
+      html += "<div><b>Bytecode instructions:</b></div><table>" + ops.map(([op, n]) => "<tr><td>" + escapeHtml(opcodeName(op)) +
+        "</td><td>" + pct(n, node.value) + "</td></tr>").join("") + "</table>";
     }
     return html;
   }

@@ -21,6 +21,9 @@ use tree::{Key, Tree};
 
 /// Children with fewer samples than this fraction of the total are left out (as Tachyon).
 const PRUNE_FRACTION: f64 = 0.001;
+/// Opcode names per Python version (tools/gen_opcodes.py, from each interpreter's `dis`).
+const OPCODES: &str = include_str!("../../../assets/opcodes.json");
+
 /// Rows in each of the regressions / improvements tables.
 const TABLE_ROWS: usize = 10;
 
@@ -340,6 +343,14 @@ impl FlamegraphCollector {
             }
             data["regressions"] = self.table(cmp, &mut strings, true);
             data["improvements"] = self.table(cmp, &mut strings, false);
+        }
+        if tree.nodes.iter().any(|n| !n.opcodes.is_empty()) {
+            if let Some((major, minor, _)) = self.config.python_version {
+                let tables: Value = serde_json::from_str(OPCODES)?;
+                if let Some(table) = tables.get(format!("{major}.{minor}")) {
+                    data["opcode_mapping"] = table.clone();
+                }
+            }
         }
         data["stats"] = Value::Object(stats);
         data["strings"] = json!(strings.strings());

@@ -61,6 +61,9 @@ def one_error_line(proc):
 def python_for(version):
     """Path of the newest installed pyenv Python X.Y (3.14/3.15: the Debian sid interpreter
     unpacked by tests/setup_debian_pythons.sh), or None."""
+    if version == "system":
+        # The distribution's own interpreter: statically linked, stripped .symtab.
+        return "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else None
     if version in ("3.14", "3.15"):
         wrapper = os.path.join(DEBIAN_PYTHONS, "py" + version)
         return wrapper if os.path.exists(wrapper) else None

@@ -49,7 +49,7 @@ def oracle_frames(entry):
     return tuple((f, func, line) for f, func, line in entry["frames"])
 
 
-@pytest.mark.parametrize("known", VERSIONS, indirect=True)
+@pytest.mark.parametrize("known", VERSIONS + ["system"], indirect=True)
 def test_attach_reports_exact_stacks_of_every_thread(known, tmp):
     proc, oracle, version = known
     out = tmp / "cap.bin"

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import one_error_line, ROOT, decoded_samples, require_python, tachwrite, tachyon
+from conftest import TACHYON, ROOT, decoded_samples, one_error_line, require_python, tachwrite, tachyon
 
 MAIN = ("app.py", "main", 10, 10, 0, 8, None)
 WORK = ("/srv/app/app.py", "Worker.run", 20, 21, 4, 12, 42)
@@ -205,3 +205,17 @@ def test_missing_input_and_unknown_format(ref_capture, tmp):
     path, _ = ref_capture
     line = one_error_line(tachyon("replay", path, "--format", "svgz", check=False))
     assert "unknown format 'svgz'" in line and "collapsed" in line
+
+
+def test_replay_draws_a_progress_bar_on_a_terminal(tmp):
+    import shutil
+    if not shutil.which("script"):
+        pytest.skip("util-linux `script` is needed to give the replay a terminal")
+    samples = reference_samples(n=150_000, seed=11)
+    path = tmp / "large.bin"
+    tachwrite.write(str(path), samples)
+    cmd = "%s replay %s -f collapsed -o %s" % (TACHYON, path, tmp / "o.txt")
+    out = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=120).stdout
+    assert "█" in out and "100.0%" in out and "(%d/%d)" % (len(samples), len(samples)) in out
+    piped = tachyon("replay", path, "-f", "collapsed", "-o", tmp / "p.txt")
+    assert "█" not in piped.stderr, "no bar when stderr is not a terminal"

@@ -273,3 +273,19 @@ def test_opcodes_are_recorded(tmp, version):
     leaf_opcodes = {frames[stack[0]][6] for *_x, stack in samples if stack and frames[stack[0]][1] == "spin"}
     assert leaf_opcodes and 255 not in leaf_opcodes, leaf_opcodes
     assert len(leaf_opcodes) > 1, "a loop runs several different instructions"
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.12", "3.13", "3.15"])
+def test_gc_frames_mark_garbage_collection(tmp, version):
+    python = require_python(version)
+    script = tmp / "gc_heavy.py"
+    script.write_text("import gc, time\nclass Node:\n    pass\n"
+                      "def churn():\n    end = time.time() + 0.8\n    while time.time() < end:\n"
+                      "        nodes = [Node() for _ in range(20000)]\n        for a, b in zip(nodes, nodes[1:]):\n"
+                      "            a.next = b\n            b.prev = a\n        del nodes\n        gc.collect()\nchurn()\n")
+    with_gc, without = tmp / "gc.txt", tmp / "nogc.txt"
+    tachyon("run", "--python", python, "-f", "collapsed", "-o", with_gc, script)
+    tachyon("run", "--python", python, "--no-gc", "-f", "collapsed", "-o", without, script)
+    gc_lines = [l for l in with_gc.read_text().splitlines() if l.rsplit(" ", 1)[0].endswith(";<GC>")]
+    assert gc_lines and any("gc_heavy.py:churn:" in l for l in gc_lines), with_gc.read_text()[:500]
+    assert "<GC>" not in without.read_text()

@@ -395,6 +395,16 @@ fn debug_offset_fields(minor: u8) -> Vec<String> {
             ("compactunicodeobject_size", at_least(15)),
         ],
     );
+    group(
+        "gc",
+        &[
+            ("size", true),
+            ("collecting", true),
+            ("frame", at_least(15)),
+            ("generation_stats_size", at_least(15)),
+            ("generation_stats", at_least(15)),
+        ],
+    );
     f
 }
 
@@ -428,5 +438,8 @@ mod tests {
         assert_eq!(pos(14, "interpreter_frame.owner"), 288);
         assert_eq!(pos(15, "unicode_object.compactunicodeobject_size"), 744);
         assert_eq!(pos(13, "unicode_object.asciiobject_size"), 560);
+        assert_eq!(pos(13, "gc.collecting"), 576);
+        assert_eq!(pos(14, "gc.collecting"), 656);
+        assert_eq!(pos(15, "gc.collecting"), 760);
     }
 }

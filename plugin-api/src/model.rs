@@ -90,6 +90,12 @@ impl Symbols {
         &self.frames
     }
 
+    /// True for the synthetic `<GC>` frame the sampler puts innermost while the collector runs.
+    pub fn is_gc(&self, id: FrameId) -> bool {
+        let frame = self.frame(id);
+        self.is_synthetic(frame) && self.str(frame.funcname) == "<GC>"
+    }
+
     /// True for Tachyon's synthetic frames (`<GC>`, `<native>`): filename `~`, no line.
     pub fn is_synthetic(&self, frame: &FrameInfo) -> bool {
         frame.lineno <= 0 && self.str(frame.filename) == "~"

@@ -497,8 +497,9 @@ impl Unwinder {
             .collect())
     }
 
-    fn has_exception(&self, ts: &[u8]) -> Result<bool, ReadError> {
-        let l = &self.target.layout;
+    fn has_exception(&mut self, ts: &[u8]) -> Result<bool, ReadError> {
+        let l = self.target.layout.clone();
+        let p = self.target.process.clone();
         let none = self.target.none_addr.unwrap_or(0);
         let set = |v: u64| v != 0 && v != none;
         if l.tstate_exception.is_some_and(|o| set(u64_at(ts, o))) {
@@ -513,7 +514,7 @@ impl Unwinder {
         match (l.tstate_exc_info, l.exc_info_value) {
             (Some(info_off), Some(value_off)) => {
                 let info = u64_at(ts, info_off);
-                Ok(info != 0 && set(self.target.process.read_u64(info + value_off as u64)?))
+                Ok(info != 0 && set(self.mem.read_u64(&p, info + value_off as u64)?))
             }
             _ => Ok(false),
         }

@@ -101,6 +101,19 @@ impl FlamegraphCollector {
     }
 }
 
+/// A node's label: `func (path:line)`, the bare name for synthetic frames, `all` at the root.
+fn node_label(id: usize, k: &Key) -> String {
+    if id == 0 {
+        "all".to_owned()
+    } else if is_synthetic(k) {
+        k.funcname.clone()
+    } else if k.lineno > 0 {
+        format!("{} ({}:{})", k.funcname, short_path(&k.filename), k.lineno)
+    } else {
+        format!("{} ({})", k.funcname, short_path(&k.filename))
+    }
+}
+
 /// `.../a/b.py` for long paths, as Tachyon shortens them.
 fn short_path(path: &str) -> String {
     let parts: Vec<&str> = path.split('/').collect();
@@ -153,15 +166,7 @@ impl JsonBuilder<'_> {
         let n = &self.tree.nodes[id];
         let k = &self.tree.keys[n.key];
         let mut m = Map::new();
-        let name = if id == 0 {
-            "all".to_owned()
-        } else if is_synthetic(k) {
-            k.funcname.clone()
-        } else if k.lineno > 0 {
-            format!("{} ({}:{})", k.funcname, short_path(&k.filename), k.lineno)
-        } else {
-            format!("{} ({})", k.funcname, short_path(&k.filename))
-        };
+        let name = node_label(id, k);
         m.insert("name".into(), json!(self.strings.id(&name)));
         m.insert("value".into(), json!(n.value));
         m.insert("self".into(), json!(n.self_value));
@@ -251,13 +256,7 @@ fn elided_json(
             .map(|c| c["value"].as_f64().unwrap_or(0.0))
             .sum()
     };
-    let name = if id == 0 {
-        "all".to_owned()
-    } else if is_synthetic(k) {
-        k.funcname.clone()
-    } else {
-        format!("{} ({})", k.funcname, short_path(&k.filename))
-    };
+    let name = node_label(id, k);
     let baseline = n.self_value as f64 * cmp.scale;
     Some(json!({
         "name": strings.id(&name), "value": value, "self": 0, "filename": strings.id(&k.filename),
@@ -455,11 +454,8 @@ impl Collector for FlamegraphCollector {
         *self.counts.entry((sample.thread_id, stack)).or_default() += w;
         self.status.add(sample.status, w);
         // <GC> is always the innermost frame.
-        if let Some(&leaf) = sample.frames.first() {
-            let f = symbols.frame(leaf);
-            if symbols.is_synthetic(f) && symbols.str(f.funcname) == "<GC>" {
-                self.gc_samples += w;
-            }
+        if sample.frames.first().is_some_and(|&f| symbols.is_gc(f)) {
+            self.gc_samples += w;
         }
     }
 

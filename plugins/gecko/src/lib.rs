@@ -61,7 +61,6 @@ pub struct GeckoCollector {
     first_us: Option<u64>,
     strings: StringIndex,
     threads: BTreeMap<u64, ThreadData>,
-    gc_name: Option<u32>,
 }
 
 impl GeckoCollector {
@@ -131,20 +130,7 @@ impl Collector for GeckoCollector {
                 t.stack_table.len() - 1
             }));
         }
-        let gc = *self.gc_name.get_or_insert_with(|| {
-            symbols
-                .strings()
-                .iter()
-                .position(|s| s == "<GC>")
-                .map_or(u32::MAX, |p| p as u32)
-        });
-        let in_gc = sample
-            .frames
-            .first()
-            .is_some_and(|&f| symbols.frame(f).funcname == gc);
-        if gc == u32::MAX {
-            self.gc_name = None;
-        }
+        let in_gc = sample.frames.first().is_some_and(|&f| symbols.is_gc(f));
         let s = sample.status;
         let t = self.threads.get_mut(&tid).expect("thread exists");
         for &ts in sample.timestamps_us {

@@ -14,7 +14,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from conftest import TACHYON, tachwrite  # noqa: E402
+from conftest import TACHYON, binref  # noqa: E402
 
 LOAD = r"""
 import { chromium } from "playwright-core";
@@ -54,7 +54,7 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         raw = os.path.join(d, "raw.bin")
         t0 = time.time()
-        tachwrite.write(raw, make_samples(a.samples, a.stacks))
+        binref.write(raw, make_samples(a.samples, a.stacks))
         cap = os.path.join(d, "cap.bin")
         subprocess.run([TACHYON, "replay", raw, "-f", "binary", "-o", cap], check=True, capture_output=True)
         print("capture: %d samples, %d stacks, %.1f MB (made in %.0f s)" % (a.samples, a.stacks, os.path.getsize(cap) / 1e6, time.time() - t0))

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Replay throughput and bytes per sample of a 1,000,000-sample capture: tachyon vs the
-reference decoder tachdec.py, measured in the same run.
+"""Replay throughput and bytes per sample of a 1,000,000-sample capture: tachyon vs CPython
+3.15.2's own `profiling.sampling replay` (when tests/setup_debian_pythons.sh has unpacked it),
+measured in the same run.
 
     python3 bench/replay_bench.py [--samples N]
 
-Needs a release build (cargo build --release) and the test venv's `zstandard` for tachdec."""
+Needs a release build (cargo build --release) and the test venv's `zstandard` for binref."""
 import argparse
 import os
 import random
@@ -15,7 +16,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from conftest import TACHYON, tachdec, tachwrite  # noqa: E402
+from conftest import TACHYON, binref, cpython_oracle  # noqa: E402
 
 
 def make_samples(n, seed=1):
@@ -52,13 +53,13 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         full = os.path.join(d, "full.bin")
         t0 = time.perf_counter()
-        tachwrite.write(full, make_samples(n))
-        print(f"generated {n:,} samples with tachwrite.py (FULL records only) in {time.perf_counter() - t0:.1f} s")
+        binref.write(full, make_samples(n))
+        print(f"generated {n:,} samples with tests/binref.py (FULL records only) in {time.perf_counter() - t0:.1f} s")
         zst, raw = os.path.join(d, "z.bin"), os.path.join(d, "r.bin")
         encode = timed([TACHYON, "replay", full, "-f", "binary", "-o", zst])
         timed([TACHYON, "replay", full, "-f", "binary", "--compression", "none", "-o", raw])
         rows = []
-        for name, path in (("tachwrite FULL-only", full), ("tachyon raw", raw), ("tachyon zstd", zst)):
+        for name, path in (("binref FULL-only", full), ("tachyon raw", raw), ("tachyon zstd", zst)):
             size = os.path.getsize(path)
             rows.append((name, size, size / n))
         print(f"\n{'capture':<22}{'bytes':>14}{'bytes/sample':>14}")
@@ -73,12 +74,18 @@ def main():
             secs = min(timed([TACHYON, "replay", zst, "-f", fmt, "-o", out]) for _ in range(3))
             results[fmt] = secs
             print(f"{'tachyon replay -f ' + fmt:<40}{secs:>9.3f}{n / secs:>14,.0f}")
-        t0 = time.perf_counter()
-        _, _, _, decoded = tachdec.decode(zst)
-        ref = time.perf_counter() - t0
-        assert len(decoded) == n
-        print(f"{'tachdec.py decode (no collector)':<40}{ref:>9.3f}{n / ref:>14,.0f}")
-        print(f"\ntachyon collapsed replay is {ref / results['collapsed']:.0f}x tachdec.py's decode alone")
+        python = cpython_oracle()
+        if python is None:
+            print("CPython 3.15 is not unpacked (tests/setup_debian_pythons.sh): no comparison")
+            return
+        for fmt in ("collapsed", "pstats"):
+            out = os.path.join(d, "cpython." + fmt)
+            secs = timed([python, "-m", "profiling.sampling", "replay", "--" + fmt, "-o", out, zst])
+            if fmt == "collapsed":  # check it really replayed every sample
+                counted = sum(int(line.rsplit(" ", 1)[1]) for line in open(out))
+                assert counted == n, (counted, n)
+            print(f"{'CPython 3.15 replay --' + fmt:<40}{secs:>9.3f}{n / secs:>14,.0f}"
+                  f"   (tachyon {secs / results[fmt]:.0f}x faster)")
 
 
 if __name__ == "__main__":

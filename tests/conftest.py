@@ -1,42 +1,21 @@
-"""Shared helpers for tachyon's end-to-end tests: the tachyon binary, the research oracles
-(tachdec.py / tachwrite.py), and the pyenv Pythons installed on this machine."""
+"""Shared helpers for tachyon's end-to-end tests: the tachyon binary, the `.bin` oracles
+(CPython 3.15's own reader and writer, else the independent tests/binref.py), and the Pythons
+installed on this machine."""
 import glob
+import json
 import os
 import subprocess
 import sys
-import types
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOLS = os.path.join(os.path.dirname(ROOT), "shared", "research", "tools")
+TESTS = os.path.join(ROOT, "tests")
 TACHYON = os.environ.get("TACHYON_BIN", os.path.join(ROOT, "target", "release", "tachyon"))
 PYENV = os.path.expanduser("~/.pyenv/versions")
 
-
-def _install_zstd_shim():
-    """tachdec/tachwrite import Python 3.14's `compression.zstd`; on older Pythons provide it
-    from the `zstandard` package so the oracles can read and write zstd captures."""
-    try:
-        from compression import zstd  # noqa: F401
-        return
-    except ImportError:
-        pass
-    import zstandard
-
-    zstd = types.ModuleType("compression.zstd")
-    zstd.decompress = lambda data: zstandard.ZstdDecompressor().decompressobj().decompress(data)
-    zstd.compress = lambda data, level=3: zstandard.ZstdCompressor(level=level).compress(data)
-    pkg = types.ModuleType("compression")
-    pkg.zstd = zstd
-    sys.modules["compression"] = pkg
-    sys.modules["compression.zstd"] = zstd
-
-
-_install_zstd_shim()
-sys.path.insert(0, TOOLS)
-import tachdec  # noqa: E402
-import tachwrite  # noqa: E402
+sys.path.insert(0, TESTS)
+import binref  # noqa: E402
 
 
 def tachyon(*args, check=True, **kw):
@@ -78,11 +57,46 @@ def require_python(version):
     return exe
 
 
-def decoded_samples(path):
-    """tachdec's view of a capture: (tid, iid, ts, status, ((file, func, line), ...)) rows,
-    grouped per thread (the format only orders samples within a thread)."""
-    _hdr, _strings, frames, out = tachdec.decode(str(path))
-    rows = [(tid, iid, ts, st, tuple(frames[i][:3] for i in stack)) for (tid, iid, ts, st, stack) in out]
+def cpython_oracle():
+    """CPython 3.15's interpreter, whose `_remote_debugging` reads and writes `.bin`, or None."""
+    return python_for("3.15")
+
+
+def read_capture(path, reader=None):
+    """Every sample of a capture as (tid, iid, ts, status, (frame, ...)) with full 7-tuple
+    frames, in file order, read by CPython 3.15 (`reader="cpython"`, the default when it is
+    unpacked) or by tests/binref.py (`reader="ref"`)."""
+    reader = reader or ("cpython" if cpython_oracle() else "ref")
+    if reader == "ref":
+        return binref.decode(str(path))[1]
+    python = cpython_oracle()
+    if python is None:
+        pytest.skip("CPython 3.15 is not unpacked (tests/setup_debian_pythons.sh)")
+    out = subprocess.run([python, os.path.join(TESTS, "bin_oracle.py"), "decode", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return [(tid, iid, ts, st, tuple(tuple(f) for f in stack)) for tid, iid, ts, st, stack in json.loads(out)["samples"]]
+
+
+def write_capture(path, samples, writer=None, compress=False, stats=None):
+    """Write samples (stack innermost first, 7-tuple frames) with CPython 3.15's BinaryWriter
+    (`writer="cpython"`, the default when it is unpacked) or tests/binref.py's FULL-only writer."""
+    writer = writer or ("cpython" if cpython_oracle() else "ref")
+    if writer == "ref":
+        return binref.write(str(path), samples, compress=compress, stats=stats)
+    python = cpython_oracle()
+    if python is None:
+        pytest.skip("CPython 3.15 is not unpacked (tests/setup_debian_pythons.sh)")
+    spec = os.path.join(os.path.dirname(str(path)), os.path.basename(str(path)) + ".spec.json")
+    with open(spec, "w") as f:
+        json.dump({"samples": samples, "compress": compress, "stats": stats}, f)
+    subprocess.run([python, os.path.join(TESTS, "bin_oracle.py"), "write", spec, str(path)], check=True)
+    os.unlink(spec)
+
+
+def decoded_samples(path, reader=None):
+    """(tid, iid, ts, status, ((file, func, line), ...)) rows grouped per thread (the format
+    only orders samples within a thread)."""
+    rows = [(tid, iid, ts, st, tuple(f[:3] for f in stack)) for tid, iid, ts, st, stack in read_capture(path, reader)]
     return sorted(rows, key=lambda r: (r[0], r[1]))
 
 

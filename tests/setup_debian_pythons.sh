@@ -7,8 +7,21 @@ cd "$(dirname "$0")/.."
 dest="$PWD/target/debian-pythons"
 [ -x "$dest/py3.15" ] && [ -x "$dest/py3.14" ] && exit 0
 work="$dest/apt"
+
+# First Debian archive URI (not -security, -updates or ports) named in deb822 .sources files or a
+# one-line sources.list.
+debian_mirror() {
+    {
+        cat /etc/apt/sources.list.d/*.sources 2>/dev/null | sed -n 's/^URIs:[[:space:]]*//p' | tr ' ' '\n'
+        cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+            | sed -n 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\([^[:space:]]\+\).*/\2/p'
+    } | grep -E '^(https?|file):' | grep -v -- '-security' | grep -E '/debian/?$' | head -n1 || true
+}
 mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/debs" "$dest/root"
-echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main" > "$work/sid.list"
+# The Debian mirror is the one this machine's apt already uses; only the suite changes to sid.
+mirror=$(debian_mirror)
+[ -n "$mirror" ] || { echo "no Debian mirror in this machine's apt configuration" >&2; exit 1; }
+echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror sid main" > "$work/sid.list"
 cat > "$work/apt.conf" <<CONF
 Dir::Etc::SourceList "$work/sid.list";
 Dir::Etc::SourceParts "/dev/null";

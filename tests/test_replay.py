@@ -1,5 +1,6 @@
-"""`tachyon replay` and the binary format, checked against the research oracles and the real
-consumers of each output: tachdec.py, Python's pstats module, inferno's flamegraph."""
+"""`tachyon replay` and the binary format, checked against the real consumers of each output:
+CPython 3.15's own `.bin` reader and writer (and the independent tests/binref.py), Python's
+pstats module, inferno's flamegraph."""
 import collections
 import json
 import os
@@ -10,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import TACHYON, ROOT, decoded_samples, one_error_line, require_python, tachwrite, tachyon
+from conftest import TACHYON, ROOT, decoded_samples, one_error_line, require_python, tachyon, write_capture
 
 MAIN = ("app.py", "main", 10, 10, 0, 8, None)
 WORK = ("/srv/app/app.py", "Worker.run", 20, 21, 4, 12, 42)
@@ -19,7 +20,7 @@ GC = ("~", "<GC>", -1, -1, -1, -1, None)
 
 
 def reference_samples(n=300, seed=7):
-    """Samples for tachwrite: two threads, shifting stacks, a synthetic <GC> frame."""
+    """Reference samples: two threads, shifting stacks, a synthetic <GC> frame."""
     rng = random.Random(seed)
     stacks = [[WORK, MAIN], [HELPER, WORK, MAIN], [HELPER, MAIN], [GC, WORK, MAIN], [MAIN]]
     samples = []
@@ -47,12 +48,15 @@ def expected_collapsed(samples):
 def ref_capture(tmp):
     samples = reference_samples()
     path = tmp / "ref.bin"
-    tachwrite.write(str(path), samples, stats=(0.3, 1000.0, 0.5, None))
+    write_capture(path, samples, stats=(0.3, 1000.0, 0.5, None))
     return path, samples
 
 
-def test_reference_capture_replays_to_exact_collapsed_stacks(ref_capture, tmp):
-    path, samples = ref_capture
+@pytest.mark.parametrize("writer", ["cpython", "ref"])
+def test_reference_capture_replays_to_exact_collapsed_stacks(writer, tmp):
+    samples = reference_samples()
+    path = tmp / "ref.bin"
+    write_capture(path, samples, writer=writer, stats=(0.3, 1000.0, 0.5, None))
     out = tmp / "out.txt"
     proc = tachyon("replay", path, "--format", "collapsed", "-o", out)
     assert f"Replayed {len(samples)} samples" in proc.stderr
@@ -61,23 +65,26 @@ def test_reference_capture_replays_to_exact_collapsed_stacks(ref_capture, tmp):
     assert any(s.endswith(";<GC>") for s, _ in lines), "synthetic frames are bare names"
 
 
+@pytest.mark.parametrize("reader", ["cpython", "ref"])
 @pytest.mark.parametrize("compression", ["none", "zstd"])
-def test_tachyon_binary_decodes_identically_with_tachdec(ref_capture, tmp, compression):
-    """tachwrite writes FULL records only; tachyon re-encodes with REPEAT/SUFFIX/POP_PUSH and
-    zstd, and the independent decoder must see exactly the same samples."""
-    path, _ = ref_capture
+def test_tachyon_binary_decodes_identically_in_the_reference_readers(tmp, compression, reader):
+    """binref writes FULL records only; tachyon re-encodes with REPEAT/SUFFIX/POP_PUSH and
+    zstd, and CPython 3.15's reader (and binref's) must see exactly the same samples."""
+    path = tmp / "full.bin"
+    write_capture(path, reference_samples(), writer="ref", stats=(0.3, 1000.0, 0.5, None))
     out = tmp / "re.bin"
     tachyon("replay", path, "--format", "binary", "--compression", compression, "-o", out)
-    assert decoded_samples(out) == decoded_samples(path)
+    assert decoded_samples(out, reader) == decoded_samples(path, "ref")
     header = open(out, "rb").read(64)
     assert header[:4] == b"HCAT" and header[56] == (1 if compression == "zstd" else 0)
     assert out.stat().st_size < path.stat().st_size
 
 
-def test_zstd_reference_capture_replays(tmp):
+@pytest.mark.parametrize("writer", ["cpython", "ref"])
+def test_zstd_reference_capture_replays(tmp, writer):
     samples = reference_samples(200, seed=3)
     path = tmp / "z.bin"
-    tachwrite.write(str(path), samples, compress=True)
+    write_capture(path, samples, writer=writer, compress=True)
     out = tmp / "z.txt"
     tachyon("replay", path, "--format", "collapsed", "-o", out)
     got = [(s, int(c)) for s, c in (l.rsplit(" ", 1) for l in out.read_text().splitlines())]
@@ -213,9 +220,27 @@ def test_replay_draws_a_progress_bar_on_a_terminal(tmp):
         pytest.skip("util-linux `script` is needed to give the replay a terminal")
     samples = reference_samples(n=150_000, seed=11)
     path = tmp / "large.bin"
-    tachwrite.write(str(path), samples)
+    write_capture(path, samples, writer="ref")
     cmd = "%s replay %s -f collapsed -o %s" % (TACHYON, path, tmp / "o.txt")
     out = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=120).stdout
     assert "█" in out and "100.0%" in out and "(%d/%d)" % (len(samples), len(samples)) in out
     piped = tachyon("replay", path, "-f", "collapsed", "-o", tmp / "p.txt")
     assert "█" not in piped.stderr, "no bar when stderr is not a terminal"
+
+
+def test_empty_stacks_are_skipped_as_cpython_does(tmp):
+    """A thread sampled with no Python frame (CPython 3.15 writes such samples) is not a stack:
+    collapsed output is line for line CPython's own replay, and gecko counts no extra sample."""
+    python = require_python("3.15")
+    samples = reference_samples() + [(111, 0, 10**7 + i, 1, []) for i in range(5)] + [(333, 0, 10**7, 1, [])]
+    path = tmp / "empty.bin"
+    write_capture(path, samples, writer="cpython")
+    theirs, ours = tmp / "cpython.txt", tmp / "tachyon.txt"
+    subprocess.run([python, "-m", "profiling.sampling", "replay", "--collapsed", "-o", str(theirs), str(path)],
+                   check=True, capture_output=True)
+    tachyon("replay", path, "-f", "collapsed", "-o", ours)
+    assert sorted(ours.read_text().splitlines()) == sorted(theirs.read_text().splitlines())
+    assert not any(line.startswith("tid:333") for line in ours.read_text().splitlines())
+    tachyon("replay", path, "-f", "gecko", "-o", tmp / "g.json")
+    threads = json.loads((tmp / "g.json").read_text())["threads"]
+    assert sorted((t["name"], t["samples"]["length"]) for t in threads) == [("Thread-111", 300), ("Thread-222", 100)]

@@ -1,9 +1,11 @@
 //! The command line. Every failure is printed as one `tachyon: error: ...` line with a
-//! non-zero exit code.
+//! non-zero exit code: 1 when tachyon failed, 3 when a regression gate fired; `run` otherwise
+//! exits with the target's status (see session.rs). A closed stdout ends quietly.
 
+use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::output::OutputArgs;
@@ -14,13 +16,19 @@ use crate::session::SampleArgs;
 #[command(
     name = "tachyon",
     version,
-    about = "A sampling profiler for CPython with differential flame graphs"
+    about = "A sampling profiler for CPython with differential flame graphs",
+    after_help = "Exit status: 1 if tachyon failed; else 3 if --fail-on-regression fired; else, for `run`, \
+                  the target's own status (128+S if it died on signal S); 128+S if tachyon was stopped by \
+                  signal S (Ctrl-C: 130); 0 otherwise. The output is written in every case it can be."
 )]
 pub struct Cli {
     /// Load an output-format plugin (a tachyon plugin .so); repeatable. TACHYON_PLUGIN_PATH
     /// lists directories whose plugins are loaded too.
     #[arg(long, global = true, value_name = "PATH")]
     pub plugin: Vec<PathBuf>,
+    /// Stop a plugin's export that runs longer than this many seconds.
+    #[arg(long, global = true, value_name = "SECONDS", default_value = "600", value_parser = crate::session::parse_duration)]
+    pub plugin_timeout: f64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -53,6 +61,9 @@ pub enum Command {
         sample: SampleArgs,
         #[command(flatten)]
         out: OutputArgs,
+        /// Internal: a child profiler of --subprocesses takes its parent's options whole.
+        #[arg(long, hide = true, value_name = "JSON")]
+        inherit_options: Option<String>,
     },
     /// Convert a binary capture (.bin) into another format.
     Replay {
@@ -79,10 +90,15 @@ pub enum Command {
     Formats,
 }
 
+/// Exit status of a process that wrote into a closed pipe (128 + SIGPIPE), as Unix tools.
+const BROKEN_PIPE_STATUS: i32 = 141;
+
 pub fn main() -> i32 {
+    crate::guard::install_panic_hook();
     let cli = Cli::parse();
-    match dispatch(cli) {
-        Ok(()) => 0,
+    match crate::guard::catch("tachyon", || dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => BROKEN_PIPE_STATUS,
         Err(e) => {
             eprintln!("tachyon: error: {}", one_line(&e));
             // A regression found by --fail-on-regression is a verdict, not a failure to run.
@@ -95,6 +111,15 @@ pub fn main() -> i32 {
             }
         }
     }
+}
+
+/// Whether the error is a write into a closed pipe (`tachyon dump PID | head`).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The error and its causes on one line, without repeating a cause the message already holds.
@@ -113,8 +138,28 @@ fn one_line(e: &anyhow::Error) -> String {
     line.replace('\n', " ")
 }
 
-fn dispatch(cli: Cli) -> Result<()> {
-    crate::plugins::init(&cli.plugin)?;
+fn dispatch(mut cli: Cli) -> Result<i32> {
+    if let Command::Attach {
+        sample,
+        out,
+        inherit_options: Some(json),
+        ..
+    } = &mut cli.command
+    {
+        let inherited: crate::subprocesses::ChildOptions =
+            serde_json::from_str(json).context("invalid --inherit-options")?;
+        (*sample, *out, cli.plugin, cli.plugin_timeout) = (
+            inherited.sample,
+            inherited.output,
+            inherited.plugins,
+            inherited.plugin_timeout,
+        );
+    }
+    crate::plugins::init(
+        &cli.plugin,
+        std::time::Duration::from_secs_f64(cli.plugin_timeout),
+    )?;
+    let done = |r: Result<()>| r.map(|()| 0);
     match cli.command {
         Command::Run {
             module,
@@ -124,29 +169,33 @@ fn dispatch(cli: Cli) -> Result<()> {
             target,
             args,
         } => crate::session::run(python, module, &target, &args, &sample, &out),
-        Command::Attach { pid, sample, out } => crate::session::attach(pid, &sample, &out),
-        Command::Replay { input, out } => crate::replay::replay(&input, &out),
-        Command::Dump { pid, native } => crate::dump::dump(
+        Command::Attach {
+            pid, sample, out, ..
+        } => crate::session::attach(pid, &sample, &out),
+        Command::Replay { input, out } => done(crate::replay::replay(&input, &out)),
+        Command::Dump { pid, native } => done(crate::dump::dump(
             pid,
             UnwindOptions {
                 native,
                 gc: true,
                 ..Default::default()
             },
-        ),
+        )),
         Command::Diff {
             baseline,
             current,
             mut out,
         } => {
             out.diff_flamegraph = Some(baseline);
-            crate::replay::replay(&current, &out)
+            done(crate::replay::replay(&current, &out))
         }
         Command::Formats => {
+            let mut stdout = std::io::stdout().lock();
             for f in crate::output::all_formats() {
-                println!("{:<16} {}", f.name(), f.description());
+                writeln!(stdout, "{:<16} {}", f.name(), f.description())?;
             }
-            Ok(())
+            stdout.flush()?;
+            Ok(0)
         }
     }
 }

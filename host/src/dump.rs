@@ -98,6 +98,8 @@ pub fn dump(pid: i32, opts: UnwindOptions) -> Result<()> {
     unwinder
         .sample(&mut symbols, &mut threads)
         .map_err(|e| anyhow::anyhow!("cannot read the stacks of PID {pid}: {e}"))?;
-    print!("{}", render(pid, &threads, &symbols));
+    let mut stdout = std::io::stdout().lock();
+    std::io::Write::write_all(&mut stdout, render(pid, &threads, &symbols).as_bytes())?;
+    std::io::Write::flush(&mut stdout)?;
     Ok(())
 }

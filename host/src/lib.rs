@@ -4,6 +4,7 @@
 pub mod binary;
 pub mod cli;
 pub mod dump;
+pub mod guard;
 pub mod output;
 pub mod plugins;
 pub mod progress;

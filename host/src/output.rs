@@ -5,14 +5,17 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use tachyon_plugin_api::{formats, Collector, CollectorConfig, Format};
+use tachyon_plugin_api::{
+    formats, Collector, CollectorConfig, ExportContext, Format, RegressionDetected, RunStats,
+    Symbols,
+};
 
 use crate::binary::{BinaryCollector, Capture};
 use crate::plugins::{Plugin, PluginCollector};
 use tachyon_plugin_api::ffi::FormatInfo;
 
 /// Output options shared by `run`, `attach` and `replay`.
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct OutputArgs {
     /// Output format (see `tachyon formats`).
     #[arg(short = 'f', long, default_value = "pstats")]
@@ -112,6 +115,12 @@ impl OutputArgs {
         };
         match &self.output {
             Some(p) if p.is_dir() && !format.extension().is_empty() => Some(p.join(default_name())),
+            // A directory output named like a page (`-o heat.html`) is the directory `heat`, as Tachyon.
+            Some(p)
+                if format.extension().is_empty() && p.extension().is_some_and(|e| e == "html") =>
+            {
+                Some(p.with_extension(""))
+            }
             Some(p) => Some(p.clone()),
             None if format.name() == "pstats" => None,
             None => Some(PathBuf::from(default_name())),
@@ -191,21 +200,13 @@ pub struct SaveCapture {
 }
 
 impl Collector for SaveCapture {
-    fn collect(
-        &mut self,
-        symbols: &tachyon_plugin_api::Symbols,
-        sample: &tachyon_plugin_api::Sample<'_>,
-    ) {
+    fn collect(&mut self, symbols: &Symbols, sample: &tachyon_plugin_api::Sample<'_>) {
         self.capture.collect(symbols, sample);
         self.main.collect(symbols, sample);
     }
 
-    fn export(&mut self, ctx: &tachyon_plugin_api::ExportContext<'_>) -> Result<()> {
-        self.capture.export(&tachyon_plugin_api::ExportContext {
-            path: Some(&self.path),
-            symbols: ctx.symbols,
-            stats: ctx.stats,
-        })?;
+    fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
+        export(&mut self.capture, Some(&self.path), ctx.symbols, ctx.stats)?;
         self.main.export(ctx)
     }
 }
@@ -238,4 +239,90 @@ pub fn check_output_dir(path: Option<&Path>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Export `collector` to `destination` atomically: it writes a temporary name in the same
+/// directory, which is renamed into place only once the export succeeded (or found a
+/// regression, which is a verdict on a complete output). A failed, panicking or interrupted
+/// export leaves no truncated file and keeps an earlier output of the same name intact.
+pub fn export(
+    collector: &mut dyn Collector,
+    destination: Option<&Path>,
+    symbols: &Symbols,
+    stats: &RunStats,
+) -> Result<()> {
+    let Some(destination) = destination else {
+        return crate::guard::catch("the export", || {
+            collector.export(&ExportContext {
+                path: None,
+                destination: None,
+                symbols,
+                stats,
+            })
+        });
+    };
+    let temporary = temporary_path(destination);
+    remove_path(&temporary);
+    let result = crate::guard::catch("the export", || {
+        crate::guard::inject("export");
+        collector.export(&ExportContext {
+            path: Some(&temporary),
+            destination: Some(destination),
+            symbols,
+            stats,
+        })
+    });
+    let complete = match &result {
+        Ok(()) => true,
+        Err(e) => e.downcast_ref::<RegressionDetected>().is_some(),
+    };
+    // A format may decline to write (no samples): then there is nothing to move.
+    if complete && temporary.symlink_metadata().is_ok() {
+        if let Err(e) = replace(&temporary, destination) {
+            remove_path(&temporary);
+            return Err(e);
+        }
+    } else {
+        remove_path(&temporary);
+    }
+    result
+}
+
+/// `.NAME.tachyon-PID.tmp` beside `path`: same directory, so the rename is atomic.
+fn temporary_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output".to_owned());
+    path.with_file_name(format!(".{name}.tachyon-{}.tmp", std::process::id()))
+}
+
+fn remove_path(path: &Path) {
+    match path.symlink_metadata() {
+        Ok(m) if m.is_dir() => drop(std::fs::remove_dir_all(path)),
+        Ok(_) => drop(std::fs::remove_file(path)),
+        Err(_) => {}
+    }
+}
+
+/// Move a finished output into place. A file is synced first, so the new name never points
+/// at data still in flight; a directory (heatmap) replaces an earlier one of the same name.
+fn replace(temporary: &Path, destination: &Path) -> Result<()> {
+    let cannot = || format!("cannot write {}", destination.display());
+    if temporary.is_file() {
+        std::fs::File::open(temporary)
+            .and_then(|f| f.sync_all())
+            .with_context(cannot)?;
+    }
+    if temporary.is_dir() && destination.is_dir() {
+        let old = temporary.with_extension("old");
+        std::fs::rename(destination, &old).with_context(cannot)?;
+        if let Err(e) = std::fs::rename(temporary, destination) {
+            let _ = std::fs::rename(&old, destination);
+            return Err(e).with_context(cannot);
+        }
+        remove_path(&old);
+        return Ok(());
+    }
+    std::fs::rename(temporary, destination).with_context(cannot)
 }

@@ -1,12 +1,14 @@
 //! Run-time format plugins: dynamic libraries exporting `tachyon_plugin_v1` (see
 //! plugin-api/src/ffi.rs), given with `--plugin PATH` or found in the directories of
 //! `TACHYON_PLUGIN_PATH`. The host aggregates samples, hands the plugin the profile as JSON,
-//! and runs the plugin's export in a forked child, so a plugin that crashes costs an error
-//! message, not the profile.
+//! and runs the plugin's export in a forked child, so a plugin that crashes or hangs costs an
+//! error message, not the profile: the child has a time limit (`--plugin-timeout`) and dies
+//! with tachyon.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tachyon_plugin_api::ffi::{Bytes, FormatInfo, PluginV1, ENTRY_SYMBOL};
@@ -28,9 +30,17 @@ unsafe impl Send for Plugin {}
 unsafe impl Sync for Plugin {}
 
 static LOADED: OnceLock<Vec<Arc<Plugin>>> = OnceLock::new();
+/// Longest a plugin's export may run (`--plugin-timeout`).
+static TIMEOUT: OnceLock<Duration> = OnceLock::new();
+
+/// The export time limit `init` was given.
+pub fn timeout() -> Duration {
+    TIMEOUT.get().copied().unwrap_or(Duration::from_secs(600))
+}
 
 /// Load `--plugin` paths and every `*.so` in `TACHYON_PLUGIN_PATH`. Call once at start-up.
-pub fn init(explicit: &[PathBuf]) -> Result<()> {
+pub fn init(explicit: &[PathBuf], timeout: Duration) -> Result<()> {
+    let _ = TIMEOUT.set(timeout);
     let mut paths: Vec<PathBuf> = explicit.to_vec();
     if let Some(dirs) = std::env::var_os("TACHYON_PLUGIN_PATH") {
         for dir in std::env::split_paths(&dirs) {
@@ -126,16 +136,25 @@ impl Plugin {
 
     /// Run the plugin's export in a forked child; its answer comes back through a pipe.
     fn export(&self, format: &str, ir: &[u8], options: &[u8], path: &Path) -> Result<()> {
-        use nix::sys::wait::{waitpid, WaitStatus};
-        use nix::unistd::{fork, pipe, ForkResult};
+        use nix::sys::signal::{kill, Signal};
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        use nix::unistd::{fork, getpid, getppid, pipe, ForkResult};
         use std::os::unix::ffi::OsStrExt;
+        let timeout = timeout();
         let (read_end, write_end) = pipe()?;
         let path_bytes = path.as_os_str().as_bytes();
+        let host = getpid();
         // SAFETY: the host is single-threaded here (sampling has ended); the child only calls
         // the plugin, writes to the pipe and exits without unwinding.
         match unsafe { fork() }? {
             ForkResult::Child => {
                 drop(read_end);
+                // The export dies with tachyon, even if tachyon is killed.
+                let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+                if getppid() != host {
+                    // SAFETY: leave at once; the parent is already gone.
+                    unsafe { libc::_exit(1) }
+                }
                 let answer = self.call(|t| {
                     (t.export)(
                         Bytes::from_slice(format.as_bytes()),
@@ -151,9 +170,35 @@ impl Plugin {
             }
             ForkResult::Parent { child } => {
                 drop(write_end);
-                let mut answer = Vec::new();
-                std::fs::File::from(read_end).read_to_end(&mut answer)?;
-                match waitpid(child, None)? {
+                // Read while waiting: an answer larger than the pipe must not block the child.
+                let reader = std::thread::spawn(move || {
+                    let mut answer = Vec::new();
+                    std::fs::File::from(read_end)
+                        .read_to_end(&mut answer)
+                        .map(|_| answer)
+                });
+                let deadline = Instant::now() + timeout;
+                let status = loop {
+                    match waitpid(child, Some(WaitPidFlag::WNOHANG))? {
+                        WaitStatus::StillAlive if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        WaitStatus::StillAlive => {
+                            let _ = kill(child, Signal::SIGKILL);
+                            let _ = waitpid(child, None);
+                            bail!(
+                                "plugin {} did not finish the {format} output within {} s (--plugin-timeout); it was stopped",
+                                self.path.display(),
+                                timeout.as_secs_f64()
+                            );
+                        }
+                        status => break status,
+                    }
+                };
+                let answer = reader
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("reading the plugin's answer failed"))??;
+                match status {
                     WaitStatus::Exited(_, 0) => {}
                     WaitStatus::Signaled(_, sig, _) => bail!(
                         "plugin {} crashed ({sig}) while writing the {format} output",
@@ -216,7 +261,11 @@ impl Collector for PluginCollector {
         let ir = serde_json::to_vec(&Ir::from_profile(&profile, &self.config))?;
         let options = serde_json::to_vec(&self.config.options)?;
         self.plugin.export(&self.format, &ir, &options, path)?;
-        eprintln!("{} output written to {}", self.format, path.display());
+        eprintln!(
+            "{} output written to {}",
+            self.format,
+            ctx.shown_path().display()
+        );
         Ok(())
     }
 }

@@ -3,10 +3,10 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use tachyon_plugin_api::{CollectorConfig, ExportContext};
+use tachyon_plugin_api::CollectorConfig;
 
 use crate::binary::Capture;
-use crate::output::{build_collector, check_output_dir, find_format, OutputArgs};
+use crate::output::{build_collector, check_output_dir, export, find_format, OutputArgs};
 use crate::progress::ProgressBar;
 
 pub fn replay(input: &Path, out: &OutputArgs) -> Result<()> {
@@ -52,9 +52,10 @@ pub fn replay(input: &Path, out: &OutputArgs) -> Result<()> {
     eprintln!("Replayed {} samples", counts.samples);
 
     let stats = capture.stats.clone().unwrap_or_default();
-    collector.export(&ExportContext {
-        path: path.as_deref(),
-        symbols: &capture.symbols,
-        stats: &stats,
-    })
+    export(
+        collector.as_mut(),
+        path.as_deref(),
+        &capture.symbols,
+        &stats,
+    )
 }

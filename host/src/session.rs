@@ -1,25 +1,32 @@
 //! `tachyon run` and `tachyon attach`: the sampling loop, its options, and the end-of-run
-//! summary. Samples stream into the chosen collector; Ctrl-C, the duration limit or the
-//! target's exit all end the loop and the output is still written.
+//! summary. Samples stream into the chosen collector; Ctrl-C (or SIGTERM, SIGHUP), the
+//! duration limit, the target's exit, or even a failure while sampling all end the loop, and
+//! the output is still written.
+//!
+//! Exit status: 1 if tachyon failed, else 3 if a regression gate fired, else the target's
+//! own status (128+S when it died on signal S); 128+S when tachyon itself got signal S; 0 when
+//! the duration ended the run.
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
 use tachyon_plugin_api::{
-    Collector, CollectorConfig, ExportContext, Mode, RunStats, Sample, Symbols, ThreadStatus,
+    Collector, CollectorConfig, Mode, RunStats, Sample, Symbols, ThreadStatus,
 };
 
 use crate::binary::features;
-use crate::output::{build_collector, check_output_dir, find_format, OutputArgs};
+use crate::output::{build_collector, check_output_dir, export, find_format, OutputArgs};
 use crate::sampler::pause::Paused;
-use crate::sampler::process::{check_pid, permission_help, ReadError};
+use crate::sampler::process::{check_pid, permission_help, Process, ReadError};
 use crate::sampler::{Target, ThreadSample, UnwindOptions, Unwinder};
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum ModeArg {
     Wall,
     Cpu,
@@ -27,14 +34,15 @@ pub enum ModeArg {
     Exception,
 }
 
-/// Sampling options shared by `run` and `attach`.
-#[derive(Args, Debug, Clone)]
+/// Sampling options shared by `run` and `attach`. Child profilers (--subprocesses) get a
+/// copy of the parent's, serialized whole, so no option is ever dropped on the way.
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
 pub struct SampleArgs {
     /// Sampling rate: a number of Hz, or with a suffix (10khz, 10k, 250hz).
     #[arg(short = 'r', long = "sampling-rate", default_value = "1khz", value_parser = parse_rate)]
     pub interval_us: u64,
     /// Stop after this many seconds (default: until the target exits or Ctrl-C).
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = parse_duration)]
     pub duration: Option<f64>,
     /// Sample every thread, not only the main thread.
     #[arg(short, long)]
@@ -93,6 +101,24 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
     Ok(interval)
 }
 
+/// Longest accepted `--duration`: one year.
+const MAX_DURATION_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// A duration in seconds: finite, positive, at most a year (`inf`, `nan`, `1e300` would
+/// otherwise end the run at once).
+pub fn parse_duration(text: &str) -> Result<f64, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 || secs > MAX_DURATION_SECS {
+        return Err(format!(
+            "the duration must be more than 0 and at most one year ({MAX_DURATION_SECS} seconds), not '{text}'"
+        ));
+    }
+    Ok(secs)
+}
+
 impl SampleArgs {
     fn mode(&self) -> Mode {
         match self.mode {
@@ -101,36 +127,6 @@ impl SampleArgs {
             ModeArg::Gil => Mode::Gil,
             ModeArg::Exception => Mode::Exception,
         }
-    }
-
-    /// The options a child profiler (--subprocesses) is started with.
-    fn child_args(&self, out: &OutputArgs) -> Vec<String> {
-        let mut a = vec!["-r".to_owned(), format!("{}", 1_000_000 / self.interval_us)];
-        if let Some(d) = self.duration {
-            a.extend(["-d".to_owned(), d.to_string()]);
-        }
-        for (on, flag) in [
-            (self.all_threads, "-a"),
-            (self.native, "--native"),
-            (self.no_gc, "--no-gc"),
-            (self.opcodes, "--opcodes"),
-            (self.blocking, "--blocking"),
-        ] {
-            if on {
-                a.push(flag.to_owned());
-            }
-        }
-        a.extend([
-            "--mode".to_owned(),
-            self.mode().name().to_owned(),
-            "-f".to_owned(),
-            out.format_name().to_owned(),
-        ]);
-        a.extend(["--compression".to_owned(), out.compression.clone()]);
-        if let Some(base) = &out.diff_flamegraph {
-            a.extend(["--diff-flamegraph".to_owned(), base.display().to_string()]);
-        }
-        a
     }
 
     fn unwind_options(&self) -> UnwindOptions {
@@ -175,12 +171,15 @@ impl SampleArgs {
     }
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The signal (SIGINT, SIGTERM or SIGHUP) that asked tachyon to stop, or 0.
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-    STOP.store(true, Ordering::SeqCst);
+extern "C" fn on_signal(sig: libc::c_int) {
+    STOP_SIGNAL.store(sig, Ordering::SeqCst);
+}
+
+fn stop_requested() -> bool {
+    STOP_SIGNAL.load(Ordering::SeqCst) != 0
 }
 
 fn install_signal_handlers() {
@@ -190,7 +189,8 @@ fn install_signal_handlers() {
         SaFlags::SA_RESTART,
         SigSet::empty(),
     );
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+    // A closed terminal (SIGHUP) ends the run like Ctrl-C: the profile is still written.
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         // SAFETY: the handler only stores to atomics, which is async-signal-safe.
         unsafe {
             let _ = sigaction(sig, &action);
@@ -240,11 +240,18 @@ struct Loop<'a> {
     collector: &'a mut dyn Collector,
     symbols: Symbols,
     counts: Counts,
+    /// CLOCK_MONOTONIC µs when sampling started.
+    start_us: u64,
 }
 
 impl Loop<'_> {
     fn sample_once(&mut self, threads: &mut Vec<ThreadSample>) -> Result<bool> {
+        crate::guard::inject("sample");
         let _paused = if self.args.blocking {
+            // A dying target's threads never stop: do not try.
+            if !self.unwinder.target.process.is_alive() {
+                return Ok(false);
+            }
             Some(Paused::pause(&self.unwinder.target.process)?)
         } else {
             None
@@ -281,15 +288,15 @@ impl Loop<'_> {
     }
 }
 
-/// Sample until Ctrl-C, the duration, or the target's exit; returns the run's statistics.
-fn sample_loop(lp: &mut Loop<'_>, child: &mut Option<&mut Child>) -> Result<RunStats> {
+/// Sample until a stop signal, the duration, or the target's exit.
+fn sample_loop(lp: &mut Loop<'_>, child: &mut Option<&mut Child>) -> Result<()> {
     let interval = lp.args.interval_us;
-    let start = monotonic_us();
+    let start = lp.start_us;
     let end = lp.args.duration.map(|d| start + (d * 1e6) as u64);
     let mut next = start;
     let mut threads = Vec::new();
     let mut last_child_check = start;
-    while !STOP.load(Ordering::SeqCst) {
+    while !stop_requested() {
         let now = monotonic_us();
         if end.is_some_and(|e| now >= e) {
             break;
@@ -315,11 +322,17 @@ fn sample_loop(lp: &mut Loop<'_>, child: &mut Option<&mut Child>) -> Result<RunS
             }
         }
     }
-    let elapsed = (monotonic_us() - start) as f64 / 1e6;
+    Ok(())
+}
+
+/// The run's statistics so far (Tachyon's summary and stats trailer).
+fn run_stats(lp: &Loop<'_>) -> RunStats {
+    let interval = lp.args.interval_us;
+    let elapsed = (monotonic_us() - lp.start_us) as f64 / 1e6;
     let c = &lp.counts;
     let attempts = c.samples + c.errors;
     let expected = (elapsed * 1e6 / interval as f64).floor();
-    Ok(RunStats {
+    RunStats {
         duration_sec: elapsed,
         sample_rate: if elapsed > 0.0 {
             c.samples as f64 / elapsed
@@ -332,7 +345,7 @@ fn sample_loop(lp: &mut Loop<'_>, child: &mut Option<&mut Child>) -> Result<RunS
             0.0
         }),
         missed_samples: (expected > 0.0).then(|| (expected - attempts as f64) * 100.0 / expected),
-    })
+    }
 }
 
 fn print_summary(stats: &RunStats, counts: &Counts, interval_us: u64) {
@@ -342,7 +355,7 @@ fn print_summary(stats: &RunStats, counts: &Counts, interval_us: u64) {
     );
     eprintln!("Sample rate: {:.2} samples/sec", stats.sample_rate);
     eprintln!("Error rate: {:.2}", stats.error_rate.unwrap_or(0.0));
-    if INTERRUPTED.load(Ordering::SeqCst) {
+    if STOP_SIGNAL.load(Ordering::SeqCst) == libc::SIGINT {
         eprintln!("Interrupted by user.");
     } else if let Some(missed) = stats.missed_samples.filter(|m| *m > 1.0) {
         let expected = (stats.duration_sec * 1e6 / interval_us as f64) as u64;
@@ -355,12 +368,13 @@ fn print_summary(stats: &RunStats, counts: &Counts, interval_us: u64) {
 }
 
 /// Attach (retrying while a freshly started interpreter initialises), sample, export.
+/// Returns the target's own exit status when it ended by itself while being profiled.
 fn profile(
     pid: i32,
     args: &SampleArgs,
     out: &OutputArgs,
     mut child: Option<&mut Child>,
-) -> Result<()> {
+) -> Result<Option<ExitStatus>> {
     install_signal_handlers();
     // SAFETY: prctl with PR_SET_TIMERSLACK only changes this thread's timer slack.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
@@ -387,7 +401,7 @@ fn profile(
         let base = path
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("profile_{pid}.pstats")));
-        crate::subprocesses::Monitor::start(pid, args.child_args(out), base)
+        crate::subprocesses::Monitor::start(pid, args, out, base)
     });
     let mut opts = args.unwind_options();
     if format.name() == "gecko" {
@@ -401,15 +415,18 @@ fn profile(
         collector: collector.as_mut(),
         symbols: Symbols::new(),
         counts: Counts::default(),
+        start_us: monotonic_us(),
     };
-    let result = sample_loop(&mut lp, &mut child);
-    if let Some(c) = child {
-        stop_child(c);
+    // A failure while sampling (a bug included) ends sampling, not the profile.
+    let sampled = crate::guard::catch("sampling", || sample_loop(&mut lp, &mut child));
+    if args.blocking {
+        crate::sampler::pause::reap_traced_zombies(&lp.unwinder.target.process);
     }
+    let own_exit = child.and_then(stop_child);
     if let Some(m) = monitor {
         m.finish();
     }
-    let stats = result?;
+    let stats = run_stats(&lp);
     print_summary(&stats, &lp.counts, args.interval_us);
     if lp.counts.thread_samples == 0 && args.mode != ModeArg::Wall {
         eprintln!(
@@ -417,13 +434,54 @@ fn profile(
             args.mode
         );
     }
+    if let Some(status) = own_exit {
+        report_target_exit(status);
+    }
     let symbols = std::mem::take(&mut lp.symbols);
     drop(lp);
-    collector.export(&ExportContext {
-        path: path.as_deref(),
-        symbols: &symbols,
-        stats: &stats,
-    })
+    let exported = export(collector.as_mut(), path.as_deref(), &symbols, &stats);
+    if let Err(e) = sampled {
+        let kept = match (&exported, &path) {
+            (Ok(()), Some(p)) => format!("what was collected is in {}", p.display()),
+            (Ok(()), None) => "what was collected is printed above".to_owned(),
+            (Err(x), _) => format!("and the output could not be written either: {x:#}"),
+        };
+        return Err(e.context(format!("sampling stopped early; {kept}")));
+    }
+    exported.map(|()| own_exit)
+}
+
+/// Say how the target ended, when that was not a clean exit.
+fn report_target_exit(status: ExitStatus) {
+    match (status.code(), status.signal()) {
+        (Some(0), _) => {}
+        (Some(code), _) => eprintln!("The target exited with code {code}."),
+        (None, Some(sig)) => eprintln!(
+            "The target was killed by signal {sig} ({}).",
+            signal_name(sig)
+        ),
+        (None, None) => {}
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_owned())
+}
+
+/// tachyon's exit status once the output is written: 128+S if tachyon was stopped by signal
+/// S, else the target's own status (128+S for a signal), else 0.
+fn exit_status(own_exit: Option<ExitStatus>) -> i32 {
+    let stop_signal = STOP_SIGNAL.load(Ordering::SeqCst);
+    if stop_signal != 0 {
+        return 128 + stop_signal;
+    }
+    match own_exit {
+        Some(status) => status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        None => 0,
+    }
 }
 
 fn wait_for_runtime(pid: i32, mut child: Option<&mut Child>) -> Result<Target> {
@@ -442,11 +500,16 @@ fn wait_for_runtime(pid: i32, mut child: Option<&mut Child>) -> Result<Target> {
                     || msg.contains("permission denied")
                     || msg.contains("no process with PID");
                 let child_gone = match child.as_deref_mut() {
-                    Some(c) => c.try_wait()?.is_some(),
-                    None => !crate::sampler::process::Process::new(pid).is_alive(),
+                    Some(c) => c.try_wait()?.map(|status| match status.code() {
+                        Some(code) => format!(" with code {code}"),
+                        None => format!(" on signal {}", status.signal().unwrap_or(0)),
+                    }),
+                    None => {
+                        (!crate::sampler::process::Process::new(pid).is_alive()).then(String::new)
+                    }
                 };
-                if child_gone {
-                    bail!("process {pid} exited before it could be sampled");
+                if let Some(how) = child_gone {
+                    bail!("process {pid} exited{how} before it could be sampled");
                 }
                 if fatal
                     || started.elapsed() > Duration::from_secs(if child.is_some() { 10 } else { 2 })
@@ -459,23 +522,38 @@ fn wait_for_runtime(pid: i32, mut child: Option<&mut Child>) -> Result<Target> {
     }
 }
 
-fn stop_child(child: &mut Child) {
-    if matches!(child.try_wait(), Ok(Some(_))) {
-        return;
+/// Stop the target we started (SIGTERM, then SIGKILL), each wait bounded. Returns its exit
+/// status when it had already ended on its own.
+fn stop_child(child: &mut Child) -> Option<ExitStatus> {
+    let running = |c: &mut Child| matches!(c.try_wait(), Ok(None));
+    let wait = |c: &mut Child| {
+        for _ in 0..200 {
+            if !running(c) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    // Exiting by itself (a zombie or gone from /proc): its threads may still be on their way
+    // out, so give it a moment before its status can be collected.
+    if !Process::new(child.id() as i32).is_alive() {
+        wait(child);
+    }
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
     }
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    for _ in 0..200 {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    wait(child);
+    if running(child) {
+        let _ = child.kill();
+        wait(child);
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    None
 }
 
-/// `tachyon run`: start `python script.py args…` (or `-m module`) and profile it.
+/// `tachyon run`: start `python script.py args…` (or `-m module`) and profile it. Returns
+/// the exit status (see the module comment).
 pub fn run(
     python: Option<PathBuf>,
     module: bool,
@@ -483,7 +561,7 @@ pub fn run(
     target_args: &[String],
     args: &SampleArgs,
     out: &OutputArgs,
-) -> Result<()> {
+) -> Result<i32> {
     let python = python
         .or_else(|| std::env::var_os("TACHYON_PYTHON").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("python3"));
@@ -502,18 +580,29 @@ pub fn run(
     let result = profile(pid, args, out, Some(&mut child));
     // Whatever happened, the program we started does not outlive us.
     stop_child(&mut child);
-    result
+    result.map(exit_status)
 }
 
-/// `tachyon attach PID`.
-pub fn attach(pid: i32, args: &SampleArgs, out: &OutputArgs) -> Result<()> {
+/// `tachyon attach PID`. Returns the exit status (see the module comment).
+pub fn attach(pid: i32, args: &SampleArgs, out: &OutputArgs) -> Result<i32> {
     check_pid(pid)?;
-    profile(pid, args, out, None)
+    profile(pid, args, out, None).map(|_| exit_status(None))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_rate;
+    use super::{parse_duration, parse_rate};
+
+    #[test]
+    fn durations_are_finite_positive_and_at_most_a_year() {
+        assert_eq!(parse_duration("2.5"), Ok(2.5));
+        assert_eq!(parse_duration("31536000"), Ok(31_536_000.0));
+        for bad in [
+            "inf", "-inf", "nan", "1e300", "0", "-1", "31536001", "soon", "",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad} accepted");
+        }
+    }
 
     #[test]
     fn rates_as_tachyon_parses_them() {

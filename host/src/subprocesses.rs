@@ -1,7 +1,10 @@
 //! `--subprocesses`: every Python descendant of the target gets its own `tachyon attach`,
-//! writing `BASE_{pid}.EXT` next to the parent's output (Tachyon's naming).
+//! writing `BASE_{pid}.EXT` next to the parent's output (Tachyon's naming). A child profiler
+//! gets the parent's options whole (serialized, so none is lost) and its errors and warnings
+//! reach the user prefixed with the child's PID.
 
 use std::collections::HashSet;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +12,58 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
+use crate::output::OutputArgs;
 use crate::sampler::Target;
+use crate::session::SampleArgs;
+
+/// What a child profiler inherits (`tachyon attach PID --inherit-options JSON`).
+#[derive(Serialize, Deserialize)]
+pub struct ChildOptions {
+    pub sample: SampleArgs,
+    pub output: OutputArgs,
+    pub plugins: Vec<PathBuf>,
+    pub plugin_timeout: f64,
+}
+
+impl ChildOptions {
+    fn for_child(sample: &SampleArgs, output: &OutputArgs, path: PathBuf) -> ChildOptions {
+        ChildOptions {
+            // The parent already watches every descendant.
+            sample: SampleArgs {
+                subprocesses: false,
+                ..sample.clone()
+            },
+            output: OutputArgs {
+                output: Some(path),
+                ..output.clone()
+            },
+            plugins: crate::plugins::loaded()
+                .iter()
+                .map(|p| p.path.clone())
+                .collect(),
+            plugin_timeout: crate::plugins::timeout().as_secs_f64(),
+        }
+    }
+}
+
+/// Pass a child profiler's errors and warnings through, prefixed with the child's PID.
+fn forward_errors(pid: i32, child: &mut Child) {
+    let Some(stderr) = child.stderr.take() else {
+        return;
+    };
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("tachyon: error:") || line.starts_with("Warning") {
+                eprintln!("[child {pid}] {line}");
+            }
+        }
+    });
+}
 
 /// Most child profilers at once, as Tachyon.
 const MAX_CHILDREN: usize = 100;
@@ -76,9 +130,10 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// Watch `root`'s descendants; `attach_args` are the options every child profiler gets,
-    /// `output` the parent's output path.
-    pub fn start(root: i32, attach_args: Vec<String>, output: PathBuf) -> Monitor {
+    /// Watch `root`'s descendants; each child profiler gets `sample` and `out`, writing next to
+    /// `output`, the parent's output path.
+    pub fn start(root: i32, sample: &SampleArgs, out: &OutputArgs, output: PathBuf) -> Monitor {
+        let (sample, out) = (sample.clone(), out.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let children = Arc::new(Mutex::new(Vec::new()));
         let (stop2, children2) = (stop.clone(), children.clone());
@@ -96,19 +151,28 @@ impl Monitor {
                         eprintln!("Warning: Max child profilers ({MAX_CHILDREN}) reached, skipping PID {pid}");
                         continue;
                     }
+                    let options =
+                        ChildOptions::for_child(&sample, &out, child_output(&output, pid));
+                    let Ok(json) = serde_json::to_string(&options) else {
+                        continue;
+                    };
                     let spawned = Command::new(&exe)
-                        .arg("attach")
-                        .arg(pid.to_string())
-                        .args(&attach_args)
-                        .arg("-o")
-                        .arg(child_output(&output, pid))
+                        .args(["attach", &pid.to_string(), "--inherit-options", &json])
+                        // The plugins are named explicitly: do not load them twice.
+                        .env_remove("TACHYON_PLUGIN_PATH")
                         .stdin(Stdio::null())
                         .stdout(Stdio::null())
-                        .stderr(Stdio::null())
+                        .stderr(Stdio::piped())
                         .spawn();
-                    if let Ok(child) = spawned {
-                        eprintln!("Started profiler for child process {pid}");
-                        running.push(child);
+                    match spawned {
+                        Ok(mut child) => {
+                            eprintln!("Started profiler for child process {pid}");
+                            forward_errors(pid, &mut child);
+                            running.push(child);
+                        }
+                        Err(e) => eprintln!(
+                            "Warning: cannot start a profiler for child process {pid}: {e}"
+                        ),
                     }
                 }
                 std::thread::sleep(POLL);

@@ -46,10 +46,23 @@ pub struct RunStats {
 /// What `export` gets: where to write, the intern tables every collected id refers to,
 /// and the run's statistics.
 pub struct ExportContext<'a> {
-    /// `None` means "no -o given": print to stdout or pick the format's default file.
+    /// Where to write. The host passes a temporary name beside the destination and renames it
+    /// into place once `export` succeeds, so a failed export never leaves a truncated output.
+    /// `None` means "no -o given": print to stdout.
     pub path: Option<&'a Path>,
+    /// The output's final name, to tell the user (the same as `path` when nothing renames).
+    pub destination: Option<&'a Path>,
     pub symbols: &'a Symbols,
     pub stats: &'a RunStats,
+}
+
+impl ExportContext<'_> {
+    /// The output's name as the user should see it.
+    pub fn shown_path(&self) -> &Path {
+        self.destination
+            .or(self.path)
+            .unwrap_or(Path::new("<stdout>"))
+    }
 }
 
 /// An output format. `collect` is called for every sample (batch) in order of arrival per

@@ -130,6 +130,7 @@ pub mod sdk {
         let path = std::path::PathBuf::from(std::str::from_utf8(path)?);
         collector.export(&ExportContext {
             path: Some(&path),
+            destination: Some(&path),
             symbols: &profile.symbols,
             stats: &profile.stats,
         })

@@ -73,6 +73,10 @@ impl ProfileBuilder {
     }
 
     pub fn add(&mut self, sample: &Sample<'_>) {
+        // CPython 3.15's collectors skip samples with no Python frame.
+        if sample.frames.is_empty() {
+            return;
+        }
         let key = (
             sample.thread_id,
             sample.interpreter_id,

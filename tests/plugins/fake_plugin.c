@@ -1,7 +1,8 @@
 /* A tachyon plugin written in C, for testing the host's handling of bad plugins:
  *   -DAPI_VERSION=99   claims another plugin API version
  *   -DCRASH            segfaults while exporting
- *   -DNO_ENTRY         is a shared library without the tachyon entry point */
+ *   -DNO_ENTRY         is a shared library without the tachyon entry point
+ *   -DSPIN             never returns from its export */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,9 @@ static OwnedBytes export_(Bytes format, Bytes ir, Bytes options, Bytes path) {
     (void)format; (void)ir; (void)options; (void)path;
 #ifdef CRASH
     *(volatile int *)0 = 1;
+#endif
+#ifdef SPIN
+    for (volatile unsigned long i = 0;; i++) {}
 #endif
     return owned("{\"ok\":true}");
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use tachyon_plugin_api::{Collector, CollectorConfig, ExportContext, Format, Sample, Symbols};
 
-use super::{BinaryWriter, Header};
+use super::{BinaryWriter, Header, MAX_DEPTH};
 
 /// zstd level CPython uses.
 const ZSTD_LEVEL: i32 = 5;
@@ -15,6 +15,8 @@ pub struct BinaryCollector {
     /// Host frame id -> this file's frame index (u32::MAX = not yet interned).
     frame_map: Vec<u32>,
     scratch: Vec<u32>,
+    /// Samples whose stack was deeper than a record may hold (CPython's reader refuses more).
+    deep_samples: u64,
 }
 
 impl BinaryCollector {
@@ -36,6 +38,7 @@ impl BinaryCollector {
             writer: Some(writer),
             frame_map: Vec::new(),
             scratch: Vec::new(),
+            deep_samples: 0,
         })
     }
 }
@@ -46,6 +49,9 @@ impl Collector for BinaryCollector {
             return;
         };
         self.scratch.clear();
+        if sample.frames.len() > MAX_DEPTH {
+            self.deep_samples += sample.weight();
+        }
         for &id in sample.frames {
             let id = id as usize;
             if id >= self.frame_map.len() {
@@ -87,7 +93,13 @@ impl Collector for BinaryCollector {
             .context("the binary format needs an output file (-o FILE.bin)")?;
         let bytes = writer.finish(Some(ctx.stats))?;
         std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("Binary profile written to {}", path.display());
+        eprintln!("Binary profile written to {}", ctx.shown_path().display());
+        if self.deep_samples > 0 {
+            eprintln!(
+                "{} samples had stacks deeper than {MAX_DEPTH} frames; kept the innermost {MAX_DEPTH}",
+                self.deep_samples
+            );
+        }
         Ok(())
     }
 }

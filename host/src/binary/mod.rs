@@ -1,6 +1,6 @@
 //! Tachyon's `.bin` capture format (CPython 3.15 `profiling.sampling --binary`), version 1:
 //! 64-byte header, sample records (optionally one zstd stream), string table, frame table,
-//! optional stats trailer, 32-byte footer. See shared/research/binary-format-and-unwinding.md.
+//! optional stats trailer, 32-byte footer. tests/binref.py is an independent reader and writer of the same format.
 
 mod collector;
 mod reader;

@@ -71,11 +71,11 @@ fn lnotab(table: &[u8], firstlineno: i32, addrq: i64, signed: bool) -> i32 {
         if addr > addrq {
             break;
         }
-        line += if signed {
+        line = line.wrapping_add(if signed {
             i32::from(pair[1] as i8)
         } else {
             i32::from(pair[1])
-        };
+        });
     }
     line
 }
@@ -90,7 +90,7 @@ fn pep626(table: &[u8], firstlineno: i32, addrq: i64) -> i32 {
         let this_line = if delta == -128 {
             -1
         } else {
-            line += i32::from(delta);
+            line = line.wrapping_add(i32::from(delta));
             line
         };
         if start <= addrq && addrq < end {
@@ -136,6 +136,7 @@ impl Reader<'_> {
     }
 }
 
+/// Table contents come from the target and may be torn: line arithmetic wraps, never panics.
 fn locations(table: &[u8], firstlineno: i32, addrq: i64) -> Location {
     let mut r = Reader { table, pos: 0 };
     let mut line = firstlineno;
@@ -147,8 +148,8 @@ fn locations(table: &[u8], firstlineno: i32, addrq: i64) -> Location {
             Some(match code {
                 15 => Location::UNKNOWN,
                 14 => {
-                    line += r.svarint()?;
-                    let end_line = line + r.varint()? as i32;
+                    line = line.wrapping_add(r.svarint()?);
+                    let end_line = line.wrapping_add(r.varint()? as i32);
                     let column = r.varint()? as i32 - 1;
                     let end_column = r.varint()? as i32 - 1;
                     Location {
@@ -159,11 +160,11 @@ fn locations(table: &[u8], firstlineno: i32, addrq: i64) -> Location {
                     }
                 }
                 13 => {
-                    line += r.svarint()?;
+                    line = line.wrapping_add(r.svarint()?);
                     Location::line_only(line)
                 }
                 10..=12 => {
-                    line += i32::from(code) - 10;
+                    line = line.wrapping_add(i32::from(code) - 10);
                     let column = i32::from(r.byte()?);
                     let end_column = i32::from(r.byte()?);
                     Location {

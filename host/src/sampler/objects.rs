@@ -3,13 +3,13 @@
 
 use super::layout::Layout;
 use super::linetable::LineTable;
-use super::process::{Process, ReadError};
+use super::process::{field_addr, Process, ReadError};
 
 /// Longest string or line table accepted; longer means a corrupt read.
 const MAX_OBJECT_BYTES: usize = 1 << 20;
 
 fn i64_at(b: &[u8], at: usize) -> i64 {
-    b.get(at..at + 8)
+    b.get(at..at.saturating_add(8))
         .map_or(0, |s| i64::from_le_bytes(s.try_into().unwrap()))
 }
 
@@ -18,7 +18,7 @@ pub fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 pub fn i32_at(b: &[u8], at: usize) -> i32 {
-    b.get(at..at + 4)
+    b.get(at..at.saturating_add(4))
         .map_or(0, |s| i32::from_le_bytes(s.try_into().unwrap()))
 }
 
@@ -31,7 +31,7 @@ pub fn read_bytes(p: &Process, layout: &Layout, addr: u64) -> Result<Vec<u8>, Re
         return Err(ReadError::Fault);
     }
     let mut data = vec![0u8; len as usize];
-    p.read(addr + layout.bytes_sval.unwrap_or(32) as u64, &mut data)?;
+    p.read(field_addr(addr, layout.bytes_sval.unwrap_or(32)), &mut data)?;
     Ok(data)
 }
 
@@ -51,8 +51,8 @@ pub fn read_str(p: &Process, layout: &Layout, addr: u64) -> Result<String, ReadE
         return Err(ReadError::Fault);
     }
     let data = match (compact, ascii) {
-        (true, true) => addr + ascii_size as u64,
-        (true, false) => addr + compact_size as u64,
+        (true, true) => field_addr(addr, ascii_size),
+        (true, false) => field_addr(addr, compact_size),
         (false, _) => u64_at(&head, compact_size),
     };
     let mut raw = vec![0u8; length as usize * kind as usize];
@@ -111,7 +111,7 @@ pub fn read_code(p: &Process, layout: &Layout, addr: u64) -> Result<Code, ReadEr
         firstlineno: firstlineno as i32,
         linetable: read_bytes(p, layout, linetable)?,
         table_kind: LineTable::for_version(layout.python),
-        code_start: addr + layout.code_code_adaptive.unwrap_or(0) as u64,
+        code_start: field_addr(addr, layout.code_code_adaptive.unwrap_or(0)),
         header,
     })
 }

@@ -1,40 +1,144 @@
 //! `--blocking`: stop every thread of the target around a sample (PTRACE_SEIZE +
 //! PTRACE_INTERRUPT), so the stack cannot change while it is read. Detaches on drop.
+//! Nothing here may wait without a bound: a thread that is exiting (or a zombie left by a
+//! killed target) never reports its stop, and the sample goes on without it.
 
-use anyhow::{Context, Result};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use nix::errno::Errno;
 use nix::sys::ptrace;
-use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::process::Process;
+use super::process::{permission_help, tracer_of, Process};
+
+/// How long one thread may take to stop (or, at the end, to be released) before it is
+/// given up on.
+const STOP_TIMEOUT: Duration = Duration::from_millis(100);
+
+enum Stop {
+    /// Stopped; with the signal it was about to receive if this is a signal-delivery stop
+    /// (a tracer that detaches without passing it on would swallow the user's SIGTERM).
+    Seen(Option<Signal>),
+    /// Not seen to stop within the timeout: its stop (and signal) may still come.
+    NotSeen,
+}
 
 pub struct Paused {
-    threads: Vec<Pid>,
+    pid: i32,
+    /// Seized threads and their stops.
+    threads: Vec<(Pid, Stop)>,
 }
 
 impl Paused {
     pub fn pause(process: &Process) -> Result<Paused> {
         let mut paused = Paused {
+            pid: process.pid,
             threads: Vec::new(),
         };
         for tid in process.thread_ids() {
             let pid = Pid::from_raw(tid as i32);
-            if ptrace::seize(pid, ptrace::Options::empty()).is_err() {
-                continue; // the thread exited meanwhile
+            match ptrace::seize(pid, ptrace::Options::empty()) {
+                Ok(()) => {}
+                Err(Errno::ESRCH) => continue, // the thread exited meanwhile
+                // Still ours from a sample whose stop came too late to detach it.
+                Err(Errno::EPERM) if tracer_of(process.pid, tid) == Some(std::process::id() as i32) => {}
+                Err(Errno::EPERM) => match tracer_of(process.pid, tid) {
+                    Some(tracer) => bail!(
+                        "--blocking cannot stop thread {tid} of PID {}: it is already traced by PID {tracer} \
+                         (a debugger or another profiler); stop that tracer or profile without --blocking",
+                        process.pid
+                    ),
+                    None => bail!(permission_help(process.pid)),
+                },
+                Err(e) => bail!("--blocking cannot stop thread {tid}: {e}"),
             }
-            paused.threads.push(pid);
-            ptrace::interrupt(pid).with_context(|| format!("cannot interrupt thread {tid}"))?;
-            waitpid(pid, Some(WaitPidFlag::__WALL))
-                .with_context(|| format!("cannot stop thread {tid}"))?;
+            let stop = match ptrace::interrupt(pid) {
+                Ok(()) => {
+                    wait_stopped(pid, tid as i32 == process.pid).map_or(Stop::NotSeen, Stop::Seen)
+                }
+                Err(_) => Stop::NotSeen,
+            };
+            paused.threads.push((pid, stop));
         }
         Ok(paused)
     }
 }
 
+/// Wait (bounded) for a seized, interrupted thread to stop. `Some(signal)` once stopped: the
+/// signal it was about to receive when the stop is a signal-delivery stop (a tracer that
+/// detaches without passing it on would swallow the user's SIGTERM); `None` if it exited or
+/// did not stop in time. A tracee's stops are reported whatever the flags, and a thread that
+/// exited while traced is reaped here (only its tracer can), except the main thread: for
+/// `tachyon run` it is our own child, and its exit status belongs to the session, so its exit
+/// is only looked at (WNOWAIT).
+fn wait_stopped(tid: Pid, main_thread: bool) -> Option<Option<Signal>> {
+    use WaitPidFlag as F;
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    let status = |flags| waitid(Id::Pid(tid), flags | F::WNOHANG | F::__WALL);
+    loop {
+        let mut seen = status(F::WSTOPPED);
+        if main_thread && matches!(seen, Ok(WaitStatus::StillAlive)) {
+            seen = status(F::WEXITED | F::WNOWAIT);
+        } else if !main_thread {
+            seen = seen.and_then(|s| match s {
+                WaitStatus::StillAlive => status(F::WEXITED),
+                stop => Ok(stop),
+            });
+        }
+        match seen {
+            Ok(WaitStatus::StillAlive) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_micros(20));
+            }
+            Ok(WaitStatus::Stopped(_, signal)) => return Some(Some(signal)),
+            Ok(WaitStatus::PtraceEvent(..)) => return Some(None),
+            _ => return None,
+        }
+    }
+}
+
+/// Reap the target's threads that died while we traced them: until their tracer collects them,
+/// the process cannot finish exiting and its parent never gets its exit status.
+pub fn reap_traced_zombies(process: &Process) {
+    let tachyon = std::process::id() as i32;
+    for tid in process.thread_ids() {
+        if tid as i32 != process.pid && tracer_of(process.pid, tid) == Some(tachyon) {
+            reap(Pid::from_raw(tid as i32));
+        }
+    }
+}
+
+/// Collect the exit of a traced thread (bounded).
+fn reap(tid: Pid) {
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::__WALL;
+    while matches!(waitid(Id::Pid(tid), flags), Ok(WaitStatus::StillAlive))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_micros(20));
+    }
+}
+
 impl Drop for Paused {
     fn drop(&mut self) {
-        for &pid in &self.threads {
-            let _ = ptrace::detach(pid, None);
+        for &(tid, ref stop) in &self.threads {
+            let main_thread = tid.as_raw() == self.pid;
+            // A stop not seen yet is waited for once more: its signal must be passed on.
+            let pending = match stop {
+                Stop::Seen(signal) => *signal,
+                Stop::NotSeen => match wait_stopped(tid, main_thread) {
+                    Some(signal) => signal,
+                    None => continue,
+                },
+            };
+            // A thread killed while stopped (its process got a fatal signal) cannot be
+            // detached: it is exiting, and only its tracer can reap it. Unreaped, the whole
+            // process would stay a zombie.
+            if ptrace::detach(tid, pending).is_err() && !main_thread {
+                reap(tid);
+            }
         }
     }
 }

@@ -29,6 +29,25 @@ impl std::fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
+/// End of x86_64 user space: a pointer at or past it (or a region running past it) is torn
+/// or corrupt, never readable.
+const USER_SPACE_END: u64 = 1 << 47;
+
+/// Whether `len` bytes at `addr` lie in user space, with no wrap-around. Target pointers
+/// are untrusted: a torn read can hold any 64-bit value.
+pub fn readable_range(addr: u64, len: usize) -> bool {
+    addr != 0
+        && addr
+            .checked_add(len as u64)
+            .is_some_and(|end| end <= USER_SPACE_END)
+}
+
+/// `base + offset` for a field of a remote object. A torn `base` wraps to an address that
+/// `readable_range` refuses, so the read becomes a counted fault, never a panic.
+pub fn field_addr(base: u64, offset: usize) -> u64 {
+    base.wrapping_add(offset as u64)
+}
+
 #[derive(Clone)]
 pub struct Process {
     pub pid: i32,
@@ -44,7 +63,7 @@ impl Process {
         if buf.is_empty() {
             return Ok(());
         }
-        if addr == 0 {
+        if !readable_range(addr, buf.len()) {
             return Err(ReadError::Fault);
         }
         let len = buf.len();
@@ -66,6 +85,12 @@ impl Process {
     /// Several regions in one syscall. Returns the number of bytes read: the kernel stops at
     /// the first region it cannot read, so regions are complete in order up to that count.
     pub fn read_many(&self, regions: &mut [(u64, &mut [u8])]) -> Result<usize, ReadError> {
+        // Like the kernel, stop at the first region that cannot be read.
+        let readable = regions
+            .iter()
+            .position(|(a, b)| !readable_range(*a, b.len()))
+            .unwrap_or(regions.len());
+        let regions = &mut regions[..readable];
         if regions.is_empty() {
             return Ok(0);
         }
@@ -88,10 +113,11 @@ impl Process {
     }
 
     fn classify(&self, e: Errno) -> ReadError {
+        // A process on its way out refuses reads too (EPERM once its memory is gone).
         match e {
             Errno::ESRCH => ReadError::Exited,
-            Errno::EPERM | Errno::EACCES => ReadError::Permission,
             _ if !self.is_alive() => ReadError::Exited,
+            Errno::EPERM | Errno::EACCES => ReadError::Permission,
             _ => ReadError::Fault,
         }
     }
@@ -166,10 +192,80 @@ pub fn check_pid(pid: i32) -> Result<()> {
     Process::new(pid).maps().map(|_| ())
 }
 
+/// CAP_SYS_PTRACE's bit in the capability sets of /proc/PID/status.
+const CAP_SYS_PTRACE: u32 = 19;
+
+/// A field of /proc/PID/status (or /proc/PID/task/TID/status).
+fn status_field(path: &str, name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_owned())
+}
+
+/// The PID tracing thread `tid` of `pid`, if any.
+pub fn tracer_of(pid: i32, tid: u32) -> Option<i32> {
+    status_field(&format!("/proc/{pid}/task/{tid}/status"), "TracerPid")?
+        .parse()
+        .ok()
+        .filter(|&t| t != 0)
+}
+
+/// Why we may not read `pid`'s memory, said as exactly as /proc allows: a different user
+/// without CAP_SYS_PTRACE, Yama's ptrace_scope, or both.
 pub fn permission_help(pid: i32) -> String {
+    let has_cap = status_field("/proc/self/status", "CapEff")
+        .and_then(|hex| u64::from_str_radix(&hex, 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_PTRACE) != 0);
+    let uid_of = |path: &str| {
+        status_field(path, "Uid").and_then(|v| {
+            v.split_whitespace()
+                .nth(1)
+                .and_then(|u| u.parse::<u32>().ok())
+        })
+    };
+    let (ours, theirs) = (
+        uid_of("/proc/self/status"),
+        uid_of(&format!("/proc/{pid}/status")),
+    );
+    let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .ok()
+        .and_then(|s| s.trim().parse::<u8>().ok());
+    let mut reasons = Vec::new();
+    if let (Some(ours), Some(theirs)) = (ours, theirs) {
+        if ours != theirs && !has_cap {
+            reasons.push(format!(
+                "it belongs to uid {theirs} and tachyon runs as uid {ours} without CAP_SYS_PTRACE \
+                 (run as that user, or as root / with CAP_SYS_PTRACE; in Docker --cap-add=SYS_PTRACE)"
+            ));
+        }
+    }
+    match scope {
+        Some(1) if !has_cap => reasons.push(
+            "kernel.yama.ptrace_scope is 1, so only a parent may read its children \
+             (start the program with `tachyon run`, grant CAP_SYS_PTRACE, or set the sysctl to 0)"
+                .to_owned(),
+        ),
+        Some(2) if !has_cap => reasons.push(
+            "kernel.yama.ptrace_scope is 2, so only processes with CAP_SYS_PTRACE may read others"
+                .to_owned(),
+        ),
+        Some(3) => reasons.push(
+            "kernel.yama.ptrace_scope is 3, which forbids reading other processes until reboot"
+                .to_owned(),
+        ),
+        _ => {}
+    }
+    if reasons.is_empty() {
+        reasons.push(
+            "tachyon needs ptrace access: the same user with kernel.yama.ptrace_scope 0, or root / \
+             CAP_SYS_PTRACE (in Docker --cap-add=SYS_PTRACE)"
+                .to_owned(),
+        );
+    }
     format!(
-        "permission denied reading the memory of PID {pid}: tachyon needs ptrace access (same user and \
-         kernel.yama.ptrace_scope=0, or root/CAP_SYS_PTRACE; in Docker run with --cap-add=SYS_PTRACE)"
+        "permission denied reading the memory of PID {pid}: {}",
+        reasons.join("; ")
     )
 }
 

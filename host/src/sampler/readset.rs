@@ -4,7 +4,7 @@
 //! state a sample costs one syscall. Whatever the prefetch did not cover is read directly and
 //! joins the set for the next sample.
 
-use super::process::{Process, ReadError};
+use super::process::{readable_range, Process, ReadError};
 
 /// Most bytes prefetched at once (a few deep stacks fit easily).
 const MAX_PREFETCH: usize = 1 << 20;
@@ -76,6 +76,9 @@ impl ReadSet {
     }
 
     fn want(&mut self, addr: u64, len: usize) {
+        if !readable_range(addr, len) {
+            return;
+        }
         if !self.wanted.iter().any(|&(a, l)| a == addr && l >= len) {
             self.wanted.push((addr, len));
         }
@@ -83,7 +86,9 @@ impl ReadSet {
 
     fn cached(&self, addr: u64, len: usize) -> Option<&[u8]> {
         self.regions.iter().find_map(|&(a, off, l)| {
-            (addr >= a && addr + len as u64 <= a + l as u64).then(|| {
+            // Prefetched regions are in user space; `addr` may be anything.
+            let end = addr.checked_add(len as u64)?;
+            (addr >= a && end <= a + l as u64).then(|| {
                 let at = off + (addr - a) as usize;
                 &self.data[at..at + len]
             })

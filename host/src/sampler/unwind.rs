@@ -10,7 +10,7 @@ use tachyon_plugin_api::{FrameId, FrameInfo, Symbols, ThreadStatus};
 
 use super::discover::{GilSource, Target};
 use super::objects::{code_identity, i32_at, read_code, u64_at, Code};
-use super::process::ReadError;
+use super::process::{field_addr, ReadError};
 use super::readset::ReadSet;
 
 const MAX_FRAMES: usize = 4096;
@@ -114,7 +114,7 @@ impl Unwinder {
         if self.target.gil == GilSource::CevalPointer && self.ceval_gil.is_none() {
             self.ceval_gil = Some(
                 self.mem
-                    .read_u64(&p, interp + l.interp_ceval_gil.unwrap_or(0) as u64)?,
+                    .read_u64(&p, field_addr(interp, l.interp_ceval_gil.unwrap_or(0)))?,
             );
         }
         // Interpreter-wide state: thread list head, main thread, GC, GIL holder.
@@ -124,13 +124,15 @@ impl Unwinder {
         let mut locked = [0u8; 4];
         let mut holder = [0u8; 8];
         let complete = {
-            let mut regions: Vec<(u64, &mut [u8])> =
-                vec![(interp + l.interp_tstate_head.unwrap_or(0) as u64, &mut head)];
+            let mut regions: Vec<(u64, &mut [u8])> = vec![(
+                field_addr(interp, l.interp_tstate_head.unwrap_or(0)),
+                &mut head,
+            )];
             if let Some(off) = l.interp_threads_main {
-                regions.push((interp + off as u64, &mut main));
+                regions.push((field_addr(interp, off), &mut main));
             }
             if let (true, Some(off)) = (self.opts.gc, l.interp_gc_collecting) {
-                regions.push((interp + off as u64, &mut gc));
+                regions.push((field_addr(interp, off), &mut gc));
             }
             match self.target.gil {
                 GilSource::CurrentPointer(addr) => {
@@ -139,16 +141,16 @@ impl Unwinder {
                 }
                 GilSource::CevalPointer => {
                     let gil = self.ceval_gil.unwrap_or(0);
-                    regions.push((gil + l.gil_locked.unwrap_or(0) as u64, &mut locked));
-                    regions.push((gil + l.gil_last_holder.unwrap_or(0) as u64, &mut holder));
+                    regions.push((field_addr(gil, l.gil_locked.unwrap_or(0)), &mut locked));
+                    regions.push((field_addr(gil, l.gil_last_holder.unwrap_or(0)), &mut holder));
                 }
                 GilSource::Embedded => {
                     regions.push((
-                        interp + l.interp_gil_locked.unwrap_or(0) as u64,
+                        field_addr(interp, l.interp_gil_locked.unwrap_or(0)),
                         &mut locked,
                     ));
                     regions.push((
-                        interp + l.interp_gil_holder.unwrap_or(0) as u64,
+                        field_addr(interp, l.interp_gil_holder.unwrap_or(0)),
                         &mut holder,
                     ));
                 }
@@ -187,21 +189,23 @@ impl Unwinder {
             self.main_tstate.into_iter().collect()
         };
         for tstate in selected {
-            out.push(self.sample_thread(symbols, tstate, gil_holder, gc_running)?);
+            if let Some(thread) = self.sample_thread(symbols, tstate, gil_holder, gc_running)? {
+                out.push(thread);
+            }
         }
         Ok(())
     }
 
     fn thread_list(&mut self, mut tstate: u64) -> Result<Vec<u64>, ReadError> {
         let p = self.target.process.clone();
-        let next = self.target.layout.tstate_next.unwrap_or(0) as u64;
+        let next = self.target.layout.tstate_next.unwrap_or(0);
         let mut out = Vec::new();
         while tstate != 0 {
             if out.len() >= MAX_THREADS || out.contains(&tstate) {
                 return Err(ReadError::Fault);
             }
             out.push(tstate);
-            tstate = self.mem.read_u64(&p, tstate + next)?;
+            tstate = self.mem.read_u64(&p, field_addr(tstate, next))?;
         }
         Ok(out)
     }
@@ -212,7 +216,7 @@ impl Unwinder {
         let p = self.target.process.clone();
         if let Some(off) = self.target.layout.tstate_native_thread_id {
             for &t in threads {
-                if self.mem.read_u64(&p, t + off as u64)? == p.pid as u64 {
+                if self.mem.read_u64(&p, field_addr(t, off))? == p.pid as u64 {
                     return Ok(Some(t));
                 }
             }
@@ -226,7 +230,7 @@ impl Unwinder {
         tstate: u64,
         gil_holder: u64,
         gc_running: bool,
-    ) -> Result<ThreadSample, ReadError> {
+    ) -> Result<Option<ThreadSample>, ReadError> {
         let p = self.target.process.clone();
         let mut ts = std::mem::take(&mut self.tstate_buf);
         let result = self
@@ -244,7 +248,7 @@ impl Unwinder {
         ts: &[u8],
         gil_holder: u64,
         gc_running: bool,
-    ) -> Result<ThreadSample, ReadError> {
+    ) -> Result<Option<ThreadSample>, ReadError> {
         let p = self.target.process.clone();
         let l = self.target.layout.clone();
         let field = |off: Option<usize>| off.map_or(0, |o| u64_at(ts, o));
@@ -254,7 +258,7 @@ impl Unwinder {
             frame = if frame == 0 {
                 0
             } else {
-                self.mem.read_u64(&p, frame + off as u64)?
+                self.mem.read_u64(&p, field_addr(frame, off))?
             };
         }
         let thread_id = match l.tstate_native_thread_id {
@@ -289,12 +293,17 @@ impl Unwinder {
             frames.push(synthetic(symbols, "<GC>"));
         }
         self.resolve(symbols, &mut frames)?;
-        Ok(ThreadSample {
+        if thread_id == 0 && frames.is_empty() {
+            // A thread state still being set up (native id not yet written, no Python frame;
+            // 3.14+ already point at the base frame): not a thread yet.
+            return Ok(None);
+        }
+        Ok(Some(ThreadSample {
             thread_id,
             interpreter_id: 0,
             status,
             frames,
-        })
+        }))
     }
 
     /// ≤3.10: heap frame objects linked by `f_back`.
@@ -332,12 +341,17 @@ impl Unwinder {
         let l = self.target.layout.clone();
         let size = self.frame_buf.len() as u64;
         self.stack_copy.clear();
-        if chunk != 0 && frame >= chunk && frame + size - chunk <= MAX_STACK_COPY {
-            let span = (frame + size - chunk).div_ceil(STACK_COPY_ROUNDING) * STACK_COPY_ROUNDING;
+        // Bytes from the chunk's start to the end of the top frame; `None` for torn pointers.
+        let used = frame
+            .checked_sub(chunk)
+            .and_then(|d| d.checked_add(size))
+            .filter(|&used| chunk != 0 && used <= MAX_STACK_COPY);
+        if let Some(used) = used {
+            let span = used.div_ceil(STACK_COPY_ROUNDING) * STACK_COPY_ROUNDING;
             self.stack_copy.resize(span as usize, 0);
             if self.mem.read(&p, chunk, &mut self.stack_copy).is_err() {
                 // Rounding may reach past the chunk's mapping: fall back to the exact span.
-                self.stack_copy.resize((frame + size - chunk) as usize, 0);
+                self.stack_copy.resize(used as usize, 0);
                 self.mem.read(&p, chunk, &mut self.stack_copy)?;
             }
         }
@@ -348,14 +362,16 @@ impl Unwinder {
             if visited > MAX_FRAMES {
                 return Err(ReadError::Fault);
             }
-            let buf: &[u8] =
-                if frame >= chunk && frame + size <= chunk + self.stack_copy.len() as u64 {
-                    let at = (frame - chunk) as usize;
-                    &self.stack_copy[at..at + size as usize]
-                } else {
+            let copied = frame
+                .checked_sub(chunk)
+                .and_then(|at| self.stack_copy.get(at as usize..(at + size) as usize));
+            let buf: &[u8] = match copied {
+                Some(bytes) => bytes,
+                None => {
                     self.mem.read(&p, frame, &mut self.frame_buf)?;
                     &self.frame_buf
-                };
+                }
+            };
             let code = u64_at(buf, l.frame_code.unwrap_or(0)) & !7;
             let previous = u64_at(buf, l.frame_previous.unwrap_or(0));
             let instr = u64_at(buf, l.frame_instr.unwrap_or(0));
@@ -514,7 +530,7 @@ impl Unwinder {
         match (l.tstate_exc_info, l.exc_info_value) {
             (Some(info_off), Some(value_off)) => {
                 let info = u64_at(ts, info_off);
-                Ok(info != 0 && set(self.mem.read_u64(&p, info + value_off as u64)?))
+                Ok(info != 0 && set(self.mem.read_u64(&p, field_addr(info, value_off))?))
             }
             _ => Ok(false),
         }
@@ -583,10 +599,10 @@ impl Unwinder {
 /// Offset of the executing instruction in the units each line table uses.
 fn instruction_offset(python: (u8, u8), instr: u64, code_start: u64) -> i64 {
     if python >= (3, 11) {
-        (instr as i64 - code_start as i64).div_euclid(2)
+        (instr.wrapping_sub(code_start) as i64).div_euclid(2)
     } else if python == (3, 10) {
         // f_lasti counts instructions; the table counts bytes.
-        (instr as i64) * 2
+        (instr as i64).wrapping_mul(2)
     } else {
         instr as i64
     }

@@ -52,6 +52,10 @@ impl CollapsedCollector {
 
 impl Collector for CollapsedCollector {
     fn collect(&mut self, _symbols: &Symbols, sample: &Sample<'_>) {
+        // CPython 3.15's collectors skip samples with no Python frame.
+        if sample.frames.is_empty() {
+            return;
+        }
         let stack = self.stacks.intern(sample.frames);
         *self.counts.entry((sample.thread_id, stack)).or_default() += sample.weight();
     }
@@ -63,7 +67,10 @@ impl Collector for CollapsedCollector {
             let _ = writeln!(text, "{line} {count}");
         }
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("Collapsed stack output written to {}", path.display());
+        eprintln!(
+            "Collapsed stack output written to {}",
+            ctx.shown_path().display()
+        );
         Ok(())
     }
 }

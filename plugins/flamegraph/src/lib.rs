@@ -355,7 +355,7 @@ impl FlamegraphCollector {
         data["strings"] = json!(strings.strings());
         std::fs::write(path, html::render(title, &data)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("Flamegraph saved to: {}", path.display());
+        eprintln!("Flamegraph saved to: {}", ctx.shown_path().display());
         if let Some((cmp, _)) = &comparison {
             self.report(cmp)?;
         }
@@ -449,6 +449,10 @@ fn compare_with(tree: &Tree, base: &Profile, total: u64, interval_us: u64) -> (C
 
 impl Collector for FlamegraphCollector {
     fn collect(&mut self, symbols: &Symbols, sample: &Sample<'_>) {
+        // CPython 3.15's collectors skip samples with no Python frame.
+        if sample.frames.is_empty() {
+            return;
+        }
         let w = sample.weight();
         let stack = self.stacks.intern(sample.frames);
         *self.counts.entry((sample.thread_id, stack)).or_default() += w;

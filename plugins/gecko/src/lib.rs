@@ -113,6 +113,10 @@ impl GeckoCollector {
 
 impl Collector for GeckoCollector {
     fn collect(&mut self, symbols: &Symbols, sample: &Sample<'_>) {
+        // CPython 3.15's collectors skip samples with no Python frame.
+        if sample.frames.is_empty() {
+            return;
+        }
         let first = *self
             .first_us
             .get_or_insert(sample.timestamps_us.first().copied().unwrap_or(0));
@@ -230,7 +234,7 @@ impl Collector for GeckoCollector {
         });
         std::fs::write(path, serde_json::to_vec(&profile)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("Gecko profile written to {}", path.display());
+        eprintln!("Gecko profile written to {}", ctx.shown_path().display());
         eprintln!("Open in Firefox Profiler: https://profiler.firefox.com/");
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use tachyon_plugin_api::{
@@ -235,21 +235,20 @@ impl HeatmapCollector {
 
 impl Collector for HeatmapCollector {
     fn collect(&mut self, _symbols: &Symbols, sample: &Sample<'_>) {
+        // CPython 3.15's collectors skip samples with no Python frame.
+        if sample.frames.is_empty() {
+            return;
+        }
         let stack = self.stacks.intern(sample.frames);
         *self.counts.entry(stack).or_default() += sample.weight();
     }
 
     fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
         let dir = ctx.path.context("the heatmap needs an output directory")?;
-        // `-o heat.html` means the directory `heat`, as Tachyon.
-        let dir: PathBuf = if dir.extension().is_some_and(|e| e == "html") {
-            dir.with_extension("")
-        } else {
-            dir.to_path_buf()
-        };
-        let n = self.write(&dir, ctx.symbols, ctx)?;
-        eprintln!("Heatmap output written to {}/", dir.display());
-        eprintln!("  - Index: {}", dir.join("index.html").display());
+        let n = self.write(dir, ctx.symbols, ctx)?;
+        let shown = ctx.shown_path();
+        eprintln!("Heatmap output written to {}/", shown.display());
+        eprintln!("  - Index: {}", shown.join("index.html").display());
         eprintln!("  - {n} source file(s) analyzed");
         Ok(())
     }

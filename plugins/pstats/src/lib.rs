@@ -8,6 +8,7 @@ mod stats;
 mod table;
 
 use std::collections::HashMap;
+use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use tachyon_plugin_api::{
@@ -90,6 +91,10 @@ impl PstatsCollector {
 
 impl Collector for PstatsCollector {
     fn collect(&mut self, _symbols: &Symbols, sample: &Sample<'_>) {
+        // CPython 3.15's collectors skip samples with no Python frame.
+        if sample.frames.is_empty() {
+            return;
+        }
         let stack = self.stacks.intern(sample.frames);
         *self.counts.entry(stack).or_default() += sample.weight();
     }
@@ -102,11 +107,15 @@ impl Collector for PstatsCollector {
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 eprintln!(
                     "pstats profile written to {} ({} functions)",
-                    path.display(),
+                    ctx.shown_path().display(),
                     table.keys.len()
                 );
             }
-            None => print!("{}", table::render(&table, &self.table)),
+            None => {
+                let mut stdout = std::io::stdout().lock();
+                stdout.write_all(table::render(&table, &self.table).as_bytes())?;
+                stdout.flush()?;
+            }
         }
         Ok(())
     }

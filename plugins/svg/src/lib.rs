@@ -27,7 +27,7 @@ impl Collector for SvgCollector {
         if lines.is_empty() {
             eprintln!(
                 "Warning: no samples were collected; {} not written",
-                path.display()
+                ctx.shown_path().display()
             );
             return Ok(());
         }
@@ -36,13 +36,16 @@ impl Collector for SvgCollector {
         opts.count_name = "samples".into();
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        flamegraph::from_lines(
-            &mut opts,
-            lines.iter().map(String::as_str),
-            std::io::BufWriter::new(file),
-        )
-        .with_context(|| format!("cannot draw the flame graph {}", path.display()))?;
-        eprintln!("Flame graph (SVG) written to {}", path.display());
+        let mut writer = std::io::BufWriter::new(file);
+        flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut writer)
+            .with_context(|| format!("cannot draw the flame graph {}", path.display()))?;
+        // Dropping a BufWriter hides write errors (a full disk): flush explicitly.
+        std::io::Write::flush(&mut writer)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!(
+            "Flame graph (SVG) written to {}",
+            ctx.shown_path().display()
+        );
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::output::OutputArgs;
+use crate::replay::InputArgs;
 use crate::sampler::UnwindOptions;
 use crate::session::SampleArgs;
 
@@ -71,6 +72,8 @@ pub enum Command {
         input: PathBuf,
         #[command(flatten)]
         out: OutputArgs,
+        #[command(flatten)]
+        input_args: InputArgs,
     },
     /// Differential flame graph of two captures: where CURRENT spends more or less time than BASELINE.
     Diff {
@@ -78,6 +81,8 @@ pub enum Command {
         current: PathBuf,
         #[command(flatten)]
         out: OutputArgs,
+        #[command(flatten)]
+        input_args: InputArgs,
     },
     /// Print the Python stack of every thread of a running process once.
     Dump {
@@ -172,7 +177,11 @@ fn dispatch(mut cli: Cli) -> Result<i32> {
         Command::Attach {
             pid, sample, out, ..
         } => crate::session::attach(pid, &sample, &out),
-        Command::Replay { input, out } => done(crate::replay::replay(&input, &out)),
+        Command::Replay {
+            input,
+            out,
+            input_args,
+        } => done(crate::replay::replay(&input, &out, &input_args)),
         Command::Dump { pid, native } => done(crate::dump::dump(
             pid,
             UnwindOptions {
@@ -185,9 +194,10 @@ fn dispatch(mut cli: Cli) -> Result<i32> {
             baseline,
             current,
             mut out,
+            input_args,
         } => {
             out.diff_flamegraph = Some(baseline);
-            done(crate::replay::replay(&current, &out))
+            done(crate::replay::replay(&current, &out, &input_args))
         }
         Command::Formats => {
             let mut stdout = std::io::stdout().lock();

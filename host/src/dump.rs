@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use anyhow::Result;
-use tachyon_plugin_api::{Symbols, ThreadStatus};
+use tachyon_plugin_api::{printable, SourceAccess, SourceReader, Symbols, ThreadStatus};
 
 use crate::sampler::{Target, ThreadSample, UnwindOptions, Unwinder};
 
@@ -41,6 +41,7 @@ pub fn render(pid: i32, threads: &[ThreadSample], symbols: &Symbols) -> String {
     let cwd = std::env::current_dir()
         .ok()
         .filter(|c| c.parent().is_some());
+    let mut sources = SourceReader::new(SourceAccess::Anywhere);
     for t in threads {
         let _ = writeln!(
             out,
@@ -55,7 +56,7 @@ pub fn render(pid: i32, threads: &[ThreadSample], symbols: &Symbols) -> String {
             let f = symbols.frame(id);
             let func = symbols.str(f.funcname);
             if symbols.is_synthetic(f) {
-                let _ = writeln!(out, "  {func}");
+                let _ = writeln!(out, "  {}", printable(func));
                 continue;
             }
             let file = symbols.str(f.filename);
@@ -63,9 +64,15 @@ pub fn render(pid: i32, threads: &[ThreadSample], symbols: &Symbols) -> String {
                 .as_ref()
                 .and_then(|c| std::path::Path::new(file).strip_prefix(c).ok())
                 .map_or(file.to_owned(), |p| p.display().to_string());
-            let _ = writeln!(out, "  File \"{shown}\", line {}, in {func}", f.lineno);
-            if let Some(line) = source_line(file, f.lineno) {
-                let _ = writeln!(out, "    {line}");
+            let _ = writeln!(
+                out,
+                "  File \"{}\", line {}, in {}",
+                printable(&shown),
+                f.lineno,
+                printable(func)
+            );
+            if let Some(line) = source_line(&mut sources, file, f.lineno) {
+                let _ = writeln!(out, "    {}", printable(&line));
             }
         }
         out.push('\n');
@@ -73,8 +80,8 @@ pub fn render(pid: i32, threads: &[ThreadSample], symbols: &Symbols) -> String {
     out
 }
 
-fn source_line(file: &str, lineno: i32) -> Option<String> {
-    let text = std::fs::read_to_string(file).ok()?;
+fn source_line(sources: &mut SourceReader, file: &str, lineno: i32) -> Option<String> {
+    let text = sources.get(file)?;
     let line = text
         .lines()
         .nth(usize::try_from(lineno).ok()?.checked_sub(1)?)?;

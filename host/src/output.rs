@@ -10,7 +10,7 @@ use tachyon_plugin_api::{
     Symbols,
 };
 
-use crate::binary::{BinaryCollector, Capture};
+use crate::binary::{BinaryCollector, Capture, ReadLimits};
 use crate::plugins::{Plugin, PluginCollector};
 use tachyon_plugin_api::ffi::FormatInfo;
 
@@ -63,7 +63,7 @@ impl OutputArgs {
     }
 
     /// Options handed to the collector by name.
-    pub fn fill_options(&self, config: &mut CollectorConfig) -> Result<()> {
+    pub fn fill_options(&self, config: &mut CollectorConfig, limits: &ReadLimits) -> Result<()> {
         let pstats_only = self.sort.is_some() || self.limit.is_some() || self.no_summary;
         if pstats_only && self.format_name() != "pstats" {
             bail!(
@@ -95,7 +95,7 @@ impl OutputArgs {
             opts.insert("force_diff".into(), "true".into());
         }
         if let Some(base) = &self.diff_flamegraph {
-            let profile = Capture::open(base)
+            let profile = Capture::open(base, limits)
                 .and_then(|c| c.to_profile())
                 .with_context(|| format!("cannot load baseline {}", base.display()))?;
             config.baseline = Some(Arc::new(profile));

@@ -43,24 +43,84 @@ pub fn init(explicit: &[PathBuf], timeout: Duration) -> Result<()> {
     let _ = TIMEOUT.set(timeout);
     let mut paths: Vec<PathBuf> = explicit.to_vec();
     if let Some(dirs) = std::env::var_os("TACHYON_PLUGIN_PATH") {
-        for dir in std::env::split_paths(&dirs) {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(|e| Some(e.ok()?.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "so"))
-                .collect();
-            found.sort();
-            paths.extend(found);
-        }
+        paths.extend(search_path(&dirs));
     }
     let plugins = paths
         .iter()
         .map(|p| load(p).map(Arc::new))
         .collect::<Result<Vec<_>>>()?;
+    let builtins: Vec<&str> = tachyon_plugin_api::formats()
+        .iter()
+        .map(|f| f.name)
+        .collect();
+    for plugin in &plugins {
+        for f in plugin
+            .formats
+            .iter()
+            .filter(|f| builtins.contains(&f.name.as_str()))
+        {
+            eprintln!(
+                "Warning: plugin {} provides a format named '{}', like a built-in one; the built-in is used",
+                plugin.path.display(),
+                f.name
+            );
+        }
+    }
     let _ = LOADED.set(plugins);
     Ok(())
+}
+
+/// The `*.so` files of the search path's directories that are safe to load: loading one runs
+/// its code, so, as ssh does with keys, anything another user could have put there is
+/// refused: world-writable directories or files, and files owned by someone other than the
+/// user or root. Relative entries (which depend on where tachyon is started) are ignored.
+fn search_path(dirs: &std::ffi::OsStr) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = nix::unistd::geteuid().as_raw();
+    let unsafe_reason = |meta: &std::fs::Metadata| {
+        if meta.mode() & 0o002 != 0 {
+            Some("it is world-writable")
+        } else if meta.uid() != uid && meta.uid() != 0 {
+            Some("it is owned by another user")
+        } else {
+            None
+        }
+    };
+    let mut found = Vec::new();
+    for dir in std::env::split_paths(dirs) {
+        if !dir.is_absolute() {
+            eprintln!(
+                "Warning: ignoring TACHYON_PLUGIN_PATH entry '{}': not an absolute path",
+                dir.display()
+            );
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(&dir) else {
+            continue;
+        };
+        if let Some(why) = unsafe_reason(&meta) {
+            eprintln!("Warning: not loading plugins from {}: {why}", dir.display());
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut here: Vec<PathBuf> = entries
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "so"))
+            .filter(|p| match std::fs::metadata(p).map(|m| unsafe_reason(&m)) {
+                Ok(None) => true,
+                Ok(Some(why)) => {
+                    eprintln!("Warning: not loading plugin {}: {why}", p.display());
+                    false
+                }
+                Err(_) => false,
+            })
+            .collect();
+        here.sort();
+        found.extend(here);
+    }
+    found
 }
 
 pub fn loaded() -> &'static [Arc<Plugin>] {

@@ -1,20 +1,59 @@
 //! `tachyon replay FILE.bin`: re-emit a capture through any output format.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use tachyon_plugin_api::CollectorConfig;
+use clap::Args;
+use tachyon_plugin_api::{CollectorConfig, SourceAccess};
 
-use crate::binary::Capture;
+use crate::binary::{Capture, ReadLimits};
 use crate::output::{build_collector, check_output_dir, export, find_format, OutputArgs};
 use crate::progress::ProgressBar;
 
-pub fn replay(input: &Path, out: &OutputArgs) -> Result<()> {
+/// How much of an untrusted capture to believe: `replay` and `diff` read files that may come
+/// from anywhere.
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    /// Refuse captures with more samples than this.
+    #[arg(long, default_value_t = ReadLimits::default().max_samples, value_name = "N")]
+    pub max_samples: u64,
+    /// Refuse captures larger than this many bytes, compressed or decompressed.
+    #[arg(long, default_value_t = ReadLimits::default().max_bytes, value_name = "BYTES")]
+    pub max_capture_bytes: u64,
+    /// Outputs may show source files under this directory too (repeatable); by default only
+    /// files under the current directory are read.
+    #[arg(long, value_name = "DIR")]
+    pub source_root: Vec<PathBuf>,
+}
+
+impl InputArgs {
+    pub fn limits(&self) -> ReadLimits {
+        ReadLimits {
+            max_samples: self.max_samples,
+            max_bytes: self.max_capture_bytes,
+        }
+    }
+
+    /// The current directory and every --source-root, canonical.
+    fn source_access(&self) -> Result<SourceAccess> {
+        let mut roots = vec![std::env::current_dir()?.canonicalize()?];
+        for root in &self.source_root {
+            roots.push(
+                root.canonicalize()
+                    .with_context(|| format!("--source-root {} not found", root.display()))?,
+            );
+        }
+        Ok(SourceAccess::Under(roots))
+    }
+}
+
+pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<()> {
     if !input.exists() {
         anyhow::bail!("input file not found: {}", input.display());
     }
     let format = find_format(out.format_name())?;
-    let capture = Capture::open(input)?;
+    let limits = input_args.limits();
+    let capture = Capture::open(input, &limits)?;
     let header = &capture.header;
     let mut config = CollectorConfig {
         interval_us: header.interval_us,
@@ -22,9 +61,10 @@ pub fn replay(input: &Path, out: &OutputArgs) -> Result<()> {
         python_version: Some(header.python_version),
         start_time_us: Some(header.start_time_us),
         capture_features: header.capture_features(),
+        sources: input_args.source_access()?,
         ..Default::default()
     };
-    out.fill_options(&mut config)?;
+    out.fill_options(&mut config, &limits)?;
     let path = out.output_path(&format, std::process::id());
     check_output_dir(path.as_deref())?;
     let mut collector = build_collector(&format, &config, out)?;

@@ -20,7 +20,7 @@ use tachyon_plugin_api::{
     Collector, CollectorConfig, Mode, RunStats, Sample, Symbols, ThreadStatus,
 };
 
-use crate::binary::features;
+use crate::binary::{features, ReadLimits};
 use crate::output::{build_collector, check_output_dir, export, find_format, OutputArgs};
 use crate::sampler::pause::Paused;
 use crate::sampler::process::{check_pid, permission_help, Process, ReadError};
@@ -390,7 +390,7 @@ fn profile(
         capture_features: Some(args.capture_features()),
         ..Default::default()
     };
-    out.fill_options(&mut config)?;
+    out.fill_options(&mut config, &ReadLimits::default())?;
     let mut collector = build_collector(&format, &config, out)?;
     let (v0, v1, v2) = target.version;
     eprintln!(

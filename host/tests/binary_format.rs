@@ -1,7 +1,7 @@
 //! The .bin reader and writer: round trips, record choice, and corrupt input.
 
 use proptest::prelude::*;
-use tachyon::binary::{BinaryWriter, Capture, Header};
+use tachyon::binary::{BinaryWriter, Capture, Header, ReadLimits};
 use tachyon_plugin_api::{Collector, ExportContext, FrameInfo, Sample, Symbols};
 
 /// One decoded thread-sample with its frames resolved to (file, func, line).
@@ -72,7 +72,7 @@ fn write(rows: &[(u64, u32, u64, u8, Vec<i32>)], zstd: bool) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8]) -> anyhow::Result<Vec<Row>> {
-    let capture = Capture::parse(bytes)?;
+    let capture = Capture::parse(bytes, &ReadLimits::default())?;
     let mut rows = Rows::default();
     capture.replay(&mut rows, &mut |_, _| {})?;
     Ok(rows.0)
@@ -192,7 +192,7 @@ fn records_are_chosen_as_cpython_chooses_them() {
         (7, 0, 6, 1, vec![9, 8, 7, 6, 1]), // FULL (shares only 1 of 5)
     ];
     let bytes = write(&rows, false);
-    let capture = Capture::parse(&bytes).unwrap();
+    let capture = Capture::parse(&bytes, &ReadLimits::default()).unwrap();
     let counts = capture
         .replay(&mut Rows::default(), &mut |_, _| {})
         .unwrap();

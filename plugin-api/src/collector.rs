@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::model::{Mode, Sample, Symbols};
 use crate::profile::Profile;
+use crate::source::SourceAccess;
 
 /// Everything a collector is built from.
 #[derive(Clone, Debug, Default)]
@@ -23,6 +24,8 @@ pub struct CollectorConfig {
     pub start_time_us: Option<u64>,
     /// Capture-feature bits (all_threads 1, native 2, gc 4, opcodes 8, blocking 16), when known.
     pub capture_features: Option<u8>,
+    /// Which source files the output may read (a replayed capture names untrusted files).
+    pub sources: SourceAccess,
 }
 
 impl CollectorConfig {

@@ -11,6 +11,7 @@ mod hash;
 pub mod ir;
 mod model;
 mod profile;
+pub mod source;
 mod stacks;
 
 pub use collector::{
@@ -19,6 +20,7 @@ pub use collector::{
 pub use hash::{FxBuildHasher, FxHashMap, FxHasher};
 pub use model::{FrameId, FrameInfo, Mode, Sample, StrId, StringIndex, Symbols, ThreadStatus};
 pub use profile::{Profile, ProfileBuilder, WeightedStack};
+pub use source::{printable, SourceAccess, SourceReader};
 pub use stacks::{StackId, StackTable};
 
 /// Re-exported so plugin crates register with the same `inventory` version as the host.

@@ -8,7 +8,7 @@ mod varint;
 mod writer;
 
 pub use collector::BinaryCollector;
-pub use reader::{Capture, ReplayCounts};
+pub use reader::{Capture, ReadLimits, ReplayCounts};
 pub use writer::BinaryWriter;
 
 pub const MAGIC: u32 = 0x5441_4348;

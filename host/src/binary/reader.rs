@@ -13,10 +13,27 @@ use tachyon_plugin_api::{
 use super::varint::Cursor;
 use super::*;
 
-/// Largest decompressed sample stream accepted (as CPython).
-const MAX_DECOMPRESSED: u64 = 1 << 30;
 /// Most identical samples handed to a collector in one batch (as CPython).
 const MAX_BATCH: usize = 8192;
+
+/// What a capture may make tachyon hold: a small file can declare (and, compressed, encode)
+/// more samples or bytes than any output can afford, so both are capped.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadLimits {
+    /// Most samples replayed (`--max-samples`).
+    pub max_samples: u64,
+    /// Most bytes of capture, and of decompressed sample records (`--max-capture-bytes`).
+    pub max_bytes: u64,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits {
+            max_samples: 100_000_000,
+            max_bytes: 4 << 30,
+        }
+    }
+}
 
 /// A capture file, parsed and validated up to its sample records.
 pub struct Capture {
@@ -67,13 +84,25 @@ impl Fixed<'_> {
 }
 
 impl Capture {
-    pub fn open(path: &Path) -> Result<Capture> {
+    pub fn open(path: &Path, limits: &ReadLimits) -> Result<Capture> {
+        let size = std::fs::metadata(path)
+            .with_context(|| format!("cannot read capture {}", path.display()))?
+            .len();
+        if size > limits.max_bytes {
+            bail!(
+                "capture {} is {size} bytes, more than the limit of {} (raise it with --max-capture-bytes)",
+                path.display(),
+                limits.max_bytes
+            );
+        }
         let data = std::fs::read(path)
             .with_context(|| format!("cannot read capture {}", path.display()))?;
-        Capture::parse(&data).with_context(|| format!("{} is not a valid capture", path.display()))
+        let capture = Capture::parse(&data, limits)
+            .with_context(|| format!("{} is not a valid capture", path.display()))?;
+        Ok(capture)
     }
 
-    pub fn parse(data: &[u8]) -> Result<Capture> {
+    pub fn parse(data: &[u8], limits: &ReadLimits) -> Result<Capture> {
         if data.len() < HEADER_SIZE {
             bail!("File too small for header ({} bytes)", data.len());
         }
@@ -122,6 +151,13 @@ impl Capture {
         if str_off > frame_off {
             bail!("Invalid table offsets: string table ({str_off}) is after frame table ({frame_off})");
         }
+        if header.sample_count > limits.max_samples {
+            return Err(LimitExceeded(format!(
+                "the capture declares {} samples, more than the limit of {} (raise it with --max-samples)",
+                header.sample_count, limits.max_samples
+            ))
+            .into());
+        }
         if header.config & 7 >= 6 {
             bail!("Invalid profiling mode in header: {}", header.config & 7);
         }
@@ -153,7 +189,7 @@ impl Capture {
 
         let raw = &data[HEADER_SIZE..str_off];
         let records = if header.compression == COMPRESSION_ZSTD {
-            decompress(raw)?
+            decompress(raw, limits.max_bytes)?
         } else {
             raw.to_vec()
         };
@@ -306,6 +342,10 @@ impl Capture {
                 counts.samples += 1;
                 sample(std::slice::from_ref(last_ts), status, stack, collector);
             }
+            // The header's count was checked against the limit: hold the records to it.
+            if counts.samples > total {
+                bail!("Sample count mismatch: the records hold more than the {total} samples the header declares");
+            }
             if counts.samples >= next_progress {
                 progress(counts.samples, total);
                 next_progress = counts.samples + 100_000;
@@ -391,18 +431,43 @@ fn read_stats(f: &Fixed<'_>, footer_at: usize) -> (Option<RunStats>, usize) {
     (Some(stats), at)
 }
 
-fn decompress(raw: &[u8]) -> Result<Vec<u8>> {
+/// A capture that asks for more than `ReadLimits` allow: refused, with the flag to raise.
+#[derive(Debug)]
+pub struct LimitExceeded(pub String);
+
+impl std::fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LimitExceeded {}
+
+fn decompress(raw: &[u8], max_bytes: u64) -> Result<Vec<u8>> {
+    let too_big = || {
+        LimitExceeded(format!(
+            "the sample records decompress to more than the limit of {max_bytes} bytes (raise it with --max-capture-bytes)"
+        ))
+    };
+    // A frame that declares its size is refused before a byte is allocated.
+    if zstd::zstd_safe::get_frame_content_size(raw)
+        .ok()
+        .flatten()
+        .is_some_and(|declared| declared > max_bytes)
+    {
+        return Err(too_big().into());
+    }
     let mut out = Vec::new();
     let decoder = zstd::stream::read::Decoder::with_buffer(raw)
         .map_err(|e| anyhow::anyhow!("Corrupted zstd frame header: {e}"))?;
     decoder
-        .take(MAX_DECOMPRESSED + 1)
+        .take(max_bytes + 1)
         .read_to_end(&mut out)
         .map_err(|e| {
             anyhow::anyhow!("Incomplete or corrupted zstd frame: data may be truncated ({e})")
         })?;
-    if out.len() as u64 > MAX_DECOMPRESSED {
-        bail!("Decompressed sample data exceeds 1 GiB");
+    if out.len() as u64 > max_bytes {
+        return Err(too_big().into());
     }
     Ok(out)
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use tachyon_plugin_api::{
-    Collector, CollectorConfig, ExportContext, Format, FrameId, Sample, StackId, StackTable,
-    Symbols,
+    printable, Collector, CollectorConfig, ExportContext, Format, FrameId, Sample, StackId,
+    StackTable, Symbols,
 };
 
 #[derive(Default)]
@@ -22,13 +22,14 @@ pub fn frame_label(symbols: &Symbols, id: FrameId) -> String {
     let f = symbols.frame(id);
     let func = symbols.str(f.funcname);
     if symbols.is_synthetic(f) {
-        return func.to_owned();
+        return printable(func).into_owned();
     }
     let file = symbols.str(f.filename);
     let base = Path::new(file)
         .file_name()
         .map_or(file.into(), |b| b.to_string_lossy());
-    format!("{base}:{func}:{}", f.lineno.max(0))
+    // One line per stack: a newline (or NUL) in a name must not split or corrupt it.
+    printable(&format!("{base}:{func}:{}", f.lineno.max(0))).into_owned()
 }
 
 impl CollapsedCollector {

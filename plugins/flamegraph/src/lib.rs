@@ -6,14 +6,14 @@ mod diff;
 mod html;
 mod tree;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 use tachyon_plugin_api::{
     Collector, CollectorConfig, ExportContext, Format, FxHashMap, Profile, RegressionDetected,
-    Sample, StackId, StackTable, StringIndex, Symbols, ThreadStatus,
+    Sample, SourceReader, StackId, StackTable, StringIndex, Symbols, ThreadStatus,
 };
 
 use diff::Comparison;
@@ -128,19 +128,16 @@ fn is_synthetic(k: &Key) -> bool {
     k.filename == "~"
 }
 
-/// Up to five source lines around `lineno`, the hit line marked, from this machine's files.
-fn source_lines(cache: &mut HashMap<String, Option<Vec<String>>>, k: &Key) -> Vec<String> {
+/// Up to five source lines around `lineno`, the hit line marked, from the files `sources`
+/// may read.
+fn source_lines(sources: &mut SourceReader, k: &Key) -> Vec<String> {
     if k.lineno <= 0 || is_synthetic(k) {
         return Vec::new();
     }
-    let lines = cache.entry(k.filename.clone()).or_insert_with(|| {
-        std::fs::read_to_string(&k.filename)
-            .ok()
-            .map(|t| t.lines().map(str::to_owned).collect())
-    });
-    let Some(lines) = lines else {
+    let Some(text) = sources.get(&k.filename) else {
         return Vec::new();
     };
+    let lines: Vec<&str> = text.lines().collect();
     let at = k.lineno as usize;
     (at.saturating_sub(2).max(1)..=at + 2)
         .filter_map(|n| {
@@ -155,7 +152,7 @@ fn source_lines(cache: &mut HashMap<String, Option<Vec<String>>>, k: &Key) -> Ve
 struct JsonBuilder<'a> {
     tree: &'a Tree,
     strings: StringIndex,
-    sources: HashMap<String, Option<Vec<String>>>,
+    sources: SourceReader,
     min_value: u64,
     diff: Option<&'a Comparison>,
     with_source: bool,
@@ -318,14 +315,19 @@ impl FlamegraphCollector {
         let mut builder = JsonBuilder {
             tree: &tree,
             strings: StringIndex::default(),
-            sources: HashMap::new(),
+            sources: SourceReader::new(self.config.sources.clone()),
             min_value: ((total as f64 * PRUNE_FRACTION) as u64).max(1),
             diff: comparison.as_ref().map(|(c, _)| c),
             with_source: true,
         };
         let root = builder.node(0);
         let mut strings = builder.strings;
+        builder.sources.report();
         let mut stats = self.stats_json(ctx, total);
+        let skipped: Vec<&String> = builder.sources.skipped().keys().collect();
+        if !skipped.is_empty() {
+            stats.insert("skipped_sources".into(), json!(skipped));
+        }
         let threads: BTreeSet<u64> = self.counts.keys().map(|(t, _)| *t).collect();
         let mut data = json!({ "tree": root, "threads": threads });
         let mut title = "Tachyon Profiler - Flamegraph Report";

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use tachyon_plugin_api::{
-    Collector, CollectorConfig, ExportContext, Format, Sample, StackId, StackTable, Symbols,
+    printable, Collector, CollectorConfig, ExportContext, Format, Sample, SourceAccess,
+    SourceReader, StackId, StackTable, Symbols,
 };
 
 const INDEX: &str = include_str!("../../../assets/heatmap/index.html");
@@ -20,6 +21,7 @@ const JS: &str = include_str!("../../../assets/heatmap/heatmap.js");
 pub struct HeatmapCollector {
     stacks: StackTable,
     counts: HashMap<StackId, u64>,
+    sources: SourceAccess,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -46,7 +48,7 @@ fn has_source(file: &str, line: i32) -> bool {
 
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    for c in printable(s).chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -152,12 +154,16 @@ impl HeatmapCollector {
         let mut tera = tera::Tera::default();
         tera.add_raw_templates(vec![("index.html", INDEX), ("file.html", FILE)])?;
 
+        let mut sources = SourceReader::new(self.sources.clone());
         for (file, stats) in &order {
             let mut rows = String::new();
-            let source = std::fs::read_to_string(file).ok();
+            let source = sources.get(file);
             let lines: Vec<String> = match &source {
                 Some(text) => text.lines().map(str::to_owned).collect(),
-                None => vec![format!("# Source file not available: {file}")],
+                None => vec![match sources.skipped().get(file.as_str()) {
+                    Some(why) => format!("# Source file not shown ({why}): {file}"),
+                    None => format!("# Source file not available: {file}"),
+                }],
             };
             let max_self = stats
                 .lines
@@ -188,7 +194,7 @@ impl HeatmapCollector {
                 );
             }
             let mut page = tera::Context::new();
-            page.insert("path", file);
+            page.insert("path", &printable(file));
             page.insert("css", CSS);
             page.insert("js", JS);
             page.insert("rows", &rows);
@@ -202,7 +208,7 @@ impl HeatmapCollector {
         let mut sections: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
         for (file, stats) in &order {
             sections.entry(kind_of(file)).or_default().push(serde_json::json!({
-                "path": file, "page": page_of[file.as_str()], "total": stats.total, "self": stats.self_samples,
+                "path": printable(file), "page": page_of[file.as_str()], "total": stats.total, "self": stats.self_samples,
                 "pct": stats.total as f64 * 100.0 / hottest as f64,
             }));
         }
@@ -214,7 +220,14 @@ impl HeatmapCollector {
                 )
             })
             .collect();
+        sources.report();
+        let skipped: Vec<serde_json::Value> = sources
+            .skipped()
+            .iter()
+            .map(|(path, why)| serde_json::json!({"path": printable(path), "why": why}))
+            .collect();
         let mut index = tera::Context::new();
+        index.insert("skipped", &skipped);
         index.insert("css", CSS);
         index.insert("js", JS);
         index.insert("sections", &section_list);
@@ -254,8 +267,11 @@ impl Collector for HeatmapCollector {
     }
 }
 
-fn create(_config: &CollectorConfig) -> Result<Box<dyn Collector>> {
-    Ok(Box::new(HeatmapCollector::default()))
+fn create(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
+    Ok(Box::new(HeatmapCollector {
+        sources: config.sources.clone(),
+        ..Default::default()
+    }))
 }
 
 inventory::submit! {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use tachyon_plugin_api::{FrameId, StackId, StackTable, Symbols};
+use tachyon_plugin_api::{printable, FrameId, StackId, StackTable, Symbols};
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FuncKey {
@@ -16,7 +16,7 @@ impl FuncKey {
     /// `file.py:12(func)` with the directory stripped, as pstats' `strip_dirs()` prints.
     pub fn short(&self) -> String {
         let base = self.filename.rsplit('/').next().unwrap_or(&self.filename);
-        format!("{base}:{}({})", self.lineno, self.funcname)
+        printable(&format!("{base}:{}({})", self.lineno, self.funcname)).into_owned()
     }
 }
 

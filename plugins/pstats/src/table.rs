@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use tachyon_plugin_api::printable;
+
 use crate::stats::FuncTable;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,7 +139,7 @@ fn render_summary(out: &mut String, table: &FuncTable, total: u64) {
     for (key, st) in table.keys.iter().zip(&table.stats) {
         let base = key.filename.rsplit('/').next().unwrap_or(&key.filename);
         let e = merged
-            .entry(format!("{base}:{}", key.funcname))
+            .entry(printable(&format!("{base}:{}", key.funcname)).into_owned())
             .or_default();
         e.0 += st.direct;
         e.1 += st.cumulative;

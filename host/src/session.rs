@@ -242,9 +242,12 @@ struct Loop<'a> {
     counts: Counts,
     /// CLOCK_MONOTONIC µs when sampling started.
     start_us: u64,
+    /// Sampling ended because the target exited by itself.
+    target_exited: bool,
 }
 
 impl Loop<'_> {
+    /// One sample; `false` once the target has exited.
     fn sample_once(&mut self, threads: &mut Vec<ThreadSample>) -> Result<bool> {
         crate::guard::inject("sample");
         let _paused = if self.args.blocking {
@@ -306,6 +309,7 @@ fn sample_loop(lp: &mut Loop<'_>, child: &mut Option<&mut Child>) -> Result<()> 
             continue;
         }
         if !lp.sample_once(&mut threads)? {
+            lp.target_exited = true;
             break;
         }
         next += interval;
@@ -317,6 +321,7 @@ fn sample_loop(lp: &mut Loop<'_>, child: &mut Option<&mut Child>) -> Result<()> 
             if now - last_child_check > 10_000 {
                 last_child_check = now;
                 if c.try_wait()?.is_some() {
+                    lp.target_exited = true;
                     break;
                 }
             }
@@ -416,13 +421,14 @@ fn profile(
         symbols: Symbols::new(),
         counts: Counts::default(),
         start_us: monotonic_us(),
+        target_exited: false,
     };
     // A failure while sampling (a bug included) ends sampling, not the profile.
     let sampled = crate::guard::catch("sampling", || sample_loop(&mut lp, &mut child));
     if args.blocking {
         crate::sampler::pause::reap_traced_zombies(&lp.unwinder.target.process);
     }
-    let own_exit = child.and_then(stop_child);
+    let own_exit = child.and_then(|c| stop_child(c, lp.target_exited));
     if let Some(m) = monitor {
         m.finish();
     }
@@ -523,8 +529,8 @@ fn wait_for_runtime(pid: i32, mut child: Option<&mut Child>) -> Result<Target> {
 }
 
 /// Stop the target we started (SIGTERM, then SIGKILL), each wait bounded. Returns its exit
-/// status when it had already ended on its own.
-fn stop_child(child: &mut Child) -> Option<ExitStatus> {
+/// status when it ended on its own (`exiting`: sampling saw it go).
+fn stop_child(child: &mut Child, exiting: bool) -> Option<ExitStatus> {
     let running = |c: &mut Child| matches!(c.try_wait(), Ok(None));
     let wait = |c: &mut Child| {
         for _ in 0..200 {
@@ -534,9 +540,9 @@ fn stop_child(child: &mut Child) -> Option<ExitStatus> {
             std::thread::sleep(Duration::from_millis(10));
         }
     };
-    // Exiting by itself (a zombie or gone from /proc): its threads may still be on their way
-    // out, so give it a moment before its status can be collected.
-    if !Process::new(child.id() as i32).is_alive() {
+    // Exiting by itself: its memory is gone before its status can be collected (and its
+    // threads may still be on their way out), so give it a moment rather than a signal.
+    if exiting || !Process::new(child.id() as i32).is_alive() {
         wait(child);
     }
     if let Ok(Some(status)) = child.try_wait() {
@@ -579,7 +585,7 @@ pub fn run(
     let pid = child.id() as i32;
     let result = profile(pid, args, out, Some(&mut child));
     // Whatever happened, the program we started does not outlive us.
-    stop_child(&mut child);
+    stop_child(&mut child, false);
     result.map(exit_status)
 }
 

@@ -96,7 +96,8 @@ def test_flamegraph_renders_and_explains_frames(captures):
     browser_ready()
     d, _, _ = captures
     page = d / "fg.html"
-    tachyon("replay", d / "v2.bin", "-f", "flamegraph", "-o", page)
+    # The capture is replayed from elsewhere: its sources are allowed explicitly.
+    tachyon("replay", d / "v2.bin", "-f", "flamegraph", "-o", page, "--source-root", d)
     r = check(page, "flamegraph", "grows (")
     assert r["title"] == "Tachyon Profiler - Flamegraph Report"
     assert any(l.startswith("grows (") and "workload.py:" in l for l in r["labels"])

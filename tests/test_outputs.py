@@ -59,7 +59,7 @@ def test_heatmap_pages_colour_the_hot_lines(capture):
     browser_ready()
     d, script = capture
     out = d / "heat"
-    proc = tachyon("replay", d / "cap.bin", "-f", "heatmap", "-o", str(out) + ".html")
+    proc = tachyon("replay", d / "cap.bin", "-f", "heatmap", "-o", str(out) + ".html", "--source-root", d)
     assert "Heatmap output written to" in proc.stderr and out.is_dir(), "-o x.html means directory x"
     os.makedirs(ARTIFACTS, exist_ok=True)
     shot = os.path.join(ARTIFACTS, "heatmap.png")

@@ -1,12 +1,17 @@
-/* tachyon flame graph viewer: renders EMBEDDED_DATA (string-table nodes) with d3-flame-graph. */
+/* tachyon flame graph viewer: renders EMBEDDED_DATA with d3-flame-graph. The data has CPython
+   3.15.2's shape: the root node itself (a promoted "Program Root: ..." function, or "Program
+   Root"), with the string table, stats and threads on it; the elided view
+   (stats.elided_flamegraph) carries its own string table. */
 (function () {
   "use strict";
   const data = EMBEDDED_DATA;
-  const S = data.strings;
   const stats = data.stats || {};
+  const elided = stats.elided_flamegraph || null;
+  let S = data.strings;  /* the string table of the tree on screen */
   const isDiff = !!stats.is_differential;
   const interval = stats.sample_interval_usec || 0;
-  const total = data.tree.value;
+  const total = data.value;
+  const MODES = ["wall", "cpu", "gil", "all", "exception"];
   const makeChart = typeof window.flamegraph === "function" ? window.flamegraph : window.flamegraph.default;
   const state = { thread: "all", inverted: false, elided: false };
   let chart = null;
@@ -30,7 +35,8 @@
     const tv = node.thread_values && node.thread_values[thread];
     const value = thread === "all" ? node.value : (tv ? tv[0] : 0);
     const self = thread === "all" ? node.self : (tv ? tv[1] : 0);
-    const out = { name: S[node.name], value: value, self: self, info: node, children: [] };
+    /* "Program Root" (no function of its own) is drawn but not described. */
+    const out = { name: S[node.name], value: value, self: self, info: node, isRoot: node.filename === undefined, children: [] };
     for (const child of node.children) {
       const c = convert(child, thread);
       if (c.value > 0) out.children.push(c);
@@ -40,7 +46,7 @@
 
   /* Callers view: every function with self time at the top, its callers below it. */
   function invert(root) {
-    const inv = { name: "all", value: 0, self: 0, info: Object.assign({}, root.info), children: [], index: {} };
+    const inv = { name: "all", value: 0, self: 0, info: Object.assign({}, root.info), isRoot: true, children: [], index: {} };
     function visit(node, path) {
       const here = path.concat([node]);
       if (node.self > 0) {
@@ -97,7 +103,7 @@
 
   function color(d) {
     const node = d.data;
-    if (!node.info || node.name === "all") return "transparent";
+    if (!node.info || node.isRoot) return "transparent";
     return isDiff ? css("--diff-" + diffClass(node.info)) : heatColor(node);
   }
 
@@ -146,7 +152,7 @@
 
   function showTooltip(d) {
     const tip = $("tooltip");
-    if (!d || !d.data || d.data.name === "all") { tip.hidden = true; return; }
+    if (!d || !d.data || d.data.isRoot) { tip.hidden = true; return; }
     tip.innerHTML = tooltipHtml(d.data);
     tip.hidden = false;
   }
@@ -163,7 +169,8 @@
   }
 
   function render() {
-    const source = state.elided ? data.elided : data.tree;
+    const source = state.elided ? elided : data;
+    S = source.strings;
     let root = convert(source, state.thread);
     if (state.inverted) root = invert(root);
     const el = $("chart");
@@ -184,13 +191,18 @@
   }
 
   function summary() {
-    const items = [["Samples", total.toLocaleString()], ["Mode", stats.mode || "?"],
+    const items = [["Samples", total.toLocaleString()], ["Mode", MODES[stats.mode] || stats.mode || "?"],
       ["Duration", stats.duration_sec ? stats.duration_sec.toFixed(2) + " s" : "unknown"],
       ["Sample rate", stats.sample_rate ? Math.round(stats.sample_rate).toLocaleString() + "/s" : "unknown"],
       ["Errors", stats.error_rate === null || stats.error_rate === undefined ? "unknown" : stats.error_rate.toFixed(2) + "%"]];
     if (stats.python_version) items.push(["Python", stats.python_version]);
     if (stats.thread_stats) items.push(["GIL held", stats.thread_stats.has_gil_pct.toFixed(1) + "%"], ["GC", stats.thread_stats.gc_pct.toFixed(1) + "%"]);
-    if (isDiff) items.push(["Baseline samples", stats.baseline_samples.toLocaleString()], ["Baseline scale", stats.baseline_scale.toFixed(3)], ["Elided stacks", stats.elided_count]);
+    if (isDiff) {
+      items.push(["Baseline samples", stats.baseline_samples.toLocaleString()], ["Baseline scale", stats.baseline_scale.toFixed(3)],
+        ["Normalised by", stats.diff_normalize === "total" ? "total sampled time" : "sampling interval"], ["Elided stacks", stats.elided_count]);
+      /* Beyond CPython 3.15.2: its `run` starts scripts through runpy, tachyon's does not. */
+      if (stats.bootstrap_frames_stripped) items.push(["runpy bootstrap frames", "ignored (--keep-bootstrap-frames keeps them)"]);
+    }
     $("summary").innerHTML = items.map(([k, v]) => "<span>" + escapeHtml(k) + ": <b>" + escapeHtml(v) + "</b></span>").join("");
   }
 
@@ -249,7 +261,7 @@
       }
       $("thread-filter").addEventListener("change", (e) => { state.thread = e.target.value; render(); });
     }
-    if (isDiff && data.elided && stats.elided_count > 0) {
+    if (isDiff && elided && stats.elided_count > 0) {
       $("toggle-elided").hidden = false;
       $("toggle-elided").addEventListener("click", (e) => {
         state.elided = !state.elided;

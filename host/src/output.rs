@@ -42,6 +42,15 @@ pub struct OutputArgs {
     /// Differential formats: compare captures taken in different modes anyway.
     #[arg(long)]
     pub force_diff: bool,
+    /// Differential formats: bring the baseline to the current run's units by the ratio of
+    /// sampling intervals (`interval`, as CPython 3.15.2) or of total sampled time (`total`,
+    /// for captures of a fixed duration).
+    #[arg(long, value_parser = ["interval", "total"], default_value = "interval")]
+    pub diff_normalize: String,
+    /// Differential formats: keep the leading runpy frames CPython's `run` starts scripts
+    /// through (by default they are ignored on both sides, so either tool's captures match).
+    #[arg(long)]
+    pub keep_bootstrap_frames: bool,
     /// Pass an option to the output format (plugins read these), e.g. --format-option key=value.
     #[arg(long = "format-option", value_name = "KEY=VALUE")]
     pub format_options: Vec<String>,
@@ -93,6 +102,10 @@ impl OutputArgs {
         }
         if self.force_diff {
             opts.insert("force_diff".into(), "true".into());
+        }
+        opts.insert("diff_normalize".into(), self.diff_normalize.clone());
+        if self.keep_bootstrap_frames {
+            opts.insert("keep_bootstrap_frames".into(), "true".into());
         }
         if let Some(base) = &self.diff_flamegraph {
             let profile = Capture::open(base, limits)

@@ -131,6 +131,7 @@ impl Ir {
                 error_rate: self.error_rate,
                 missed_samples: self.missed_samples,
             },
+            python_version: self.python_version,
         })
     }
 }

@@ -193,4 +193,9 @@ impl StringIndex {
     pub fn strings(&self) -> &[String] {
         &self.list
     }
+
+    /// The string numbered `id` ("" if there is none).
+    pub fn text(&self, id: usize) -> &str {
+        self.list.get(id).map_or("", String::as_str)
+    }
 }

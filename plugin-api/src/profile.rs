@@ -24,6 +24,8 @@ pub struct Profile {
     pub interval_us: u64,
     pub mode: Option<Mode>,
     pub stats: RunStats,
+    /// Version of the profiled Python, when known.
+    pub python_version: Option<(u8, u8, u8)>,
 }
 
 impl Profile {
@@ -120,6 +122,7 @@ impl ProfileBuilder {
             interval_us,
             mode,
             stats,
+            python_version: None,
         }
     }
 }

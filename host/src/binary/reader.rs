@@ -13,6 +13,10 @@ use tachyon_plugin_api::{
 use super::varint::Cursor;
 use super::*;
 
+/// Frames of CPython 3.15's own profiler machinery, which its collectors drop
+/// (`_INTERNAL_FRAME_SUFFIXES` in profiling/sampling/constants.py).
+const INTERNAL_FRAME_SUFFIXES: &[&str] = &["_sync_coordinator.py"];
+
 /// Most identical samples handed to a collector in one batch (as CPython).
 const MAX_BATCH: usize = 8192;
 
@@ -222,6 +226,18 @@ impl Capture {
         let mut timestamps: Vec<u64> = Vec::with_capacity(MAX_BATCH);
         let mut next_progress = 0u64;
         let mut cur = Cursor::new(&self.records, 0);
+        // Stacks without CPython's profiler frames, as its collectors see them.
+        let internal: Vec<bool> = self
+            .symbols
+            .frames()
+            .iter()
+            .map(|f| {
+                let file = self.symbols.str(f.filename);
+                INTERNAL_FRAME_SUFFIXES.iter().any(|s| file.ends_with(s))
+            })
+            .collect();
+        let any_internal = internal.contains(&true);
+        let mut visible: Vec<u32> = Vec::new();
 
         while cur.remaining() > 0 {
             let record_start = cur.pos;
@@ -258,7 +274,14 @@ impl Capture {
             let (stack, last_ts) = threads
                 .entry(key)
                 .or_insert_with(|| (Vec::new(), self.header.start_time_us));
-            let sample = |ts: &[u64], status: u8, frames: &[u32], c: &mut dyn Collector| {
+            let mut sample = |ts: &[u64], status: u8, frames: &[u32], c: &mut dyn Collector| {
+                let frames = if any_internal {
+                    visible.clear();
+                    visible.extend(frames.iter().filter(|&&f| !internal[f as usize]));
+                    &visible[..]
+                } else {
+                    frames
+                };
                 c.collect(
                     &self.symbols,
                     &Sample {
@@ -365,12 +388,14 @@ impl Capture {
     pub fn to_profile(&self) -> Result<Profile> {
         let mut builder = ProfileBuilder::new();
         self.replay(&mut builder, &mut |_, _| {})?;
-        Ok(builder.finish(
+        let mut profile = builder.finish(
             self.symbols.clone(),
             self.header.interval_us,
             self.mode(),
             self.stats.clone().unwrap_or_default(),
-        ))
+        );
+        profile.python_version = Some(self.header.python_version).filter(|&v| v != (0, 0, 0));
+        Ok(profile)
     }
 }
 

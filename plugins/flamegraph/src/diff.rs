@@ -1,49 +1,113 @@
-//! Differential annotations: each node of the current profile against the same path in the
-//! baseline, paths keyed by (filename, function) so moved lines still match (as Tachyon).
-//! Beyond Tachyon: inclusive deltas, a two-proportion z-test that marks changes within
-//! sampling noise, per-function regression/improvement tables, and elided baseline stacks.
+//! Differential annotations, with CPython 3.15.2's semantics (`DiffFlamegraphCollector`):
+//! samples are aggregated per call path of (filename, function), so moved lines still match;
+//! the baseline is expressed in units of the current sampling interval (`--diff-normalize
+//! interval`, the default) or scaled to the current run's total sampled time (`total`, for
+//! fixed-duration captures); a rendered per-line node gets its share of the path's baseline
+//! by weight. Beyond CPython: a noise test per node and per function, inclusive deltas, and
+//! the per-function changes behind the regression tables and `--fail-on-regression`.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
-use crate::tree::{Key, Tree};
+use crate::tree::Tree;
 
-/// |z| below this is sampling noise (two-proportion z-test; 3 keeps false alarms rare when
-/// hundreds of functions are compared at once).
+/// |z| below this is sampling noise (3 keeps false alarms rare when hundreds of functions
+/// are compared at once).
 pub const NOISE_Z: f64 = 3.0;
 
-#[derive(Clone, Debug, Default)]
-pub struct NodeDiff {
-    /// Baseline self / inclusive samples, scaled to the current run's profiled time.
-    pub baseline_self: f64,
-    pub baseline_total: f64,
-    pub diff: f64,
-    pub diff_pct: f64,
-    pub total_diff: f64,
-    pub total_diff_pct: f64,
-    pub significant: bool,
+/// How the baseline is brought to the current run's units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Normalize {
+    /// By the ratio of sampling intervals only (CPython 3.15.2): an unchanged function stays
+    /// unchanged whatever else got faster or slower.
+    Interval,
+    /// By the ratio of total sampled time: compares shares of the run, for captures of a
+    /// fixed duration (`attach -d 30` on a server).
+    Total,
 }
 
-pub struct Comparison {
-    pub scale: f64,
-    /// Indexed by current-tree node.
-    pub nodes: Vec<Option<NodeDiff>>,
-    /// Baseline nodes with no counterpart in the current profile.
-    pub elided: Vec<bool>,
-    pub elided_count: usize,
-    pub functions: Vec<FunctionDiff>,
+impl Normalize {
+    pub fn parse(text: &str) -> Option<Normalize> {
+        match text {
+            "interval" => Some(Normalize::Interval),
+            "total" => Some(Normalize::Total),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Normalize::Interval => "interval",
+            Normalize::Total => "total",
+        }
+    }
 }
 
-#[derive(Clone, Debug)]
-pub struct FunctionDiff {
-    pub key: Key,
-    pub baseline_self: f64,
-    pub current_self: f64,
-    pub diff: f64,
-    pub diff_pct: f64,
-    pub significant: bool,
+/// (filename, function) pairs as small ids shared by both profiles.
+#[derive(Default)]
+pub struct FuncIds {
+    ids: HashMap<(String, String), u32>,
+    pub names: Vec<(String, String)>,
 }
 
-fn pct(diff: f64, base: f64, current: f64) -> f64 {
+impl FuncIds {
+    pub fn id(&mut self, filename: &str, funcname: &str) -> u32 {
+        if let Some(&id) = self.ids.get(&(filename.to_owned(), funcname.to_owned())) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push((filename.to_owned(), funcname.to_owned()));
+        self.ids
+            .insert((filename.to_owned(), funcname.to_owned()), id);
+        id
+    }
+}
+
+/// Inclusive and self samples of one call path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathStats {
+    pub total: u64,
+    pub self_samples: u64,
+}
+
+/// Samples per call path of (filename, function), every node of the tree counted.
+pub fn path_stats(tree: &Tree, funcs: &mut FuncIds) -> HashMap<Vec<u32>, PathStats> {
+    let mut stats: HashMap<Vec<u32>, PathStats> = HashMap::new();
+    let mut stack: Vec<(usize, Vec<u32>)> = vec![(0, Vec::new())];
+    while let Some((id, path)) = stack.pop() {
+        for &child in &tree.nodes[id].children {
+            let n = &tree.nodes[child];
+            let k = &tree.keys[n.key];
+            let mut p = path.clone();
+            p.push(funcs.id(&k.filename, &k.funcname));
+            let e = stats.entry(p.clone()).or_default();
+            e.total += n.value;
+            e.self_samples += n.self_value;
+            stack.push((child, p));
+        }
+    }
+    stats
+}
+
+/// The factor that turns baseline samples into current-run samples.
+pub fn scale(
+    normalize: Normalize,
+    cur_samples: u64,
+    cur_interval: u64,
+    base_samples: u64,
+    base_interval: u64,
+) -> f64 {
+    if base_samples == 0 || cur_interval == 0 {
+        return 1.0;
+    }
+    match normalize {
+        Normalize::Interval => base_interval as f64 / cur_interval as f64,
+        Normalize::Total if cur_samples == 0 => base_interval as f64 / cur_interval as f64,
+        Normalize::Total => cur_samples as f64 / base_samples as f64,
+    }
+}
+
+/// CPython's change in percent: against the baseline, +100 % for something new.
+pub fn pct(diff: f64, base: f64, current: f64) -> f64 {
     if base > 0.0 {
         diff / base * 100.0
     } else if current > 0.0 {
@@ -53,168 +117,135 @@ fn pct(diff: f64, base: f64, current: f64) -> f64 {
     }
 }
 
-/// Is x1/n1 different from x2/n2 beyond sampling noise?
-pub fn significant(x1: f64, n1: f64, x2: f64, n2: f64) -> bool {
-    if n1 <= 0.0 || n2 <= 0.0 {
-        return false;
-    }
-    let p = (x1 + x2) / (n1 + n2);
-    let se = (p * (1.0 - p) * (1.0 / n1 + 1.0 / n2)).sqrt();
-    if se == 0.0 {
-        return x1 / n1 != x2 / n2;
-    }
-    ((x1 / n1 - x2 / n2) / se).abs() >= NOISE_Z
+/// Whether `current` samples differ from `base_raw` baseline samples beyond sampling noise.
+/// Interval normalisation compares counts (Poisson: var = c + scale² b); total normalisation
+/// compares shares of each run (two-proportion z-test).
+pub struct Noise {
+    pub normalize: Normalize,
+    pub scale: f64,
+    pub cur_total: f64,
+    pub base_total: f64,
 }
 
-/// `scale` normalises the baseline to the current run's profiled time:
-/// (current samples x interval) / (baseline samples x interval).
-pub fn scale(cur_samples: u64, cur_interval: u64, base_samples: u64, base_interval: u64) -> f64 {
-    if base_samples == 0 || base_interval == 0 {
-        1.0
-    } else if cur_samples == 0 {
-        cur_interval as f64 / base_interval as f64
-    } else {
-        (cur_samples as f64 * cur_interval as f64) / (base_samples as f64 * base_interval as f64)
-    }
-}
-
-pub fn compare(cur: &Tree, base: &Tree, scale: f64) -> Comparison {
-    let n_cur = cur.nodes[0].value as f64;
-    let n_base = base.nodes[0].value as f64;
-    let mut nodes = vec![None; cur.nodes.len()];
-    let mut matched = vec![false; base.nodes.len()];
-    matched[0] = true;
-    // Walk both trees together from the roots.
-    let mut stack = vec![(0usize, Some(0usize))];
-    while let Some((c, b)) = stack.pop() {
-        let node = &cur.nodes[c];
-        let (bs, bt) = b.map_or((0.0, 0.0), |b| {
-            (base.nodes[b].self_value as f64, base.nodes[b].value as f64)
-        });
-        let (cs, ct) = (node.self_value as f64, node.value as f64);
-        let diff = cs - bs * scale;
-        let total_diff = ct - bt * scale;
-        nodes[c] = Some(NodeDiff {
-            baseline_self: bs * scale,
-            baseline_total: bt * scale,
-            diff,
-            diff_pct: pct(diff, bs * scale, cs),
-            total_diff,
-            total_diff_pct: pct(total_diff, bt * scale, ct),
-            significant: significant(cs, n_cur, bs, n_base),
-        });
-        for &child in &node.children {
-            let bchild = b.and_then(|b| {
-                base.key_lookup(&cur.keys[cur.nodes[child].key])
-                    .and_then(|k| base.find_child(b, k))
-            });
-            if let Some(bc) = bchild {
-                matched[bc] = true;
+impl Noise {
+    pub fn significant(&self, current: f64, base_raw: f64) -> bool {
+        match self.normalize {
+            Normalize::Interval => {
+                let var = current + self.scale * self.scale * base_raw;
+                var > 0.0 && ((current - self.scale * base_raw) / var.sqrt()).abs() >= NOISE_Z
             }
-            stack.push((child, bchild));
+            Normalize::Total => {
+                let (n1, n2) = (self.cur_total, self.base_total);
+                if n1 <= 0.0 || n2 <= 0.0 {
+                    return false;
+                }
+                let p = (current + base_raw) / (n1 + n2);
+                let se = (p * (1.0 - p) * (1.0 / n1 + 1.0 / n2)).sqrt();
+                if se == 0.0 {
+                    return current / n1 != base_raw / n2;
+                }
+                ((current / n1 - base_raw / n2) / se).abs() >= NOISE_Z
+            }
         }
     }
-    let elided: Vec<bool> = matched.iter().map(|m| !m).collect();
-    let elided_count = (1..base.nodes.len())
-        .filter(|&i| elided[i] && base.nodes[i].self_value > 0)
-        .count();
+}
 
-    // Per function (self time summed over every path it appears on).
-    let mut per_fn: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
-    for n in &cur.nodes[1..] {
-        let k = &cur.keys[n.key];
-        per_fn
-            .entry((k.filename.clone(), k.funcname.clone()))
-            .or_default()
-            .1 += n.self_value as f64;
+/// CPython's `_sample_weight`: a rendered node's share of its path's samples.
+pub fn sample_weight(
+    value: f64,
+    aggregate: f64,
+    fallback_value: f64,
+    fallback_aggregate: f64,
+) -> f64 {
+    if aggregate > 0.0 {
+        value / aggregate
+    } else if fallback_aggregate > 0.0 {
+        fallback_value / fallback_aggregate
+    } else {
+        0.0
     }
-    for n in &base.nodes[1..] {
-        let k = &base.keys[n.key];
+}
+
+/// One function's self time in both runs (summed over every path it appears on).
+#[derive(Clone, Debug)]
+pub struct FunctionDiff {
+    pub filename: String,
+    pub funcname: String,
+    pub baseline_self: f64,
+    pub current_self: f64,
+    pub diff: f64,
+    pub diff_pct: f64,
+    pub significant: bool,
+}
+
+pub fn function_diffs(
+    cur: &HashMap<Vec<u32>, PathStats>,
+    base: &HashMap<Vec<u32>, PathStats>,
+    funcs: &FuncIds,
+    noise: &Noise,
+) -> Vec<FunctionDiff> {
+    let mut per_fn: HashMap<u32, (u64, u64)> = HashMap::new();
+    for (path, s) in base {
         per_fn
-            .entry((k.filename.clone(), k.funcname.clone()))
+            .entry(*path.last().expect("non-empty path"))
             .or_default()
-            .0 += n.self_value as f64;
+            .0 += s.self_samples;
     }
-    let functions = per_fn
+    for (path, s) in cur {
+        per_fn
+            .entry(*path.last().expect("non-empty path"))
+            .or_default()
+            .1 += s.self_samples;
+    }
+    let mut out: Vec<FunctionDiff> = per_fn
         .into_iter()
-        .map(|((filename, funcname), (b, c))| FunctionDiff {
-            key: Key {
+        .map(|(id, (b, c))| {
+            let (filename, funcname) = funcs.names[id as usize].clone();
+            let (b, c) = (b as f64, c as f64);
+            let diff = c - b * noise.scale;
+            FunctionDiff {
                 filename,
-                lineno: 0,
                 funcname,
-            },
-            baseline_self: b * scale,
-            current_self: c,
-            diff: c - b * scale,
-            diff_pct: pct(c - b * scale, b * scale, c),
-            significant: significant(c, n_cur, b, n_base),
+                baseline_self: b * noise.scale,
+                current_self: c,
+                diff,
+                diff_pct: pct(diff, b * noise.scale, c),
+                significant: noise.significant(c, b),
+            }
         })
         .collect();
-    Comparison {
-        scale,
-        nodes,
-        elided,
-        elided_count,
-        functions,
-    }
+    out.sort_by(|a, b| (&a.filename, &a.funcname).cmp(&(&b.filename, &b.funcname)));
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn tree(stacks: &[(&[&str], u64)]) -> Tree {
-        let mut t = Tree::new();
-        for (frames, w) in stacks {
-            let keys: Vec<(usize, Option<u8>)> = frames
-                .iter()
-                .map(|f| {
-                    (
-                        t.key_id(Key {
-                            filename: "a.py".into(),
-                            lineno: 0,
-                            funcname: f.to_string(),
-                        }),
-                        None,
-                    )
-                })
-                .collect();
-            t.add(1, &keys, *w);
-        }
-        t
-    }
-
     #[test]
-    fn scaled_self_diffs_new_and_elided() {
-        let base = tree(&[(&["main", "slow"], 100), (&["main", "gone"], 100)]);
-        let cur = tree(&[(&["main", "slow"], 300), (&["main", "new"], 100)]);
-        // same interval, 400 current vs 200 baseline samples: baseline counts double.
-        let s = scale(400, 1000, 200, 1000);
-        assert_eq!(s, 2.0);
-        let c = compare(&cur, &base, s);
-        let find = |name: &str| {
-            (1..cur.nodes.len())
-                .find(|&i| cur.keys[cur.nodes[i].key].funcname == name)
-                .unwrap()
+    fn interval_normalisation_keeps_unchanged_functions_unchanged() {
+        // Baseline 3000 samples, current 4000, same interval: scale 1 (CPython 3.15.2).
+        assert_eq!(scale(Normalize::Interval, 4000, 1000, 3000, 1000), 1.0);
+        assert_eq!(scale(Normalize::Interval, 4000, 500, 3000, 1000), 2.0);
+        assert!((scale(Normalize::Total, 4000, 1000, 3000, 1000) - 4.0 / 3.0).abs() < 1e-12);
+        let noise = Noise {
+            normalize: Normalize::Interval,
+            scale: 1.0,
+            cur_total: 4000.0,
+            base_total: 3000.0,
         };
-        let slow = c.nodes[find("slow")].as_ref().unwrap();
-        assert_eq!((slow.baseline_self, slow.diff), (200.0, 100.0));
-        assert_eq!(slow.diff_pct, 50.0);
-        let new = c.nodes[find("new")].as_ref().unwrap();
-        assert_eq!((new.baseline_self, new.diff_pct), (0.0, 100.0));
-        assert_eq!(c.elided_count, 1);
-        let gone = c
-            .functions
-            .iter()
-            .find(|f| f.key.funcname == "gone")
-            .unwrap();
-        assert_eq!((gone.diff, gone.diff_pct), (-200.0, -100.0));
-        assert!(gone.significant);
+        assert!(!noise.significant(1000.0, 1000.0), "unchanged");
+        assert!(noise.significant(2000.0, 1000.0), "doubled");
+        assert!(!noise.significant(1030.0, 1000.0), "within noise");
     }
 
     #[test]
-    fn noise_is_not_significant() {
-        assert!(!significant(51.0, 1000.0, 49.0, 1000.0));
-        assert!(significant(150.0, 1000.0, 50.0, 1000.0));
+    fn percentages_as_cpython() {
+        assert_eq!(pct(1000.0, 1000.0, 2000.0), 100.0);
+        assert_eq!(pct(5.0, 0.0, 5.0), 100.0);
+        assert_eq!(pct(0.0, 0.0, 0.0), 0.0);
+        assert_eq!(sample_weight(2.0, 4.0, 9.0, 9.0), 0.5);
+        assert_eq!(sample_weight(2.0, 0.0, 3.0, 6.0), 0.5);
+        assert_eq!(sample_weight(2.0, 0.0, 3.0, 0.0), 0.0);
     }
 }

@@ -6,8 +6,8 @@ mod diff;
 mod html;
 mod tree;
 
-use std::collections::BTreeSet;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
@@ -16,10 +16,11 @@ use tachyon_plugin_api::{
     Sample, SourceReader, StackId, StackTable, StringIndex, Symbols, ThreadStatus,
 };
 
-use diff::Comparison;
+use diff::{sample_weight, FuncIds, FunctionDiff, Noise, Normalize, PathStats};
 use tree::{Key, Tree};
 
-/// Children with fewer samples than this fraction of the total are left out (as Tachyon).
+/// Nodes with fewer samples than this fraction of all samples (and of every thread's) are
+/// left out, as CPython 3.15.2.
 const PRUNE_FRACTION: f64 = 0.001;
 /// Opcode names per Python version (tools/gen_opcodes.py, from each interpreter's `dis`).
 const OPCODES: &str = include_str!("../../../assets/opcodes.json");
@@ -76,6 +77,8 @@ pub struct FlamegraphCollector {
     counts: FxHashMap<(u64, StackId), u64>,
     status: StatusCounts,
     gc_samples: u64,
+    /// Per thread: its status counts and its samples in garbage collection.
+    per_thread: BTreeMap<u64, (StatusCounts, u64)>,
 }
 
 impl FlamegraphCollector {
@@ -97,27 +100,34 @@ impl FlamegraphCollector {
             counts: FxHashMap::default(),
             status: StatusCounts::default(),
             gc_samples: 0,
+            per_thread: BTreeMap::new(),
         })
     }
 }
 
-/// A node's label: `func (path:line)`, the bare name for synthetic frames, `all` at the root.
-fn node_label(id: usize, k: &Key) -> String {
-    if id == 0 {
-        "all".to_owned()
-    } else if is_synthetic(k) {
+/// CPython's `_format_function_name`: `func (path:line)` with long paths shortened; the bare
+/// name for synthetic frames (`<GC>`, `<native>`).
+fn function_name(k: &Key) -> String {
+    if is_synthetic(k) {
         k.funcname.clone()
-    } else if k.lineno > 0 {
-        format!("{} ({}:{})", k.funcname, short_path(&k.filename), k.lineno)
     } else {
-        format!("{} ({})", k.funcname, short_path(&k.filename))
+        format!("{} ({}:{})", k.funcname, short_path(&k.filename), k.lineno)
     }
 }
 
-/// `.../a/b.py` for long paths, as Tachyon shortens them.
+/// CPython's `_format_module_name`: `func (module:line)`.
+fn function_label(k: &Key, module: &str) -> String {
+    if is_synthetic(k) {
+        k.funcname.clone()
+    } else {
+        format!("{} ({module}:{})", k.funcname, k.lineno)
+    }
+}
+
+/// `.../a/b.py` for paths over 50 characters, as CPython shortens them.
 fn short_path(path: &str) -> String {
     let parts: Vec<&str> = path.split('/').collect();
-    if path.len() > 50 && parts.len() > 2 {
+    if path.chars().count() > 50 && parts.len() > 2 {
         format!(".../{}", parts[parts.len() - 2..].join("/"))
     } else {
         path.to_owned()
@@ -125,7 +135,65 @@ fn short_path(path: &str) -> String {
 }
 
 fn is_synthetic(k: &Key) -> bool {
-    k.filename == "~"
+    k.filename == "~" && k.lineno == 0
+}
+
+/// The module a file belongs to, named as CPython's `module_utils.extract_module_name` names
+/// it: relative to the standard library, a site-packages directory or the project (the
+/// current directory), slashes as dots, without `.py`, packages without `__init__`. tachyon
+/// has no interpreter of its own to ask for those directories, so it recognises them by
+/// their shape (`.../lib/pythonX.Y/`, `.../site-packages/`, `.../dist-packages/`).
+fn module_name(filename: &str, cwd: Option<&Path>) -> String {
+    if filename.is_empty() {
+        return "unknown".to_owned();
+    }
+    let path = Path::new(filename);
+    for marker in ["/site-packages/", "/dist-packages/"] {
+        if let Some(at) = filename.rfind(marker) {
+            return path_to_module(Path::new(&filename[at + marker.len()..]));
+        }
+    }
+    if let Some(at) = filename.find("/lib/python") {
+        let rest = &filename[at + "/lib/python".len()..];
+        if let Some(slash) = rest.find('/') {
+            let version = &rest[..slash];
+            if !version.is_empty() && version.chars().all(|c| c.is_ascii_digit() || c == '.') {
+                return path_to_module(Path::new(&rest[slash + 1..]));
+            }
+        }
+    }
+    if !filename.starts_with(['<', '[']) {
+        if let Some(rel) = cwd.and_then(|c| path.strip_prefix(c).ok()) {
+            return path_to_module(rel);
+        }
+    }
+    path_to_module(path)
+}
+
+/// CPython's `_path_to_module`.
+fn path_to_module(path: &Path) -> String {
+    let path = if path.extension().is_some_and(|e| e == "py") {
+        path.with_extension("")
+    } else {
+        path.to_path_buf()
+    };
+    let mut parts: Vec<String> = path
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(p) => Some(p.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    if parts.last().is_some_and(|p| p == "__init__") {
+        parts.pop();
+    }
+    if parts.is_empty() {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    } else {
+        parts.join(".")
+    }
 }
 
 /// Up to five source lines around `lineno`, the hit line marked, from the files `sources`
@@ -149,29 +217,71 @@ fn source_lines(sources: &mut SourceReader, k: &Key) -> Vec<String> {
         .collect()
 }
 
+/// What the conversion of a tree to JSON annotates with when comparing.
+struct DiffContext<'a> {
+    funcs: &'a mut FuncIds,
+    cur_paths: &'a HashMap<Vec<u32>, PathStats>,
+    base_paths: &'a HashMap<Vec<u32>, PathStats>,
+    noise: &'a Noise,
+}
+
+/// A call tree as CPython 3.15.2's `_convert_to_flamegraph_format` writes it: nodes with
+/// name/label/value/self/filename/module/lineno/funcname/threads/thread_values (+source,
+/// opcodes), children by value, small nodes pruned.
 struct JsonBuilder<'a> {
     tree: &'a Tree,
     strings: StringIndex,
-    sources: SourceReader,
-    min_value: u64,
-    diff: Option<&'a Comparison>,
-    with_source: bool,
+    sources: Option<SourceReader>,
+    cwd: Option<PathBuf>,
+    /// A node is kept with at least this many samples, or 0.1 % of one thread's.
+    min_samples: u64,
 }
 
 impl JsonBuilder<'_> {
-    fn node(&mut self, id: usize) -> Value {
+    fn kept(&self, id: usize) -> bool {
+        let n = &self.tree.nodes[id];
+        let root = &self.tree.nodes[0];
+        let significant_for_thread = n.threads.iter().any(|(tid, &(samples, _))| {
+            let thread_total = root.threads.get(tid).map_or(0, |t| t.0);
+            samples >= ((thread_total as f64 * PRUNE_FRACTION) as u64).max(1)
+        });
+        n.value >= self.min_samples || significant_for_thread
+    }
+
+    /// The children of `id` that are kept, biggest first.
+    fn children(&self, id: usize) -> Vec<usize> {
+        let mut kids: Vec<usize> = self.tree.nodes[id]
+            .children
+            .iter()
+            .copied()
+            .filter(|&c| self.kept(c))
+            .collect();
+        let name = |c: usize| function_name(&self.tree.keys[self.tree.nodes[c].key]);
+        kids.sort_by(|&a, &b| {
+            self.tree.nodes[b]
+                .value
+                .cmp(&self.tree.nodes[a].value)
+                .then_with(|| name(a).cmp(&name(b)))
+        });
+        kids
+    }
+
+    fn node(&mut self, id: usize, path: &[u32], diff: &mut Option<DiffContext<'_>>) -> Value {
         let n = &self.tree.nodes[id];
         let k = &self.tree.keys[n.key];
+        let module = module_name(&k.filename, self.cwd.as_deref());
         let mut m = Map::new();
-        let name = node_label(id, k);
-        m.insert("name".into(), json!(self.strings.id(&name)));
+        m.insert("name".into(), json!(self.strings.id(&function_name(k))));
+        m.insert(
+            "label".into(),
+            json!(self.strings.id(&function_label(k, &module))),
+        );
         m.insert("value".into(), json!(n.value));
         m.insert("self".into(), json!(n.self_value));
-        if id != 0 {
-            m.insert("filename".into(), json!(self.strings.id(&k.filename)));
-            m.insert("funcname".into(), json!(self.strings.id(&k.funcname)));
-            m.insert("lineno".into(), json!(k.lineno));
-        }
+        m.insert("filename".into(), json!(self.strings.id(&k.filename)));
+        m.insert("module".into(), json!(self.strings.id(&module)));
+        m.insert("lineno".into(), json!(k.lineno));
+        m.insert("funcname".into(), json!(self.strings.id(&k.funcname)));
         m.insert(
             "threads".into(),
             json!(n.threads.keys().collect::<Vec<_>>()),
@@ -182,8 +292,8 @@ impl JsonBuilder<'_> {
             .map(|(t, (v, s))| (t.to_string(), json!([v, s])))
             .collect();
         m.insert("thread_values".into(), Value::Object(tv));
-        if self.with_source && id != 0 {
-            let src: Vec<usize> = source_lines(&mut self.sources, k)
+        if let Some(sources) = self.sources.as_mut() {
+            let src: Vec<usize> = source_lines(sources, k)
                 .iter()
                 .map(|l| self.strings.id(l))
                 .collect();
@@ -195,77 +305,217 @@ impl JsonBuilder<'_> {
             let ops: Map<String, Value> = n
                 .opcodes
                 .iter()
-                .map(|(o, c)| (o.to_string(), json!(c)))
+                .map(|(op, c)| (op.to_string(), json!(c)))
                 .collect();
             m.insert("opcodes".into(), Value::Object(ops));
         }
-        if let Some(d) = self.diff.and_then(|c| c.nodes[id].as_ref()) {
-            m.insert("baseline".into(), json!(d.baseline_self));
-            m.insert("baseline_total".into(), json!(d.baseline_total));
-            m.insert("diff".into(), json!(d.diff));
-            m.insert("diff_pct".into(), json!(d.diff_pct));
-            m.insert("total_diff".into(), json!(d.total_diff));
-            m.insert("total_diff_pct".into(), json!(d.total_diff_pct));
-            m.insert("significant".into(), json!(d.significant));
-            m.insert("self_time".into(), json!(n.self_value));
+        let mut here = path.to_vec();
+        if let Some(d) = diff.as_mut() {
+            here.push(d.funcs.id(&k.filename, &k.funcname));
+            annotate(&mut m, n.value, n.self_value, &here, d);
         }
-        let mut children: Vec<usize> = n
-            .children
-            .iter()
-            .copied()
-            .filter(|&c| self.tree.nodes[c].value >= self.min_value)
+        let children: Vec<Value> = self
+            .children(id)
+            .into_iter()
+            .map(|c| self.node(c, &here, diff))
             .collect();
-        children.sort_by(|&a, &b| {
-            self.tree.nodes[b]
-                .value
-                .cmp(&self.tree.nodes[a].value)
-                .then(a.cmp(&b))
-        });
-        let children: Vec<Value> = children.into_iter().map(|c| self.node(c)).collect();
         m.insert("children".into(), Value::Array(children));
         Value::Object(m)
     }
+
+    /// The whole tree: the root's only child promoted when it covers every sample of every
+    /// thread (`Program Root: …`), else a `Program Root` over the top-level functions.
+    fn root(&mut self, mut diff: Option<DiffContext<'_>>) -> Value {
+        let root = &self.tree.nodes[0];
+        let kids = self.children(0);
+        let covers_all = kids.len() == 1 && {
+            let only = &self.tree.nodes[kids[0]];
+            only.value == root.value
+                && only.threads.len() == root.threads.len()
+                && only
+                    .threads
+                    .iter()
+                    .all(|(t, v)| root.threads.get(t).is_some_and(|r| r.0 == v.0))
+        };
+        if covers_all {
+            let mut only = self.node(kids[0], &[], &mut diff);
+            for field in ["name", "label"] {
+                let text = self
+                    .strings
+                    .text(only[field].as_u64().unwrap_or(0) as usize)
+                    .to_owned();
+                only[field] = json!(self.strings.id(&format!("Program Root: {text}")));
+            }
+            return only;
+        }
+        let name = self.strings.id("Program Root");
+        let children: Vec<Value> = kids
+            .into_iter()
+            .map(|c| self.node(c, &[], &mut diff))
+            .collect();
+        let tv: Map<String, Value> = root
+            .threads
+            .iter()
+            .map(|(t, (v, _))| (t.to_string(), json!([v, 0])))
+            .collect();
+        json!({ "name": name, "label": name, "value": root.value, "children": children,
+                "thread_values": tv })
+    }
 }
 
-/// The baseline's nodes that have no counterpart now, with their ancestors (values: scaled
-/// baseline samples; an ancestor's value is the sum of what is kept below it).
+/// CPython's `_add_diff_data_to_node`: the path's baseline samples, shared out among the
+/// per-line nodes of the path by weight; plus tachyon's inclusive delta and noise test.
+fn annotate(
+    m: &mut Map<String, Value>,
+    value: u64,
+    self_value: u64,
+    path: &[u32],
+    d: &DiffContext<'_>,
+) {
+    let cur = d.cur_paths.get(path).copied().unwrap_or_default();
+    let base = d.base_paths.get(path).copied().unwrap_or_default();
+    let (cs, ct) = (self_value as f64, value as f64);
+    let self_weight = sample_weight(cs, cur.self_samples as f64, ct, cur.total as f64);
+    let nonself_weight = sample_weight(
+        ct - cs,
+        (cur.total - cur.self_samples) as f64,
+        ct,
+        cur.total as f64,
+    );
+    let base_self_raw = base.self_samples as f64 * self_weight;
+    let base_nonself_raw = (base.total - base.self_samples) as f64 * nonself_weight;
+    let baseline_self = base_self_raw * d.noise.scale;
+    let baseline_total = baseline_self + base_nonself_raw * d.noise.scale;
+    let diff = cs - baseline_self;
+    let total_diff = ct - baseline_total;
+    m.insert("baseline".into(), json!(baseline_self));
+    m.insert("baseline_total".into(), json!(baseline_total));
+    m.insert("self_time".into(), json!(self_value));
+    m.insert("diff".into(), json!(diff));
+    m.insert("diff_pct".into(), json!(diff::pct(diff, baseline_self, cs)));
+    m.insert("total_diff".into(), json!(total_diff));
+    m.insert(
+        "total_diff_pct".into(),
+        json!(diff::pct(total_diff, baseline_total, ct)),
+    );
+    m.insert(
+        "significant".into(),
+        json!(
+            d.noise.significant(cs, base_self_raw)
+                || d.noise.significant(ct, base_self_raw + base_nonself_raw)
+        ),
+    );
+}
+
+/// CPython's elided flame graph: the baseline (nothing pruned) cut down to the paths that are
+/// gone, values in current-run units; ancestors only carry what is kept below them.
 fn elided_json(
     base: &Tree,
-    cmp: &Comparison,
-    strings: &mut StringIndex,
-    id: usize,
+    funcs: &mut FuncIds,
+    elided: &HashSet<Vec<u32>>,
+    base_paths: &HashMap<Vec<u32>, PathStats>,
+    scale: f64,
+    cwd: Option<PathBuf>,
 ) -> Option<Value> {
-    let n = &base.nodes[id];
-    let children: Vec<Value> = n
-        .children
-        .iter()
-        .filter_map(|&c| elided_json(base, cmp, strings, c))
-        .collect();
-    if !cmp.elided[id] && children.is_empty() {
+    let mut builder = JsonBuilder {
+        tree: base,
+        strings: StringIndex::default(),
+        sources: None,
+        cwd,
+        min_samples: 1,
+    };
+    let mut data = builder.root(None);
+    let strings = builder.strings;
+    let text = |v: &Value, field: &str| {
+        v.get(field)
+            .and_then(Value::as_u64)
+            .map(|i| strings.text(i as usize).to_owned())
+    };
+    // Keep elided nodes and the ancestors of elided nodes.
+    fn prune(
+        node: &mut Value,
+        path: &[u32],
+        funcs: &mut FuncIds,
+        elided: &HashSet<Vec<u32>>,
+        text: &dyn Fn(&Value, &str) -> Option<String>,
+    ) -> bool {
+        let mut here = path.to_vec();
+        let key = text(node, "filename").zip(text(node, "funcname"));
+        if let Some((file, func)) = &key {
+            here.push(funcs.id(file, func));
+        }
+        let is_elided = key.is_some() && elided.contains(&here);
+        let mut kept = Vec::new();
+        let mut total = 0.0;
+        if let Some(Value::Array(children)) = node.get_mut("children").map(Value::take) {
+            for mut child in children {
+                if prune(&mut child, &here, funcs, elided, text) {
+                    total += child["value"].as_f64().unwrap_or(0.0);
+                    kept.push(child);
+                }
+            }
+        }
+        let has_kept = !kept.is_empty();
+        if has_kept && !is_elided {
+            node["value"] = json!(total);
+            node["self"] = json!(0);
+            if let Some(obj) = node.as_object_mut() {
+                obj.remove("opcodes");
+            }
+        }
+        node["children"] = Value::Array(kept);
+        is_elided || has_kept
+    }
+    fn metadata(
+        node: &mut Value,
+        path: &[u32],
+        funcs: &mut FuncIds,
+        elided: &HashSet<Vec<u32>>,
+        base_paths: &HashMap<Vec<u32>, PathStats>,
+        scale: f64,
+        text: &dyn Fn(&Value, &str) -> Option<String>,
+    ) {
+        let mut here = path.to_vec();
+        let key = text(node, "filename").zip(text(node, "funcname"));
+        if let Some((file, func)) = &key {
+            here.push(funcs.id(file, func));
+        }
+        let value = node["value"].as_f64().unwrap_or(0.0);
+        let self_value = node["self"].as_f64().unwrap_or(0.0);
+        let mut baseline_self = 0.0;
+        if key.is_some() && base_paths.contains_key(&here) {
+            if elided.contains(&here) {
+                baseline_self = self_value * scale;
+            }
+            node["baseline"] = json!(baseline_self);
+            node["baseline_total"] = json!(value * scale);
+            node["diff"] = json!(-baseline_self);
+        } else {
+            node["baseline"] = json!(0);
+            node["baseline_total"] = json!(0);
+            node["diff"] = json!(0);
+        }
+        node["self_time"] = json!(0);
+        node["diff_pct"] = json!(if baseline_self > 0.0 { -100.0 } else { 0.0 });
+        node["elided"] = json!(key.is_some() && elided.contains(&here));
+        node["value"] = json!(value * scale);
+        node["self"] = json!(self_value * scale);
+        if let Some(Value::Array(children)) = node.get_mut("children") {
+            for child in children {
+                metadata(child, &here, funcs, elided, base_paths, scale, text);
+            }
+        }
+    }
+    if !prune(&mut data, &[], funcs, elided, &text) {
         return None;
     }
-    let k = &base.keys[n.key];
-    let value = if cmp.elided[id] {
-        n.value as f64 * cmp.scale
-    } else {
-        children
-            .iter()
-            .map(|c| c["value"].as_f64().unwrap_or(0.0))
-            .sum()
-    };
-    let name = node_label(id, k);
-    let baseline = n.self_value as f64 * cmp.scale;
-    Some(json!({
-        "name": strings.id(&name), "value": value, "self": 0, "filename": strings.id(&k.filename),
-        "funcname": strings.id(&k.funcname), "lineno": 0, "threads": [], "thread_values": {},
-        "baseline": baseline, "baseline_total": n.value as f64 * cmp.scale, "diff": -baseline,
-        "diff_pct": if baseline > 0.0 { -100.0 } else { 0.0 }, "self_time": 0, "elided": cmp.elided[id],
-        "significant": true, "children": children,
-    }))
+    metadata(&mut data, &[], funcs, elided, base_paths, scale, &text);
+    data["strings"] = json!(strings.strings());
+    Some(data)
 }
 
 impl FlamegraphCollector {
-    fn tree(&self, symbols: &Symbols, by_function: bool) -> Tree {
+    fn tree(&self, symbols: &Symbols, strip_bootstrap: bool) -> Tree {
         let mut tree = Tree::new();
         tree.add_stacks(
             symbols,
@@ -273,12 +523,12 @@ impl FlamegraphCollector {
             self.counts
                 .iter()
                 .map(|(&(tid, stack), &w)| (tid, stack, w)),
-            by_function,
+            strip_bootstrap,
         );
         tree
     }
 
-    fn stats_json(&self, ctx: &ExportContext<'_>, total: u64) -> Map<String, Value> {
+    fn stats_json(&self, ctx: &ExportContext<'_>) -> Map<String, Value> {
         let s = ctx.stats;
         let mut m = Map::new();
         m.insert(
@@ -289,9 +539,15 @@ impl FlamegraphCollector {
         m.insert("sample_rate".into(), json!(s.sample_rate));
         m.insert("error_rate".into(), json!(s.error_rate));
         m.insert("missed_samples".into(), json!(s.missed_samples));
-        m.insert("mode".into(), json!(self.config.mode.name()));
-        m.insert("total_samples".into(), json!(total));
+        // CPython stores the mode's number (PROFILING_MODE_*).
+        m.insert("mode".into(), json!(self.config.mode as u32));
         m.insert("thread_stats".into(), self.status.json(self.gc_samples));
+        let per_thread: Map<String, Value> = self
+            .per_thread
+            .iter()
+            .map(|(tid, (st, gc))| (tid.to_string(), st.json(*gc)))
+            .collect();
+        m.insert("per_thread_stats".into(), Value::Object(per_thread));
         m.insert(
             "python_version".into(),
             json!(self
@@ -302,73 +558,181 @@ impl FlamegraphCollector {
         m
     }
 
+    fn normalize(&self) -> Result<Normalize> {
+        let text = self.config.option("diff_normalize").unwrap_or("interval");
+        Normalize::parse(text).with_context(|| {
+            format!("unknown --diff-normalize '{text}' (expected interval or total)")
+        })
+    }
+
     fn export_html(&self, ctx: &ExportContext<'_>, path: &Path) -> Result<()> {
         let baseline = self.config.baseline.as_deref();
-        let by_function = baseline.is_some();
-        let tree = self.tree(ctx.symbols, by_function);
+        let strip_bootstrap =
+            baseline.is_some() && self.config.option("keep_bootstrap_frames").is_none();
+        let tree = self.tree(ctx.symbols, strip_bootstrap);
         let total = tree.nodes[0].value;
         if total == 0 {
             eprintln!("Warning: No functions found in profiling data. Check if sampling captured any data.");
             return Ok(());
         }
-        let comparison = baseline.map(|b| compare_with(&tree, b, total, self.config.interval_us));
+        let cwd = std::env::current_dir().ok();
         let mut builder = JsonBuilder {
             tree: &tree,
             strings: StringIndex::default(),
-            sources: SourceReader::new(self.config.sources.clone()),
-            min_value: ((total as f64 * PRUNE_FRACTION) as u64).max(1),
-            diff: comparison.as_ref().map(|(c, _)| c),
-            with_source: true,
+            sources: Some(SourceReader::new(self.config.sources.clone())),
+            cwd: cwd.clone(),
+            min_samples: ((total as f64 * PRUNE_FRACTION) as u64).max(1),
         };
-        let root = builder.node(0);
-        let mut strings = builder.strings;
-        builder.sources.report();
-        let mut stats = self.stats_json(ctx, total);
-        let skipped: Vec<&String> = builder.sources.skipped().keys().collect();
-        if !skipped.is_empty() {
-            stats.insert("skipped_sources".into(), json!(skipped));
-        }
-        let threads: BTreeSet<u64> = self.counts.keys().map(|(t, _)| *t).collect();
-        let mut data = json!({ "tree": root, "threads": threads });
         let mut title = "Tachyon Profiler - Flamegraph Report";
-        if let (Some(b), Some((cmp, base_tree))) = (baseline, comparison.as_ref()) {
-            title = "Tachyon Profiler - Differential Flamegraph Report";
-            stats.insert("is_differential".into(), json!(true));
-            stats.insert("baseline_samples".into(), json!(b.total_samples()));
-            stats.insert("current_samples".into(), json!(total));
-            stats.insert("baseline_scale".into(), json!(cmp.scale));
-            stats.insert("elided_count".into(), json!(cmp.elided_count));
-            stats.insert("noise_z".into(), json!(diff::NOISE_Z));
-            if let Some(elided) = elided_json(base_tree, cmp, &mut strings, 0) {
-                data["elided"] = elided;
+        let mut stats = self.stats_json(ctx);
+        let mut extra = Map::new();
+        let mut functions = Vec::new();
+        let mut data = match baseline {
+            None => builder.root(None),
+            Some(b) => {
+                title = "Tachyon Profiler - Differential Flamegraph Report";
+                let normalize = self.normalize()?;
+                self.warn_on_mismatch(b);
+                let base_tree = baseline_tree(b, strip_bootstrap);
+                let base_total = base_tree.nodes[0].value;
+                let mut funcs = FuncIds::default();
+                let cur_paths = diff::path_stats(&tree, &mut funcs);
+                let base_paths = diff::path_stats(&base_tree, &mut funcs);
+                let noise = Noise {
+                    normalize,
+                    scale: diff::scale(
+                        normalize,
+                        total,
+                        self.config.interval_us,
+                        base_total,
+                        b.interval_us,
+                    ),
+                    cur_total: total as f64,
+                    base_total: base_total as f64,
+                };
+                let data = builder.root(Some(DiffContext {
+                    funcs: &mut funcs,
+                    cur_paths: &cur_paths,
+                    base_paths: &base_paths,
+                    noise: &noise,
+                }));
+                let elided: HashSet<Vec<u32>> = base_paths
+                    .keys()
+                    .filter(|p| !cur_paths.contains_key(*p))
+                    .cloned()
+                    .collect();
+                let elided_count = elided
+                    .iter()
+                    .filter(|p| base_paths[*p].self_samples > 0)
+                    .count();
+                stats.insert("is_differential".into(), json!(true));
+                stats.insert("baseline_samples".into(), json!(base_total));
+                stats.insert("current_samples".into(), json!(total));
+                stats.insert("baseline_scale".into(), json!(noise.scale));
+                stats.insert("diff_normalize".into(), json!(normalize.name()));
+                stats.insert("bootstrap_frames_stripped".into(), json!(strip_bootstrap));
+                stats.insert("elided_count".into(), json!(elided_count));
+                stats.insert("noise_z".into(), json!(diff::NOISE_Z));
+                if !elided.is_empty() {
+                    if let Some(mut e) = elided_json(
+                        &base_tree,
+                        &mut funcs,
+                        &elided,
+                        &base_paths,
+                        noise.scale,
+                        cwd,
+                    ) {
+                        let mut estats = Map::new();
+                        for key in [
+                            "sample_interval_usec",
+                            "duration_sec",
+                            "sample_rate",
+                            "error_rate",
+                            "missed_samples",
+                            "mode",
+                        ] {
+                            estats.insert(key.into(), stats[key].clone());
+                        }
+                        estats.insert("is_differential".into(), json!(true));
+                        estats.insert("baseline_samples".into(), json!(base_total));
+                        estats.insert("current_samples".into(), json!(total));
+                        e["stats"] = Value::Object(estats);
+                        stats.insert("elided_flamegraph".into(), e);
+                    }
+                }
+                functions = diff::function_diffs(&cur_paths, &base_paths, &funcs, &noise);
+                data
             }
-            data["regressions"] = self.table(cmp, &mut strings, true);
-            data["improvements"] = self.table(cmp, &mut strings, false);
+        };
+        let mut strings = builder.strings;
+        if let Some(sources) = builder.sources.as_ref() {
+            sources.report();
+            let skipped: Vec<&String> = sources.skipped().keys().collect();
+            if !skipped.is_empty() {
+                stats.insert("skipped_sources".into(), json!(skipped));
+            }
+        }
+        if baseline.is_some() {
+            extra.insert(
+                "regressions".into(),
+                self.table(&functions, &mut strings, true),
+            );
+            extra.insert(
+                "improvements".into(),
+                self.table(&functions, &mut strings, false),
+            );
         }
         if tree.nodes.iter().any(|n| !n.opcodes.is_empty()) {
             if let Some((major, minor, _)) = self.config.python_version {
                 let tables: Value = serde_json::from_str(OPCODES)?;
                 if let Some(table) = tables.get(format!("{major}.{minor}")) {
-                    data["opcode_mapping"] = table.clone();
+                    extra.insert("opcode_mapping".into(), table.clone());
                 }
             }
         }
+        let threads: BTreeSet<u64> = self.counts.keys().map(|(t, _)| *t).collect();
         data["stats"] = Value::Object(stats);
+        data["threads"] = json!(threads);
         data["strings"] = json!(strings.strings());
+        for (k, v) in extra {
+            data[k] = v;
+        }
         std::fs::write(path, html::render(title, &data)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("Flamegraph saved to: {}", ctx.shown_path().display());
-        if let Some((cmp, _)) = &comparison {
-            self.report(cmp)?;
+        if baseline.is_some() {
+            self.report(&data["stats"], &functions)?;
         }
         Ok(())
     }
 
+    /// Say so when the two captures were taken differently enough to mislead.
+    fn warn_on_mismatch(&self, base: &Profile) {
+        if base.interval_us != self.config.interval_us {
+            eprintln!(
+                "Warning: sample_interval_usec differs: baseline {} us, current {} us (the baseline is rescaled)",
+                base.interval_us, self.config.interval_us
+            );
+        }
+        if let (Some(b), Some(c)) = (base.python_version, self.config.python_version) {
+            if b != c {
+                eprintln!(
+                    "Warning: python_version differs: baseline {}.{}.{}, current {}.{}.{}",
+                    b.0, b.1, b.2, c.0, c.1, c.2
+                );
+            }
+        }
+    }
+
     /// Biggest significant self-time changes per function, in ms.
-    fn table(&self, cmp: &Comparison, strings: &mut StringIndex, regressions: bool) -> Value {
+    fn table(
+        &self,
+        functions: &[FunctionDiff],
+        strings: &mut StringIndex,
+        regressions: bool,
+    ) -> Value {
         let ms = self.config.interval_us as f64 / 1000.0;
-        let mut rows: Vec<&diff::FunctionDiff> = cmp
-            .functions
+        let mut rows: Vec<&FunctionDiff> = functions
             .iter()
             .filter(|f| f.significant && (f.diff > 0.0) == regressions && f.diff != 0.0)
             .collect();
@@ -377,7 +741,7 @@ impl FlamegraphCollector {
         json!(rows
             .iter()
             .map(|f| json!({
-                "funcname": strings.id(&f.key.funcname), "filename": strings.id(&f.key.filename),
+                "funcname": strings.id(&f.funcname), "filename": strings.id(&f.filename),
                 "baseline_ms": f.baseline_self * ms, "current_ms": f.current_self * ms,
                 "diff_ms": f.diff * ms, "diff_pct": f.diff_pct,
             }))
@@ -385,25 +749,26 @@ impl FlamegraphCollector {
     }
 
     /// Print the top changes; with --fail-on-regression, fail when one passes the threshold.
-    fn report(&self, cmp: &Comparison) -> Result<()> {
+    fn report(&self, stats: &Value, functions: &[FunctionDiff]) -> Result<()> {
         let ms = self.config.interval_us as f64 / 1000.0;
-        let mut rows: Vec<&diff::FunctionDiff> = cmp
-            .functions
+        let mut rows: Vec<&FunctionDiff> = functions
             .iter()
             .filter(|f| f.significant && f.diff != 0.0)
             .collect();
         rows.sort_by(|a, b| b.diff.total_cmp(&a.diff));
         eprintln!(
-            "Baseline scaled by {:.3}; {} elided stack(s)",
-            cmp.scale, cmp.elided_count
+            "Baseline scaled by {:.3} ({} normalisation); {} elided stack(s)",
+            stats["baseline_scale"].as_f64().unwrap_or(1.0),
+            stats["diff_normalize"].as_str().unwrap_or("interval"),
+            stats["elided_count"]
         );
         for f in rows.iter().take(5).filter(|f| f.diff > 0.0) {
             eprintln!(
                 "  regression  {:+9.1} ms ({:+7.1}%)  {} ({})",
                 f.diff * ms,
                 f.diff_pct,
-                f.key.funcname,
-                f.key.filename
+                f.funcname,
+                f.filename
             );
         }
         for f in rows.iter().rev().take(5).filter(|f| f.diff < 0.0) {
@@ -411,8 +776,8 @@ impl FlamegraphCollector {
                 "  improvement {:+9.1} ms ({:+7.1}%)  {} ({})",
                 f.diff * ms,
                 f.diff_pct,
-                f.key.funcname,
-                f.key.filename
+                f.funcname,
+                f.filename
             );
         }
         if let Some(limit) = self.config.option("fail_on_regression") {
@@ -422,7 +787,7 @@ impl FlamegraphCollector {
             if let Some(worst) = rows.iter().find(|f| f.diff > 0.0 && f.diff_pct >= limit) {
                 return Err(RegressionDetected(format!(
                     "{} ({}) regressed by {:.1}% (+{:.1} ms), over the --fail-on-regression limit of {limit}%",
-                    worst.key.funcname, worst.key.filename, worst.diff_pct, worst.diff * ms
+                    worst.funcname, worst.filename, worst.diff_pct, worst.diff * ms
                 ))
                 .into());
             }
@@ -431,22 +796,18 @@ impl FlamegraphCollector {
     }
 }
 
-fn compare_with(tree: &Tree, base: &Profile, total: u64, interval_us: u64) -> (Comparison, Tree) {
-    let mut base_tree = Tree::new();
+/// The baseline profile as a per-line tree.
+fn baseline_tree(base: &Profile, strip_bootstrap: bool) -> Tree {
+    let mut tree = Tree::new();
     let mut stacks = StackTable::new();
     let counts: Vec<(u64, StackId, u64)> = base
         .stacks
         .iter()
+        .filter(|s| !s.frames.is_empty())
         .map(|s| (s.thread_id, stacks.intern(&s.frames), s.weight))
         .collect();
-    base_tree.add_stacks(&base.symbols, &stacks, counts, true);
-    let scale = diff::scale(
-        total,
-        interval_us,
-        base_tree.nodes[0].value,
-        base.interval_us,
-    );
-    (diff::compare(tree, &base_tree, scale), base_tree)
+    tree.add_stacks(&base.symbols, &stacks, counts, strip_bootstrap);
+    tree
 }
 
 impl Collector for FlamegraphCollector {
@@ -459,9 +820,12 @@ impl Collector for FlamegraphCollector {
         let stack = self.stacks.intern(sample.frames);
         *self.counts.entry((sample.thread_id, stack)).or_default() += w;
         self.status.add(sample.status, w);
+        let thread = self.per_thread.entry(sample.thread_id).or_default();
+        thread.0.add(sample.status, w);
         // <GC> is always the innermost frame.
         if sample.frames.first().is_some_and(|&f| symbols.is_gc(f)) {
             self.gc_samples += w;
+            thread.1 += w;
         }
     }
 

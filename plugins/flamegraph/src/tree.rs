@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use tachyon_plugin_api::{FrameId, FxHashMap, StackId, StackTable, Symbols};
 
-/// What makes two frames the same node: (filename, line, function). Differential graphs key
-/// by function only (line 0), as Tachyon does, so edits that move lines still match.
+/// What makes two frames the same node: (filename, line, function), as CPython 3.15.2 keys
+/// its flame graph nodes (differential matching is by path of (filename, function)).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
     pub filename: String,
@@ -65,25 +65,6 @@ impl Tree {
         id
     }
 
-    pub fn key_lookup(&self, key: &Key) -> Option<usize> {
-        self.key_index.get(key).copied()
-    }
-
-    pub fn find_child(&self, parent: usize, key: usize) -> Option<usize> {
-        self.child_index.get(&(parent, key)).copied()
-    }
-
-    /// Add one stack (root first) of `weight` samples of thread `tid`.
-    #[cfg(test)]
-    pub fn add(&mut self, tid: u64, keys_root_first: &[(usize, Option<u8>)], weight: u64) {
-        let mut node = 0;
-        self.bump(0, tid, weight, keys_root_first.is_empty(), None);
-        for (i, &(key, opcode)) in keys_root_first.iter().enumerate() {
-            node = self.child(node, key);
-            self.bump(node, tid, weight, i + 1 == keys_root_first.len(), opcode);
-        }
-    }
-
     fn bump(&mut self, node: usize, tid: u64, weight: u64, leaf: bool, opcode: Option<u8>) {
         let n = &mut self.nodes[node];
         n.value += weight;
@@ -99,13 +80,15 @@ impl Tree {
     }
 
     /// Add every (thread, stack, weight), stacks interned in `stacks`. The stack table is
-    /// itself a tree, so each interned prefix maps to one tree node, found once.
+    /// itself a tree, so each interned prefix maps to one tree node, found once. With
+    /// `strip_bootstrap`, leading runpy frames (`<frozen runpy>`, which CPython's `run` starts
+    /// scripts through) are left out, so the same script profiled by either tool matches.
     pub fn add_stacks(
         &mut self,
         symbols: &Symbols,
         stacks: &StackTable,
         counts: impl IntoIterator<Item = (u64, StackId, u64)>,
-        by_function: bool,
+        strip_bootstrap: bool,
     ) {
         let mut key_of: FxHashMap<FrameId, usize> = FxHashMap::default();
         let mut node_of: Vec<usize> = vec![usize::MAX; stacks.len()];
@@ -120,19 +103,24 @@ impl Tree {
             }
             while let Some(s) = pending.pop() {
                 let frame = stacks.leaf(s).expect("non-empty stack");
+                let parent = node_of[stacks.parent(s) as usize];
+                if strip_bootstrap && parent == 0 && is_bootstrap(symbols, frame) {
+                    node_of[s as usize] = 0;
+                    continue;
+                }
                 let key = *key_of.entry(frame).or_insert_with(|| {
                     let f = symbols.frame(frame);
                     self.key_id(Key {
                         filename: symbols.str(f.filename).to_owned(),
-                        lineno: if by_function { 0 } else { f.lineno.max(0) },
+                        lineno: f.lineno.max(0),
                         funcname: symbols.str(f.funcname).to_owned(),
                     })
                 });
-                node_of[s as usize] = self.child(node_of[stacks.parent(s) as usize], key);
+                node_of[s as usize] = self.child(parent, key);
             }
-            self.bump(0, tid, weight, stack == StackTable::EMPTY, None);
+            self.bump(0, tid, weight, node_of[stack as usize] == 0, None);
             let mut s = stack;
-            while s != StackTable::EMPTY {
+            while s != StackTable::EMPTY && node_of[s as usize] != 0 {
                 let frame = stacks.leaf(s).expect("non-empty stack");
                 self.bump(
                     node_of[s as usize],
@@ -145,4 +133,10 @@ impl Tree {
             }
         }
     }
+}
+
+/// A frame of the runpy machinery CPython 3.15's `run` starts a script or module through.
+fn is_bootstrap(symbols: &Symbols, frame: FrameId) -> bool {
+    let file = symbols.str(symbols.frame(frame).filename);
+    file == "<frozen runpy>" || file.ends_with("/runpy.py")
 }

@@ -109,6 +109,8 @@ def test_the_issue_case_matches_cpython_node_for_node(tmp):
     for line in (5, 6):
         slowed = nodes[(root, "slowed (/srv/shop/app.py:14)", f"spin (/srv/shop/app.py:{line})")]
         assert slowed["baseline"] == 500.0 and slowed["diff_pct"] == 100.0
+        # The tooltip's whole-function view: spin's self time over all lines, 3000 -> 4000.
+        assert slowed["function_diff"] == 1000.0 and slowed["function_diff_pct"] == pytest.approx(100 / 3)
     new = nodes[(root, "new_func (/srv/shop/app.py:23)", "spin (/srv/shop/app.py:6)")]
     assert new["baseline"] == 0 and new["diff_pct"] == 100.0
 

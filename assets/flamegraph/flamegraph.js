@@ -132,6 +132,10 @@
       html += "<tr><td>Baseline Self</td><td>" + fmtTime(info.baseline) + "</td></tr>";
       html += "<tr><td>Current Self</td><td>" + fmtTime(info.self_time || 0) + "</td></tr>";
       html += '<tr class="' + cls + '"><td>Difference</td><td>' + signed(info.diff, fmtTime(info.diff)) + " (" + signed(info.diff_pct, (info.diff_pct || 0).toFixed(1)) + "%)</td></tr>";
+      if (info.function_diff !== undefined) {
+        /* A change split over several lines of one function is still one change. */
+        html += "<tr><td>Whole function (self)</td><td>" + signed(info.function_diff, fmtTime(info.function_diff)) + " (" + signed(info.function_diff_pct, info.function_diff_pct.toFixed(1)) + "%)</td></tr>";
+      }
       if (info.total_diff !== undefined) {
         html += "<tr><td>Inclusive</td><td>" + fmtTime(info.baseline_total) + " → " + fmtTime(node.value) + " (" + signed(info.total_diff_pct, info.total_diff_pct.toFixed(1)) + "%)</td></tr>";
       }

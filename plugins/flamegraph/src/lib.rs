@@ -223,6 +223,8 @@ struct DiffContext<'a> {
     cur_paths: &'a HashMap<Vec<u32>, PathStats>,
     base_paths: &'a HashMap<Vec<u32>, PathStats>,
     noise: &'a Noise,
+    /// Self-time change of each function over all its lines and paths: (diff, diff %).
+    functions: &'a HashMap<(String, String), (f64, f64)>,
 }
 
 /// A call tree as CPython 3.15.2's `_convert_to_flamegraph_format` writes it: nodes with
@@ -313,6 +315,12 @@ impl JsonBuilder<'_> {
         if let Some(d) = diff.as_mut() {
             here.push(d.funcs.id(&k.filename, &k.funcname));
             annotate(&mut m, n.value, n.self_value, &here, d);
+            if let Some(&(change, change_pct)) =
+                d.functions.get(&(k.filename.clone(), k.funcname.clone()))
+            {
+                m.insert("function_diff".into(), json!(change));
+                m.insert("function_diff_pct".into(), json!(change_pct));
+            }
         }
         let children: Vec<Value> = self
             .children(id)
@@ -610,11 +618,22 @@ impl FlamegraphCollector {
                     cur_total: total as f64,
                     base_total: base_total as f64,
                 };
+                functions = diff::function_diffs(&cur_paths, &base_paths, &funcs, &noise);
+                let by_function: HashMap<(String, String), (f64, f64)> = functions
+                    .iter()
+                    .map(|f| {
+                        (
+                            (f.filename.clone(), f.funcname.clone()),
+                            (f.diff, f.diff_pct),
+                        )
+                    })
+                    .collect();
                 let data = builder.root(Some(DiffContext {
                     funcs: &mut funcs,
                     cur_paths: &cur_paths,
                     base_paths: &base_paths,
                     noise: &noise,
+                    functions: &by_function,
                 }));
                 let elided: HashSet<Vec<u32>> = base_paths
                     .keys()
@@ -660,7 +679,6 @@ impl FlamegraphCollector {
                         stats.insert("elided_flamegraph".into(), e);
                     }
                 }
-                functions = diff::function_diffs(&cur_paths, &base_paths, &funcs, &noise);
                 data
             }
         };

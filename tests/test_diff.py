@@ -151,14 +151,16 @@ def test_the_gate_fires_on_the_slowdown_only(tmp):
     assert proc.returncode == 0, proc.stderr
 
 
+# Busy phases of 20 and 10 ms: far longer than the 1 ms sampling interval, so samples do not
+# alias with the loop (a sub-millisecond loop period biases both tools' shares).
 UNCHANGED = """
 import time
 def parse():
-    end = time.perf_counter() + 0.0004
+    end = time.perf_counter() + 0.02
     while time.perf_counter() < end:
         pass
 def render():
-    end = time.perf_counter() + 0.0002
+    end = time.perf_counter() + 0.01
     while time.perf_counter() < end:
         pass
 def main():

@@ -15,7 +15,7 @@ STATS = struct.Struct("<ddddII8sII")  # duration, rate, error rate, missed, pres
 REPEAT, FULL, SUFFIX, POP_PUSH = range(4)
 
 
-def _uvarint(value):
+def uvarint(value):
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -24,8 +24,8 @@ def _uvarint(value):
     return bytes(out)
 
 
-def _svarint(value):
-    return _uvarint(((value << 1) ^ (value >> 63)) & 0xFFFFFFFFFFFFFFFF)
+def svarint(value):
+    return uvarint(((value << 1) ^ (value >> 63)) & 0xFFFFFFFFFFFFFFFF)
 
 
 class _Cursor:
@@ -136,8 +136,8 @@ def write(path, samples, interval_us=1000, start_us=0, compress=False, stats=Non
     for tid, iid, ts, status, stack in samples:
         ids = [frame(tuple(f)) for f in stack][:256]
         threads.add((tid, iid))
-        body += struct.pack("<QIB", tid, iid, FULL) + _uvarint(ts - last_ts.get((tid, iid), start_us))
-        body += bytes([status]) + _uvarint(len(ids)) + b"".join(map(_uvarint, ids))
+        body += struct.pack("<QIB", tid, iid, FULL) + uvarint(ts - last_ts.get((tid, iid), start_us))
+        body += bytes([status]) + uvarint(len(ids)) + b"".join(map(uvarint, ids))
         last_ts[(tid, iid)] = ts
     if compress:
         import zstandard
@@ -147,12 +147,12 @@ def write(path, samples, interval_us=1000, start_us=0, compress=False, stats=Non
     strings_at = len(out)
     for s in strings:
         encoded = s.encode("utf-8")
-        out += _uvarint(len(encoded)) + encoded
+        out += uvarint(len(encoded)) + encoded
     frames_at = len(out)
     for file, func, line, end_line, col, end_col, opcode in frames:
-        out += _uvarint(string_ids[file]) + _uvarint(string_ids[func]) + _svarint(line)
-        out += _svarint(0 if -1 in (line, end_line) else end_line - line) + _svarint(col)
-        out += _svarint(0 if -1 in (col, end_col) else end_col - col) + bytes([255 if opcode is None else opcode])
+        out += uvarint(string_ids[file]) + uvarint(string_ids[func]) + svarint(line)
+        out += svarint(0 if -1 in (line, end_line) else end_line - line) + svarint(col)
+        out += svarint(0 if -1 in (col, end_col) else end_col - col) + bytes([255 if opcode is None else opcode])
     if stats:
         duration, rate, error_rate, missed = stats
         present = (error_rate is not None) | (missed is not None) << 1

@@ -66,15 +66,6 @@ def make_bases(workdir, rng):
     return bases
 
 
-def uvarint(v):
-    out = bytearray()
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
 def layout(data):
     """(strings_at, frames_at, record boundaries) of an uncompressed capture."""
     strings_at, frames_at = struct.unpack_from("<QQ", data, 40)
@@ -156,7 +147,7 @@ def mutate(rng, bases, raw_layout, bomb):
         if rng.random() < 0.5:
             struct.pack_into("<Q", data, rng.choice([40, 48]), rng.choice([0, 63, 2**40, len(data) + 1, strings_at + 1]))
         else:
-            data[strings_at:strings_at + 1] = uvarint(rng.choice([2**20, 2**31, 2**35]))
+            data[strings_at:strings_at + 1] = binref.uvarint(rng.choice([2**20, 2**31, 2**35]))
     elif kind == "index":  # a frame index (or a frame's string index) out of range
         data = bytearray(raw)
         if rng.random() < 0.5:
@@ -166,9 +157,9 @@ def mutate(rng, bases, raw_layout, bomb):
                 while data[p] & 0x80:
                     p += 1
                 p += 2  # delta varint end, status byte
-                data[p:p + 1] = b"\x01" + uvarint(rng.choice([10**6, 2**32 - 1]))
+                data[p:p + 1] = b"\x01" + binref.uvarint(rng.choice([10**6, 2**32 - 1]))
         else:
-            data[frames_at:frames_at + 1] = uvarint(rng.choice([999, 2**31]))
+            data[frames_at:frames_at + 1] = binref.uvarint(rng.choice([999, 2**31]))
     elif kind == "header":
         i = rng.randrange(64)
         data[i] = rng.randrange(256)

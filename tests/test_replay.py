@@ -155,7 +155,31 @@ def test_pstats_table_honours_sort_and_limit(ref_capture):
 def test_pstats_options_are_refused_for_other_formats(ref_capture, tmp):
     path, _ = ref_capture
     proc = tachyon("replay", path, "--format", "collapsed", "--sort", "name", "-o", tmp / "x", check=False)
-    assert proc.returncode != 0 and "only valid with --format pstats" in proc.stderr
+    assert "--sort does not apply to the collapsed format (it takes no options)" in one_error_line(proc)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-f", "collapsed", "--format-option", "json=1"], "--format-option json does not apply to the collapsed format"),
+    (["-f", "pstats", "--fail-on-regression", "10"], "--fail-on-regression does not apply to the pstats format (it takes sort, limit, no_summary)"),
+    (["-f", "flamegraph", "--diff-normalize", "total"], "--diff-normalize does not apply to the flamegraph format"),
+    (["-f", "gecko", "--compression", "none"], "--compression does not apply to the gecko format (only to binary and --save-capture)"),
+    (["-f", "diff_flamegraph"], "the diff_flamegraph format needs a baseline capture: --diff-flamegraph BASELINE.bin"),
+])
+def test_options_a_format_does_not_read_are_refused(ref_capture, tmp, args, message):
+    path, _ = ref_capture
+    proc = tachyon("replay", path, *args, "-o", tmp / "x", check=False)
+    assert message in one_error_line(proc)
+    assert not (tmp / "x").exists()
+
+
+def test_diff_refuses_a_format_that_compares_nothing(ref_capture, tmp):
+    path, _ = ref_capture
+    proc = tachyon("diff", path, path, "-f", "collapsed", "-o", tmp / "d.txt", check=False)
+    assert "the collapsed format does not compare against a baseline" in one_error_line(proc)
+    assert not (tmp / "d.txt").exists()
+    # --compression is fine beside --save-capture, which it applies to.
+    tachyon("replay", path, "-f", "collapsed", "-o", tmp / "c.txt", "--compression", "none", "--save-capture", tmp / "c.bin")
+    assert open(tmp / "c.bin", "rb").read(64)[56] == 0
 
 
 def inferno_flamegraph():

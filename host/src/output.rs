@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use tachyon_plugin_api::{
-    formats, Collector, CollectorConfig, ExportContext, Format, RegressionDetected, RunStats,
-    Symbols,
+    formats, Collector, CollectorConfig, ExportContext, Format, Needs, RegressionDetected,
+    RunStats, Symbols,
 };
 
 use crate::binary::{BinaryCollector, Capture, ReadLimits};
@@ -17,9 +17,9 @@ use tachyon_plugin_api::ffi::FormatInfo;
 /// Output options shared by `run`, `attach` and `replay`.
 #[derive(Args, Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct OutputArgs {
-    /// Output format (see `tachyon formats`).
-    #[arg(short = 'f', long, default_value = "pstats")]
-    pub format: String,
+    /// Output format (see `tachyon formats`; default pstats, or diff_flamegraph with a baseline).
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
     /// Differential flame graph against this baseline capture (.bin); implies --format diff_flamegraph.
     #[arg(long, value_name = "BASELINE.bin")]
     pub diff_flamegraph: Option<PathBuf>,
@@ -45,8 +45,8 @@ pub struct OutputArgs {
     /// Differential formats: bring the baseline to the current run's units by the ratio of
     /// sampling intervals (`interval`, as CPython 3.15.2) or of total sampled time (`total`,
     /// for captures of a fixed duration).
-    #[arg(long, value_parser = ["interval", "total"], default_value = "interval")]
-    pub diff_normalize: String,
+    #[arg(long, value_parser = ["interval", "total"])]
+    pub diff_normalize: Option<String>,
     /// Differential formats: keep the leading runpy frames CPython's `run` starts scripts
     /// through (by default they are ignored on both sides, so either tool's captures match).
     #[arg(long)]
@@ -57,55 +57,110 @@ pub struct OutputArgs {
     /// Also write the binary capture here (written first, so it survives a failing format).
     #[arg(long, value_name = "FILE.bin")]
     pub save_capture: Option<PathBuf>,
-    /// binary: compression of the sample records.
-    #[arg(long, value_parser = ["auto", "zstd", "none"], default_value = "auto")]
-    pub compression: String,
+    /// binary (and --save-capture): compression of the sample records (default auto).
+    #[arg(long, value_parser = ["auto", "zstd", "none"])]
+    pub compression: Option<String>,
 }
 
 impl OutputArgs {
     pub fn format_name(&self) -> &str {
-        if self.diff_flamegraph.is_some() {
-            "diff_flamegraph"
-        } else {
-            &self.format
+        match (&self.format, &self.diff_flamegraph) {
+            (Some(name), _) => name,
+            (None, Some(_)) => "diff_flamegraph",
+            (None, None) => "pstats",
         }
     }
 
-    /// Options handed to the collector by name.
-    pub fn fill_options(&self, config: &mut CollectorConfig, limits: &ReadLimits) -> Result<()> {
-        let pstats_only = self.sort.is_some() || self.limit.is_some() || self.no_summary;
-        if pstats_only && self.format_name() != "pstats" {
-            bail!(
-                "options --sort, --limit, --no-summary are only valid with --format pstats, not {}",
-                self.format_name()
-            );
-        }
-        let opts = &mut config.options;
+    /// The options the user gave, as (flag, option key, value).
+    fn given_options(&self) -> Result<Vec<(String, String, String)>> {
+        let mut given: Vec<(String, String, String)> = Vec::new();
+        let mut add = |flag: &str, key: &str, value: String| {
+            given.push((flag.to_owned(), key.to_owned(), value));
+        };
         if let Some(s) = &self.sort {
-            opts.insert("sort".into(), s.clone());
+            add("--sort", "sort", s.clone());
         }
         if let Some(l) = self.limit {
-            opts.insert("limit".into(), l.to_string());
+            add("--limit", "limit", l.to_string());
         }
         if self.no_summary {
-            opts.insert("no_summary".into(), "true".into());
+            add("--no-summary", "no_summary", "true".into());
         }
-        opts.insert("compression".into(), self.compression.clone());
+        if let Some(pct) = self.fail_on_regression {
+            add(
+                "--fail-on-regression",
+                "fail_on_regression",
+                pct.to_string(),
+            );
+        }
+        if self.force_diff {
+            add("--force-diff", "force_diff", "true".into());
+        }
+        if let Some(n) = &self.diff_normalize {
+            add("--diff-normalize", "diff_normalize", n.clone());
+        }
+        if self.keep_bootstrap_frames {
+            add(
+                "--keep-bootstrap-frames",
+                "keep_bootstrap_frames",
+                "true".into(),
+            );
+        }
         for kv in &self.format_options {
             let (k, v) = kv
                 .split_once('=')
                 .with_context(|| format!("--format-option expects KEY=VALUE, got '{kv}'"))?;
-            opts.insert(k.to_owned(), v.to_owned());
+            add(&format!("--format-option {k}"), k, v.to_owned());
         }
-        if let Some(pct) = self.fail_on_regression {
-            opts.insert("fail_on_regression".into(), pct.to_string());
+        Ok(given)
+    }
+
+    /// Options handed to the collector by name. An option the format does not read, or a
+    /// baseline given to a format that compares nothing, is refused: nothing the user asks
+    /// for is silently ignored.
+    pub fn fill_options(
+        &self,
+        format: &FormatChoice,
+        config: &mut CollectorConfig,
+        limits: &ReadLimits,
+    ) -> Result<()> {
+        let accepted = format.options();
+        for (flag, key, value) in self.given_options()? {
+            if !accepted.contains(&key.as_str()) {
+                let takes = if accepted.is_empty() {
+                    "no options".to_owned()
+                } else {
+                    accepted.join(", ")
+                };
+                bail!(
+                    "{flag} does not apply to the {} format (it takes {takes})",
+                    format.name()
+                );
+            }
+            config.options.insert(key, value);
         }
-        if self.force_diff {
-            opts.insert("force_diff".into(), "true".into());
+        // --compression applies to the binary format and to the --save-capture copy.
+        if let Some(c) = &self.compression {
+            if !accepted.contains(&"compression") && self.save_capture.is_none() {
+                bail!(
+                    "--compression does not apply to the {} format (only to binary and --save-capture)",
+                    format.name()
+                );
+            }
+            config.options.insert("compression".into(), c.clone());
         }
-        opts.insert("diff_normalize".into(), self.diff_normalize.clone());
-        if self.keep_bootstrap_frames {
-            opts.insert("keep_bootstrap_frames".into(), "true".into());
+        let needs = format.needs();
+        if self.diff_flamegraph.is_some() && !needs.baseline {
+            bail!(
+                "the {} format does not compare against a baseline (--diff-flamegraph and `tachyon diff` need a differential format such as diff_flamegraph)",
+                format.name()
+            );
+        }
+        if needs.baseline && self.diff_flamegraph.is_none() {
+            bail!(
+                "the {} format needs a baseline capture: --diff-flamegraph BASELINE.bin",
+                format.name()
+            );
         }
         if let Some(base) = &self.diff_flamegraph {
             let profile = Capture::open(base, limits)
@@ -135,7 +190,7 @@ impl OutputArgs {
                 Some(p.with_extension(""))
             }
             Some(p) => Some(p.clone()),
-            None if format.name() == "pstats" => None,
+            None if format.needs().stdout => None,
             None => Some(PathBuf::from(default_name())),
         }
     }
@@ -161,6 +216,20 @@ impl FormatChoice {
             FormatChoice::Plugin(p, f) => {
                 format!("{} (plugin: {})", f.description, p.path.display())
             }
+        }
+    }
+
+    pub fn options(&self) -> Vec<&str> {
+        match self {
+            FormatChoice::Builtin(f) => f.options.to_vec(),
+            FormatChoice::Plugin(_, f) => f.options.iter().map(String::as_str).collect(),
+        }
+    }
+
+    pub fn needs(&self) -> Needs {
+        match self {
+            FormatChoice::Builtin(f) => f.needs,
+            FormatChoice::Plugin(_, f) => f.needs,
         }
     }
 

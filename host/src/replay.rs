@@ -64,7 +64,7 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
         sources: input_args.source_access()?,
         ..Default::default()
     };
-    out.fill_options(&mut config, &limits)?;
+    out.fill_options(&format, &mut config, &limits)?;
     let path = out.output_path(&format, std::process::id());
     check_output_dir(path.as_deref())?;
     let mut collector = build_collector(&format, &config, out)?;

@@ -395,7 +395,7 @@ fn profile(
         capture_features: Some(args.capture_features()),
         ..Default::default()
     };
-    out.fill_options(&mut config, &ReadLimits::default())?;
+    out.fill_options(&format, &mut config, &ReadLimits::default())?;
     let mut collector = build_collector(&format, &config, out)?;
     let (v0, v1, v2) = target.version;
     eprintln!(
@@ -409,8 +409,8 @@ fn profile(
         crate::subprocesses::Monitor::start(pid, args, out, base)
     });
     let mut opts = args.unwind_options();
-    if format.name() == "gecko" {
-        // Gecko's markers show CPU and exception state whatever the mode (Tachyon: mode ALL).
+    if format.needs().thread_state {
+        // e.g. gecko's markers show CPU and exception state whatever the mode (Tachyon: mode ALL).
         opts.cpu_state = true;
         opts.exception_state = true;
     }

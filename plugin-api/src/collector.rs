@@ -75,6 +75,28 @@ pub trait Collector {
     fn export(&mut self, ctx: &ExportContext<'_>) -> anyhow::Result<()>;
 }
 
+/// What a format needs from the host beyond the samples. The host reads these instead of
+/// knowing formats by name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Needs {
+    /// A baseline profile to compare with (`--diff-flamegraph`, `tachyon diff`).
+    pub baseline: bool,
+    /// Every thread's CPU and exception state in every sample, whatever the mode.
+    pub thread_state: bool,
+    /// Without `-o` it prints to stdout (the pstats table) instead of writing a default file.
+    pub stdout: bool,
+}
+
+impl Needs {
+    /// Samples and an output file, nothing else.
+    pub const NOTHING: Needs = Needs {
+        baseline: false,
+        thread_state: false,
+        stdout: false,
+    };
+}
+
 /// A registered output format.
 pub struct Format {
     /// The `--format` value.
@@ -83,6 +105,10 @@ pub struct Format {
     pub description: &'static str,
     /// Default output file extension (empty for directory outputs).
     pub extension: &'static str,
+    /// The option keys it reads from [`CollectorConfig::options`]; the host refuses any other
+    /// option with this format, so nothing the user asks for is silently ignored.
+    pub options: &'static [&'static str],
+    pub needs: Needs,
     pub create: fn(&CollectorConfig) -> anyhow::Result<Box<dyn Collector>>,
 }
 

@@ -77,6 +77,11 @@ pub struct FormatInfo {
     pub name: String,
     pub description: String,
     pub extension: String,
+    /// The option keys the format reads (absent: none).
+    #[serde(default)]
+    pub options: Vec<String>,
+    #[serde(default)]
+    pub needs: crate::collector::Needs,
 }
 
 /// What `export_plugin!` runs (public for the macro; not for direct use).
@@ -92,6 +97,8 @@ pub mod sdk {
                 name: f.name.into(),
                 description: f.description.into(),
                 extension: f.extension.into(),
+                options: f.options.iter().map(|o| (*o).to_owned()).collect(),
+                needs: f.needs,
             })
             .collect();
         OwnedBytes::from_vec(serde_json::to_vec(&infos).unwrap_or_default())

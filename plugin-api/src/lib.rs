@@ -15,7 +15,7 @@ pub mod source;
 mod stacks;
 
 pub use collector::{
-    formats, Collector, CollectorConfig, ExportContext, Format, RegressionDetected, RunStats,
+    formats, Collector, CollectorConfig, ExportContext, Format, Needs, RegressionDetected, RunStats,
 };
 pub use hash::{FxBuildHasher, FxHashMap, FxHasher};
 pub use model::{FrameId, FrameInfo, Mode, Sample, StrId, StringIndex, Symbols, ThreadStatus};

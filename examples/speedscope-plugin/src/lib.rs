@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::{Context, Result};
 use serde_json::json;
 use tachyon_plugin_api::{
-    Collector, CollectorConfig, ExportContext, Format, FrameId, Sample, Symbols,
+    Collector, CollectorConfig, ExportContext, Format, FrameId, Needs, Sample, Symbols,
 };
 
 #[derive(Default)]
@@ -94,6 +94,8 @@ static SPEEDSCOPE: Format = Format {
     name: "speedscope",
     description: "speedscope JSON (sampled, one profile per thread) - example plugin",
     extension: "json",
+    options: &["panic"],
+    needs: Needs::NOTHING,
     create,
 };
 

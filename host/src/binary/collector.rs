@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use tachyon_plugin_api::{Collector, CollectorConfig, ExportContext, Format, Sample, Symbols};
+use tachyon_plugin_api::{
+    Collector, CollectorConfig, ExportContext, Format, Needs, Sample, Symbols,
+};
 
 use super::{BinaryWriter, Header, MAX_DEPTH};
 
@@ -108,7 +110,7 @@ inventory::submit! {
     Format {
         name: "binary",
         description: "Tachyon .bin capture (replayable; read by CPython 3.15's profiling.sampling)",
-        extension: "bin",
+        extension: "bin", options: &["compression"], needs: Needs::NOTHING,
         create: |config| Ok(Box::new(BinaryCollector::new(config)?)),
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use tachyon_plugin_api::{
-    printable, Collector, CollectorConfig, ExportContext, Format, FrameId, Sample, StackId,
+    printable, Collector, CollectorConfig, ExportContext, Format, FrameId, Needs, Sample, StackId,
     StackTable, Symbols,
 };
 
@@ -84,7 +84,7 @@ inventory::submit! {
     Format {
         name: "collapsed",
         description: "Collapsed stacks (tid:N;file:func:line;... count) for flamegraph.pl / inferno",
-        extension: "txt",
+        extension: "txt", options: &[], needs: Needs::NOTHING,
         create,
     }
 }

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 use tachyon_plugin_api::{
-    Collector, CollectorConfig, ExportContext, Format, FxHashMap, Profile, RegressionDetected,
-    Sample, SourceReader, StackId, StackTable, StringIndex, Symbols, ThreadStatus,
+    Collector, CollectorConfig, ExportContext, Format, FxHashMap, Needs, Profile,
+    RegressionDetected, Sample, SourceReader, StackId, StackTable, StringIndex, Symbols,
+    ThreadStatus,
 };
 
 use diff::{sample_weight, FuncIds, FunctionDiff, Noise, Normalize, PathStats};
@@ -865,9 +866,9 @@ fn create_diff(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
 }
 
 inventory::submit! {
-    Format { name: "flamegraph", description: "Self-contained HTML flame graph (search, zoom, inverted view, threads, themes)", extension: "html", create }
+    Format { name: "flamegraph", description: "Self-contained HTML flame graph (search, zoom, inverted view, threads, themes)", extension: "html", options: &[], needs: Needs::NOTHING, create }
 }
 
 inventory::submit! {
-    Format { name: "diff_flamegraph", description: "Differential HTML flame graph against --diff-flamegraph BASELINE.bin", extension: "html", create: create_diff }
+    Format { name: "diff_flamegraph", description: "Differential HTML flame graph against --diff-flamegraph BASELINE.bin", extension: "html", options: &["fail_on_regression", "force_diff", "diff_normalize", "keep_bootstrap_frames"], needs: Needs { baseline: true, ..Needs::NOTHING }, create: create_diff }
 }

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use tachyon_plugin_api::{
-    Collector, CollectorConfig, ExportContext, Format, FrameId, Sample, StringIndex, Symbols,
-    ThreadStatus,
+    Collector, CollectorConfig, ExportContext, Format, FrameId, Needs, Sample, StringIndex,
+    Symbols, ThreadStatus,
 };
 
 /// Categories (index = position), as Tachyon.
@@ -248,5 +248,5 @@ fn create(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
 }
 
 inventory::submit! {
-    Format { name: "gecko", description: "Firefox Profiler JSON (processed format) with GIL/CPU/exception/GC markers", extension: "json", create }
+    Format { name: "gecko", description: "Firefox Profiler JSON (processed format) with GIL/CPU/exception/GC markers", extension: "json", options: &[], needs: Needs { thread_state: true, ..Needs::NOTHING }, create }
 }

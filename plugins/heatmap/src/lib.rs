@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use tachyon_plugin_api::{
-    printable, Collector, CollectorConfig, ExportContext, Format, Sample, SourceAccess,
+    printable, Collector, CollectorConfig, ExportContext, Format, Needs, Sample, SourceAccess,
     SourceReader, StackId, StackTable, Symbols,
 };
 
@@ -275,5 +275,5 @@ fn create(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
 }
 
 inventory::submit! {
-    Format { name: "heatmap", description: "Line-level heatmap: index.html plus one page per source file", extension: "", create }
+    Format { name: "heatmap", description: "Line-level heatmap: index.html plus one page per source file", extension: "", options: &[], needs: Needs::NOTHING, create }
 }

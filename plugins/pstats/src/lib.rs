@@ -12,7 +12,7 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use tachyon_plugin_api::{
-    Collector, CollectorConfig, ExportContext, Format, Sample, StackId, StackTable, Symbols,
+    Collector, CollectorConfig, ExportContext, Format, Needs, Sample, StackId, StackTable, Symbols,
 };
 
 pub use stats::{FuncKey, FuncStats, FuncTable};
@@ -125,7 +125,7 @@ inventory::submit! {
     Format {
         name: "pstats",
         description: "Python pstats: printed table, or with -o a file for pstats.Stats / snakeviz",
-        extension: "pstats",
+        extension: "pstats", options: &["sort", "limit", "no_summary"], needs: Needs { stdout: true, ..Needs::NOTHING },
         create: |config| Ok(Box::new(PstatsCollector::new(config)?)),
     }
 }

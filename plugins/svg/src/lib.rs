@@ -4,7 +4,9 @@
 use anyhow::{Context, Result};
 use inferno::flamegraph::{self, Options};
 use tachyon_collapsed::CollapsedCollector;
-use tachyon_plugin_api::{Collector, CollectorConfig, ExportContext, Format, Sample, Symbols};
+use tachyon_plugin_api::{
+    Collector, CollectorConfig, ExportContext, Format, Needs, Sample, Symbols,
+};
 
 pub struct SvgCollector {
     stacks: CollapsedCollector,
@@ -69,7 +71,7 @@ inventory::submit! {
     Format {
         name: "svg",
         description: "Interactive SVG flame graph (search, zoom) drawn by inferno",
-        extension: "svg",
+        extension: "svg", options: &[], needs: Needs::NOTHING,
         create,
     }
 }

@@ -160,7 +160,7 @@ def test_pstats_options_are_refused_for_other_formats(ref_capture, tmp):
 
 @pytest.mark.parametrize("args, message", [
     (["-f", "collapsed", "--format-option", "json=1"], "--format-option json does not apply to the collapsed format"),
-    (["-f", "pstats", "--fail-on-regression", "10"], "--fail-on-regression does not apply to the pstats format (it takes sort, limit, no_summary)"),
+    (["-f", "pstats", "--fail-on-regression", "10"], "--fail-on-regression does not apply to the pstats format (it takes --sort, --limit, --no-summary)"),
     (["-f", "flamegraph", "--diff-normalize", "total"], "--diff-normalize does not apply to the flamegraph format"),
     (["-f", "gecko", "--compression", "none"], "--compression does not apply to the gecko format (only to binary and --save-capture)"),
     (["-f", "diff_flamegraph"], "the diff_flamegraph format needs a baseline capture: --diff-flamegraph BASELINE.bin"),
@@ -209,6 +209,8 @@ def test_formats_lists_the_builtins():
     names = [l.split()[0] for l in out.splitlines()]
     for name in ("binary", "collapsed", "pstats"):
         assert name in names
+    pstats = next(l for l in out.splitlines() if l.startswith("pstats "))
+    assert pstats.endswith("[--sort, --limit, --no-summary]"), pstats
     assert names == sorted(names)
 
 

@@ -202,7 +202,17 @@ fn dispatch(mut cli: Cli) -> Result<i32> {
         Command::Formats => {
             let mut stdout = std::io::stdout().lock();
             for f in crate::output::all_formats() {
-                writeln!(stdout, "{:<16} {}", f.name(), f.description())?;
+                let flags: Vec<String> = f
+                    .options()
+                    .into_iter()
+                    .map(crate::output::option_flag)
+                    .collect();
+                let takes = if flags.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", flags.join(", "))
+                };
+                writeln!(stdout, "{:<16} {}{takes}", f.name(), f.description())?;
             }
             stdout.flush()?;
             Ok(0)

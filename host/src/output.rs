@@ -14,6 +14,28 @@ use crate::binary::{BinaryCollector, Capture, ReadLimits};
 use crate::plugins::{Plugin, PluginCollector};
 use tachyon_plugin_api::ffi::FormatInfo;
 
+/// How a user passes a format's option: its own flag for the ones tachyon knows, else
+/// `--format-option KEY=…`.
+pub fn option_flag(key: &str) -> String {
+    if OPTION_FLAGS.contains(&key) {
+        format!("--{}", key.replace('_', "-"))
+    } else {
+        format!("--format-option {key}=…")
+    }
+}
+
+/// Format options that have a flag of their own (the key with `-` for `_`).
+const OPTION_FLAGS: &[&str] = &[
+    "sort",
+    "limit",
+    "no_summary",
+    "fail_on_regression",
+    "force_diff",
+    "diff_normalize",
+    "keep_bootstrap_frames",
+    "compression",
+];
+
 /// Output options shared by `run`, `attach` and `replay`.
 #[derive(Args, Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct OutputArgs {
@@ -130,7 +152,11 @@ impl OutputArgs {
                 let takes = if accepted.is_empty() {
                     "no options".to_owned()
                 } else {
-                    accepted.join(", ")
+                    accepted
+                        .iter()
+                        .map(|k| option_flag(k))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
                 bail!(
                     "{flag} does not apply to the {} format (it takes {takes})",

@@ -21,7 +21,7 @@ pub use hash::{FxBuildHasher, FxHashMap, FxHasher};
 pub use model::{FrameId, FrameInfo, Mode, Sample, StrId, StringIndex, Symbols, ThreadStatus};
 pub use profile::{Profile, ProfileBuilder, WeightedStack};
 pub use source::{printable, SourceAccess, SourceReader};
-pub use stacks::{StackId, StackTable};
+pub use stacks::{StackCounts, StackId, StackTable};
 
 /// Re-exported so plugin crates register with the same `inventory` version as the host.
 pub use inventory;

@@ -7,14 +7,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use tachyon_plugin_api::{
-    printable, Collector, CollectorConfig, ExportContext, Format, FrameId, Needs, Sample, StackId,
-    StackTable, Symbols,
+    printable, Collector, CollectorConfig, ExportContext, Format, FrameId, Needs, Sample,
+    StackCounts, Symbols,
 };
 
 #[derive(Default)]
 pub struct CollapsedCollector {
-    stacks: StackTable,
-    counts: HashMap<(u64, StackId), u64>,
+    counts: StackCounts,
 }
 
 /// `file.py:func:line`, or the bare name for synthetic frames (`<GC>`, `<native>`).
@@ -37,9 +36,9 @@ impl CollapsedCollector {
     pub fn lines(&self, symbols: &Symbols) -> Vec<(String, u64)> {
         let mut labels: HashMap<FrameId, String> = HashMap::new();
         let mut merged: HashMap<String, u64> = HashMap::new();
-        for (&(tid, stack), &count) in &self.counts {
+        for (&(tid, stack), &count) in &self.counts.by_thread {
             let mut line = format!("tid:{tid}");
-            for id in self.stacks.frames_root_first(stack) {
+            for id in self.counts.stacks.frames_root_first(stack) {
                 let label = labels.entry(id).or_insert_with(|| frame_label(symbols, id));
                 let _ = write!(line, ";{label}");
             }
@@ -53,12 +52,7 @@ impl CollapsedCollector {
 
 impl Collector for CollapsedCollector {
     fn collect(&mut self, _symbols: &Symbols, sample: &Sample<'_>) {
-        // CPython 3.15's collectors skip samples with no Python frame.
-        if sample.frames.is_empty() {
-            return;
-        }
-        let stack = self.stacks.intern(sample.frames);
-        *self.counts.entry((sample.thread_id, stack)).or_default() += sample.weight();
+        self.counts.add(sample);
     }
 
     fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {

@@ -12,9 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 use tachyon_plugin_api::{
-    Collector, CollectorConfig, ExportContext, Format, FxHashMap, Needs, Profile,
-    RegressionDetected, Sample, SourceReader, StackId, StackTable, StringIndex, Symbols,
-    ThreadStatus,
+    Collector, CollectorConfig, ExportContext, Format, Needs, Profile, RegressionDetected, Sample,
+    SourceReader, StackCounts, StackId, StackTable, StringIndex, Symbols, ThreadStatus,
 };
 
 use diff::{sample_weight, FuncIds, FunctionDiff, Noise, Normalize, PathStats};
@@ -74,8 +73,7 @@ impl StatusCounts {
 
 pub struct FlamegraphCollector {
     config: CollectorConfig,
-    stacks: StackTable,
-    counts: FxHashMap<(u64, StackId), u64>,
+    counts: StackCounts,
     status: StatusCounts,
     gc_samples: u64,
     /// Per thread: its status counts and its samples in garbage collection.
@@ -97,8 +95,7 @@ impl FlamegraphCollector {
         }
         Ok(FlamegraphCollector {
             config: config.clone(),
-            stacks: StackTable::new(),
-            counts: FxHashMap::default(),
+            counts: StackCounts::default(),
             status: StatusCounts::default(),
             gc_samples: 0,
             per_thread: BTreeMap::new(),
@@ -528,8 +525,9 @@ impl FlamegraphCollector {
         let mut tree = Tree::new();
         tree.add_stacks(
             symbols,
-            &self.stacks,
+            &self.counts.stacks,
             self.counts
+                .by_thread
                 .iter()
                 .map(|(&(tid, stack), &w)| (tid, stack, w)),
             strip_bootstrap,
@@ -709,7 +707,7 @@ impl FlamegraphCollector {
                 }
             }
         }
-        let threads: BTreeSet<u64> = self.counts.keys().map(|(t, _)| *t).collect();
+        let threads: BTreeSet<u64> = self.counts.by_thread.keys().map(|(t, _)| *t).collect();
         data["stats"] = Value::Object(stats);
         data["threads"] = json!(threads);
         data["strings"] = json!(strings.strings());
@@ -831,13 +829,10 @@ fn baseline_tree(base: &Profile, strip_bootstrap: bool) -> Tree {
 
 impl Collector for FlamegraphCollector {
     fn collect(&mut self, symbols: &Symbols, sample: &Sample<'_>) {
-        // CPython 3.15's collectors skip samples with no Python frame.
-        if sample.frames.is_empty() {
+        if !self.counts.add(sample) {
             return;
         }
         let w = sample.weight();
-        let stack = self.stacks.intern(sample.frames);
-        *self.counts.entry((sample.thread_id, stack)).or_default() += w;
         self.status.add(sample.status, w);
         let thread = self.per_thread.entry(sample.thread_id).or_default();
         thread.0.add(sample.status, w);

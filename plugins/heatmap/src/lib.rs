@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use tachyon_plugin_api::{
     printable, Collector, CollectorConfig, ExportContext, Format, Needs, Sample, SourceAccess,
-    SourceReader, StackId, StackTable, Symbols,
+    SourceReader, StackCounts, Symbols,
 };
 
 const INDEX: &str = include_str!("../../../assets/heatmap/index.html");
@@ -19,8 +19,7 @@ const JS: &str = include_str!("../../../assets/heatmap/heatmap.js");
 
 #[derive(Default)]
 pub struct HeatmapCollector {
-    stacks: StackTable,
-    counts: HashMap<StackId, u64>,
+    counts: StackCounts,
     sources: SourceAccess,
 }
 
@@ -84,8 +83,9 @@ impl HeatmapCollector {
     fn files(&self, symbols: &Symbols) -> BTreeMap<String, FileStats> {
         let mut files: BTreeMap<String, FileStats> = BTreeMap::new();
         let mut first_line: HashMap<(String, String), i32> = HashMap::new();
-        for (&stack, &w) in &self.counts {
+        for (&stack, &w) in &self.counts.by_stack() {
             let frames: Vec<(String, i32, String)> = self
+                .counts
                 .stacks
                 .frames_root_first(stack)
                 .into_iter()
@@ -149,7 +149,7 @@ impl HeatmapCollector {
             .enumerate()
             .map(|(i, (f, _))| (f.as_str(), format!("file_{i:04}.html")))
             .collect();
-        let total_samples: u64 = self.counts.values().sum();
+        let total_samples = self.counts.total();
         let hottest = order.first().map_or(1, |(_, s)| s.total.max(1));
         let mut tera = tera::Tera::default();
         tera.add_raw_templates(vec![("index.html", INDEX), ("file.html", FILE)])?;
@@ -248,12 +248,7 @@ impl HeatmapCollector {
 
 impl Collector for HeatmapCollector {
     fn collect(&mut self, _symbols: &Symbols, sample: &Sample<'_>) {
-        // CPython 3.15's collectors skip samples with no Python frame.
-        if sample.frames.is_empty() {
-            return;
-        }
-        let stack = self.stacks.intern(sample.frames);
-        *self.counts.entry(stack).or_default() += sample.weight();
+        self.counts.add(sample);
     }
 
     fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {

@@ -7,20 +7,18 @@ mod marshal;
 mod stats;
 mod table;
 
-use std::collections::HashMap;
 use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use tachyon_plugin_api::{
-    Collector, CollectorConfig, ExportContext, Format, Needs, Sample, StackId, StackTable, Symbols,
+    Collector, CollectorConfig, ExportContext, Format, Needs, Sample, StackCounts, Symbols,
 };
 
 pub use stats::{FuncKey, FuncStats, FuncTable};
 use table::{SortKey, TableOptions};
 
 pub struct PstatsCollector {
-    stacks: StackTable,
-    counts: HashMap<StackId, u64>,
+    counts: StackCounts,
     interval_s: f64,
     table: TableOptions,
 }
@@ -40,8 +38,7 @@ impl PstatsCollector {
         }
         let interval_s = config.interval_us as f64 / 1e6;
         Ok(PstatsCollector {
-            stacks: StackTable::new(),
-            counts: HashMap::new(),
+            counts: StackCounts::default(),
             interval_s,
             table: TableOptions {
                 sort,
@@ -91,16 +88,11 @@ impl PstatsCollector {
 
 impl Collector for PstatsCollector {
     fn collect(&mut self, _symbols: &Symbols, sample: &Sample<'_>) {
-        // CPython 3.15's collectors skip samples with no Python frame.
-        if sample.frames.is_empty() {
-            return;
-        }
-        let stack = self.stacks.intern(sample.frames);
-        *self.counts.entry(stack).or_default() += sample.weight();
+        self.counts.add(sample);
     }
 
     fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
-        let table = FuncTable::build(&self.stacks, &self.counts, ctx.symbols);
+        let table = FuncTable::build(&self.counts.stacks, &self.counts.by_stack(), ctx.symbols);
         match ctx.path {
             Some(path) => {
                 std::fs::write(path, self.marshal(&table))

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use tachyon_plugin_api::{printable, FrameId, StackId, StackTable, Symbols};
+use tachyon_plugin_api::{printable, FrameId, FxHashMap, StackId, StackTable, Symbols};
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FuncKey {
@@ -38,7 +38,7 @@ pub struct FuncTable {
 impl FuncTable {
     pub fn build(
         stacks: &StackTable,
-        counts: &HashMap<StackId, u64>,
+        counts: &FxHashMap<StackId, u64>,
         symbols: &Symbols,
     ) -> FuncTable {
         let mut table = FuncTable::default();

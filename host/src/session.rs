@@ -425,6 +425,8 @@ fn profile(
     };
     // A failure while sampling (a bug included) ends sampling, not the profile.
     let sampled = crate::guard::catch("sampling", || sample_loop(&mut lp, &mut child));
+    // Measured now: stopping the target and the child profilers is not sampling time.
+    let stats = run_stats(&lp);
     if args.blocking {
         crate::sampler::pause::reap_traced_zombies(&lp.unwinder.target.process);
     }
@@ -432,7 +434,6 @@ fn profile(
     if let Some(m) = monitor {
         m.finish();
     }
-    let stats = run_stats(&lp);
     print_summary(&stats, &lp.counts, args.interval_us);
     if lp.counts.thread_samples == 0 && args.mode != ModeArg::Wall {
         eprintln!(

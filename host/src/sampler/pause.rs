@@ -43,9 +43,9 @@ impl Paused {
             match ptrace::seize(pid, ptrace::Options::empty()) {
                 Ok(()) => {}
                 Err(Errno::ESRCH) => continue, // the thread exited meanwhile
-                // Still ours from a sample whose stop came too late to detach it.
-                Err(Errno::EPERM) if tracer_of(process.pid, tid) == Some(std::process::id() as i32) => {}
                 Err(Errno::EPERM) => match tracer_of(process.pid, tid) {
+                    // Still ours from a sample whose stop came too late to detach it.
+                    Some(tracer) if tracer == std::process::id() as i32 => {}
                     Some(tracer) => bail!(
                         "--blocking cannot stop thread {tid} of PID {}: it is already traced by PID {tracer} \
                          (a debugger or another profiler); stop that tracer or profile without --blocking",

@@ -45,19 +45,22 @@ impl Normalize {
 /// (filename, function) pairs as small ids shared by both profiles.
 #[derive(Default)]
 pub struct FuncIds {
-    ids: HashMap<(String, String), u32>,
+    /// filename -> funcname -> id: looked up by `&str`, so a known pair allocates nothing.
+    ids: HashMap<String, HashMap<String, u32>>,
     pub names: Vec<(String, String)>,
 }
 
 impl FuncIds {
     pub fn id(&mut self, filename: &str, funcname: &str) -> u32 {
-        if let Some(&id) = self.ids.get(&(filename.to_owned(), funcname.to_owned())) {
+        if let Some(&id) = self.ids.get(filename).and_then(|f| f.get(funcname)) {
             return id;
         }
         let id = self.names.len() as u32;
         self.names.push((filename.to_owned(), funcname.to_owned()));
         self.ids
-            .insert((filename.to_owned(), funcname.to_owned()), id);
+            .entry(filename.to_owned())
+            .or_default()
+            .insert(funcname.to_owned(), id);
         id
     }
 }
@@ -71,14 +74,18 @@ pub struct PathStats {
 
 /// Samples per call path of (filename, function), every node of the tree counted.
 pub fn path_stats(tree: &Tree, funcs: &mut FuncIds) -> HashMap<Vec<u32>, PathStats> {
+    let func_of_key: Vec<u32> = tree
+        .keys
+        .iter()
+        .map(|k| funcs.id(&k.filename, &k.funcname))
+        .collect();
     let mut stats: HashMap<Vec<u32>, PathStats> = HashMap::new();
     let mut stack: Vec<(usize, Vec<u32>)> = vec![(0, Vec::new())];
     while let Some((id, path)) = stack.pop() {
         for &child in &tree.nodes[id].children {
             let n = &tree.nodes[child];
-            let k = &tree.keys[n.key];
             let mut p = path.clone();
-            p.push(funcs.id(&k.filename, &k.funcname));
+            p.push(func_of_key[n.key]);
             let e = stats.entry(p.clone()).or_default();
             e.total += n.value;
             e.self_samples += n.self_value;

@@ -256,12 +256,13 @@ impl JsonBuilder<'_> {
             .copied()
             .filter(|&c| self.kept(c))
             .collect();
-        let name = |c: usize| function_name(&self.tree.keys[self.tree.nodes[c].key]);
-        kids.sort_by(|&a, &b| {
-            self.tree.nodes[b]
-                .value
-                .cmp(&self.tree.nodes[a].value)
-                .then_with(|| name(a).cmp(&name(b)))
+        // Each name is formatted once, not at every comparison.
+        kids.sort_by_cached_key(|&c| {
+            let n = &self.tree.nodes[c];
+            (
+                std::cmp::Reverse(n.value),
+                function_name(&self.tree.keys[n.key]),
+            )
         });
         kids
     }

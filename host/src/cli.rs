@@ -13,6 +13,9 @@ use crate::replay::InputArgs;
 use crate::sampler::UnwindOptions;
 use crate::session::SampleArgs;
 
+/// Seconds a plugin's export may run unless `--plugin-timeout` says otherwise.
+pub const DEFAULT_PLUGIN_TIMEOUT_S: f64 = 600.0;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tachyon",
@@ -28,7 +31,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub plugin: Vec<PathBuf>,
     /// Stop a plugin's export that runs longer than this many seconds.
-    #[arg(long, global = true, value_name = "SECONDS", default_value = "600", value_parser = crate::session::parse_duration)]
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = DEFAULT_PLUGIN_TIMEOUT_S, value_parser = crate::session::parse_duration)]
     pub plugin_timeout: f64,
     #[command(subcommand)]
     pub command: Command,

@@ -15,12 +15,12 @@ use crate::plugins::{Plugin, PluginCollector};
 use tachyon_plugin_api::ffi::FormatInfo;
 
 /// How a user passes a format's option: its own flag for the ones tachyon knows, else
-/// `--format-option KEY=…`.
+/// `--format-option KEY`.
 pub fn option_flag(key: &str) -> String {
     if OPTION_FLAGS.contains(&key) {
         format!("--{}", key.replace('_', "-"))
     } else {
-        format!("--format-option {key}=…")
+        format!("--format-option {key}")
     }
 }
 
@@ -93,46 +93,30 @@ impl OutputArgs {
         }
     }
 
-    /// The options the user gave, as (flag, option key, value).
-    fn given_options(&self) -> Result<Vec<(String, String, String)>> {
-        let mut given: Vec<(String, String, String)> = Vec::new();
-        let mut add = |flag: &str, key: &str, value: String| {
-            given.push((flag.to_owned(), key.to_owned(), value));
-        };
-        if let Some(s) = &self.sort {
-            add("--sort", "sort", s.clone());
-        }
-        if let Some(l) = self.limit {
-            add("--limit", "limit", l.to_string());
-        }
-        if self.no_summary {
-            add("--no-summary", "no_summary", "true".into());
-        }
-        if let Some(pct) = self.fail_on_regression {
-            add(
-                "--fail-on-regression",
+    /// The options the user gave, as (option key, value).
+    fn given_options(&self) -> Result<Vec<(String, String)>> {
+        let flag = |set: bool| set.then(|| "true".to_owned());
+        let own = [
+            ("sort", self.sort.clone()),
+            ("limit", self.limit.map(|l| l.to_string())),
+            ("no_summary", flag(self.no_summary)),
+            (
                 "fail_on_regression",
-                pct.to_string(),
-            );
-        }
-        if self.force_diff {
-            add("--force-diff", "force_diff", "true".into());
-        }
-        if let Some(n) = &self.diff_normalize {
-            add("--diff-normalize", "diff_normalize", n.clone());
-        }
-        if self.keep_bootstrap_frames {
-            add(
-                "--keep-bootstrap-frames",
-                "keep_bootstrap_frames",
-                "true".into(),
-            );
-        }
+                self.fail_on_regression.map(|p| p.to_string()),
+            ),
+            ("force_diff", flag(self.force_diff)),
+            ("diff_normalize", self.diff_normalize.clone()),
+            ("keep_bootstrap_frames", flag(self.keep_bootstrap_frames)),
+        ];
+        let mut given: Vec<(String, String)> = own
+            .into_iter()
+            .filter_map(|(key, value)| Some((key.to_owned(), value?)))
+            .collect();
         for kv in &self.format_options {
             let (k, v) = kv
                 .split_once('=')
                 .with_context(|| format!("--format-option expects KEY=VALUE, got '{kv}'"))?;
-            add(&format!("--format-option {k}"), k, v.to_owned());
+            given.push((k.to_owned(), v.to_owned()));
         }
         Ok(given)
     }
@@ -147,7 +131,7 @@ impl OutputArgs {
         limits: &ReadLimits,
     ) -> Result<()> {
         let accepted = format.options();
-        for (flag, key, value) in self.given_options()? {
+        for (key, value) in self.given_options()? {
             if !accepted.contains(&key.as_str()) {
                 let takes = if accepted.is_empty() {
                     "no options".to_owned()
@@ -159,7 +143,8 @@ impl OutputArgs {
                         .join(", ")
                 };
                 bail!(
-                    "{flag} does not apply to the {} format (it takes {takes})",
+                    "{} does not apply to the {} format (it takes {takes})",
+                    option_flag(&key),
                     format.name()
                 );
             }

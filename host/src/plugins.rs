@@ -33,9 +33,11 @@ static LOADED: OnceLock<Vec<Arc<Plugin>>> = OnceLock::new();
 /// Longest a plugin's export may run (`--plugin-timeout`).
 static TIMEOUT: OnceLock<Duration> = OnceLock::new();
 
-/// The export time limit `init` was given.
+/// The export time limit `init` was given (the `--plugin-timeout` default before it is).
 pub fn timeout() -> Duration {
-    TIMEOUT.get().copied().unwrap_or(Duration::from_secs(600))
+    TIMEOUT.get().copied().unwrap_or(Duration::from_secs_f64(
+        crate::cli::DEFAULT_PLUGIN_TIMEOUT_S,
+    ))
 }
 
 /// Load `--plugin` paths and every `*.so` in `TACHYON_PLUGIN_PATH`. Call once at start-up.

@@ -460,14 +460,17 @@ fn profile(
 
 /// Say how the target ended, when that was not a clean exit.
 fn report_target_exit(status: ExitStatus) {
+    if status.code() != Some(0) {
+        eprintln!("The target {}.", how_it_ended(status));
+    }
+}
+
+/// "exited with code N" or "was killed by signal N (SIGNAME)".
+fn how_it_ended(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
-        (Some(0), _) => {}
-        (Some(code), _) => eprintln!("The target exited with code {code}."),
-        (None, Some(sig)) => eprintln!(
-            "The target was killed by signal {sig} ({}).",
-            signal_name(sig)
-        ),
-        (None, None) => {}
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig} ({})", signal_name(sig)),
+        (None, None) => "ended".to_owned(),
     }
 }
 
@@ -507,16 +510,12 @@ fn wait_for_runtime(pid: i32, mut child: Option<&mut Child>) -> Result<Target> {
                     || msg.contains("permission denied")
                     || msg.contains("no process with PID");
                 let child_gone = match child.as_deref_mut() {
-                    Some(c) => c.try_wait()?.map(|status| match status.code() {
-                        Some(code) => format!(" with code {code}"),
-                        None => format!(" on signal {}", status.signal().unwrap_or(0)),
-                    }),
-                    None => {
-                        (!crate::sampler::process::Process::new(pid).is_alive()).then(String::new)
-                    }
+                    Some(c) => c.try_wait()?.map(how_it_ended),
+                    None => (!crate::sampler::process::Process::new(pid).is_alive())
+                        .then(|| "exited".to_owned()),
                 };
                 if let Some(how) = child_gone {
-                    bail!("process {pid} exited{how} before it could be sampled");
+                    bail!("process {pid} {how} before it could be sampled");
                 }
                 if fatal
                     || started.elapsed() > Duration::from_secs(if child.is_some() { 10 } else { 2 })

@@ -5,7 +5,9 @@
 //! [`Collector::collect`] many times and writes its output once in [`Collector::export`].
 //! Built-in collectors register a [`Format`] with `inventory::submit!`; the host lists them.
 
+mod aggregate;
 mod collector;
+pub mod compare;
 pub mod ffi;
 mod hash;
 pub mod ir;
@@ -14,14 +16,18 @@ mod profile;
 pub mod source;
 mod stacks;
 
+pub use aggregate::{
+    is_synthetic, short_path, AggregateOutput, Aggregating, CallTree, FrameKey, FrameKeys,
+    StackCounts, TreeNode,
+};
 pub use collector::{
     formats, Collector, CollectorConfig, ExportContext, Format, Needs, RegressionDetected, RunStats,
 };
 pub use hash::{FxBuildHasher, FxHashMap, FxHasher};
-pub use model::{FrameId, FrameInfo, Mode, Sample, StrId, StringIndex, Symbols, ThreadStatus};
+pub use model::{FrameId, FrameInfo, Interner, Mode, Sample, StrId, Symbols, ThreadStatus};
 pub use profile::{Profile, ProfileBuilder, WeightedStack};
 pub use source::{printable, SourceAccess, SourceReader};
-pub use stacks::{StackCounts, StackId, StackTable};
+pub use stacks::{StackId, StackTable};
 
 /// Re-exported so plugin crates register with the same `inventory` version as the host.
 pub use inventory;

@@ -1,6 +1,8 @@
 //! The sample model: interned strings and frames, thread status bits, one sample.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::Hash;
 
 /// Index into [`Symbols`]' string table.
 pub type StrId = u32;
@@ -25,10 +27,8 @@ pub struct FrameInfo {
 /// collectors may key their own caches by [`FrameId`].
 #[derive(Default, Debug, Clone)]
 pub struct Symbols {
-    strings: Vec<String>,
-    string_ids: HashMap<String, StrId>,
-    frames: Vec<FrameInfo>,
-    frame_ids: HashMap<FrameInfo, FrameId>,
+    strings: Interner<String>,
+    frames: Interner<FrameInfo>,
 }
 
 impl Symbols {
@@ -38,56 +38,34 @@ impl Symbols {
 
     /// Tables taken verbatim (e.g. from a capture file); ids are the table positions.
     pub fn from_tables(strings: Vec<String>, frames: Vec<FrameInfo>) -> Self {
-        let mut string_ids = HashMap::with_capacity(strings.len());
-        for (i, s) in strings.iter().enumerate() {
-            string_ids.entry(s.clone()).or_insert(i as StrId);
-        }
-        let mut frame_ids = HashMap::with_capacity(frames.len());
-        for (i, f) in frames.iter().enumerate() {
-            frame_ids.entry(f.clone()).or_insert(i as FrameId);
-        }
         Symbols {
-            strings,
-            string_ids,
-            frames,
-            frame_ids,
+            strings: Interner::from_list(strings),
+            frames: Interner::from_list(frames),
         }
     }
 
     pub fn intern_str(&mut self, s: &str) -> StrId {
-        if let Some(&id) = self.string_ids.get(s) {
-            return id;
-        }
-        let id = self.strings.len() as StrId;
-        self.strings.push(s.to_owned());
-        self.string_ids.insert(s.to_owned(), id);
-        id
+        self.strings.id(s) as StrId
     }
 
     pub fn intern_frame(&mut self, frame: FrameInfo) -> FrameId {
-        if let Some(&id) = self.frame_ids.get(&frame) {
-            return id;
-        }
-        let id = self.frames.len() as FrameId;
-        self.frames.push(frame.clone());
-        self.frame_ids.insert(frame, id);
-        id
+        self.frames.id(&frame) as FrameId
     }
 
     pub fn str(&self, id: StrId) -> &str {
-        &self.strings[id as usize]
+        self.strings.get(id as usize)
     }
 
     pub fn frame(&self, id: FrameId) -> &FrameInfo {
-        &self.frames[id as usize]
+        self.frames.get(id as usize)
     }
 
     pub fn strings(&self) -> &[String] {
-        &self.strings
+        self.strings.list()
     }
 
     pub fn frames(&self) -> &[FrameInfo] {
-        &self.frames
+        self.frames.list()
     }
 
     /// True for the synthetic `<GC>` frame the sampler puts innermost while the collector runs.
@@ -98,7 +76,7 @@ impl Symbols {
 
     /// True for Tachyon's synthetic frames (`<GC>`, `<native>`): filename `~`, no line.
     pub fn is_synthetic(&self, frame: &FrameInfo) -> bool {
-        frame.lineno <= 0 && self.str(frame.filename) == "~"
+        crate::aggregate::is_synthetic(self.str(frame.filename), frame.lineno)
     }
 }
 
@@ -172,28 +150,73 @@ impl Sample<'_> {
     }
 }
 
-/// Strings numbered in first-seen order, for outputs that keep their own string table
-/// (flame graph pages, Firefox profiles).
-#[derive(Default, Debug, Clone)]
-pub struct StringIndex {
-    list: Vec<String>,
-    index: HashMap<String, usize>,
+/// Values numbered in first-seen order: the one interner behind string tables, frame keys
+/// and output tables. A value is looked up by reference, so a known one allocates nothing.
+#[derive(Debug, Clone)]
+pub struct Interner<T> {
+    list: Vec<T>,
+    index: HashMap<T, usize>,
 }
 
-impl StringIndex {
-    pub fn id(&mut self, s: &str) -> usize {
-        if let Some(&i) = self.index.get(s) {
+impl<T> Default for Interner<T> {
+    fn default() -> Self {
+        Interner {
+            list: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Eq + Hash + Clone> Interner<T> {
+    /// A list taken as it is (ids are positions); a repeated value keeps its first id.
+    pub fn from_list(list: Vec<T>) -> Self {
+        let mut index = HashMap::with_capacity(list.len());
+        for (i, v) in list.iter().enumerate() {
+            index.entry(v.clone()).or_insert(i);
+        }
+        Interner { list, index }
+    }
+
+    pub fn id<Q>(&mut self, value: &Q) -> usize
+    where
+        T: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = T> + ?Sized,
+    {
+        if let Some(&i) = self.index.get(value) {
             return i;
         }
-        self.list.push(s.to_owned());
-        self.index.insert(s.to_owned(), self.list.len() - 1);
+        self.list.push(value.to_owned());
+        self.index.insert(value.to_owned(), self.list.len() - 1);
         self.list.len() - 1
     }
 
-    pub fn strings(&self) -> &[String] {
+    /// The id of a value already numbered.
+    pub fn find<Q>(&self, value: &Q) -> Option<usize>
+    where
+        T: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.index.get(value).copied()
+    }
+
+    pub fn get(&self, id: usize) -> &T {
+        &self.list[id]
+    }
+
+    pub fn list(&self) -> &[T] {
         &self.list
     }
 
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+impl Interner<String> {
     /// The string numbered `id` ("" if there is none).
     pub fn text(&self, id: usize) -> &str {
         self.list.get(id).map_or("", String::as_str)

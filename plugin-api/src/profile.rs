@@ -1,6 +1,7 @@
 //! A whole profile held in memory, aggregated by (thread, stack, status): what the host hands
 //! to differential collectors as the baseline.
 
+use crate::aggregate::StackCounts;
 use crate::collector::{Collector, ExportContext, RunStats};
 use crate::hash::FxHashMap;
 use crate::model::{FrameId, Mode, Sample, Symbols, ThreadStatus};
@@ -31,6 +32,15 @@ pub struct Profile {
 impl Profile {
     pub fn total_samples(&self) -> u64 {
         self.stacks.iter().map(|s| s.weight).sum()
+    }
+
+    /// The profile's samples aggregated as a collector would have aggregated them.
+    pub fn counts(&self) -> StackCounts {
+        let mut counts = StackCounts::default();
+        for stack in &self.stacks {
+            counts.add_weighted(stack.thread_id, &stack.frames, stack.weight);
+        }
+        counts
     }
 
     /// Feed every stack to a collector (timestamps are synthetic: one interval apart).

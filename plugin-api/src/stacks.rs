@@ -2,7 +2,7 @@
 //! sample instead of hashing frame vectors.
 
 use crate::hash::FxHashMap;
-use crate::model::{FrameId, Sample};
+use crate::model::FrameId;
 
 /// Id of an interned stack; [`StackTable::EMPTY`] is the empty stack.
 pub type StackId = u32;
@@ -92,41 +92,6 @@ impl StackTable {
 
     pub fn is_empty(&self) -> bool {
         self.nodes.len() == 1
-    }
-}
-
-/// Samples aggregated once, for every format that aggregates: weight per (thread, stack),
-/// the stacks interned in one table. Samples with no frame are skipped, as CPython 3.15's
-/// collectors skip them.
-#[derive(Debug, Default)]
-pub struct StackCounts {
-    pub stacks: StackTable,
-    /// (thread id, stack) -> samples.
-    pub by_thread: FxHashMap<(u64, StackId), u64>,
-}
-
-impl StackCounts {
-    /// Count one sample (batch); `false` if it was skipped for having no frame.
-    pub fn add(&mut self, sample: &Sample<'_>) -> bool {
-        if sample.frames.is_empty() {
-            return false;
-        }
-        let stack = self.stacks.intern(sample.frames);
-        *self.by_thread.entry((sample.thread_id, stack)).or_default() += sample.weight();
-        true
-    }
-
-    /// Samples per stack, every thread together.
-    pub fn by_stack(&self) -> FxHashMap<StackId, u64> {
-        let mut out: FxHashMap<StackId, u64> = FxHashMap::default();
-        for (&(_, stack), &w) in &self.by_thread {
-            *out.entry(stack).or_default() += w;
-        }
-        out
-    }
-
-    pub fn total(&self) -> u64 {
-        self.by_thread.values().sum()
     }
 }
 

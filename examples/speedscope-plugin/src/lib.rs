@@ -7,12 +7,12 @@
 //!     cargo build --release -p tachyon-speedscope
 //!     tachyon --plugin target/release/libtachyon_speedscope.so run -f speedscope -o p.json app.py
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use serde_json::json;
 use tachyon_plugin_api::{
-    Collector, CollectorConfig, ExportContext, Format, FrameId, Needs, Sample, Symbols,
+    Collector, CollectorConfig, ExportContext, Format, FrameId, FrameKeys, Needs, Sample, Symbols,
 };
 
 #[derive(Default)]
@@ -39,24 +39,7 @@ impl Collector for Speedscope {
         }
         let path = ctx.path.context("speedscope needs an output file")?;
         // speedscope frames are per function and line; ours are per location and opcode.
-        let mut frame_index: HashMap<(String, String, i32), usize> = HashMap::new();
-        let mut frames = Vec::new();
-        let mut index_of = |id: FrameId| {
-            let f = ctx.symbols.frame(id);
-            let key = (
-                ctx.symbols.str(f.funcname).to_owned(),
-                ctx.symbols.str(f.filename).to_owned(),
-                f.lineno,
-            );
-            *frame_index.entry(key.clone()).or_insert_with(|| {
-                frames.push(if key.1 == "~" {
-                    json!({"name": key.0})
-                } else {
-                    json!({"name": key.0, "file": key.1, "line": key.2.max(0)})
-                });
-                frames.len() - 1
-            })
-        };
+        let mut keys = FrameKeys::default();
         let ms = self.interval_us as f64 / 1000.0;
         let profiles: Vec<serde_json::Value> = self
             .samples
@@ -64,12 +47,23 @@ impl Collector for Speedscope {
             .map(|(tid, list)| {
                 let stacks: Vec<Vec<usize>> = list
                     .iter()
-                    .map(|(s, _)| s.iter().map(|&id| index_of(id)).collect())
+                    .map(|(s, _)| s.iter().map(|&id| keys.id(ctx.symbols, id)).collect())
                     .collect();
                 let weights: Vec<f64> = list.iter().map(|(_, w)| *w as f64 * ms).collect();
                 let total: f64 = weights.iter().sum();
                 json!({"type": "sampled", "name": format!("Thread {tid}"), "unit": "milliseconds",
                        "startValue": 0, "endValue": total, "samples": stacks, "weights": weights})
+            })
+            .collect();
+        let frames: Vec<serde_json::Value> = keys
+            .list()
+            .iter()
+            .map(|k| {
+                if k.is_synthetic() {
+                    json!({"name": k.funcname})
+                } else {
+                    json!({"name": k.funcname, "file": k.filename, "line": k.lineno})
+                }
             })
             .collect();
         let doc = json!({

@@ -3,62 +3,52 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::Path;
 
 use anyhow::{Context, Result};
 use tachyon_plugin_api::{
-    printable, Collector, CollectorConfig, ExportContext, Format, FrameId, Needs, Sample,
-    StackCounts, Symbols,
+    printable, AggregateOutput, Aggregating, Collector, CollectorConfig, ExportContext, Format,
+    FrameKey, FrameKeys, Needs, StackCounts, Symbols,
 };
 
-#[derive(Default)]
-pub struct CollapsedCollector {
-    counts: StackCounts,
-}
-
 /// `file.py:func:line`, or the bare name for synthetic frames (`<GC>`, `<native>`).
-pub fn frame_label(symbols: &Symbols, id: FrameId) -> String {
-    let f = symbols.frame(id);
-    let func = symbols.str(f.funcname);
-    if symbols.is_synthetic(f) {
-        return printable(func).into_owned();
-    }
-    let file = symbols.str(f.filename);
-    let base = Path::new(file)
-        .file_name()
-        .map_or(file.into(), |b| b.to_string_lossy());
+pub fn frame_label(key: &FrameKey) -> String {
+    let label = if key.is_synthetic() {
+        key.funcname.clone()
+    } else {
+        format!("{}:{}:{}", key.base_name(), key.funcname, key.lineno)
+    };
     // One line per stack: a newline (or NUL) in a name must not split or corrupt it.
-    printable(&format!("{base}:{func}:{}", f.lineno.max(0))).into_owned()
+    printable(&label).into_owned()
 }
 
-impl CollapsedCollector {
-    /// The lines, sorted by count (descending) then text; equal texts are merged.
-    pub fn lines(&self, symbols: &Symbols) -> Vec<(String, u64)> {
-        let mut labels: HashMap<FrameId, String> = HashMap::new();
-        let mut merged: HashMap<String, u64> = HashMap::new();
-        for (&(tid, stack), &count) in &self.counts.by_thread {
-            let mut line = format!("tid:{tid}");
-            for id in self.counts.stacks.frames_root_first(stack) {
-                let label = labels.entry(id).or_insert_with(|| frame_label(symbols, id));
-                let _ = write!(line, ";{label}");
-            }
-            *merged.entry(line).or_default() += count;
+/// The lines, sorted by count (descending) then text; equal texts are merged.
+pub fn lines(counts: &StackCounts, symbols: &Symbols) -> Vec<(String, u64)> {
+    let mut keys = FrameKeys::default();
+    let mut labels: HashMap<usize, String> = HashMap::new();
+    let mut merged: HashMap<String, u64> = HashMap::new();
+    for (&(tid, stack), &count) in &counts.by_thread {
+        let mut line = format!("tid:{tid}");
+        for frame in counts.stacks.frames_root_first(stack) {
+            let key = keys.id(symbols, frame);
+            let label = labels
+                .entry(key)
+                .or_insert_with(|| frame_label(keys.key(key)));
+            let _ = write!(line, ";{label}");
         }
-        let mut lines: Vec<(String, u64)> = merged.into_iter().collect();
-        lines.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        lines
+        *merged.entry(line).or_default() += count;
     }
+    let mut lines: Vec<(String, u64)> = merged.into_iter().collect();
+    lines.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    lines
 }
 
-impl Collector for CollapsedCollector {
-    fn collect(&mut self, _symbols: &Symbols, sample: &Sample<'_>) {
-        self.counts.add(sample);
-    }
+struct Collapsed;
 
-    fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
+impl AggregateOutput for Collapsed {
+    fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> Result<()> {
         let path = ctx.path.context("collapsed output needs a file")?;
         let mut text = String::new();
-        for (line, count) in self.lines(ctx.symbols) {
+        for (line, count) in lines(counts, ctx.symbols) {
             let _ = writeln!(text, "{line} {count}");
         }
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
@@ -71,9 +61,8 @@ impl Collector for CollapsedCollector {
 }
 
 fn create(_config: &CollectorConfig) -> Result<Box<dyn Collector>> {
-    Ok(Box::new(CollapsedCollector::default()))
+    Ok(Box::new(Aggregating::new(Collapsed)))
 }
-
 inventory::submit! {
     Format {
         name: "collapsed",

@@ -2,22 +2,21 @@
 //! shape (string table, nodes with name/value/self/filename/lineno/funcname/threads/source/
 //! opcodes, stats), and its differential form against a baseline capture.
 
-mod diff;
 mod html;
-mod tree;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
-use tachyon_plugin_api::{
-    Collector, CollectorConfig, ExportContext, Format, Needs, Profile, RegressionDetected, Sample,
-    SourceReader, StackCounts, StackId, StackTable, StringIndex, Symbols, ThreadStatus,
+use tachyon_plugin_api::compare::{
+    CallPath, Comparison, FunctionDiff, NodeDiff, Normalize, NOISE_Z,
 };
-
-use diff::{sample_weight, FuncIds, FunctionDiff, Noise, Normalize, PathStats};
-use tree::{Key, Tree};
+use tachyon_plugin_api::{
+    AggregateOutput, Aggregating, CallTree, Collector, CollectorConfig, ExportContext, Format,
+    FrameKey, Interner, Needs, Profile, RegressionDetected, Sample, SourceReader, StackCounts,
+    Symbols, ThreadStatus,
+};
 
 /// Nodes with fewer samples than this fraction of all samples (and of every thread's) are
 /// left out, as CPython 3.15.2.
@@ -71,16 +70,16 @@ impl StatusCounts {
     }
 }
 
-pub struct FlamegraphCollector {
+/// The flame graph, drawn from aggregated samples ([`Aggregating`] collects them).
+pub struct Flamegraph {
     config: CollectorConfig,
-    counts: StackCounts,
     status: StatusCounts,
     gc_samples: u64,
     /// Per thread: its status counts and its samples in garbage collection.
     per_thread: BTreeMap<u64, (StatusCounts, u64)>,
 }
 
-impl FlamegraphCollector {
+impl Flamegraph {
     pub fn new(config: &CollectorConfig) -> Result<Self> {
         if let Some(base) = &config.baseline {
             if let (Some(bm), false) = (base.mode, config.option("force_diff").is_some()) {
@@ -93,47 +92,13 @@ impl FlamegraphCollector {
                 }
             }
         }
-        Ok(FlamegraphCollector {
+        Ok(Flamegraph {
             config: config.clone(),
-            counts: StackCounts::default(),
             status: StatusCounts::default(),
             gc_samples: 0,
             per_thread: BTreeMap::new(),
         })
     }
-}
-
-/// CPython's `_format_function_name`: `func (path:line)` with long paths shortened; the bare
-/// name for synthetic frames (`<GC>`, `<native>`).
-fn function_name(k: &Key) -> String {
-    if is_synthetic(k) {
-        k.funcname.clone()
-    } else {
-        format!("{} ({}:{})", k.funcname, short_path(&k.filename), k.lineno)
-    }
-}
-
-/// CPython's `_format_module_name`: `func (module:line)`.
-fn function_label(k: &Key, module: &str) -> String {
-    if is_synthetic(k) {
-        k.funcname.clone()
-    } else {
-        format!("{} ({module}:{})", k.funcname, k.lineno)
-    }
-}
-
-/// `.../a/b.py` for paths over 50 characters, as CPython shortens them.
-fn short_path(path: &str) -> String {
-    let parts: Vec<&str> = path.split('/').collect();
-    if path.chars().count() > 50 && parts.len() > 2 {
-        format!(".../{}", parts[parts.len() - 2..].join("/"))
-    } else {
-        path.to_owned()
-    }
-}
-
-fn is_synthetic(k: &Key) -> bool {
-    k.filename == "~" && k.lineno == 0
 }
 
 /// The module a file belongs to, named as CPython's `module_utils.extract_module_name` names
@@ -196,8 +161,8 @@ fn path_to_module(path: &Path) -> String {
 
 /// Up to five source lines around `lineno`, the hit line marked, from the files `sources`
 /// may read.
-fn source_lines(sources: &mut SourceReader, k: &Key) -> Vec<String> {
-    if k.lineno <= 0 || is_synthetic(k) {
+fn source_lines(sources: &mut SourceReader, k: &FrameKey) -> Vec<String> {
+    if !k.has_source() {
         return Vec::new();
     }
     let Some(text) = sources.get(&k.filename) else {
@@ -215,22 +180,22 @@ fn source_lines(sources: &mut SourceReader, k: &Key) -> Vec<String> {
         .collect()
 }
 
-/// What the conversion of a tree to JSON annotates with when comparing.
-struct DiffContext<'a> {
-    funcs: &'a mut FuncIds,
-    cur_paths: &'a HashMap<Vec<u32>, PathStats>,
-    base_paths: &'a HashMap<Vec<u32>, PathStats>,
-    noise: &'a Noise,
-    /// Self-time change of each function over all its lines and paths: (diff, diff %).
-    functions: &'a HashMap<(String, String), (f64, f64)>,
+/// What nodes are annotated with beyond CPython's plain fields.
+#[derive(Clone, Copy)]
+enum Annotation<'a> {
+    None,
+    /// The current run's nodes: how each compares with the baseline.
+    Diff(&'a Comparison),
+    /// The baseline's nodes: which paths the current run no longer reaches.
+    Elided(&'a Comparison, &'a HashSet<CallPath>),
 }
 
 /// A call tree as CPython 3.15.2's `_convert_to_flamegraph_format` writes it: nodes with
 /// name/label/value/self/filename/module/lineno/funcname/threads/thread_values (+source,
 /// opcodes), children by value, small nodes pruned.
 struct JsonBuilder<'a> {
-    tree: &'a Tree,
-    strings: StringIndex,
+    tree: &'a CallTree,
+    strings: Interner<String>,
     sources: Option<SourceReader>,
     cwd: Option<PathBuf>,
     /// A node is kept with at least this many samples, or 0.1 % of one thread's.
@@ -261,21 +226,21 @@ impl JsonBuilder<'_> {
             let n = &self.tree.nodes[c];
             (
                 std::cmp::Reverse(n.value),
-                function_name(&self.tree.keys[n.key]),
+                self.tree.keys.get(n.key).label(),
             )
         });
         kids
     }
 
-    fn node(&mut self, id: usize, path: &[u32], diff: &mut Option<DiffContext<'_>>) -> Value {
+    fn node(&mut self, id: usize, path: &[u32], with: Annotation<'_>) -> Value {
         let n = &self.tree.nodes[id];
-        let k = &self.tree.keys[n.key];
+        let k = self.tree.keys.get(n.key);
         let module = module_name(&k.filename, self.cwd.as_deref());
         let mut m = Map::new();
-        m.insert("name".into(), json!(self.strings.id(&function_name(k))));
+        m.insert("name".into(), json!(self.strings.id(&k.label())));
         m.insert(
             "label".into(),
-            json!(self.strings.id(&function_label(k, &module))),
+            json!(self.strings.id(&k.label_with(&module))),
         );
         m.insert("value".into(), json!(n.value));
         m.insert("self".into(), json!(n.self_value));
@@ -310,21 +275,26 @@ impl JsonBuilder<'_> {
                 .collect();
             m.insert("opcodes".into(), Value::Object(ops));
         }
-        let mut here = path.to_vec();
-        if let Some(d) = diff.as_mut() {
-            here.push(d.funcs.id(&k.filename, &k.funcname));
-            annotate(&mut m, n.value, n.self_value, &here, d);
-            if let Some(&(change, change_pct)) =
-                d.functions.get(&(k.filename.clone(), k.funcname.clone()))
-            {
-                m.insert("function_diff".into(), json!(change));
-                m.insert("function_diff_pct".into(), json!(change_pct));
+        let mut here = Vec::new();
+        match with {
+            Annotation::None => {}
+            Annotation::Diff(d) => {
+                here = d.path(path, k);
+                annotate(&mut m, n.self_value, &d.node(&here, n.value, n.self_value));
+                if let Some(f) = d.function(&here) {
+                    m.insert("function_diff".into(), json!(f.diff));
+                    m.insert("function_diff_pct".into(), json!(f.diff_pct));
+                }
+            }
+            Annotation::Elided(d, elided) => {
+                here = d.path(path, k);
+                m.insert("elided".into(), json!(elided.contains(&here)));
             }
         }
         let children: Vec<Value> = self
             .children(id)
             .into_iter()
-            .map(|c| self.node(c, &here, diff))
+            .map(|c| self.node(c, &here, with))
             .collect();
         m.insert("children".into(), Value::Array(children));
         Value::Object(m)
@@ -332,7 +302,7 @@ impl JsonBuilder<'_> {
 
     /// The whole tree: the root's only child promoted when it covers every sample of every
     /// thread (`Program Root: …`), else a `Program Root` over the top-level functions.
-    fn root(&mut self, mut diff: Option<DiffContext<'_>>) -> Value {
+    fn root(&mut self, with: Annotation<'_>) -> Value {
         let root = &self.tree.nodes[0];
         let kids = self.children(0);
         let covers_all = kids.len() == 1 && {
@@ -345,7 +315,7 @@ impl JsonBuilder<'_> {
                     .all(|(t, v)| root.threads.get(t).is_some_and(|r| r.0 == v.0))
         };
         if covers_all {
-            let mut only = self.node(kids[0], &[], &mut diff);
+            let mut only = self.node(kids[0], &[], with);
             for field in ["name", "label"] {
                 let text = self
                     .strings
@@ -356,10 +326,7 @@ impl JsonBuilder<'_> {
             return only;
         }
         let name = self.strings.id("Program Root");
-        let children: Vec<Value> = kids
-            .into_iter()
-            .map(|c| self.node(c, &[], &mut diff))
-            .collect();
+        let children: Vec<Value> = kids.into_iter().map(|c| self.node(c, &[], with)).collect();
         let tv: Map<String, Value> = root
             .threads
             .iter()
@@ -370,100 +337,51 @@ impl JsonBuilder<'_> {
     }
 }
 
-/// CPython's `_add_diff_data_to_node`: the path's baseline samples, shared out among the
-/// per-line nodes of the path by weight; plus tachyon's inclusive delta and noise test.
-fn annotate(
-    m: &mut Map<String, Value>,
-    value: u64,
-    self_value: u64,
-    path: &[u32],
-    d: &DiffContext<'_>,
-) {
-    let cur = d.cur_paths.get(path).copied().unwrap_or_default();
-    let base = d.base_paths.get(path).copied().unwrap_or_default();
-    let (cs, ct) = (self_value as f64, value as f64);
-    let self_weight = sample_weight(cs, cur.self_samples as f64, ct, cur.total as f64);
-    let nonself_weight = sample_weight(
-        ct - cs,
-        (cur.total - cur.self_samples) as f64,
-        ct,
-        cur.total as f64,
-    );
-    let base_self_raw = base.self_samples as f64 * self_weight;
-    let base_nonself_raw = (base.total - base.self_samples) as f64 * nonself_weight;
-    let baseline_self = base_self_raw * d.noise.scale;
-    let baseline_total = baseline_self + base_nonself_raw * d.noise.scale;
-    let diff = cs - baseline_self;
-    let total_diff = ct - baseline_total;
-    m.insert("baseline".into(), json!(baseline_self));
-    m.insert("baseline_total".into(), json!(baseline_total));
+/// CPython's `_add_diff_data_to_node` fields, plus tachyon's inclusive delta and noise test.
+fn annotate(m: &mut Map<String, Value>, self_value: u64, d: &NodeDiff) {
+    m.insert("baseline".into(), json!(d.baseline_self));
+    m.insert("baseline_total".into(), json!(d.baseline_total));
     m.insert("self_time".into(), json!(self_value));
-    m.insert("diff".into(), json!(diff));
-    m.insert("diff_pct".into(), json!(diff::pct(diff, baseline_self, cs)));
-    m.insert("total_diff".into(), json!(total_diff));
-    m.insert(
-        "total_diff_pct".into(),
-        json!(diff::pct(total_diff, baseline_total, ct)),
-    );
-    m.insert(
-        "significant".into(),
-        json!(
-            d.noise.significant(cs, base_self_raw)
-                || d.noise.significant(ct, base_self_raw + base_nonself_raw)
-        ),
-    );
+    m.insert("diff".into(), json!(d.diff));
+    m.insert("diff_pct".into(), json!(d.diff_pct));
+    m.insert("total_diff".into(), json!(d.total_diff));
+    m.insert("total_diff_pct".into(), json!(d.total_diff_pct));
+    m.insert("significant".into(), json!(d.significant));
 }
 
 /// CPython's elided flame graph: the baseline (nothing pruned) cut down to the paths that are
 /// gone, values in current-run units; ancestors only carry what is kept below them.
 fn elided_json(
-    base: &Tree,
-    funcs: &mut FuncIds,
-    elided: &HashSet<Vec<u32>>,
-    base_paths: &HashMap<Vec<u32>, PathStats>,
-    scale: f64,
+    base: &CallTree,
+    comparison: &Comparison,
+    elided: &HashSet<CallPath>,
     cwd: Option<PathBuf>,
 ) -> Option<Value> {
     let mut builder = JsonBuilder {
         tree: base,
-        strings: StringIndex::default(),
+        strings: Interner::default(),
         sources: None,
         cwd,
         min_samples: 1,
     };
-    let mut data = builder.root(None);
-    let strings = builder.strings;
-    let text = |v: &Value, field: &str| {
-        v.get(field)
-            .and_then(Value::as_u64)
-            .map(|i| strings.text(i as usize).to_owned())
-    };
+    let mut data = builder.root(Annotation::Elided(comparison, elided));
+    // A frame node carries "elided"; the synthetic "Program Root" does not.
+    let is_elided = |node: &Value| node.get("elided").and_then(Value::as_bool);
     // Keep elided nodes and the ancestors of elided nodes.
-    fn prune(
-        node: &mut Value,
-        path: &[u32],
-        funcs: &mut FuncIds,
-        elided: &HashSet<Vec<u32>>,
-        text: &dyn Fn(&Value, &str) -> Option<String>,
-    ) -> bool {
-        let mut here = path.to_vec();
-        let key = text(node, "filename").zip(text(node, "funcname"));
-        if let Some((file, func)) = &key {
-            here.push(funcs.id(file, func));
-        }
-        let is_elided = key.is_some() && elided.contains(&here);
+    fn prune(node: &mut Value, is_elided: &dyn Fn(&Value) -> Option<bool>) -> bool {
+        let elided_here = is_elided(node) == Some(true);
         let mut kept = Vec::new();
         let mut total = 0.0;
         if let Some(Value::Array(children)) = node.get_mut("children").map(Value::take) {
             for mut child in children {
-                if prune(&mut child, &here, funcs, elided, text) {
+                if prune(&mut child, is_elided) {
                     total += child["value"].as_f64().unwrap_or(0.0);
                     kept.push(child);
                 }
             }
         }
         let has_kept = !kept.is_empty();
-        if has_kept && !is_elided {
+        if has_kept && !elided_here {
             node["value"] = json!(total);
             node["self"] = json!(0);
             if let Some(obj) = node.as_object_mut() {
@@ -471,71 +389,41 @@ fn elided_json(
             }
         }
         node["children"] = Value::Array(kept);
-        is_elided || has_kept
+        elided_here || has_kept
     }
-    fn metadata(
-        node: &mut Value,
-        path: &[u32],
-        funcs: &mut FuncIds,
-        elided: &HashSet<Vec<u32>>,
-        base_paths: &HashMap<Vec<u32>, PathStats>,
-        scale: f64,
-        text: &dyn Fn(&Value, &str) -> Option<String>,
-    ) {
-        let mut here = path.to_vec();
-        let key = text(node, "filename").zip(text(node, "funcname"));
-        if let Some((file, func)) = &key {
-            here.push(funcs.id(file, func));
-        }
+    fn metadata(node: &mut Value, scale: f64, is_elided: &dyn Fn(&Value) -> Option<bool>) {
         let value = node["value"].as_f64().unwrap_or(0.0);
         let self_value = node["self"].as_f64().unwrap_or(0.0);
-        let mut baseline_self = 0.0;
-        if key.is_some() && base_paths.contains_key(&here) {
-            if elided.contains(&here) {
-                baseline_self = self_value * scale;
-            }
-            node["baseline"] = json!(baseline_self);
-            node["baseline_total"] = json!(value * scale);
-            node["diff"] = json!(-baseline_self);
+        let elided_here = is_elided(node);
+        let baseline_self = if elided_here == Some(true) {
+            self_value * scale
         } else {
-            node["baseline"] = json!(0);
-            node["baseline_total"] = json!(0);
-            node["diff"] = json!(0);
-        }
+            0.0
+        };
+        let in_baseline = elided_here.is_some();
+        node["baseline"] = json!(baseline_self);
+        node["baseline_total"] = json!(if in_baseline { value * scale } else { 0.0 });
+        node["diff"] = json!(0.0 - baseline_self);
         node["self_time"] = json!(0);
         node["diff_pct"] = json!(if baseline_self > 0.0 { -100.0 } else { 0.0 });
-        node["elided"] = json!(key.is_some() && elided.contains(&here));
+        node["elided"] = json!(elided_here == Some(true));
         node["value"] = json!(value * scale);
         node["self"] = json!(self_value * scale);
         if let Some(Value::Array(children)) = node.get_mut("children") {
             for child in children {
-                metadata(child, &here, funcs, elided, base_paths, scale, text);
+                metadata(child, scale, is_elided);
             }
         }
     }
-    if !prune(&mut data, &[], funcs, elided, &text) {
+    if !prune(&mut data, &is_elided) {
         return None;
     }
-    metadata(&mut data, &[], funcs, elided, base_paths, scale, &text);
-    data["strings"] = json!(strings.strings());
+    metadata(&mut data, comparison.noise.scale, &is_elided);
+    data["strings"] = json!(builder.strings.list());
     Some(data)
 }
 
-impl FlamegraphCollector {
-    fn tree(&self, symbols: &Symbols, strip_bootstrap: bool) -> Tree {
-        let mut tree = Tree::new();
-        tree.add_stacks(
-            symbols,
-            &self.counts.stacks,
-            self.counts
-                .by_thread
-                .iter()
-                .map(|(&(tid, stack), &w)| (tid, stack, w)),
-            strip_bootstrap,
-        );
-        tree
-    }
-
+impl Flamegraph {
     fn stats_json(&self, ctx: &ExportContext<'_>) -> Map<String, Value> {
         let s = ctx.stats;
         let mut m = Map::new();
@@ -573,11 +461,16 @@ impl FlamegraphCollector {
         })
     }
 
-    fn export_html(&self, ctx: &ExportContext<'_>, path: &Path) -> Result<()> {
+    fn export_html(
+        &self,
+        counts: &StackCounts,
+        ctx: &ExportContext<'_>,
+        path: &Path,
+    ) -> Result<()> {
         let baseline = self.config.baseline.as_deref();
         let strip_bootstrap =
             baseline.is_some() && self.config.option("keep_bootstrap_frames").is_none();
-        let tree = self.tree(ctx.symbols, strip_bootstrap);
+        let tree = counts.tree(ctx.symbols, strip_bootstrap);
         let total = tree.nodes[0].value;
         if total == 0 {
             eprintln!("Warning: No functions found in profiling data. Check if sampling captured any data.");
@@ -586,7 +479,7 @@ impl FlamegraphCollector {
         let cwd = std::env::current_dir().ok();
         let mut builder = JsonBuilder {
             tree: &tree,
-            strings: StringIndex::default(),
+            strings: Interner::default(),
             sources: Some(SourceReader::new(self.config.sources.clone())),
             cwd: cwd.clone(),
             min_samples: ((total as f64 * PRUNE_FRACTION) as u64).max(1),
@@ -594,73 +487,47 @@ impl FlamegraphCollector {
         let mut title = "Tachyon Profiler - Flamegraph Report";
         let mut stats = self.stats_json(ctx);
         let mut extra = Map::new();
-        let mut functions = Vec::new();
-        let mut data = match baseline {
-            None => builder.root(None),
+        let mut functions: &[FunctionDiff] = &[];
+        let comparison = match baseline {
+            None => None,
             Some(b) => {
-                title = "Tachyon Profiler - Differential Flamegraph Report";
-                let normalize = self.normalize()?;
                 self.warn_on_mismatch(b);
-                let base_tree = baseline_tree(b, strip_bootstrap);
-                let base_total = base_tree.nodes[0].value;
-                let mut funcs = FuncIds::default();
-                let cur_paths = diff::path_stats(&tree, &mut funcs);
-                let base_paths = diff::path_stats(&base_tree, &mut funcs);
-                let noise = Noise {
-                    normalize,
-                    scale: diff::scale(
-                        normalize,
-                        total,
-                        self.config.interval_us,
-                        base_total,
-                        b.interval_us,
-                    ),
-                    cur_total: total as f64,
-                    base_total: base_total as f64,
-                };
-                functions = diff::function_diffs(&cur_paths, &base_paths, &funcs, &noise);
-                let by_function: HashMap<(String, String), (f64, f64)> = functions
-                    .iter()
-                    .map(|f| {
-                        (
-                            (f.filename.clone(), f.funcname.clone()),
-                            (f.diff, f.diff_pct),
-                        )
-                    })
-                    .collect();
-                let data = builder.root(Some(DiffContext {
-                    funcs: &mut funcs,
-                    cur_paths: &cur_paths,
-                    base_paths: &base_paths,
-                    noise: &noise,
-                    functions: &by_function,
-                }));
-                let elided: HashSet<Vec<u32>> = base_paths
-                    .keys()
-                    .filter(|p| !cur_paths.contains_key(*p))
-                    .cloned()
-                    .collect();
+                let base_tree = b.counts().tree(&b.symbols, strip_bootstrap);
+                let comparison = Comparison::new(
+                    &tree,
+                    self.config.interval_us,
+                    &base_tree,
+                    b.interval_us,
+                    self.normalize()?,
+                );
+                Some((comparison, base_tree))
+            }
+        };
+        let mut data = match &comparison {
+            None => builder.root(Annotation::None),
+            Some((comparison, base_tree)) => {
+                title = "Tachyon Profiler - Differential Flamegraph Report";
+                functions = &comparison.functions;
+                let data = builder.root(Annotation::Diff(comparison));
+                let elided = comparison.elided();
                 let elided_count = elided
                     .iter()
-                    .filter(|p| base_paths[*p].self_samples > 0)
+                    .filter(|p| comparison.baseline[*p].self_samples > 0)
                     .count();
+                let base_total = base_tree.nodes[0].value;
                 stats.insert("is_differential".into(), json!(true));
                 stats.insert("baseline_samples".into(), json!(base_total));
                 stats.insert("current_samples".into(), json!(total));
-                stats.insert("baseline_scale".into(), json!(noise.scale));
-                stats.insert("diff_normalize".into(), json!(normalize.name()));
+                stats.insert("baseline_scale".into(), json!(comparison.noise.scale));
+                stats.insert(
+                    "diff_normalize".into(),
+                    json!(comparison.noise.normalize.name()),
+                );
                 stats.insert("bootstrap_frames_stripped".into(), json!(strip_bootstrap));
                 stats.insert("elided_count".into(), json!(elided_count));
-                stats.insert("noise_z".into(), json!(diff::NOISE_Z));
+                stats.insert("noise_z".into(), json!(NOISE_Z));
                 if !elided.is_empty() {
-                    if let Some(mut e) = elided_json(
-                        &base_tree,
-                        &mut funcs,
-                        &elided,
-                        &base_paths,
-                        noise.scale,
-                        cwd,
-                    ) {
+                    if let Some(mut e) = elided_json(base_tree, comparison, &elided, cwd) {
                         let mut estats = Map::new();
                         for key in [
                             "sample_interval_usec",
@@ -693,11 +560,11 @@ impl FlamegraphCollector {
         if baseline.is_some() {
             extra.insert(
                 "regressions".into(),
-                self.table(&functions, &mut strings, true),
+                self.table(functions, &mut strings, true),
             );
             extra.insert(
                 "improvements".into(),
-                self.table(&functions, &mut strings, false),
+                self.table(functions, &mut strings, false),
             );
         }
         if tree.nodes.iter().any(|n| !n.opcodes.is_empty()) {
@@ -708,10 +575,10 @@ impl FlamegraphCollector {
                 }
             }
         }
-        let threads: BTreeSet<u64> = self.counts.by_thread.keys().map(|(t, _)| *t).collect();
+        let threads: BTreeSet<u64> = counts.by_thread.keys().map(|(t, _)| *t).collect();
         data["stats"] = Value::Object(stats);
         data["threads"] = json!(threads);
-        data["strings"] = json!(strings.strings());
+        data["strings"] = json!(strings.list());
         for (k, v) in extra {
             data[k] = v;
         }
@@ -719,7 +586,7 @@ impl FlamegraphCollector {
             .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("Flamegraph saved to: {}", ctx.shown_path().display());
         if baseline.is_some() {
-            self.report(&data["stats"], &functions)?;
+            self.report(&data["stats"], functions)?;
         }
         Ok(())
     }
@@ -746,7 +613,7 @@ impl FlamegraphCollector {
     fn table(
         &self,
         functions: &[FunctionDiff],
-        strings: &mut StringIndex,
+        strings: &mut Interner<String>,
         regressions: bool,
     ) -> Value {
         let ms = self.config.interval_us as f64 / 1000.0;
@@ -814,25 +681,8 @@ impl FlamegraphCollector {
     }
 }
 
-/// The baseline profile as a per-line tree.
-fn baseline_tree(base: &Profile, strip_bootstrap: bool) -> Tree {
-    let mut tree = Tree::new();
-    let mut stacks = StackTable::new();
-    let counts: Vec<(u64, StackId, u64)> = base
-        .stacks
-        .iter()
-        .filter(|s| !s.frames.is_empty())
-        .map(|s| (s.thread_id, stacks.intern(&s.frames), s.weight))
-        .collect();
-    tree.add_stacks(&base.symbols, &stacks, counts, strip_bootstrap);
-    tree
-}
-
-impl Collector for FlamegraphCollector {
-    fn collect(&mut self, symbols: &Symbols, sample: &Sample<'_>) {
-        if !self.counts.add(sample) {
-            return;
-        }
+impl AggregateOutput for Flamegraph {
+    fn observe(&mut self, symbols: &Symbols, sample: &Sample<'_>) {
         let w = sample.weight();
         self.status.add(sample.status, w);
         let thread = self.per_thread.entry(sample.thread_id).or_default();
@@ -844,14 +694,14 @@ impl Collector for FlamegraphCollector {
         }
     }
 
-    fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
+    fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> Result<()> {
         let path = ctx.path.context("the flame graph needs an output file")?;
-        self.export_html(ctx, path)
+        self.export_html(counts, ctx, path)
     }
 }
 
 fn create(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
-    Ok(Box::new(FlamegraphCollector::new(config)?))
+    Ok(Box::new(Aggregating::new(Flamegraph::new(config)?)))
 }
 
 fn create_diff(config: &CollectorConfig) -> Result<Box<dyn Collector>> {

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use tachyon_plugin_api::{
-    Collector, CollectorConfig, ExportContext, Format, FrameId, Needs, Sample, StringIndex,
-    Symbols, ThreadStatus,
+    Collector, CollectorConfig, ExportContext, Format, FrameId, Interner, Needs, Sample, Symbols,
+    ThreadStatus,
 };
 
 /// Categories (index = position), as Tachyon.
@@ -59,7 +59,7 @@ struct ThreadData {
 pub struct GeckoCollector {
     interval_us: u64,
     first_us: Option<u64>,
-    strings: StringIndex,
+    strings: Interner<String>,
     threads: BTreeMap<u64, ThreadData>,
 }
 
@@ -72,8 +72,7 @@ impl GeckoCollector {
         }
         let info = symbols.frame(id);
         let file = symbols.str(info.filename);
-        let python =
-            !file.starts_with('<') && file != "~" || file == "<stdin>" || file == "<string>";
+        let python = !symbols.is_synthetic(info);
         let func = *t
             .func_index
             .entry((info.filename, info.funcname))
@@ -95,7 +94,13 @@ impl GeckoCollector {
         t.frame_table.len() - 1
     }
 
-    fn track(t: &mut ThreadData, strings: &mut StringIndex, track: usize, state: bool, now: f64) {
+    fn track(
+        t: &mut ThreadData,
+        strings: &mut Interner<String>,
+        track: usize,
+        state: bool,
+        now: f64,
+    ) {
         let (on, off, cat) = TRACKS[track];
         match t.open[track] {
             Some((s, _)) if s == state => {}
@@ -204,7 +209,7 @@ impl Collector for GeckoCollector {
                 "resourceTable": {"lib": [], "name": [], "host": [], "type": [], "length": 0},
                 "nativeSymbols": {"libIndex": [], "address": [], "name": [], "functionSize": [], "length": 0},
                 "markers": {
-                    "data": t.markers.iter().map(|m| json!({"type": self.strings.strings()[m.0].replace(' ', ""), "duration": m.2 - m.1, "tid": tid})).collect::<Vec<_>>(),
+                    "data": t.markers.iter().map(|m| json!({"type": self.strings.list()[m.0].replace(' ', ""), "duration": m.2 - m.1, "tid": tid})).collect::<Vec<_>>(),
                     "name": t.markers.iter().map(|m| m.0).collect::<Vec<_>>(), "startTime": t.markers.iter().map(|m| m.1).collect::<Vec<_>>(),
                     "endTime": t.markers.iter().map(|m| m.2).collect::<Vec<_>>(), "phase": vec![1; t.markers.len()],
                     "category": t.markers.iter().map(|m| m.3).collect::<Vec<_>>(), "length": t.markers.len(),
@@ -230,7 +235,7 @@ impl Collector for GeckoCollector {
                 "extensions": {"id": [], "name": [], "baseURL": [], "length": 0},
             },
             "libs": [], "threads": threads, "pages": [],
-            "shared": {"stringArray": self.strings.strings(), "sources": {"length": 0, "uuid": [], "filename": []}},
+            "shared": {"stringArray": self.strings.list(), "sources": {"length": 0, "uuid": [], "filename": []}},
         });
         std::fs::write(path, serde_json::to_vec(&profile)?)
             .with_context(|| format!("cannot write {}", path.display()))?;

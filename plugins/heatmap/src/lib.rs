@@ -8,8 +8,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use tachyon_plugin_api::{
-    printable, Collector, CollectorConfig, ExportContext, Format, Needs, Sample, SourceAccess,
-    SourceReader, StackCounts, Symbols,
+    printable, AggregateOutput, Aggregating, Collector, CollectorConfig, ExportContext, Format,
+    FrameKeys, Needs, SourceAccess, SourceReader, StackCounts, Symbols,
 };
 
 const INDEX: &str = include_str!("../../../assets/heatmap/index.html");
@@ -17,9 +17,7 @@ const FILE: &str = include_str!("../../../assets/heatmap/file.html");
 const CSS: &str = include_str!("../../../assets/heatmap/heatmap.css");
 const JS: &str = include_str!("../../../assets/heatmap/heatmap.js");
 
-#[derive(Default)]
-pub struct HeatmapCollector {
-    counts: StackCounts,
+struct Heatmap {
     sources: SourceAccess,
 }
 
@@ -38,11 +36,6 @@ struct FileStats {
     callees: BTreeMap<i32, BTreeMap<Callee, u64>>,
     total: u64,
     self_samples: u64,
-}
-
-/// Frames without a real source line (synthetic, `<string>`, frozen modules) are skipped.
-fn has_source(file: &str, line: i32) -> bool {
-    line > 0 && !file.is_empty() && !file.starts_with('<') && !file.starts_with('[') && file != "~"
 }
 
 fn escape(s: &str) -> String {
@@ -79,68 +72,67 @@ fn intensity(n: u64, max: u64) -> f64 {
     }
 }
 
-impl HeatmapCollector {
-    fn files(&self, symbols: &Symbols) -> BTreeMap<String, FileStats> {
+impl Heatmap {
+    /// Samples per file and line. Frames without a real source line (synthetic, `<string>`,
+    /// frozen modules) are skipped.
+    fn files(counts: &StackCounts, symbols: &Symbols) -> BTreeMap<String, FileStats> {
         let mut files: BTreeMap<String, FileStats> = BTreeMap::new();
+        let mut keys = FrameKeys::default();
+        // (file, function) -> the first line seen of it, where a callee link points.
         let mut first_line: HashMap<(String, String), i32> = HashMap::new();
-        for (&stack, &w) in &self.counts.by_stack() {
-            let frames: Vec<(String, i32, String)> = self
-                .counts
+        for (&stack, &w) in &counts.by_stack() {
+            let frames: Vec<usize> = counts
                 .stacks
                 .frames_root_first(stack)
                 .into_iter()
-                .map(|id| {
-                    let f = symbols.frame(id);
-                    (
-                        symbols.str(f.filename).to_owned(),
-                        f.lineno,
-                        symbols.str(f.funcname).to_owned(),
-                    )
-                })
+                .map(|frame| keys.id(symbols, frame))
                 .collect();
             let mut seen: HashSet<(&str, i32)> = HashSet::new();
-            for (i, (file, line, func)) in frames.iter().enumerate() {
-                if !has_source(file, *line) {
+            for (i, &id) in frames.iter().enumerate() {
+                let key = keys.key(id);
+                if !key.has_source() {
                     continue;
                 }
                 first_line
-                    .entry((file.clone(), func.clone()))
-                    .or_insert(*line);
-                let stats = files.entry(file.clone()).or_default();
-                let counts = stats.lines.entry(*line).or_default();
-                if seen.insert((file.as_str(), *line)) {
-                    counts.total += w;
+                    .entry((key.filename.clone(), key.funcname.clone()))
+                    .or_insert(key.lineno);
+                let stats = files.entry(key.filename.clone()).or_default();
+                let line = stats.lines.entry(key.lineno).or_default();
+                // A line counts once per sample however deep the recursion.
+                if seen.insert((&key.filename, key.lineno)) {
+                    line.total += w;
                 }
                 if i + 1 == frames.len() {
-                    counts.self_samples += w;
+                    line.self_samples += w;
                     stats.self_samples += w;
                 }
-                if let Some((cfile, cline, cfunc)) =
-                    frames.get(i + 1).filter(|(f, l, _)| has_source(f, *l))
-                {
-                    let cdef = *first_line
-                        .entry((cfile.clone(), cfunc.clone()))
-                        .or_insert(*cline);
-                    *stats
-                        .callees
-                        .entry(*line)
-                        .or_default()
-                        .entry((cfile.clone(), cdef, cfunc.clone()))
-                        .or_default() += w;
+                if let Some(callee) = frames.get(i + 1).map(|&c| keys.key(c)) {
+                    if callee.has_source() {
+                        let defined = *first_line
+                            .entry((callee.filename.clone(), callee.funcname.clone()))
+                            .or_insert(callee.lineno);
+                        *stats
+                            .callees
+                            .entry(key.lineno)
+                            .or_default()
+                            .entry((callee.filename.clone(), defined, callee.funcname.clone()))
+                            .or_default() += w;
+                    }
                 }
             }
             let mut counted: HashSet<&str> = HashSet::new();
-            for (file, line, _) in &frames {
-                if has_source(file, *line) && counted.insert(file) {
-                    files.get_mut(file.as_str()).expect("added above").total += w;
+            for &id in &frames {
+                let key = keys.key(id);
+                if key.has_source() && counted.insert(&key.filename) {
+                    files.get_mut(&key.filename).expect("added above").total += w;
                 }
             }
         }
         files
     }
 
-    fn write(&self, dir: &Path, symbols: &Symbols, ctx: &ExportContext<'_>) -> Result<usize> {
-        let files = self.files(symbols);
+    fn write(&self, counts: &StackCounts, dir: &Path, ctx: &ExportContext<'_>) -> Result<usize> {
+        let files = Self::files(counts, ctx.symbols);
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut order: Vec<(&String, &FileStats)> = files.iter().collect();
         order.sort_by(|a, b| b.1.total.cmp(&a.1.total).then(a.0.cmp(b.0)));
@@ -149,7 +141,7 @@ impl HeatmapCollector {
             .enumerate()
             .map(|(i, (f, _))| (f.as_str(), format!("file_{i:04}.html")))
             .collect();
-        let total_samples = self.counts.total();
+        let total_samples = counts.total();
         let hottest = order.first().map_or(1, |(_, s)| s.total.max(1));
         let mut tera = tera::Tera::default();
         tera.add_raw_templates(vec![("index.html", INDEX), ("file.html", FILE)])?;
@@ -246,14 +238,10 @@ impl HeatmapCollector {
     }
 }
 
-impl Collector for HeatmapCollector {
-    fn collect(&mut self, _symbols: &Symbols, sample: &Sample<'_>) {
-        self.counts.add(sample);
-    }
-
-    fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
+impl AggregateOutput for Heatmap {
+    fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> Result<()> {
         let dir = ctx.path.context("the heatmap needs an output directory")?;
-        let n = self.write(dir, ctx.symbols, ctx)?;
+        let n = self.write(counts, dir, ctx)?;
         let shown = ctx.shown_path();
         eprintln!("Heatmap output written to {}/", shown.display());
         eprintln!("  - Index: {}", shown.join("index.html").display());
@@ -263,10 +251,9 @@ impl Collector for HeatmapCollector {
 }
 
 fn create(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
-    Ok(Box::new(HeatmapCollector {
+    Ok(Box::new(Aggregating::new(Heatmap {
         sources: config.sources.clone(),
-        ..Default::default()
-    }))
+    })))
 }
 
 inventory::submit! {

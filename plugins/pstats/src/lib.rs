@@ -11,19 +11,19 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use tachyon_plugin_api::{
-    Collector, CollectorConfig, ExportContext, Format, Needs, Sample, StackCounts, Symbols,
+    AggregateOutput, Aggregating, CollectorConfig, ExportContext, Format, FrameKey, Needs,
+    StackCounts,
 };
 
-pub use stats::{FuncKey, FuncStats, FuncTable};
+pub use stats::{short_name, FuncStats, FuncTable};
 use table::{SortKey, TableOptions};
 
-pub struct PstatsCollector {
-    counts: StackCounts,
+pub struct Pstats {
     interval_s: f64,
     table: TableOptions,
 }
 
-impl PstatsCollector {
+impl Pstats {
     pub fn new(config: &CollectorConfig) -> Result<Self> {
         let sort = config.option("sort").unwrap_or("nsamples");
         let sort = SortKey::parse(sort).with_context(|| format!("unknown --sort '{sort}'"))?;
@@ -37,8 +37,7 @@ impl PstatsCollector {
             bail!("pstats needs a non-zero sampling interval");
         }
         let interval_s = config.interval_us as f64 / 1e6;
-        Ok(PstatsCollector {
-            counts: StackCounts::default(),
+        Ok(Pstats {
             interval_s,
             table: TableOptions {
                 sort,
@@ -53,7 +52,7 @@ impl PstatsCollector {
     /// The marshal bytes of the stats dictionary.
     pub fn marshal(&self, table: &FuncTable) -> Vec<u8> {
         use marshal::Value::*;
-        let key = |k: &FuncKey| {
+        let key = |k: &FrameKey| {
             Tuple(vec![
                 Str(k.filename.clone()),
                 Int(k.lineno.into()),
@@ -62,13 +61,14 @@ impl PstatsCollector {
         };
         let entries = table
             .keys
+            .list()
             .iter()
             .zip(&table.stats)
             .map(|(k, st)| {
                 let callers = st
                     .callers
                     .iter()
-                    .map(|(&c, &n)| (key(&table.keys[c]), Int(n as i64)))
+                    .map(|(&c, &n)| (key(table.keys.key(c)), Int(n as i64)))
                     .collect();
                 let value = Tuple(vec![
                     Int(st.direct as i64),
@@ -86,13 +86,9 @@ impl PstatsCollector {
     }
 }
 
-impl Collector for PstatsCollector {
-    fn collect(&mut self, _symbols: &Symbols, sample: &Sample<'_>) {
-        self.counts.add(sample);
-    }
-
-    fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
-        let table = FuncTable::build(&self.counts.stacks, &self.counts.by_stack(), ctx.symbols);
+impl AggregateOutput for Pstats {
+    fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> Result<()> {
+        let table = FuncTable::build(&counts.stacks, &counts.by_stack(), ctx.symbols);
         match ctx.path {
             Some(path) => {
                 std::fs::write(path, self.marshal(&table))
@@ -100,7 +96,7 @@ impl Collector for PstatsCollector {
                 eprintln!(
                     "pstats profile written to {} ({} functions)",
                     ctx.shown_path().display(),
-                    table.keys.len()
+                    table.stats.len()
                 );
             }
             None => {
@@ -118,6 +114,6 @@ inventory::submit! {
         name: "pstats",
         description: "Python pstats: printed table, or with -o a file for pstats.Stats / snakeviz",
         extension: "pstats", options: &["sort", "limit", "no_summary"], needs: Needs { stdout: true, ..Needs::NOTHING },
-        create: |config| Ok(Box::new(PstatsCollector::new(config)?)),
+        create: |config| Ok(Box::new(Aggregating::new(Pstats::new(config)?))),
     }
 }

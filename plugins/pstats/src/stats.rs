@@ -1,23 +1,19 @@
 //! Per-function sample counts in cProfile's shape: keys (filename, lineno, funcname), direct
 //! (leaf) and cumulative (on the stack, recursion counted once) samples, and caller edges.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use tachyon_plugin_api::{printable, FrameId, FxHashMap, StackId, StackTable, Symbols};
+use tachyon_plugin_api::{printable, FrameKey, FrameKeys, FxHashMap, StackId, StackTable, Symbols};
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FuncKey {
-    pub filename: String,
-    pub lineno: i32,
-    pub funcname: String,
-}
-
-impl FuncKey {
-    /// `file.py:12(func)` with the directory stripped, as pstats' `strip_dirs()` prints.
-    pub fn short(&self) -> String {
-        let base = self.filename.rsplit('/').next().unwrap_or(&self.filename);
-        printable(&format!("{base}:{}({})", self.lineno, self.funcname)).into_owned()
-    }
+/// `file.py:12(func)` with the directory stripped, as pstats' `strip_dirs()` prints.
+pub fn short_name(key: &FrameKey) -> String {
+    printable(&format!(
+        "{}:{}({})",
+        key.base_name(),
+        key.lineno,
+        key.funcname
+    ))
+    .into_owned()
 }
 
 #[derive(Clone, Debug, Default)]
@@ -30,7 +26,8 @@ pub struct FuncStats {
 
 #[derive(Default)]
 pub struct FuncTable {
-    pub keys: Vec<FuncKey>,
+    /// The functions, numbered as `stats`.
+    pub keys: FrameKeys,
     pub stats: Vec<FuncStats>,
     pub total_samples: u64,
 }
@@ -42,31 +39,18 @@ impl FuncTable {
         symbols: &Symbols,
     ) -> FuncTable {
         let mut table = FuncTable::default();
-        let mut key_index: HashMap<FuncKey, usize> = HashMap::new();
-        let mut frame_key: HashMap<FrameId, usize> = HashMap::new();
         let mut seen_epoch: Vec<u64> = Vec::new();
         for (epoch, (&stack, &weight)) in counts.iter().enumerate() {
             let epoch = epoch as u64 + 1;
             let keys: Vec<usize> = stacks
                 .frames_root_first(stack)
                 .into_iter()
-                .map(|id| {
-                    *frame_key.entry(id).or_insert_with(|| {
-                        let f = symbols.frame(id);
-                        let key = FuncKey {
-                            filename: symbols.str(f.filename).to_owned(),
-                            lineno: f.lineno.max(0),
-                            funcname: symbols.str(f.funcname).to_owned(),
-                        };
-                        *key_index.entry(key.clone()).or_insert_with(|| {
-                            table.keys.push(key);
-                            table.stats.push(FuncStats::default());
-                            seen_epoch.push(0);
-                            table.keys.len() - 1
-                        })
-                    })
-                })
+                .map(|frame| table.keys.id(symbols, frame))
                 .collect();
+            table
+                .stats
+                .resize_with(table.keys.list().len(), FuncStats::default);
+            seen_epoch.resize(table.keys.list().len(), 0);
             table.total_samples += weight;
             let Some(&leaf) = keys.last() else { continue };
             table.stats[leaf].direct += weight;

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use tachyon_plugin_api::printable;
 
-use crate::stats::FuncTable;
+use crate::stats::{short_name, FuncTable};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SortKey {
@@ -56,8 +56,8 @@ pub struct TableOptions {
 pub fn render(table: &FuncTable, opts: &TableOptions) -> String {
     let mut out = String::new();
     let total_direct: u64 = table.stats.iter().map(|s| s.direct).sum::<u64>().max(1);
-    let mut order: Vec<usize> = (0..table.keys.len()).collect();
-    let names: Vec<String> = table.keys.iter().map(|k| k.short()).collect();
+    let mut order: Vec<usize> = (0..table.stats.len()).collect();
+    let names: Vec<String> = table.keys.list().iter().map(short_name).collect();
     let s = &table.stats;
     order.sort_by(|&a, &b| {
         let primary = match opts.sort {
@@ -136,10 +136,9 @@ fn top(mut v: Vec<(f64, &Func)>) -> Vec<(f64, &Func)> {
 /// Top three functions (lines merged into `file:func`) by three ratios, as Tachyon prints.
 fn render_summary(out: &mut String, table: &FuncTable, total: u64) {
     let mut merged: HashMap<String, (u64, u64)> = HashMap::new();
-    for (key, st) in table.keys.iter().zip(&table.stats) {
-        let base = key.filename.rsplit('/').next().unwrap_or(&key.filename);
+    for (key, st) in table.keys.list().iter().zip(&table.stats) {
         let e = merged
-            .entry(printable(&format!("{base}:{}", key.funcname)).into_owned())
+            .entry(printable(&format!("{}:{}", key.base_name(), key.funcname)).into_owned())
             .or_default();
         e.0 += st.direct;
         e.1 += st.cumulative;

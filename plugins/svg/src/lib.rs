@@ -3,26 +3,19 @@
 
 use anyhow::{Context, Result};
 use inferno::flamegraph::{self, Options};
-use tachyon_collapsed::CollapsedCollector;
 use tachyon_plugin_api::{
-    Collector, CollectorConfig, ExportContext, Format, Needs, Sample, Symbols,
+    AggregateOutput, Aggregating, Collector, CollectorConfig, ExportContext, Format, Needs,
+    StackCounts,
 };
 
-pub struct SvgCollector {
-    stacks: CollapsedCollector,
+struct Svg {
     title: String,
 }
 
-impl Collector for SvgCollector {
-    fn collect(&mut self, symbols: &Symbols, sample: &Sample<'_>) {
-        self.stacks.collect(symbols, sample);
-    }
-
-    fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
+impl AggregateOutput for Svg {
+    fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> Result<()> {
         let path = ctx.path.context("svg output needs a file")?;
-        let lines: Vec<String> = self
-            .stacks
-            .lines(ctx.symbols)
+        let lines: Vec<String> = tachyon_collapsed::lines(counts, ctx.symbols)
             .into_iter()
             .map(|(stack, n)| format!("{stack} {n}"))
             .collect();
@@ -61,10 +54,7 @@ fn create(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
         ),
         None => "tachyon".to_owned(),
     };
-    Ok(Box::new(SvgCollector {
-        stacks: CollapsedCollector::default(),
-        title,
-    }))
+    Ok(Box::new(Aggregating::new(Svg { title })))
 }
 
 inventory::submit! {

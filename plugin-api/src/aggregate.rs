@@ -1,0 +1,372 @@
+//! The middle layer every aggregating format is built on (CPython's `StackTraceCollector`,
+//! inferno's `collapse/common`): samples counted once per (thread, stack), one frame key with
+//! one naming rule, and the call tree a flame graph or a comparison walks.
+
+use std::collections::BTreeMap;
+
+use crate::collector::{Collector, ExportContext};
+use crate::hash::FxHashMap;
+use crate::model::{FrameId, Interner, Sample, Symbols};
+use crate::stacks::{StackId, StackTable};
+
+/// What makes two frames the same function line: (filename, line, function), as CPython
+/// 3.15.2 keys its flame graph nodes and cProfile keys its entries. Unknown lines are 0.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FrameKey {
+    pub filename: String,
+    pub lineno: i32,
+    pub funcname: String,
+}
+
+/// Tachyon's synthetic frames (`<GC>`, `<native>`) have filename `~` and no line.
+pub fn is_synthetic(filename: &str, lineno: i32) -> bool {
+    lineno <= 0 && filename == "~"
+}
+
+impl FrameKey {
+    pub fn of(symbols: &Symbols, frame: FrameId) -> FrameKey {
+        let f = symbols.frame(frame);
+        FrameKey {
+            filename: symbols.str(f.filename).to_owned(),
+            lineno: f.lineno.max(0),
+            funcname: symbols.str(f.funcname).to_owned(),
+        }
+    }
+
+    pub fn is_synthetic(&self) -> bool {
+        is_synthetic(&self.filename, self.lineno)
+    }
+
+    /// A line of a file that could be read: not synthetic, `<string>`, `<frozen …>` or `[…]`.
+    pub fn has_source(&self) -> bool {
+        self.lineno > 0
+            && !self.is_synthetic()
+            && !self.filename.is_empty()
+            && !self.filename.starts_with(['<', '['])
+    }
+
+    /// The runpy machinery CPython 3.15's `run` starts a script or module through.
+    pub fn is_bootstrap(&self) -> bool {
+        self.filename == "<frozen runpy>" || self.filename.ends_with("/runpy.py")
+    }
+
+    /// The file's last path component (pstats' `strip_dirs()`).
+    pub fn base_name(&self) -> &str {
+        self.filename.rsplit('/').next().unwrap_or(&self.filename)
+    }
+
+    /// CPython's `_format_function_name`: `func (path:line)` with a long path shortened, the
+    /// bare name for synthetic frames.
+    pub fn label(&self) -> String {
+        self.label_with(&short_path(&self.filename))
+    }
+
+    /// The label with another name for the file (CPython's `_format_module_name` passes the
+    /// module).
+    pub fn label_with(&self, place: &str) -> String {
+        if self.is_synthetic() {
+            self.funcname.clone()
+        } else {
+            format!("{} ({place}:{})", self.funcname, self.lineno)
+        }
+    }
+}
+
+/// `.../a/b.py` for paths over 50 characters, as CPython shortens them.
+pub fn short_path(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').collect();
+    if path.chars().count() > 50 && parts.len() > 2 {
+        format!(".../{}", parts[parts.len() - 2..].join("/"))
+    } else {
+        path.to_owned()
+    }
+}
+
+/// Frame keys numbered once, each sampled frame looked up once.
+#[derive(Default, Debug)]
+pub struct FrameKeys {
+    keys: Interner<FrameKey>,
+    of_frame: FxHashMap<FrameId, usize>,
+}
+
+impl FrameKeys {
+    pub fn id(&mut self, symbols: &Symbols, frame: FrameId) -> usize {
+        if let Some(&id) = self.of_frame.get(&frame) {
+            return id;
+        }
+        let id = self.keys.id(&FrameKey::of(symbols, frame));
+        self.of_frame.insert(frame, id);
+        id
+    }
+
+    pub fn key(&self, id: usize) -> &FrameKey {
+        self.keys.get(id)
+    }
+
+    /// Every key, by id.
+    pub fn list(&self) -> &[FrameKey] {
+        self.keys.list()
+    }
+}
+
+/// Samples aggregated once, for every format that aggregates: weight per (thread, stack),
+/// the stacks interned in one table. Samples with no frame are skipped, as CPython 3.15's
+/// collectors skip them.
+#[derive(Debug, Default)]
+pub struct StackCounts {
+    pub stacks: StackTable,
+    /// (thread id, stack) -> samples.
+    pub by_thread: FxHashMap<(u64, StackId), u64>,
+}
+
+impl StackCounts {
+    /// Count one sample (batch); `false` if it was skipped for having no frame.
+    pub fn add(&mut self, sample: &Sample<'_>) -> bool {
+        self.add_weighted(sample.thread_id, sample.frames, sample.weight())
+    }
+
+    /// Count `weight` samples of a stack given innermost frame first.
+    pub fn add_weighted(&mut self, thread_id: u64, frames: &[FrameId], weight: u64) -> bool {
+        if frames.is_empty() {
+            return false;
+        }
+        let stack = self.stacks.intern(frames);
+        *self.by_thread.entry((thread_id, stack)).or_default() += weight;
+        true
+    }
+
+    /// Samples per stack, every thread together.
+    pub fn by_stack(&self) -> FxHashMap<StackId, u64> {
+        let mut out: FxHashMap<StackId, u64> = FxHashMap::default();
+        for (&(_, stack), &w) in &self.by_thread {
+            *out.entry(stack).or_default() += w;
+        }
+        out
+    }
+
+    pub fn total(&self) -> u64 {
+        self.by_thread.values().sum()
+    }
+
+    /// The call tree of these samples. With `strip_bootstrap`, leading runpy frames are left
+    /// out, so the same script profiled by CPython's `run` and by tachyon matches.
+    pub fn tree(&self, symbols: &Symbols, strip_bootstrap: bool) -> CallTree {
+        let mut tree = CallTree::new();
+        tree.add(symbols, self, strip_bootstrap);
+        tree
+    }
+}
+
+/// A format that works from aggregated samples: [`Aggregating`] does the collecting.
+pub trait AggregateOutput {
+    /// Called for every sample the aggregate counted, for what a format tracks beyond stacks
+    /// (thread status, GC time).
+    fn observe(&mut self, _symbols: &Symbols, _sample: &Sample<'_>) {}
+
+    fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> anyhow::Result<()>;
+}
+
+/// The [`Collector`] of every aggregating format: counts samples into [`StackCounts`] and
+/// hands them to the format at export.
+#[derive(Default)]
+pub struct Aggregating<T> {
+    pub counts: StackCounts,
+    pub output: T,
+}
+
+impl<T> Aggregating<T> {
+    pub fn new(output: T) -> Self {
+        Aggregating {
+            counts: StackCounts::default(),
+            output,
+        }
+    }
+}
+
+impl<T: AggregateOutput> Collector for Aggregating<T> {
+    fn collect(&mut self, symbols: &Symbols, sample: &Sample<'_>) {
+        if self.counts.add(sample) {
+            self.output.observe(symbols, sample);
+        }
+    }
+
+    fn export(&mut self, ctx: &ExportContext<'_>) -> anyhow::Result<()> {
+        self.output.export(&self.counts, ctx)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TreeNode {
+    /// Into [`CallTree::keys`]; meaningless for the root.
+    pub key: usize,
+    /// Inclusive samples.
+    pub value: u64,
+    pub self_value: u64,
+    pub children: Vec<usize>,
+    /// thread id -> (inclusive, self) samples.
+    pub threads: BTreeMap<u64, (u64, u64)>,
+    pub opcodes: BTreeMap<u8, u64>,
+}
+
+/// The call tree: one node per path of frame keys from the root, with inclusive and self
+/// samples, per-thread values and opcode counts.
+#[derive(Clone, Debug)]
+pub struct CallTree {
+    pub keys: Interner<FrameKey>,
+    /// Node 0 is the root (all samples).
+    pub nodes: Vec<TreeNode>,
+    child_index: FxHashMap<(usize, usize), usize>,
+}
+
+impl Default for CallTree {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CallTree {
+    pub fn new() -> CallTree {
+        CallTree {
+            keys: Interner::default(),
+            nodes: vec![TreeNode::default()],
+            child_index: FxHashMap::default(),
+        }
+    }
+
+    pub fn key(&self, node: usize) -> &FrameKey {
+        self.keys.get(self.nodes[node].key)
+    }
+
+    fn child(&mut self, parent: usize, key: usize) -> usize {
+        if let Some(&c) = self.child_index.get(&(parent, key)) {
+            return c;
+        }
+        let id = self.nodes.len();
+        self.nodes.push(TreeNode {
+            key,
+            ..Default::default()
+        });
+        self.nodes[parent].children.push(id);
+        self.child_index.insert((parent, key), id);
+        id
+    }
+
+    fn bump(&mut self, node: usize, tid: u64, weight: u64, leaf: bool, opcode: Option<u8>) {
+        let n = &mut self.nodes[node];
+        n.value += weight;
+        let t = n.threads.entry(tid).or_default();
+        t.0 += weight;
+        if leaf {
+            n.self_value += weight;
+            t.1 += weight;
+        }
+        if let Some(op) = opcode {
+            *n.opcodes.entry(op).or_default() += weight;
+        }
+    }
+
+    /// Add every (thread, stack). The stack table is itself a tree, so each interned prefix
+    /// maps to one tree node, found once.
+    fn add(&mut self, symbols: &Symbols, counts: &StackCounts, strip_bootstrap: bool) {
+        let stacks = &counts.stacks;
+        let mut frame_keys = FrameKeys::default();
+        let mut node_of: Vec<usize> = vec![usize::MAX; stacks.len()];
+        node_of[StackTable::EMPTY as usize] = 0;
+        let mut pending: Vec<StackId> = Vec::new();
+        for (&(tid, stack), &weight) in &counts.by_thread {
+            // Resolve the tree node of this stack and of any unresolved prefixes.
+            let mut s = stack;
+            while node_of[s as usize] == usize::MAX {
+                pending.push(s);
+                s = stacks.parent(s);
+            }
+            while let Some(s) = pending.pop() {
+                let frame = stacks.leaf(s).expect("non-empty stack");
+                let parent = node_of[stacks.parent(s) as usize];
+                let key = frame_keys.id(symbols, frame);
+                if strip_bootstrap && parent == 0 && frame_keys.key(key).is_bootstrap() {
+                    node_of[s as usize] = 0;
+                    continue;
+                }
+                let key = self.keys.id(frame_keys.key(key));
+                node_of[s as usize] = self.child(parent, key);
+            }
+            self.bump(0, tid, weight, node_of[stack as usize] == 0, None);
+            let mut s = stack;
+            while s != StackTable::EMPTY && node_of[s as usize] != 0 {
+                let frame = stacks.leaf(s).expect("non-empty stack");
+                self.bump(
+                    node_of[s as usize],
+                    tid,
+                    weight,
+                    s == stack,
+                    symbols.frame(frame).opcode,
+                );
+                s = stacks.parent(s);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::FrameInfo;
+
+    fn frame(symbols: &mut Symbols, file: &str, func: &str, line: i32) -> FrameId {
+        let frame = FrameInfo {
+            filename: symbols.intern_str(file),
+            funcname: symbols.intern_str(func),
+            lineno: line,
+            end_lineno: line,
+            column: -1,
+            end_column: -1,
+            opcode: None,
+        };
+        symbols.intern_frame(frame)
+    }
+
+    #[test]
+    fn one_key_and_label_rule() {
+        let mut symbols = Symbols::new();
+        let gc = frame(&mut symbols, "~", "<GC>", -1);
+        let long = "/a/very/long/directory/name/that/goes/on/and/on/pkg/mod.py";
+        let deep = frame(&mut symbols, long, "f", 7);
+        assert!(symbols.is_synthetic(symbols.frame(gc)));
+        assert!(FrameKey::of(&symbols, gc).is_synthetic());
+        assert_eq!(FrameKey::of(&symbols, gc).label(), "<GC>");
+        assert!(!FrameKey::of(&symbols, gc).has_source());
+        let key = FrameKey::of(&symbols, deep);
+        assert_eq!(key.label(), "f (.../pkg/mod.py:7)");
+        assert_eq!(key.label_with("pkg.mod"), "f (pkg.mod:7)");
+        assert_eq!(key.base_name(), "mod.py");
+        assert!(key.has_source());
+    }
+
+    #[test]
+    fn tree_counts_inclusive_self_and_strips_bootstrap() {
+        let mut symbols = Symbols::new();
+        let runpy = frame(&mut symbols, "<frozen runpy>", "_run_code", 88);
+        let main = frame(&mut symbols, "/app.py", "main", 3);
+        let work = frame(&mut symbols, "/app.py", "work", 9);
+        let mut counts = StackCounts::default();
+        counts.add_weighted(1, &[work, main, runpy], 3);
+        counts.add_weighted(1, &[main, runpy], 1);
+        counts.add_weighted(2, &[work, main, runpy], 2);
+        assert!(!counts.add_weighted(2, &[], 5));
+        assert_eq!(counts.total(), 6);
+        let tree = counts.tree(&symbols, true);
+        assert_eq!(tree.nodes[0].value, 6);
+        let top = tree.nodes[0].children.clone();
+        assert_eq!(top.len(), 1);
+        assert_eq!(tree.key(top[0]).funcname, "main");
+        assert_eq!(
+            (tree.nodes[top[0]].value, tree.nodes[top[0]].self_value),
+            (6, 1)
+        );
+        let leaf = tree.nodes[top[0]].children[0];
+        assert_eq!(tree.nodes[leaf].threads[&2], (2, 2));
+        let kept = counts.tree(&symbols, false);
+        assert_eq!(kept.key(kept.nodes[0].children[0]).funcname, "_run_code");
+    }
+}

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use anyhow::Result;
-use tachyon_plugin_api::{FrameInfo, RunStats};
+use tachyon_plugin_api::{FrameInfo, Interner, RunStats};
 
 use super::varint::{put_svar, put_uvar};
 use super::*;
@@ -38,8 +38,7 @@ pub struct BinaryWriter {
     start_time_us: u64,
     python_version: (u8, u8, u8),
     config: u32,
-    strings: Vec<Vec<u8>>,
-    string_ids: HashMap<String, u32>,
+    strings: Interner<String>,
     frames: Vec<u8>,
     frame_ids: HashMap<FrameKey, u32>,
     frame_count: u32,
@@ -67,8 +66,7 @@ impl BinaryWriter {
             start_time_us,
             python_version,
             config,
-            strings: Vec::new(),
-            string_ids: HashMap::new(),
+            strings: Interner::default(),
             frames: Vec::new(),
             frame_ids: HashMap::new(),
             frame_count: 0,
@@ -81,13 +79,7 @@ impl BinaryWriter {
     }
 
     fn intern_str(&mut self, s: &str) -> u32 {
-        if let Some(&id) = self.string_ids.get(s) {
-            return id;
-        }
-        let id = self.strings.len() as u32;
-        self.strings.push(s.as_bytes().to_vec());
-        self.string_ids.insert(s.to_owned(), id);
-        id
+        self.strings.id(s) as u32
     }
 
     /// Index of a frame in this file's frame table (interned by its full contents).
@@ -200,9 +192,9 @@ impl BinaryWriter {
         let mut out = vec![0u8; HEADER_SIZE];
         out.extend_from_slice(&records);
         let string_table_offset = out.len() as u64;
-        for s in &self.strings {
+        for s in self.strings.list() {
             put_uvar(&mut out, s.len() as u64);
-            out.extend_from_slice(s);
+            out.extend_from_slice(s.as_bytes());
         }
         let frame_table_offset = out.len() as u64;
         out.extend_from_slice(&self.frames);

@@ -385,8 +385,7 @@ pub fn export(
 fn temporary_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output".to_owned());
+        .map_or_else(|| "output".to_owned(), |n| n.to_string_lossy().into_owned());
     path.with_file_name(format!(".{name}.tachyon-{}.tmp", std::process::id()))
 }
 

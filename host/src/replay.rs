@@ -85,7 +85,7 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
     );
     let mut bar = ProgressBar::new();
     let counts = capture.replay(collector.as_mut(), &mut |done, total| {
-        bar.update(done, total)
+        bar.update(done, total);
     });
     bar.finish();
     let counts = counts.with_context(|| format!("{} is not a valid capture", input.display()))?;

@@ -170,7 +170,7 @@ pub mod sdk {
             Err(panic) => {
                 let msg = panic
                     .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
+                    .map(std::string::ToString::to_string)
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
                 serde_json::json!({"error": format!("the plugin panicked: {msg}")})

@@ -291,7 +291,7 @@ impl Capture {
                         timestamps_us: ts,
                         frames,
                     },
-                )
+                );
             };
 
             if encoding == ENC_REPEAT {

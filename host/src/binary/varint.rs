@@ -12,7 +12,7 @@ pub fn put_uvar(out: &mut Vec<u8>, mut v: u64) {
 
 /// Zigzag over i32, as CPython's writer does.
 pub fn put_svar(out: &mut Vec<u8>, v: i32) {
-    put_uvar(out, ((v << 1) ^ (v >> 31)) as u32 as u64);
+    put_uvar(out, u64::from(((v << 1) ^ (v >> 31)) as u32));
 }
 
 /// Reads from a byte slice; every read is checked so corrupt input is an error, never a panic.
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn uvar_roundtrip_edges() {
-        for v in [0, 1, 127, 128, 300, u32::MAX as u64, u64::MAX] {
+        for v in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
             let mut b = Vec::new();
             put_uvar(&mut b, v);
             assert_eq!(Cursor::new(&b, 0).uvar().unwrap(), v);
@@ -110,7 +110,7 @@ mod tests {
         assert!(Cursor::new(&[0xff; 11], 0).uvar().is_err());
         assert!(Cursor::new(&[0x80], 0).uvar().is_err());
         let mut b = Vec::new();
-        put_uvar(&mut b, u32::MAX as u64 + 1);
+        put_uvar(&mut b, u64::from(u32::MAX) + 1);
         assert!(Cursor::new(&b, 0).uvar32().is_err());
     }
 }

@@ -250,7 +250,7 @@ fn debug_offset_fields(minor: u8) -> Vec<String> {
     let at_least = |m: u8| minor >= m;
     let mut f: Vec<String> = ["cookie", "version", "free_threaded"]
         .iter()
-        .map(|s| s.to_string())
+        .map(std::string::ToString::to_string)
         .collect();
     let mut group = |prefix: &str, names: &[(&str, bool)]| {
         for (n, present) in names {

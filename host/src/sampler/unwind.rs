@@ -325,7 +325,7 @@ impl Unwinder {
             if code != 0 {
                 self.raw.push(RawFrame::Python {
                     code,
-                    instr: lasti as i64 as u64,
+                    instr: i64::from(lasti) as u64,
                 });
             }
             frame = u64_at(&self.frame_buf, back_off);
@@ -498,7 +498,7 @@ impl Unwinder {
             let mut regions: Vec<(u64, &mut [u8])> = ptrs
                 .iter()
                 .copied()
-                .zip(words.iter_mut().map(|w| w.as_mut_slice()))
+                .zip(words.iter_mut().map(<[u8; 2]>::as_mut_slice))
                 .collect();
             self.mem.read_many(&p, &mut regions)?
         };

@@ -222,7 +222,7 @@ impl Collector for GeckoCollector {
             .values()
             .map(|t| t.last_time)
             .fold(0.0, f64::max);
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let profile = json!({
             "meta": {
                 "interval": if samples > 0 && last > 0.0 { last / samples as f64 } else { self.interval_us as f64 / 1000.0 },

@@ -19,11 +19,13 @@ pub struct FrameKey {
 }
 
 /// Tachyon's synthetic frames (`<GC>`, `<native>`) have filename `~` and no line.
+#[must_use]
 pub fn is_synthetic(filename: &str, lineno: i32) -> bool {
     lineno <= 0 && filename == "~"
 }
 
 impl FrameKey {
+    #[must_use]
     pub fn of(symbols: &Symbols, frame: FrameId) -> FrameKey {
         let f = symbols.frame(frame);
         FrameKey {
@@ -33,11 +35,13 @@ impl FrameKey {
         }
     }
 
+    #[must_use]
     pub fn is_synthetic(&self) -> bool {
         is_synthetic(&self.filename, self.lineno)
     }
 
     /// A line of a file that could be read: not synthetic, `<string>`, `<frozen …>` or `[…]`.
+    #[must_use]
     pub fn has_source(&self) -> bool {
         self.lineno > 0
             && !self.is_synthetic()
@@ -46,23 +50,27 @@ impl FrameKey {
     }
 
     /// The runpy machinery CPython 3.15's `run` starts a script or module through.
+    #[must_use]
     pub fn is_bootstrap(&self) -> bool {
         self.filename == "<frozen runpy>" || self.filename.ends_with("/runpy.py")
     }
 
     /// The file's last path component (pstats' `strip_dirs()`).
+    #[must_use]
     pub fn base_name(&self) -> &str {
         self.filename.rsplit('/').next().unwrap_or(&self.filename)
     }
 
     /// CPython's `_format_function_name`: `func (path:line)` with a long path shortened, the
     /// bare name for synthetic frames.
+    #[must_use]
     pub fn label(&self) -> String {
         self.label_with(&short_path(&self.filename))
     }
 
     /// The label with another name for the file (CPython's `_format_module_name` passes the
     /// module).
+    #[must_use]
     pub fn label_with(&self, place: &str) -> String {
         if self.is_synthetic() {
             self.funcname.clone()
@@ -73,6 +81,7 @@ impl FrameKey {
 }
 
 /// `.../a/b.py` for paths over 50 characters, as CPython shortens them.
+#[must_use]
 pub fn short_path(path: &str) -> String {
     let parts: Vec<&str> = path.split('/').collect();
     if path.chars().count() > 50 && parts.len() > 2 {
@@ -99,11 +108,13 @@ impl FrameKeys {
         id
     }
 
+    #[must_use]
     pub fn key(&self, id: usize) -> &FrameKey {
         self.keys.get(id)
     }
 
     /// Every key, by id.
+    #[must_use]
     pub fn list(&self) -> &[FrameKey] {
         self.keys.list()
     }
@@ -136,6 +147,7 @@ impl StackCounts {
     }
 
     /// Samples per stack, every thread together.
+    #[must_use]
     pub fn by_stack(&self) -> FxHashMap<StackId, u64> {
         let mut out: FxHashMap<StackId, u64> = FxHashMap::default();
         for (&(_, stack), &w) in &self.by_thread {
@@ -144,12 +156,14 @@ impl StackCounts {
         out
     }
 
+    #[must_use]
     pub fn total(&self) -> u64 {
         self.by_thread.values().sum()
     }
 
     /// The call tree of these samples. With `strip_bootstrap`, leading runpy frames are left
     /// out, so the same script profiled by CPython's `run` and by tachyon matches.
+    #[must_use]
     pub fn tree(&self, symbols: &Symbols, strip_bootstrap: bool) -> CallTree {
         let mut tree = CallTree::new();
         tree.add(symbols, self, strip_bootstrap);
@@ -225,6 +239,7 @@ impl Default for CallTree {
 }
 
 impl CallTree {
+    #[must_use]
     pub fn new() -> CallTree {
         CallTree {
             keys: Interner::default(),
@@ -233,6 +248,7 @@ impl CallTree {
         }
     }
 
+    #[must_use]
     pub fn key(&self, node: usize) -> &FrameKey {
         self.keys.get(self.nodes[node].key)
     }

@@ -61,6 +61,7 @@ pub struct ExportContext<'a> {
 
 impl ExportContext<'_> {
     /// The output's name as the user should see it.
+    #[must_use]
     pub fn shown_path(&self) -> &Path {
         self.destination
             .or(self.path)
@@ -115,6 +116,7 @@ pub struct Format {
 inventory::collect!(Format);
 
 /// Every statically registered format, sorted by name.
+#[must_use]
 pub fn formats() -> Vec<&'static Format> {
     let mut all: Vec<&'static Format> = inventory::iter::<Format>.into_iter().collect();
     all.sort_by_key(|f| f.name);

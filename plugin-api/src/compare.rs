@@ -28,6 +28,7 @@ pub enum Normalize {
 }
 
 impl Normalize {
+    #[must_use]
     pub fn parse(text: &str) -> Option<Normalize> {
         match text {
             "interval" => Some(Normalize::Interval),
@@ -36,6 +37,7 @@ impl Normalize {
         }
     }
 
+    #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Normalize::Interval => "interval",
@@ -62,12 +64,14 @@ impl FunctionIds {
     }
 
     /// The id of a pair already numbered.
+    #[must_use]
     pub fn find(&self, filename: &str, funcname: &str) -> Option<u32> {
         let pair = (self.names.find(filename)?, self.names.find(funcname)?);
         self.pairs.find(&pair).map(|id| id as u32)
     }
 
     /// (filename, function) of an id.
+    #[must_use]
     pub fn name(&self, id: u32) -> (&str, &str) {
         let (file, func) = *self.pairs.get(id as usize);
         (self.names.get(file), self.names.get(func))
@@ -124,6 +128,7 @@ fn scale(
 }
 
 /// CPython's change in percent: against the baseline, +100 % for something new.
+#[must_use]
 pub fn pct(diff: f64, base: f64, current: f64) -> f64 {
     if base > 0.0 {
         diff / base * 100.0
@@ -145,6 +150,7 @@ pub struct Noise {
 }
 
 impl Noise {
+    #[must_use]
     pub fn significant(&self, current: f64, base_raw: f64) -> bool {
         match self.normalize {
             Normalize::Interval => {
@@ -259,6 +265,7 @@ pub struct NodeDiff {
 
 impl Comparison {
     /// Compare `current` (sampled every `current_interval_us`) with `baseline`.
+    #[must_use]
     pub fn new(
         current: &CallTree,
         current_interval_us: u64,
@@ -300,6 +307,7 @@ impl Comparison {
 
     /// The path of a node of either compared tree: its parent's path and its own (filename,
     /// function). Empty for a frame neither tree has.
+    #[must_use]
     pub fn path(&self, parent: &[u32], key: &FrameKey) -> CallPath {
         match self.funcs.find(&key.filename, &key.funcname) {
             Some(id) => parent.iter().copied().chain([id]).collect(),
@@ -308,12 +316,14 @@ impl Comparison {
     }
 
     /// The self-time change of the function a path ends in.
+    #[must_use]
     pub fn function(&self, path: &[u32]) -> Option<&FunctionDiff> {
         let id = path.last()?;
         self.function_index.get(id).map(|&i| &self.functions[i])
     }
 
     /// Baseline paths the current run never reached ("elided").
+    #[must_use]
     pub fn elided(&self) -> HashSet<CallPath> {
         self.baseline
             .keys()
@@ -324,6 +334,7 @@ impl Comparison {
 
     /// A rendered node of `value` inclusive and `self_value` self samples on `path`: its share
     /// of the path's baseline, and the change.
+    #[must_use]
     pub fn node(&self, path: &[u32], value: u64, self_value: u64) -> NodeDiff {
         let cur = self.current.get(path).copied().unwrap_or_default();
         let base = self.baseline.get(path).copied().unwrap_or_default();

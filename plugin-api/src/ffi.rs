@@ -14,6 +14,7 @@ pub struct Bytes {
 }
 
 impl Bytes {
+    #[must_use]
     pub fn from_slice(s: &[u8]) -> Bytes {
         Bytes {
             ptr: s.as_ptr(),
@@ -23,6 +24,7 @@ impl Bytes {
 
     /// # Safety
     /// `ptr` must point to `len` readable bytes that outlive the returned slice.
+    #[must_use]
     pub unsafe fn as_slice<'a>(&self) -> &'a [u8] {
         if self.len == 0 {
             &[]
@@ -41,6 +43,7 @@ pub struct OwnedBytes {
 }
 
 impl OwnedBytes {
+    #[must_use]
     pub fn from_vec(v: Vec<u8>) -> OwnedBytes {
         let mut v = std::mem::ManuallyDrop::new(v);
         OwnedBytes {
@@ -52,6 +55,7 @@ impl OwnedBytes {
 
     /// # Safety
     /// Must come from [`OwnedBytes::from_vec`] in the same library, freed once.
+    #[must_use]
     pub unsafe fn into_vec(self) -> Vec<u8> {
         Vec::from_raw_parts(self.ptr, self.len, self.cap)
     }
@@ -90,6 +94,7 @@ pub mod sdk {
     use crate::collector::{CollectorConfig, ExportContext, Format};
     use crate::ir::Ir;
 
+    #[must_use]
     pub fn formats(list: &[&Format]) -> OwnedBytes {
         let infos: Vec<FormatInfo> = list
             .iter()

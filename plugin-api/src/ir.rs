@@ -37,6 +37,7 @@ pub struct IrStack {
 }
 
 impl Ir {
+    #[must_use]
     pub fn from_profile(p: &Profile, config: &CollectorConfig) -> Ir {
         Ir {
             api_version: crate::API_VERSION,

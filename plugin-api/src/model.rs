@@ -32,11 +32,13 @@ pub struct Symbols {
 }
 
 impl Symbols {
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Tables taken verbatim (e.g. from a capture file); ids are the table positions.
+    #[must_use]
     pub fn from_tables(strings: Vec<String>, frames: Vec<FrameInfo>) -> Self {
         Symbols {
             strings: Interner::from_list(strings),
@@ -52,29 +54,35 @@ impl Symbols {
         self.frames.id(&frame) as FrameId
     }
 
+    #[must_use]
     pub fn str(&self, id: StrId) -> &str {
         self.strings.get(id as usize)
     }
 
+    #[must_use]
     pub fn frame(&self, id: FrameId) -> &FrameInfo {
         self.frames.get(id as usize)
     }
 
+    #[must_use]
     pub fn strings(&self) -> &[String] {
         self.strings.list()
     }
 
+    #[must_use]
     pub fn frames(&self) -> &[FrameInfo] {
         self.frames.list()
     }
 
     /// True for the synthetic `<GC>` frame the sampler puts innermost while the collector runs.
+    #[must_use]
     pub fn is_gc(&self, id: FrameId) -> bool {
         let frame = self.frame(id);
         self.is_synthetic(frame) && self.str(frame.funcname) == "<GC>"
     }
 
     /// True for Tachyon's synthetic frames (`<GC>`, `<native>`): filename `~`, no line.
+    #[must_use]
     pub fn is_synthetic(&self, frame: &FrameInfo) -> bool {
         crate::aggregate::is_synthetic(self.str(frame.filename), frame.lineno)
     }
@@ -92,6 +100,7 @@ impl ThreadStatus {
     pub const HAS_EXCEPTION: u8 = 1 << 4;
     pub const MAIN_THREAD: u8 = 1 << 5;
 
+    #[must_use]
     pub fn has(self, bit: u8) -> bool {
         self.0 & bit != 0
     }
@@ -109,6 +118,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    #[must_use]
     pub fn from_code(code: u32) -> Option<Mode> {
         Some(match code {
             0 => Mode::Wall,
@@ -120,6 +130,7 @@ impl Mode {
         })
     }
 
+    #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Mode::Wall => "wall",
@@ -145,6 +156,7 @@ pub struct Sample<'a> {
 }
 
 impl Sample<'_> {
+    #[must_use]
     pub fn weight(&self) -> u64 {
         self.timestamps_us.len() as u64
     }
@@ -169,6 +181,7 @@ impl<T> Default for Interner<T> {
 
 impl<T: Eq + Hash + Clone> Interner<T> {
     /// A list taken as it is (ids are positions); a repeated value keeps its first id.
+    #[must_use]
     pub fn from_list(list: Vec<T>) -> Self {
         let mut index = HashMap::with_capacity(list.len());
         for (i, v) in list.iter().enumerate() {
@@ -199,18 +212,22 @@ impl<T: Eq + Hash + Clone> Interner<T> {
         self.index.get(value).copied()
     }
 
+    #[must_use]
     pub fn get(&self, id: usize) -> &T {
         &self.list[id]
     }
 
+    #[must_use]
     pub fn list(&self) -> &[T] {
         &self.list
     }
 
+    #[must_use]
     pub fn len(&self) -> usize {
         self.list.len()
     }
 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }

@@ -30,11 +30,13 @@ pub struct Profile {
 }
 
 impl Profile {
+    #[must_use]
     pub fn total_samples(&self) -> u64 {
         self.stacks.iter().map(|s| s.weight).sum()
     }
 
     /// The profile's samples aggregated as a collector would have aggregated them.
+    #[must_use]
     pub fn counts(&self) -> StackCounts {
         let mut counts = StackCounts::default();
         for stack in &self.stacks {
@@ -80,6 +82,7 @@ pub struct ProfileBuilder {
 }
 
 impl ProfileBuilder {
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
@@ -104,6 +107,7 @@ impl ProfileBuilder {
         }
     }
 
+    #[must_use]
     pub fn finish(
         self,
         symbols: Symbols,

@@ -36,6 +36,7 @@ pub struct SourceReader {
 }
 
 impl SourceReader {
+    #[must_use]
     pub fn new(access: SourceAccess) -> Self {
         SourceReader {
             access,
@@ -61,6 +62,7 @@ impl SourceReader {
     }
 
     /// Files that exist but were not read, with the reason.
+    #[must_use]
     pub fn skipped(&self) -> &BTreeMap<String, &'static str> {
         &self.skipped
     }
@@ -129,6 +131,7 @@ fn read_source(access: &SourceAccess, path: &Path) -> Result<String, Refusal> {
 
 /// `text` with every control character (C0 but tab, DEL, C1) replaced by U+FFFD: safe in
 /// line-based formats, in XML, and on a terminal.
+#[must_use]
 pub fn printable(text: &str) -> Cow<'_, str> {
     let bad = |c: char| c.is_control() && c != '\t';
     if text.chars().any(bad) {

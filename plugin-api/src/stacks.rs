@@ -32,6 +32,7 @@ impl Default for StackTable {
 impl StackTable {
     pub const EMPTY: StackId = 0;
 
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
@@ -65,15 +66,18 @@ impl StackTable {
     }
 
     /// The innermost frame of a non-empty stack.
+    #[must_use]
     pub fn leaf(&self, id: StackId) -> Option<FrameId> {
         (id != Self::EMPTY).then(|| self.nodes[id as usize].1)
     }
 
+    #[must_use]
     pub fn parent(&self, id: StackId) -> StackId {
         self.nodes[id as usize].0
     }
 
     /// The stack's frames, outermost (root) first.
+    #[must_use]
     pub fn frames_root_first(&self, id: StackId) -> Vec<FrameId> {
         let mut out = Vec::new();
         let mut node = id;
@@ -86,10 +90,12 @@ impl StackTable {
         out
     }
 
+    #[must_use]
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.nodes.len() == 1
     }

@@ -58,8 +58,9 @@ pub enum Command {
         #[arg(allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Profile a running Python process.
+    /// Profile a running Python process until it exits (or -d / Ctrl-C).
     Attach {
+        /// Process ID to attach to, e.g. `tachyon attach 1234`.
         pid: i32,
         #[command(flatten)]
         sample: SampleArgs,
@@ -69,9 +70,9 @@ pub enum Command {
         #[arg(long, hide = true, value_name = "JSON")]
         inherit_options: Option<String>,
     },
-    /// Convert a binary capture (.bin) into another format.
+    /// Convert a binary capture (.bin, from --binary or --save-capture) into another format.
     Replay {
-        /// The capture to read.
+        /// The capture to read, e.g. `tachyon replay --flamegraph -o f.html profile.bin`.
         input: PathBuf,
         #[command(flatten)]
         out: OutputArgs,
@@ -80,19 +81,34 @@ pub enum Command {
     },
     /// Differential flame graph of two captures: where CURRENT spends more or less time than BASELINE.
     Diff {
+        /// The capture to compare against (before the change), e.g. `before.bin`.
         baseline: PathBuf,
+        /// The capture to show (after the change), e.g. `after.bin`.
         current: PathBuf,
         #[command(flatten)]
         out: OutputArgs,
         #[command(flatten)]
         input_args: InputArgs,
     },
-    /// Print the Python stack of every thread of a running process once.
+    /// Print a running process's current Python stack once (the main thread; -a for all).
     Dump {
+        /// Process ID to dump, e.g. `tachyon dump 1234`.
         pid: i32,
-        /// Insert <native> frames where Python was called from C.
+        /// Dump every thread, not only the main thread.
+        #[arg(short, long)]
+        all_threads: bool,
+        /// Insert `<native>` frames where Python called into C code (Python 3.11+).
         #[arg(long)]
         native: bool,
+        /// Do not insert a `<GC>` frame while the garbage collector runs.
+        #[arg(long)]
+        no_gc: bool,
+        /// Show the bytecode instruction each frame executes (Python 3.11+).
+        #[arg(long)]
+        opcodes: bool,
+        /// Stop the target's threads while their stacks are read (consistent stacks).
+        #[arg(long)]
+        blocking: bool,
     },
     /// List every output format.
     Formats,
@@ -109,6 +125,10 @@ pub fn main() -> i32 {
         Err(e) if is_broken_pipe(&e) => BROKEN_PIPE_STATUS,
         Err(e) => {
             eprintln!("tachyon: error: {}", one_line(&e));
+            // A command line that cannot be carried out, as an argument parser's error.
+            if e.downcast_ref::<crate::output::UsageError>().is_some() {
+                return 2;
+            }
             // A regression found by --fail-on-regression is a verdict, not a failure to run.
             if e.downcast_ref::<tachyon_plugin_api::RegressionDetected>()
                 .is_some()
@@ -185,13 +205,23 @@ fn dispatch(mut cli: Cli) -> Result<i32> {
             out,
             input_args,
         } => done(crate::replay::replay(&input, &out, &input_args)),
-        Command::Dump { pid, native } => done(crate::dump::dump(
+        Command::Dump {
+            pid,
+            all_threads,
+            native,
+            no_gc,
+            opcodes,
+            blocking,
+        } => done(crate::dump::dump(
             pid,
             UnwindOptions {
+                all_threads,
                 native,
-                gc: true,
+                gc: !no_gc,
+                opcodes,
                 ..Default::default()
             },
+            blocking,
         )),
         Command::Diff {
             baseline,

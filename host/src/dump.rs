@@ -1,83 +1,178 @@
-//! `tachyon dump PID`: one traceback-style snapshot of every thread's Python stack.
+//! `tachyon dump PID`: one traceback-style snapshot of the target's Python stacks, printed as
+//! CPython 3.15.2's `profiling.sampling dump` prints it (`dump.py`): a `Stack dump for PID N,
+//! thread T (status; most recent call last):` header per thread, frames root first with their
+//! source line, opcodes with `--opcodes`, coloured on a terminal.
 
 use std::fmt::Write as _;
 
 use anyhow::Result;
+use tachyon_plugin_api::opcodes::Opcodes;
 use tachyon_plugin_api::{printable, SourceAccess, SourceReader, Symbols, ThreadStatus};
 
 use crate::sampler::{Target, ThreadSample, UnwindOptions, Unwinder};
 
-fn status_words(status: u8) -> String {
+/// `_colorize`'s `ProfilerDump` theme, or no colours.
+struct Theme {
+    header: &'static str,
+    frame: &'static str,
+    filename: &'static str,
+    line_no: &'static str,
+    source: &'static str,
+    opcode: &'static str,
+    warning: &'static str,
+    reset: &'static str,
+}
+
+impl Theme {
+    fn new(colors: bool) -> Theme {
+        if colors {
+            Theme {
+                header: "\x1b[1;34m",
+                frame: "\x1b[1;32m",
+                filename: "\x1b[36m",
+                line_no: "\x1b[33m",
+                source: "\x1b[37m",
+                opcode: "\x1b[90m",
+                warning: "\x1b[33m",
+                reset: "\x1b[0m",
+            }
+        } else {
+            Theme {
+                header: "",
+                frame: "",
+                filename: "",
+                line_no: "",
+                source: "",
+                opcode: "",
+                warning: "",
+                reset: "",
+            }
+        }
+    }
+
+    fn paint(&self, text: &str, color: &str) -> String {
+        if color.is_empty() {
+            text.to_owned()
+        } else {
+            format!("{color}{text}{}", self.reset)
+        }
+    }
+}
+
+/// CPython's `_status_text`: the status labels, `idle` when the thread holds nothing and is
+/// known to be off CPU.
+fn status_text(status: u8) -> String {
     let s = ThreadStatus(status);
-    let mut words = Vec::new();
-    if s.has(ThreadStatus::MAIN_THREAD) {
-        words.push("main thread");
+    let mut labels: Vec<&str> = [
+        (ThreadStatus::MAIN_THREAD, "main thread"),
+        (ThreadStatus::HAS_GIL, "has GIL"),
+        (ThreadStatus::ON_CPU, "on CPU"),
+        (ThreadStatus::GIL_REQUESTED, "waiting for GIL"),
+        (ThreadStatus::HAS_EXCEPTION, "has exception"),
+    ]
+    .into_iter()
+    .filter(|&(bit, _)| s.has(bit))
+    .map(|(_, label)| label)
+    .collect();
+    let holds = s.has(ThreadStatus::HAS_GIL)
+        || s.has(ThreadStatus::GIL_REQUESTED)
+        || s.has(ThreadStatus::HAS_EXCEPTION);
+    if !holds && !s.has(ThreadStatus::UNKNOWN) && !s.has(ThreadStatus::ON_CPU) {
+        labels.push("idle");
     }
-    if s.has(ThreadStatus::HAS_GIL) {
-        words.push("has GIL");
-    }
-    if s.has(ThreadStatus::ON_CPU) {
-        words.push("on CPU");
-    }
-    if s.has(ThreadStatus::GIL_REQUESTED) {
-        words.push("waiting for GIL");
-    }
-    if s.has(ThreadStatus::HAS_EXCEPTION) {
-        words.push("has exception");
-    }
-    if words.iter().all(|w| *w == "main thread") {
-        words.push("idle");
-    }
-    words.join(", ")
+    labels.join(", ")
 }
 
 /// The dump text for already-sampled threads (root frame first, like a traceback).
-pub fn render(pid: i32, threads: &[ThreadSample], symbols: &Symbols) -> String {
-    let mut out = String::new();
+fn render(
+    pid: i32,
+    threads: &[ThreadSample],
+    symbols: &Symbols,
+    opcodes: Option<&Opcodes>,
+    theme: &Theme,
+) -> String {
     if threads.is_empty() {
-        let _ = writeln!(out, "No Python stacks found for PID {pid}");
+        return format!(
+            "{}\n",
+            theme.paint(
+                &format!("No Python stacks found for PID {pid}"),
+                theme.warning
+            )
+        );
     }
     // Paths under the working directory are shown relative to it, as tracebacks read best.
     let cwd = std::env::current_dir()
         .ok()
         .filter(|c| c.parent().is_some());
+    let show_interpreter = threads
+        .iter()
+        .any(|t| t.interpreter_id != threads[0].interpreter_id);
     let mut sources = SourceReader::new(SourceAccess::Anywhere);
-    for t in threads {
-        let _ = writeln!(
-            out,
-            "Stack dump for PID {pid}, thread {} ({}; most recent call last):",
-            t.thread_id,
-            status_words(t.status)
-        );
+    let mut lines: Vec<String> = Vec::new();
+    for (i, t) in threads.iter().enumerate() {
+        if i > 0 {
+            lines.push(String::new());
+        }
+        let subject = if i == 0 {
+            format!("Stack dump for PID {pid}, thread {}", t.thread_id)
+        } else {
+            format!("Stack dump, thread {}", t.thread_id)
+        };
+        let mut details = Vec::new();
+        if show_interpreter {
+            details.push(format!("interpreter {}", t.interpreter_id));
+        }
+        let status = status_text(t.status);
+        if !status.is_empty() {
+            details.push(status);
+        }
+        details.push("most recent call last".to_owned());
+        lines.push(theme.paint(
+            &format!("{subject} ({}):", details.join("; ")),
+            theme.header,
+        ));
         if t.frames.is_empty() {
-            let _ = writeln!(out, "  No Python frames");
+            lines.push(theme.paint("No Python frames", theme.warning));
+            continue;
         }
         for &id in t.frames.iter().rev() {
             let f = symbols.frame(id);
-            let func = symbols.str(f.funcname);
-            if symbols.is_synthetic(f) {
-                let _ = writeln!(out, "  {}", printable(func));
-                continue;
+            let func = theme.paint(&printable(symbols.str(f.funcname)), theme.frame);
+            let mut line = if symbols.is_synthetic(f) {
+                format!("  {func}")
+            } else {
+                let file = symbols.str(f.filename);
+                let shown = cwd
+                    .as_ref()
+                    .and_then(|c| std::path::Path::new(file).strip_prefix(c).ok())
+                    .map_or(file.to_owned(), |p| p.display().to_string());
+                let file_part = theme.paint(&format!("\"{}\"", printable(&shown)), theme.filename);
+                if f.lineno > 0 {
+                    let line_part = theme.paint(&f.lineno.to_string(), theme.line_no);
+                    format!("  File {file_part}, line {line_part}, in {func}")
+                } else {
+                    format!("  File {file_part}, in {func}")
+                }
+            };
+            if let (Some(op), Some(table)) = (f.opcode, opcodes) {
+                let _ = write!(
+                    line,
+                    "  {}",
+                    theme.paint(&format!("opcode={}", table.format(op)), theme.opcode)
+                );
             }
-            let file = symbols.str(f.filename);
-            let shown = cwd
-                .as_ref()
-                .and_then(|c| std::path::Path::new(file).strip_prefix(c).ok())
-                .map_or(file.to_owned(), |p| p.display().to_string());
-            let _ = writeln!(
-                out,
-                "  File \"{}\", line {}, in {}",
-                printable(&shown),
-                f.lineno,
-                printable(func)
-            );
-            if let Some(line) = source_line(&mut sources, file, f.lineno) {
-                let _ = writeln!(out, "    {}", printable(&line));
+            lines.push(line);
+            if !symbols.is_synthetic(f) {
+                if let Some(source) = source_line(&mut sources, symbols.str(f.filename), f.lineno) {
+                    lines.push(format!(
+                        "    {}",
+                        theme.paint(&printable(&source), theme.source)
+                    ));
+                }
             }
         }
-        out.push('\n');
     }
-    out
+    lines.join("\n") + "\n"
 }
 
 fn source_line(sources: &mut SourceReader, file: &str, lineno: i32) -> Option<String> {
@@ -85,16 +180,22 @@ fn source_line(sources: &mut SourceReader, file: &str, lineno: i32) -> Option<St
     let line = text
         .lines()
         .nth(usize::try_from(lineno).ok()?.checked_sub(1)?)?;
-    Some(line.trim().to_owned()).filter(|l| !l.is_empty())
+    Some(line.trim_start().to_owned()).filter(|l| !l.is_empty())
 }
 
-pub fn dump(pid: i32, opts: UnwindOptions) -> Result<()> {
+/// `opts` as the user chose (threads, `<native>`, `<GC>`, opcodes); `blocking` stops the
+/// target's threads while they are read.
+pub fn dump(pid: i32, opts: UnwindOptions, blocking: bool) -> Result<()> {
     crate::sampler::process::check_pid(pid)?;
     let target = Target::attach(pid)?;
+    let (major, minor, _) = target.version;
+    let opcodes = opts
+        .opcodes
+        .then(|| Opcodes::for_version(major, minor))
+        .flatten();
     let mut unwinder = Unwinder::new(
         target,
         UnwindOptions {
-            all_threads: true,
             cpu_state: true,
             exception_state: true,
             ..opts
@@ -102,11 +203,28 @@ pub fn dump(pid: i32, opts: UnwindOptions) -> Result<()> {
     );
     let mut symbols = Symbols::new();
     let mut threads = Vec::new();
-    unwinder
-        .sample(&mut symbols, &mut threads)
-        .map_err(|e| anyhow::anyhow!("cannot read the stacks of PID {pid}: {e}"))?;
+    {
+        let _paused = if blocking {
+            Some(crate::sampler::pause::Paused::pause(
+                &unwinder.target.process,
+            )?)
+        } else {
+            None
+        };
+        unwinder
+            .sample(&mut symbols, &mut threads)
+            .map_err(|e| anyhow::anyhow!("cannot read the stacks of PID {pid}: {e}"))?;
+    }
+    let colors = tachyon_plugin_api::stdout_takes_colors();
+    let text = render(
+        pid,
+        &threads,
+        &symbols,
+        opcodes.as_ref(),
+        &Theme::new(colors),
+    );
     let mut stdout = std::io::stdout().lock();
-    std::io::Write::write_all(&mut stdout, render(pid, &threads, &symbols).as_bytes())?;
+    std::io::Write::write_all(&mut stdout, text.as_bytes())?;
     std::io::Write::flush(&mut stdout)?;
     Ok(())
 }

@@ -22,6 +22,8 @@ extern crate tachyon_flamegraph;
 extern crate tachyon_gecko;
 #[cfg(feature = "heatmap")]
 extern crate tachyon_heatmap;
+#[cfg(feature = "jsonl")]
+extern crate tachyon_jsonl;
 #[cfg(feature = "pstats")]
 extern crate tachyon_pstats;
 #[cfg(feature = "svg")]

@@ -36,60 +36,105 @@ const OPTION_FLAGS: &[&str] = &[
     "compression",
 ];
 
-/// Output options shared by `run`, `attach` and `replay`.
+/// Output options shared by `run`, `attach` and `replay`. The format is chosen once: by
+/// `-f NAME`, by one of CPython 3.15's format flags, or by `--diff-flamegraph`.
 #[derive(Args, Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct OutputArgs {
-    /// Output format (see `tachyon formats`; default pstats, or diff_flamegraph with a baseline).
-    #[arg(short = 'f', long)]
+    /// Output format by name, e.g. `-f flamegraph` (`tachyon formats` lists them all, plugins
+    /// included). Default: pstats.
+    #[arg(short = 'f', long, value_name = "NAME", group = "output_format")]
     pub format: Option<String>,
-    /// Differential flame graph against this baseline capture (.bin); implies --format diff_flamegraph.
-    #[arg(long, value_name = "BASELINE.bin")]
+    /// Print a pstats table, or with -o write a file pstats.Stats and snakeviz load (the default).
+    #[arg(long, group = "output_format", help_heading = "Output format")]
+    pub pstats: bool,
+    /// Write collapsed stacks (`tid:N;file:func:line;... count`) for flamegraph.pl or inferno.
+    #[arg(long, group = "output_format", help_heading = "Output format")]
+    pub collapsed: bool,
+    /// Write an interactive HTML flame graph.
+    #[arg(long, group = "output_format", help_heading = "Output format")]
+    pub flamegraph: bool,
+    /// Write a Firefox Profiler (gecko) JSON profile.
+    #[arg(long, group = "output_format", help_heading = "Output format")]
+    pub gecko: bool,
+    /// Write an HTML heatmap of sampled lines: a directory with index.html.
+    #[arg(long, group = "output_format", help_heading = "Output format")]
+    pub heatmap: bool,
+    /// Write JSON Lines records (string and frame tables, self/cumulative counts) for programs.
+    #[arg(long, group = "output_format", help_heading = "Output format")]
+    pub jsonl: bool,
+    /// Write a binary capture (.bin) that `tachyon replay` and CPython 3.15 read.
+    #[arg(long, group = "output_format", help_heading = "Output format")]
+    pub binary: bool,
+    /// Write a differential flame graph against this baseline capture, e.g.
+    /// `--diff-flamegraph before.bin`: red where time grew, blue where it shrank. With
+    /// `-f NAME`, the baseline of another differential format.
+    #[arg(long, value_name = "BASELINE.bin", help_heading = "Output format",
+          conflicts_with_all = ["pstats", "collapsed", "flamegraph", "gecko", "heatmap", "jsonl", "binary"])]
     pub diff_flamegraph: Option<PathBuf>,
-    /// Output file (directory for heatmap). pstats without -o prints a table.
+    /// Output path, e.g. `-o profile.html` (a directory for --heatmap). Default: pstats prints
+    /// to stdout; other formats write `FORMAT_PID.EXT` (an existing directory gets that name
+    /// inside it).
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
-    /// pstats table: sort order.
-    #[arg(long, value_parser = ["nsamples", "tottime", "cumtime", "sample-pct", "cumul-pct", "nsamples-cumul", "name"])]
+    /// Open the HTML output (flame graph, diff, heatmap) in a browser when it is written
+    /// ($BROWSER, else xdg-open).
+    #[arg(long)]
+    pub browser: bool,
+    /// pstats table: sort order, e.g. `--sort cumtime` (default nsamples).
+    #[arg(long, value_parser = ["nsamples", "tottime", "cumtime", "sample-pct", "cumul-pct", "nsamples-cumul", "name"], help_heading = "pstats table")]
     pub sort: Option<String>,
-    /// pstats table: rows to print (default 15).
-    #[arg(short, long)]
+    /// pstats table: rows to print, e.g. `-l 30` (default 15).
+    #[arg(short, long, value_name = "ROWS", help_heading = "pstats table")]
     pub limit: Option<usize>,
-    /// pstats table: omit the legend and summary.
-    #[arg(long)]
+    /// pstats table: leave out the summary of interesting functions.
+    #[arg(long, help_heading = "pstats table")]
     pub no_summary: bool,
-    /// Differential formats: exit with code 3 when a function's self time grew by at least
-    /// this many percent (beyond sampling noise). The output is still written.
-    #[arg(long, value_name = "PCT")]
+    /// Exit with status 3 when a function's self time grew by at least this many percent
+    /// beyond sampling noise, e.g. `--fail-on-regression 10`. The output is still written.
+    #[arg(long, value_name = "PCT", help_heading = "Differential flame graph")]
     pub fail_on_regression: Option<f64>,
-    /// Differential formats: compare captures taken in different modes anyway.
-    #[arg(long)]
+    /// Compare captures taken in different modes (e.g. cpu against wall) anyway.
+    #[arg(long, help_heading = "Differential flame graph")]
     pub force_diff: bool,
-    /// Differential formats: bring the baseline to the current run's units by the ratio of
-    /// sampling intervals (`interval`, as CPython 3.15.2) or of total sampled time (`total`,
-    /// for captures of a fixed duration).
-    #[arg(long, value_parser = ["interval", "total"])]
+    /// Bring the baseline to the current run's units by the ratio of sampling intervals
+    /// (`interval`, the default, as CPython 3.15.2) or of total sampled time (`total`, for
+    /// captures of a fixed duration such as `attach -d 30`).
+    #[arg(long, value_name = "HOW", value_parser = ["interval", "total"], help_heading = "Differential flame graph")]
     pub diff_normalize: Option<String>,
-    /// Differential formats: keep the leading runpy frames CPython's `run` starts scripts
-    /// through (by default they are ignored on both sides, so either tool's captures match).
-    #[arg(long)]
+    /// Keep the leading runpy frames CPython's `run` starts scripts through (by default they
+    /// are ignored on both sides, so captures of either tool match).
+    #[arg(long, help_heading = "Differential flame graph")]
     pub keep_bootstrap_frames: bool,
-    /// Pass an option to the output format (plugins read these), e.g. --format-option key=value.
+    /// Pass an option to the output format (plugins read these), e.g. `--format-option theme=dark`.
     #[arg(long = "format-option", value_name = "KEY=VALUE")]
     pub format_options: Vec<String>,
-    /// Also write the binary capture here (written first, so it survives a failing format).
+    /// Also write the binary capture here, e.g. `--save-capture run.bin` (written first, so
+    /// it survives a failing format; replay it into any format later).
     #[arg(long, value_name = "FILE.bin")]
     pub save_capture: Option<PathBuf>,
-    /// binary (and --save-capture): compression of the sample records (default auto).
+    /// Compression of a binary capture (--binary, --save-capture): auto (zstd), zstd or none.
     #[arg(long, value_parser = ["auto", "zstd", "none"])]
     pub compression: Option<String>,
 }
 
 impl OutputArgs {
     pub fn format_name(&self) -> &str {
-        match (&self.format, &self.diff_flamegraph) {
-            (Some(name), _) => name,
-            (None, Some(_)) => "diff_flamegraph",
-            (None, None) => "pstats",
+        let flags = [
+            (self.pstats, "pstats"),
+            (self.collapsed, "collapsed"),
+            (self.flamegraph, "flamegraph"),
+            (self.gecko, "gecko"),
+            (self.heatmap, "heatmap"),
+            (self.jsonl, "jsonl"),
+            (self.binary, "binary"),
+            (self.diff_flamegraph.is_some(), "diff_flamegraph"),
+        ];
+        match &self.format {
+            Some(name) => name,
+            None => flags
+                .iter()
+                .find(|(set, _)| *set)
+                .map_or("pstats", |(_, name)| name),
         }
     }
 
@@ -121,57 +166,94 @@ impl OutputArgs {
         Ok(given)
     }
 
-    /// Options handed to the collector by name. An option the format does not read, or a
-    /// baseline given to a format that compares nothing, is refused: nothing the user asks
-    /// for is silently ignored.
+    /// Refuse what does not apply to `format` with one error line, worded as CPython 3.15
+    /// words it: an option the format does not read, a baseline given to a format that
+    /// compares nothing, a differential format without one. Nothing the user asks for is
+    /// silently ignored.
+    pub fn check(&self, format: &FormatChoice) -> Result<()> {
+        let accepted = format.options();
+        let refused: Vec<String> = self
+            .given_options()?
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|key| !accepted.contains(&key.as_str()))
+            .collect();
+        if !refused.is_empty() {
+            let flags: Vec<String> = refused.iter().map(|k| option_flag(k)).collect();
+            let takers: Vec<String> = all_formats()
+                .iter()
+                .filter(|f| refused.iter().any(|k| f.options().contains(&k.as_str())))
+                .map(|f| format!("--{}", f.name()))
+                .collect();
+            let message = if takers.is_empty() {
+                let takes = if accepted.is_empty() {
+                    "no options".to_owned()
+                } else {
+                    let own: Vec<String> = accepted.iter().map(|k| option_flag(k)).collect();
+                    own.join(", ")
+                };
+                format!(
+                    "Options {} are not read by any format (--{} takes {takes})",
+                    flags.join(", "),
+                    format.name()
+                )
+            } else {
+                format!(
+                    "Options {} are only valid with {}, not --{}",
+                    flags.join(", "),
+                    takers.join(", "),
+                    format.name()
+                )
+            };
+            return Err(UsageError(message).into());
+        }
+        // --compression applies to the binary format and to the --save-capture copy.
+        if self.compression.is_some()
+            && !accepted.contains(&"compression")
+            && self.save_capture.is_none()
+        {
+            return Err(UsageError(format!(
+                "--compression does not apply to the {} format (only to binary and --save-capture)",
+                format.name()
+            ))
+            .into());
+        }
+        let needs = format.needs();
+        if self.diff_flamegraph.is_some() && !needs.baseline {
+            return Err(UsageError(format!(
+                "the {} format does not compare against a baseline (--diff-flamegraph and `tachyon diff` need a differential format such as diff_flamegraph)",
+                format.name()
+            ))
+            .into());
+        }
+        if needs.baseline && self.diff_flamegraph.is_none() {
+            return Err(UsageError(format!(
+                "the {} format needs a baseline capture: --diff-flamegraph BASELINE.bin",
+                format.name()
+            ))
+            .into());
+        }
+        if self.browser && !opens_in_browser(format) {
+            eprintln!(
+                "Warning: --browser opens HTML output; the {} format writes none",
+                format.name()
+            );
+        }
+        Ok(())
+    }
+
+    /// Options handed to the collector by name, once [`OutputArgs::check`] accepts them; the
+    /// baseline loaded.
     pub fn fill_options(
         &self,
         format: &FormatChoice,
         config: &mut CollectorConfig,
         limits: &ReadLimits,
     ) -> Result<()> {
-        let accepted = format.options();
-        for (key, value) in self.given_options()? {
-            if !accepted.contains(&key.as_str()) {
-                let takes = if accepted.is_empty() {
-                    "no options".to_owned()
-                } else {
-                    accepted
-                        .iter()
-                        .map(|k| option_flag(k))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                bail!(
-                    "{} does not apply to the {} format (it takes {takes})",
-                    option_flag(&key),
-                    format.name()
-                );
-            }
-            config.options.insert(key, value);
-        }
-        // --compression applies to the binary format and to the --save-capture copy.
+        self.check(format)?;
+        config.options.extend(self.given_options()?);
         if let Some(c) = &self.compression {
-            if !accepted.contains(&"compression") && self.save_capture.is_none() {
-                bail!(
-                    "--compression does not apply to the {} format (only to binary and --save-capture)",
-                    format.name()
-                );
-            }
             config.options.insert("compression".into(), c.clone());
-        }
-        let needs = format.needs();
-        if self.diff_flamegraph.is_some() && !needs.baseline {
-            bail!(
-                "the {} format does not compare against a baseline (--diff-flamegraph and `tachyon diff` need a differential format such as diff_flamegraph)",
-                format.name()
-            );
-        }
-        if needs.baseline && self.diff_flamegraph.is_none() {
-            bail!(
-                "the {} format needs a baseline capture: --diff-flamegraph BASELINE.bin",
-                format.name()
-            );
         }
         if let Some(base) = &self.diff_flamegraph {
             let profile = Capture::open(base, limits)
@@ -205,6 +287,66 @@ impl OutputArgs {
             None => Some(PathBuf::from(default_name())),
         }
     }
+}
+
+/// A command line that asks for something that cannot be done (exit status 2, as a usage
+/// error of CPython's argument parser).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Whether a format's output is a page to open (`--browser`): an `.html` file, or a
+/// directory (heatmap) with an `index.html`.
+pub fn opens_in_browser(format: &FormatChoice) -> bool {
+    matches!(format.extension(), "html" | "")
+}
+
+/// Open a written HTML output in the user's browser: `$BROWSER` (a `:`-separated list of
+/// commands, `%s` standing for the URL), else `xdg-open`. A browser that cannot be started
+/// is a warning: the output is written either way.
+pub fn open_in_browser(path: &Path) {
+    let page = if path.is_dir() {
+        path.join("index.html")
+    } else {
+        path.to_path_buf()
+    };
+    let Ok(page) = page.canonicalize() else {
+        eprintln!("Warning: Could not find {} to open", page.display());
+        return;
+    };
+    let url = format!("file://{}", page.display());
+    let browsers = std::env::var("BROWSER").unwrap_or_default();
+    let commands = browsers
+        .split(':')
+        .filter(|c| !c.trim().is_empty())
+        .map(str::to_owned)
+        .chain(["xdg-open".to_owned()]);
+    for command in commands {
+        let mut words: Vec<String> = command.split_whitespace().map(str::to_owned).collect();
+        if words.iter().any(|w| w.contains("%s")) {
+            for w in &mut words {
+                *w = w.replace("%s", &url);
+            }
+        } else {
+            words.push(url.clone());
+        }
+        let started = std::process::Command::new(&words[0])
+            .args(&words[1..])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        if started.is_ok() {
+            return;
+        }
+    }
+    eprintln!("Warning: Could not open a browser for {url} (set $BROWSER)");
 }
 
 /// A built-in format or one a loaded plugin provides.

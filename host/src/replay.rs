@@ -7,7 +7,10 @@ use clap::Args;
 use tachyon_plugin_api::{CollectorConfig, SourceAccess};
 
 use crate::binary::{Capture, ReadLimits};
-use crate::output::{build_collector, check_output_dir, export, find_format, OutputArgs};
+use crate::output::{
+    build_collector, check_output_dir, export, find_format, open_in_browser, opens_in_browser,
+    OutputArgs,
+};
 use crate::progress::ProgressBar;
 
 /// How much of an untrusted capture to believe: `replay` and `diff` read files that may come
@@ -89,7 +92,6 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
     });
     bar.finish();
     let counts = counts.with_context(|| format!("{} is not a valid capture", input.display()))?;
-    eprintln!("Replayed {} samples", counts.samples);
 
     let stats = capture.stats.clone().unwrap_or_default();
     export(
@@ -97,5 +99,13 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
         path.as_deref(),
         &capture.symbols,
         &stats,
-    )
+    )?;
+    if out.browser && opens_in_browser(&format) {
+        if let Some(p) = &path {
+            open_in_browser(p);
+        }
+    }
+    // After the output, as CPython prints it.
+    eprintln!("Replayed {} samples", counts.samples);
+    Ok(())
 }

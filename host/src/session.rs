@@ -21,7 +21,11 @@ use tachyon_plugin_api::{
 };
 
 use crate::binary::{features, ReadLimits};
-use crate::output::{build_collector, check_output_dir, export, find_format, OutputArgs};
+use crate::output::{
+    all_formats, build_collector, check_output_dir, export, find_format, open_in_browser,
+    opens_in_browser, FormatChoice, OutputArgs, UsageError,
+};
+use crate::progress::RealtimeStats;
 use crate::sampler::pause::Paused;
 use crate::sampler::process::{check_pid, permission_help, Process, ReadError};
 use crate::sampler::{Target, ThreadSample, UnwindOptions, Unwinder};
@@ -38,33 +42,84 @@ pub enum ModeArg {
 /// copy of the parent's, serialized whole, so no option is ever dropped on the way.
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
 pub struct SampleArgs {
-    /// Sampling rate: a number of Hz, or with a suffix (10khz, 10k, 250hz).
-    #[arg(short = 'r', long = "sampling-rate", default_value = "1khz", value_parser = parse_rate)]
+    /// Samples per second: a number of Hz, or with a suffix, e.g. `-r 10khz`, `-r 10k`,
+    /// `-r 250hz` (default 1khz).
+    #[arg(short = 'r', long = "sampling-rate", value_name = "RATE", default_value = "1khz", value_parser = parse_rate)]
     pub interval_us: u64,
-    /// Stop after this many seconds (default: until the target exits or Ctrl-C).
-    #[arg(short, long, value_parser = parse_duration)]
+    /// Stop after this many seconds, e.g. `-d 30` (default: until the target exits or Ctrl-C).
+    #[arg(short, long, value_name = "SECONDS", value_parser = parse_duration)]
     pub duration: Option<f64>,
     /// Sample every thread, not only the main thread.
     #[arg(short, long)]
     pub all_threads: bool,
-    /// What a sample counts: wall time, CPU time, GIL holding, or exception handling.
+    /// Print live sampling statistics once a second while sampling: rate (Hz and µs per
+    /// sample, mean/min/max), samples taken and error rate.
+    #[arg(long)]
+    pub realtime_stats: bool,
+    /// What a sample counts: wall (every sample), cpu (threads on a CPU), gil (threads
+    /// holding the GIL) or exception (threads handling an exception), e.g. `--mode cpu`.
     #[arg(long, value_enum, default_value = "wall")]
     pub mode: ModeArg,
-    /// Insert <native> frames where Python was called from C (3.11+).
+    /// Insert `<native>` frames where Python called into C code (Python 3.11+).
     #[arg(long)]
     pub native: bool,
-    /// Do not insert <GC> frames while the garbage collector runs.
+    /// Do not insert `<GC>` frames while the garbage collector runs.
     #[arg(long)]
     pub no_gc: bool,
-    /// Record the executing opcode of every frame (3.11+).
+    /// Record the bytecode instruction each frame executes (Python 3.11+): shown by the flame
+    /// graph, the heatmap and gecko's opcode markers, kept by --binary.
     #[arg(long)]
     pub opcodes: bool,
-    /// Stop the target's threads while each sample is read (exact stacks, slower target).
+    /// Stop all of the target's threads while each sample is read (ptrace): consistent stacks,
+    /// but the target runs slower.
     #[arg(long)]
     pub blocking: bool,
-    /// Also profile every Python subprocess, each into `OUTPUT_{pid}.EXT`.
+    /// Also profile every Python subprocess, each into its own output `NAME_PID.EXT`.
     #[arg(long)]
     pub subprocesses: bool,
+}
+
+impl SampleArgs {
+    /// Refuse what CPython 3.15 refuses with these options and this format (its words), and
+    /// warn where it warns.
+    pub fn check_with(&self, format: &FormatChoice) -> Result<()> {
+        let needs = format.needs();
+        if needs.thread_state && self.mode != ModeArg::Wall {
+            return Err(UsageError(format!(
+                "--mode option is incompatible with --{name}. {} format automatically includes both GIL-holding and CPU status analysis.",
+                capitalised(format.name()),
+                name = format.name()
+            ))
+            .into());
+        }
+        if self.opcodes && !needs.opcodes {
+            let takers: Vec<String> = all_formats()
+                .iter()
+                .filter(|f| f.needs().opcodes)
+                .map(|f| format!("--{}", f.name()))
+                .collect();
+            return Err(UsageError(format!(
+                "--opcodes is only compatible with {}.",
+                takers.join(", ")
+            ))
+            .into());
+        }
+        if self.blocking && self.interval_us < 100 {
+            eprintln!(
+                "Warning: --blocking with a {} µs interval will stop all threads {} times per second. Consider using --sampling-rate 1khz or lower to reduce overhead.",
+                self.interval_us,
+                1_000_000 / self.interval_us
+            );
+        }
+        Ok(())
+    }
+}
+
+fn capitalised(name: &str) -> String {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
 }
 
 /// Tachyon's rate syntax: `^(\d+(\.\d+)?)(hz|khz|k)?$`, case-insensitive; the result is the
@@ -244,6 +299,8 @@ struct Loop<'a> {
     start_us: u64,
     /// Sampling ended because the target exited by itself.
     target_exited: bool,
+    /// `--realtime-stats`.
+    realtime: Option<RealtimeStats>,
 }
 
 impl Loop<'_> {
@@ -263,6 +320,9 @@ impl Loop<'_> {
         match self.unwinder.sample(&mut self.symbols, threads) {
             Ok(()) => {
                 self.counts.samples += 1;
+                if let Some(r) = self.realtime.as_mut() {
+                    r.sampled(now, self.counts.samples, self.counts.errors);
+                }
                 for t in threads.iter().filter(|t| self.args.keeps(t.status)) {
                     self.counts.thread_samples += 1;
                     self.collector.collect(
@@ -414,17 +474,22 @@ fn profile(
         opts.cpu_state = true;
         opts.exception_state = true;
     }
+    let start_us = monotonic_us();
     let mut lp = Loop {
         args,
         unwinder: Unwinder::new(target, opts),
         collector: collector.as_mut(),
         symbols: Symbols::new(),
         counts: Counts::default(),
-        start_us: monotonic_us(),
+        start_us,
         target_exited: false,
+        realtime: args.realtime_stats.then(|| RealtimeStats::new(start_us)),
     };
     // A failure while sampling (a bug included) ends sampling, not the profile.
     let sampled = crate::guard::catch("sampling", || sample_loop(&mut lp, &mut child));
+    if let Some(r) = lp.realtime.as_mut() {
+        r.finish();
+    }
     // Measured now: stopping the target and the child profilers is not sampling time.
     let stats = run_stats(&lp);
     if args.blocking {
@@ -454,6 +519,11 @@ fn profile(
             (Err(x), _) => format!("and the output could not be written either: {x:#}"),
         };
         return Err(e.context(format!("sampling stopped early; {kept}")));
+    }
+    if exported.is_ok() && out.browser && opens_in_browser(&format) {
+        if let Some(p) = &path {
+            open_in_browser(p);
+        }
     }
     exported.map(|()| own_exit)
 }
@@ -571,6 +641,9 @@ pub fn run(
     let python = python
         .or_else(|| std::env::var_os("TACHYON_PYTHON").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("python3"));
+    let format = find_format(out.format_name())?;
+    args.check_with(&format)?;
+    out.check(&format)?;
     if !module && !std::path::Path::new(target).exists() {
         bail!("script '{target}' not found");
     }
@@ -591,6 +664,9 @@ pub fn run(
 
 /// `tachyon attach PID`. Returns the exit status (see the module comment).
 pub fn attach(pid: i32, args: &SampleArgs, out: &OutputArgs) -> Result<i32> {
+    let format = find_format(out.format_name())?;
+    args.check_with(&format)?;
+    out.check(&format)?;
     check_pid(pid)?;
     profile(pid, args, out, None).map(|_| exit_status(None))
 }

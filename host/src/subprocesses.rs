@@ -33,10 +33,13 @@ impl ChildOptions {
             // The parent already watches every descendant.
             sample: SampleArgs {
                 subprocesses: false,
+                realtime_stats: false,
                 ..sample.clone()
             },
+            // Only the main profiler opens a browser, as CPython's.
             output: OutputArgs {
                 output: Some(path),
+                browser: false,
                 ..output.clone()
             },
             plugins: crate::plugins::loaded()

@@ -121,13 +121,15 @@ impl FrameKeys {
 }
 
 /// Samples aggregated once, for every format that aggregates: weight per (thread, stack),
-/// the stacks interned in one table. Samples with no frame are skipped, as CPython 3.15's
-/// collectors skip them.
+/// the stacks interned in one table, in order of first appearance (the order CPython's
+/// collectors fill their dictionaries in, which decides ties and ids). Samples with no frame
+/// are skipped, as CPython 3.15's collectors skip them.
 #[derive(Debug, Default)]
 pub struct StackCounts {
     pub stacks: StackTable,
-    /// (thread id, stack) -> samples.
-    pub by_thread: FxHashMap<(u64, StackId), u64>,
+    /// (thread id, stack, samples).
+    entries: Vec<(u64, StackId, u64)>,
+    index: FxHashMap<(u64, StackId), usize>,
 }
 
 impl StackCounts {
@@ -142,23 +144,51 @@ impl StackCounts {
             return false;
         }
         let stack = self.stacks.intern(frames);
-        *self.by_thread.entry((thread_id, stack)).or_default() += weight;
+        match self.index.get(&(thread_id, stack)) {
+            Some(&i) => self.entries[i].2 += weight,
+            None => {
+                self.index.insert((thread_id, stack), self.entries.len());
+                self.entries.push((thread_id, stack, weight));
+            }
+        }
         true
     }
 
-    /// Samples per stack, every thread together.
+    /// (thread id, stack, samples), in order of first appearance.
     #[must_use]
-    pub fn by_stack(&self) -> FxHashMap<StackId, u64> {
-        let mut out: FxHashMap<StackId, u64> = FxHashMap::default();
-        for (&(_, stack), &w) in &self.by_thread {
-            *out.entry(stack).or_default() += w;
+    pub fn entries(&self) -> &[(u64, StackId, u64)] {
+        &self.entries
+    }
+
+    /// Samples per stack, every thread together, in order of first appearance.
+    #[must_use]
+    pub fn by_stack(&self) -> Vec<(StackId, u64)> {
+        let mut index: FxHashMap<StackId, usize> = FxHashMap::default();
+        let mut out: Vec<(StackId, u64)> = Vec::new();
+        for &(_, stack, w) in &self.entries {
+            match index.get(&stack) {
+                Some(&i) => out[i].1 += w,
+                None => {
+                    index.insert(stack, out.len());
+                    out.push((stack, w));
+                }
+            }
         }
         out
     }
 
+    /// Every thread that has a sample, in order of first appearance.
     #[must_use]
+    pub fn threads(&self) -> Vec<u64> {
+        let mut seen: FxHashMap<u64, ()> = FxHashMap::default();
+        self.entries
+            .iter()
+            .filter_map(|&(tid, _, _)| seen.insert(tid, ()).is_none().then_some(tid))
+            .collect()
+    }
+
     pub fn total(&self) -> u64 {
-        self.by_thread.values().sum()
+        self.entries.iter().map(|e| e.2).sum()
     }
 
     /// The call tree of these samples. With `strip_bootstrap`, leading runpy frames are left
@@ -289,7 +319,7 @@ impl CallTree {
         let mut node_of: Vec<usize> = vec![usize::MAX; stacks.len()];
         node_of[StackTable::EMPTY as usize] = 0;
         let mut pending: Vec<StackId> = Vec::new();
-        for (&(tid, stack), &weight) in &counts.by_thread {
+        for &(tid, stack, weight) in counts.entries() {
             // Resolve the tree node of this stack and of any unresolved prefixes.
             let mut s = stack;
             while node_of[s as usize] == usize::MAX {

@@ -87,6 +87,8 @@ pub struct Needs {
     pub thread_state: bool,
     /// Without `-o` it prints to stdout (the pstats table) instead of writing a default file.
     pub stdout: bool,
+    /// It shows each frame's opcode, so `--opcodes` applies to it.
+    pub opcodes: bool,
 }
 
 impl Needs {
@@ -95,6 +97,7 @@ impl Needs {
         baseline: false,
         thread_state: false,
         stdout: false,
+        opcodes: false,
     };
 }
 

@@ -145,6 +145,27 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// Whether stdout takes colours, decided as CPython's `_colorize.can_colorize` decides.
+#[must_use]
+pub fn stdout_takes_colors() -> bool {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    match std::env::var("PYTHON_COLORS").as_deref() {
+        Ok("0") => return false,
+        Ok("1") => return true,
+        _ => {}
+    }
+    if var("NO_COLOR").is_some() {
+        return false;
+    }
+    if var("FORCE_COLOR").is_some() {
+        return true;
+    }
+    if std::env::var("TERM").as_deref() == Ok("dumb") {
+        return false;
+    }
+    std::io::IsTerminal::is_terminal(&std::io::stdout())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

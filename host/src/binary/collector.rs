@@ -110,7 +110,7 @@ inventory::submit! {
     Format {
         name: "binary",
         description: "Tachyon .bin capture (replayable; read by CPython 3.15's profiling.sampling)",
-        extension: "bin", options: &["compression"], needs: Needs::NOTHING,
+        extension: "bin", options: &["compression"], needs: Needs { opcodes: true, ..Needs::NOTHING },
         create: |config| Ok(Box::new(BinaryCollector::new(config)?)),
     }
 }

@@ -26,7 +26,7 @@ pub fn lines(counts: &StackCounts, symbols: &Symbols) -> Vec<(String, u64)> {
     let mut keys = FrameKeys::default();
     let mut labels: HashMap<usize, String> = HashMap::new();
     let mut merged: HashMap<String, u64> = HashMap::new();
-    for (&(tid, stack), &count) in &counts.by_thread {
+    for &(tid, stack, count) in counts.entries() {
         let mut line = format!("tid:{tid}");
         for frame in counts.stacks.frames_root_first(stack) {
             let key = keys.id(symbols, frame);

@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use tachyon_plugin_api::compare::{
     CallPath, Comparison, FunctionDiff, NodeDiff, Normalize, NOISE_Z,
 };
+use tachyon_plugin_api::opcodes;
 use tachyon_plugin_api::{
     AggregateOutput, Aggregating, CallTree, Collector, CollectorConfig, ExportContext, Format,
     FrameKey, Interner, Needs, Profile, RegressionDetected, Sample, SourceReader, StackCounts,
@@ -21,8 +22,6 @@ use tachyon_plugin_api::{
 /// Nodes with fewer samples than this fraction of all samples (and of every thread's) are
 /// left out, as CPython 3.15.2.
 const PRUNE_FRACTION: f64 = 0.001;
-/// Opcode names per Python version (tools/gen_opcodes.py, from each interpreter's `dis`).
-const OPCODES: &str = include_str!("../../../assets/opcodes.json");
 
 /// Rows in each of the regressions / improvements tables.
 const TABLE_ROWS: usize = 10;
@@ -568,14 +567,15 @@ impl Flamegraph {
             );
         }
         if tree.nodes.iter().any(|n| !n.opcodes.is_empty()) {
-            if let Some((major, minor, _)) = self.config.python_version {
-                let tables: Value = serde_json::from_str(OPCODES)?;
-                if let Some(table) = tables.get(format!("{major}.{minor}")) {
-                    extra.insert("opcode_mapping".into(), table.clone());
-                }
+            if let Some(table) = self
+                .config
+                .python_version
+                .and_then(|(major, minor, _)| opcodes::table_json(major, minor))
+            {
+                extra.insert("opcode_mapping".into(), table);
             }
         }
-        let threads: BTreeSet<u64> = counts.by_thread.keys().map(|(t, _)| *t).collect();
+        let threads: BTreeSet<u64> = counts.threads().into_iter().collect();
         data["stats"] = Value::Object(stats);
         data["threads"] = json!(threads);
         data["strings"] = json!(strings.list());
@@ -712,9 +712,9 @@ fn create_diff(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
 }
 
 inventory::submit! {
-    Format { name: "flamegraph", description: "Self-contained HTML flame graph (search, zoom, inverted view, threads, themes)", extension: "html", options: &[], needs: Needs::NOTHING, create }
+    Format { name: "flamegraph", description: "Self-contained HTML flame graph (search, zoom, inverted view, threads, themes)", extension: "html", options: &[], needs: Needs { opcodes: true, ..Needs::NOTHING }, create }
 }
 
 inventory::submit! {
-    Format { name: "diff_flamegraph", description: "Differential HTML flame graph against --diff-flamegraph BASELINE.bin", extension: "html", options: &["fail_on_regression", "force_diff", "diff_normalize", "keep_bootstrap_frames"], needs: Needs { baseline: true, ..Needs::NOTHING }, create: create_diff }
+    Format { name: "diff_flamegraph", description: "Differential HTML flame graph against --diff-flamegraph BASELINE.bin", extension: "html", options: &["fail_on_regression", "force_diff", "diff_normalize", "keep_bootstrap_frames"], needs: Needs { baseline: true, opcodes: true, ..Needs::NOTHING }, create: create_diff }
 }

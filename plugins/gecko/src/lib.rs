@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
+use tachyon_plugin_api::opcodes::Opcodes;
 use tachyon_plugin_api::{
     Collector, CollectorConfig, ExportContext, Format, FrameId, Interner, Needs, Sample, Symbols,
     ThreadStatus,
@@ -38,6 +39,27 @@ const TRACKS: [(&str, Option<&str>, usize); 4] = [
     ("GC Collecting", None, CAT_GC),
 ];
 
+/// An interval marker: (name, start ms, end ms, category, data).
+type Marker = (usize, f64, f64, usize, Value);
+
+/// What an opcode interval marker spans: (opcode, line, column, function, file).
+type OpcodeSpan = (Option<u8>, i32, i32, String, String);
+
+const CAT_OPCODES: usize = 7;
+
+/// A state marker as CPython's `_add_marker` writes it.
+fn state_marker(
+    strings: &mut Interner<String>,
+    name: &str,
+    start: f64,
+    end: f64,
+    cat: usize,
+    tid: u64,
+) -> Marker {
+    let data = json!({"type": name.replace(' ', ""), "duration": end - start, "tid": tid});
+    (strings.id(name), start, end, cat, data)
+}
+
 #[derive(Default)]
 struct ThreadData {
     is_main: bool,
@@ -51,7 +73,9 @@ struct ThreadData {
     func_index: HashMap<(u32, u32), usize>,
     /// Open marker per track: (state, start ms).
     open: [Option<(bool, f64)>; 4],
-    markers: Vec<(usize, f64, f64, usize)>, // (name, start, end, category)
+    markers: Vec<Marker>,
+    /// The leaf frame's (opcode, line, column, function, file) since `.5` ms, with --opcodes.
+    opcode_state: Option<(OpcodeSpan, f64)>,
     last_time: f64,
 }
 
@@ -61,6 +85,53 @@ pub struct GeckoCollector {
     first_us: Option<u64>,
     strings: Interner<String>,
     threads: BTreeMap<u64, ThreadData>,
+    /// The target's opcode names, for opcode interval markers (frames carry opcodes only
+    /// with --opcodes).
+    opcodes: Option<Opcodes>,
+}
+
+impl GeckoCollector {
+    /// CPython's `_add_opcode_interval_marker`.
+    fn opcode_marker(&mut self, span: &OpcodeSpan, start: f64, end: f64) -> Option<Marker> {
+        let (Some(op), Some(table)) = (span.0, self.opcodes.as_ref()) else {
+            return None;
+        };
+        let info = table.info(op);
+        let formatted = table.format(op);
+        let data = json!({
+            "type": "Opcode", "opcode": op, "opname": formatted, "base_opname": info.base_opname,
+            "is_specialized": info.is_specialized, "line": span.1,
+            "column": (span.2 >= 0).then_some(span.2), "function": span.3, "duration": end - start,
+        });
+        Some((self.strings.id(&formatted), start, end, CAT_OPCODES, data))
+    }
+
+    /// Follow the leaf frame's opcode; a change closes the previous span's marker.
+    fn track_opcode(&mut self, symbols: &Symbols, tid: u64, leaf: FrameId, now: f64) {
+        let f = symbols.frame(leaf);
+        let span: OpcodeSpan = (
+            f.opcode,
+            f.lineno,
+            f.column,
+            symbols.str(f.funcname).to_owned(),
+            symbols.str(f.filename).to_owned(),
+        );
+        let t = self.threads.get_mut(&tid).expect("thread exists");
+        match t.opcode_state.take() {
+            Some((open, start)) if open != span => {
+                t.opcode_state = Some((span, now));
+                if let Some(m) = self.opcode_marker(&open, start, now) {
+                    self.threads
+                        .get_mut(&tid)
+                        .expect("thread exists")
+                        .markers
+                        .push(m);
+                }
+            }
+            Some(same) => t.opcode_state = Some(same),
+            None => t.opcode_state = Some((span, now)),
+        }
+    }
 }
 
 impl GeckoCollector {
@@ -72,7 +143,9 @@ impl GeckoCollector {
         }
         let info = symbols.frame(id);
         let file = symbols.str(info.filename);
-        let python = !symbols.is_synthetic(info);
+        // CPython's `_is_python`, except that tachyon's own synthetic frames are native.
+        let python =
+            !file.starts_with('<') && file != "~" || file == "<stdin>" || file == "<string>";
         let func = *t
             .func_index
             .entry((info.filename, info.funcname))
@@ -97,7 +170,7 @@ impl GeckoCollector {
     fn track(
         t: &mut ThreadData,
         strings: &mut Interner<String>,
-        track: usize,
+        (tid, track): (u64, usize),
         state: bool,
         now: f64,
     ) {
@@ -107,7 +180,8 @@ impl GeckoCollector {
             Some((s, start)) => {
                 let name = if s { Some(on) } else { off };
                 if let Some(name) = name {
-                    t.markers.push((strings.id(name), start, now, cat));
+                    t.markers
+                        .push(state_marker(strings, name, start, now, cat, tid));
                 }
                 t.open[track] = Some((state, now));
             }
@@ -139,6 +213,13 @@ impl Collector for GeckoCollector {
                 t.stack_table.len() - 1
             }));
         }
+        if self.opcodes.is_some() {
+            let first_time = sample
+                .timestamps_us
+                .first()
+                .map_or(0.0, |&ts| ts.saturating_sub(first) as f64 / 1000.0);
+            self.track_opcode(symbols, tid, sample.frames[0], first_time);
+        }
         let in_gc = sample.frames.first().is_some_and(|&f| symbols.is_gc(f));
         let s = sample.status;
         let t = self.threads.get_mut(&tid).expect("thread exists");
@@ -155,7 +236,7 @@ impl Collector for GeckoCollector {
             .into_iter()
             .enumerate()
             {
-                GeckoCollector::track(t, &mut self.strings, track, state, now);
+                GeckoCollector::track(t, &mut self.strings, (tid, track), state, now);
             }
         }
     }
@@ -163,14 +244,33 @@ impl Collector for GeckoCollector {
     fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
         let path = ctx.path.context("gecko output needs a file")?;
         let pid = std::process::id().to_string();
+        let open_spans: Vec<(u64, OpcodeSpan, f64, f64)> = self
+            .threads
+            .iter_mut()
+            .filter_map(|(&tid, t)| {
+                t.opcode_state
+                    .take()
+                    .map(|(span, start)| (tid, span, start, t.last_time))
+            })
+            .collect();
+        for (tid, span, start, end) in open_spans {
+            if let Some(m) = self.opcode_marker(&span, start, end) {
+                self.threads
+                    .get_mut(&tid)
+                    .expect("thread exists")
+                    .markers
+                    .push(m);
+            }
+        }
         let mut threads = Vec::new();
         for (tid, t) in &mut self.threads {
             // Close every open marker at the last sample.
             for (open, (on, off, cat)) in t.open.iter_mut().zip(TRACKS) {
                 if let Some((state, start)) = open.take() {
                     if let Some(name) = if state { Some(on) } else { off } {
-                        t.markers
-                            .push((self.strings.id(name), start, t.last_time, cat));
+                        let marker =
+                            state_marker(&mut self.strings, name, start, t.last_time, cat, *tid);
+                        t.markers.push(marker);
                     }
                 }
             }
@@ -209,7 +309,7 @@ impl Collector for GeckoCollector {
                 "resourceTable": {"lib": [], "name": [], "host": [], "type": [], "length": 0},
                 "nativeSymbols": {"libIndex": [], "address": [], "name": [], "functionSize": [], "length": 0},
                 "markers": {
-                    "data": t.markers.iter().map(|m| json!({"type": self.strings.list()[m.0].replace(' ', ""), "duration": m.2 - m.1, "tid": tid})).collect::<Vec<_>>(),
+                    "data": t.markers.iter().map(|m| m.4.clone()).collect::<Vec<_>>(),
                     "name": t.markers.iter().map(|m| m.0).collect::<Vec<_>>(), "startTime": t.markers.iter().map(|m| m.1).collect::<Vec<_>>(),
                     "endTime": t.markers.iter().map(|m| m.2).collect::<Vec<_>>(), "phase": vec![1; t.markers.len()],
                     "category": t.markers.iter().map(|m| m.3).collect::<Vec<_>>(), "length": t.markers.len(),
@@ -246,12 +346,16 @@ impl Collector for GeckoCollector {
 }
 
 fn create(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
+    let opcodes = config
+        .python_version
+        .and_then(|(major, minor, _)| Opcodes::for_version(major, minor));
     Ok(Box::new(GeckoCollector {
         interval_us: config.interval_us,
+        opcodes,
         ..Default::default()
     }))
 }
 
 inventory::submit! {
-    Format { name: "gecko", description: "Firefox Profiler JSON (processed format) with GIL/CPU/exception/GC markers", extension: "json", options: &[], needs: Needs { thread_state: true, ..Needs::NOTHING }, create }
+    Format { name: "gecko", description: "Firefox Profiler JSON (processed format) with GIL/CPU/exception/GC markers", extension: "json", options: &[], needs: Needs { thread_state: true, opcodes: true, ..Needs::NOTHING }, create }
 }

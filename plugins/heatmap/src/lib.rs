@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use tachyon_plugin_api::opcodes::Opcodes;
 use tachyon_plugin_api::{
     printable, AggregateOutput, Aggregating, Collector, CollectorConfig, ExportContext, Format,
     FrameKeys, Needs, SourceAccess, SourceReader, StackCounts, Symbols,
@@ -19,6 +20,7 @@ const JS: &str = include_str!("../../../assets/heatmap/heatmap.js");
 
 struct Heatmap {
     sources: SourceAccess,
+    python_version: Option<(u8, u8, u8)>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -33,6 +35,8 @@ type Callee = (String, i32, String);
 #[derive(Default)]
 struct FileStats {
     lines: BTreeMap<i32, LineCounts>,
+    /// line -> opcode -> samples executing it (frames carry opcodes with --opcodes).
+    opcodes: BTreeMap<i32, BTreeMap<u8, u64>>,
     callees: BTreeMap<i32, BTreeMap<Callee, u64>>,
     total: u64,
     self_samples: u64,
@@ -80,12 +84,11 @@ impl Heatmap {
         let mut keys = FrameKeys::default();
         // (file, function) -> the first line seen of it, where a callee link points.
         let mut first_line: HashMap<(String, String), i32> = HashMap::new();
-        for (&stack, &w) in &counts.by_stack() {
-            let frames: Vec<usize> = counts
-                .stacks
-                .frames_root_first(stack)
-                .into_iter()
-                .map(|frame| keys.id(symbols, frame))
+        for (stack, w) in counts.by_stack() {
+            let frame_ids = counts.stacks.frames_root_first(stack);
+            let frames: Vec<usize> = frame_ids
+                .iter()
+                .map(|&frame| keys.id(symbols, frame))
                 .collect();
             let mut seen: HashSet<(&str, i32)> = HashSet::new();
             for (i, &id) in frames.iter().enumerate() {
@@ -105,6 +108,14 @@ impl Heatmap {
                 if i + 1 == frames.len() {
                     line.self_samples += w;
                     stats.self_samples += w;
+                }
+                if let Some(op) = symbols.frame(frame_ids[i]).opcode {
+                    *stats
+                        .opcodes
+                        .entry(key.lineno)
+                        .or_default()
+                        .entry(op)
+                        .or_default() += w;
                 }
                 if let Some(callee) = frames.get(i + 1).map(|&c| keys.key(c)) {
                     if callee.has_source() {
@@ -133,6 +144,9 @@ impl Heatmap {
 
     fn write(&self, counts: &StackCounts, dir: &Path, ctx: &ExportContext<'_>) -> Result<usize> {
         let files = Self::files(counts, ctx.symbols);
+        let opcode_names = self
+            .python_version
+            .and_then(|(major, minor, _)| Opcodes::for_version(major, minor));
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut order: Vec<(&String, &FileStats)> = files.iter().collect();
         order.sort_by(|a, b| b.1.total.cmp(&a.1.total).then(a.0.cmp(b.0)));
@@ -173,9 +187,27 @@ impl Heatmap {
                         let _ = write!(nav, "<a class=\"callee\" href=\"{page}#line-{cline}\" title=\"{count} samples\">▼ {}</a>", escape(cfunc));
                     }
                 }
+                // With --opcodes: what the line was executing, busiest first.
+                let mut ops: Vec<(u8, u64)> = stats
+                    .opcodes
+                    .get(&n)
+                    .into_iter()
+                    .flatten()
+                    .map(|(&op, &count)| (op, count))
+                    .collect();
+                ops.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                let opcodes: String = ops
+                    .iter()
+                    .map(|&(op, count)| {
+                        let name = opcode_names
+                            .as_ref()
+                            .map_or_else(|| format!("<{op}>"), |t| t.format(op));
+                        format!("&#10;{} {count}", escape(&name))
+                    })
+                    .collect();
                 let _ = writeln!(
                     rows,
-                    "<div class=\"code-line\" id=\"line-{n}\" data-self-intensity=\"{:.3}\" data-cumulative-intensity=\"{:.3}\" title=\"Self: {}, Total: {}\"><a class=\"lineno\" href=\"#line-{n}\">{n}</a><span class=\"count\">{}</span><span class=\"count\">{}</span><span class=\"src\">{}</span>{nav}</div>",
+                    "<div class=\"code-line\" id=\"line-{n}\" data-self-intensity=\"{:.3}\" data-cumulative-intensity=\"{:.3}\" title=\"Self: {}, Total: {}{opcodes}\"><a class=\"lineno\" href=\"#line-{n}\">{n}</a><span class=\"count\">{}</span><span class=\"count\">{}</span><span class=\"src\">{}</span>{nav}</div>",
                     intensity(c.self_samples, max_self),
                     intensity(c.total, max_total),
                     c.self_samples,
@@ -253,9 +285,10 @@ impl AggregateOutput for Heatmap {
 fn create(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
     Ok(Box::new(Aggregating::new(Heatmap {
         sources: config.sources.clone(),
+        python_version: config.python_version,
     })))
 }
 
 inventory::submit! {
-    Format { name: "heatmap", description: "Line-level heatmap: index.html plus one page per source file", extension: "", options: &[], needs: Needs::NOTHING, create }
+    Format { name: "heatmap", description: "Line-level heatmap: index.html plus one page per source file", extension: "", options: &[], needs: Needs { opcodes: true, ..Needs::NOTHING }, create }
 }

@@ -11,11 +11,11 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use tachyon_plugin_api::{
-    AggregateOutput, Aggregating, CollectorConfig, ExportContext, Format, FrameKey, Needs,
-    StackCounts,
+    stdout_takes_colors, AggregateOutput, Aggregating, CollectorConfig, ExportContext, Format,
+    FrameKey, Mode, Needs, StackCounts,
 };
 
-pub use stats::{short_name, FuncStats, FuncTable};
+pub use stats::{FuncStats, FuncTable};
 use table::{SortKey, TableOptions};
 
 pub struct Pstats {
@@ -44,7 +44,7 @@ impl Pstats {
                 limit,
                 summary: config.option("no_summary").is_none(),
                 interval_s,
-                mode: config.mode.name(),
+                cpu_mode: config.mode == Mode::Cpu,
             },
         })
     }
@@ -88,7 +88,7 @@ impl Pstats {
 
 impl AggregateOutput for Pstats {
     fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> Result<()> {
-        let table = FuncTable::build(&counts.stacks, &counts.by_stack(), ctx.symbols);
+        let table = FuncTable::build(counts, ctx.symbols);
         match ctx.path {
             Some(path) => {
                 std::fs::write(path, self.marshal(&table))
@@ -101,7 +101,9 @@ impl AggregateOutput for Pstats {
             }
             None => {
                 let mut stdout = std::io::stdout().lock();
-                stdout.write_all(table::render(&table, &self.table).as_bytes())?;
+                stdout.write_all(
+                    table::render(&table, &self.table, stdout_takes_colors()).as_bytes(),
+                )?;
                 stdout.flush()?;
             }
         }

@@ -3,18 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use tachyon_plugin_api::{printable, FrameKey, FrameKeys, FxHashMap, StackId, StackTable, Symbols};
-
-/// `file.py:12(func)` with the directory stripped, as pstats' `strip_dirs()` prints.
-pub fn short_name(key: &FrameKey) -> String {
-    printable(&format!(
-        "{}:{}({})",
-        key.base_name(),
-        key.lineno,
-        key.funcname
-    ))
-    .into_owned()
-}
+use tachyon_plugin_api::{FrameKeys, StackCounts, Symbols};
 
 #[derive(Clone, Debug, Default)]
 pub struct FuncStats {
@@ -26,27 +15,27 @@ pub struct FuncStats {
 
 #[derive(Default)]
 pub struct FuncTable {
-    /// The functions, numbered as `stats`.
+    /// The functions, numbered as `stats` in order of first appearance (CPython's order:
+    /// samples as they came, each stack innermost frame first).
     pub keys: FrameKeys,
     pub stats: Vec<FuncStats>,
     pub total_samples: u64,
 }
 
 impl FuncTable {
-    pub fn build(
-        stacks: &StackTable,
-        counts: &FxHashMap<StackId, u64>,
-        symbols: &Symbols,
-    ) -> FuncTable {
+    pub fn build(counts: &StackCounts, symbols: &Symbols) -> FuncTable {
         let mut table = FuncTable::default();
         let mut seen_epoch: Vec<u64> = Vec::new();
-        for (epoch, (&stack, &weight)) in counts.iter().enumerate() {
+        for (epoch, (stack, weight)) in counts.by_stack().into_iter().enumerate() {
             let epoch = epoch as u64 + 1;
-            let keys: Vec<usize> = stacks
+            let mut keys: Vec<usize> = counts
+                .stacks
                 .frames_root_first(stack)
                 .into_iter()
+                .rev()
                 .map(|frame| table.keys.id(symbols, frame))
                 .collect();
+            keys.reverse();
             table
                 .stats
                 .resize_with(table.keys.list().len(), FuncStats::default);

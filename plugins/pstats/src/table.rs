@@ -1,12 +1,13 @@
-//! Tachyon's printed pstats table (`--format pstats` without `-o`), with `--sort`, `--limit`
-//! and the legend / summary of interesting functions.
+//! The printed pstats table (`--pstats` without `-o`), character for character as CPython
+//! 3.15.2's `PstatsCollector.print_stats` prints it: rows merged by `strip_dirs()` names,
+//! `--sort` (stable, so ties keep first-appearance order), `--limit`, the legend, and the
+//! summary of interesting functions over the rows shown. Coloured as CPython colours it.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use tachyon_plugin_api::printable;
+use tachyon_plugin_api::{printable, FxHashMap};
 
-use crate::stats::{short_name, FuncTable};
+use crate::stats::FuncTable;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SortKey {
@@ -34,6 +35,67 @@ impl SortKey {
     }
 }
 
+pub struct TableOptions {
+    pub sort: SortKey,
+    pub limit: usize,
+    pub summary: bool,
+    pub interval_s: f64,
+    /// The run was in CPU mode (an empty table says why it may be empty).
+    pub cpu_mode: bool,
+}
+
+/// ANSI colours as `_colorize.ANSIColors`, or none (`NoColors`).
+struct Colors {
+    bold_blue: &'static str,
+    green: &'static str,
+    yellow: &'static str,
+    cyan: &'static str,
+    reset: &'static str,
+}
+
+impl Colors {
+    fn new(enabled: bool) -> Colors {
+        if enabled {
+            Colors {
+                bold_blue: "\x1b[1;34m",
+                green: "\x1b[32m",
+                yellow: "\x1b[33m",
+                cyan: "\x1b[36m",
+                reset: "\x1b[0m",
+            }
+        } else {
+            Colors {
+                bold_blue: "",
+                green: "",
+                yellow: "",
+                cyan: "",
+                reset: "",
+            }
+        }
+    }
+
+    /// `file:line(func)`, each part coloured.
+    fn func(&self, file: &str, line: &str, func: &str) -> String {
+        let Colors {
+            green,
+            yellow,
+            cyan,
+            reset,
+            ..
+        } = self;
+        format!("{green}{file}{reset}:{yellow}{line}{reset}({cyan}{func}{reset})")
+    }
+}
+
+/// One row: (file, line, function) as `strip_dirs()` names it, direct and cumulative samples.
+struct Row {
+    file: String,
+    line: i32,
+    func: String,
+    direct: u64,
+    cumulative: u64,
+}
+
 /// Largest unit in which the column's maximum is at least 1.
 fn unit_for(max_seconds: f64) -> (&'static str, f64) {
     if max_seconds >= 1.0 {
@@ -45,145 +107,220 @@ fn unit_for(max_seconds: f64) -> (&'static str, f64) {
     }
 }
 
-pub struct TableOptions {
-    pub sort: SortKey,
-    pub limit: usize,
-    pub summary: bool,
-    pub interval_s: f64,
-    pub mode: &'static str,
-}
-
-pub fn render(table: &FuncTable, opts: &TableOptions) -> String {
+pub fn render(table: &FuncTable, opts: &TableOptions, colors: bool) -> String {
+    let c = Colors::new(colors);
     let mut out = String::new();
-    let total_direct: u64 = table.stats.iter().map(|s| s.direct).sum::<u64>().max(1);
-    let mut order: Vec<usize> = (0..table.stats.len()).collect();
-    let names: Vec<String> = table.keys.list().iter().map(short_name).collect();
-    let s = &table.stats;
-    order.sort_by(|&a, &b| {
-        let primary = match opts.sort {
-            SortKey::NSamples | SortKey::TotTime | SortKey::SamplePct => {
-                s[b].direct.cmp(&s[a].direct)
+    // strip_dirs(): functions that differ only in their directory become one row.
+    let mut rows: Vec<Row> = Vec::new();
+    let mut row_of: FxHashMap<(&str, i32, &str), usize> = FxHashMap::default();
+    for (key, st) in table.keys.list().iter().zip(&table.stats) {
+        let name = (key.base_name(), key.lineno, key.funcname.as_str());
+        match row_of.get(&name) {
+            Some(&i) => {
+                rows[i].direct += st.direct;
+                rows[i].cumulative += st.cumulative;
             }
-            SortKey::CumTime | SortKey::CumulPct | SortKey::NSamplesCumul => {
-                s[b].cumulative.cmp(&s[a].cumulative)
+            None => {
+                row_of.insert(name, rows.len());
+                rows.push(Row {
+                    file: printable(key.base_name()).into_owned(),
+                    line: key.lineno,
+                    func: printable(&key.funcname).into_owned(),
+                    direct: st.direct,
+                    cumulative: st.cumulative,
+                });
             }
-            SortKey::Name => std::cmp::Ordering::Equal,
-        };
-        primary.then_with(|| names[a].cmp(&names[b]))
-    });
-    order.truncate(opts.limit);
+        }
+    }
+    if rows.is_empty() {
+        out.push_str("No samples were collected.\n");
+        if opts.cpu_mode {
+            out.push_str("This can happen in CPU mode when all threads are idle.\n");
+        }
+        return out;
+    }
+    let total: u64 = rows.iter().map(|r| r.direct).sum();
+    let pct = |n: u64| {
+        if total > 0 {
+            n as f64 / total as f64 * 100.0
+        } else {
+            0.0
+        }
+    };
+    match opts.sort {
+        // Python sorts the string of the key tuple: `('file', 12, 'func')`.
+        SortKey::Name => rows.sort_by_cached_key(|r| {
+            format!("({}, {}, {})", py_repr(&r.file), r.line, py_repr(&r.func))
+        }),
+        SortKey::NSamples | SortKey::TotTime | SortKey::SamplePct => {
+            rows.sort_by_key(|r| std::cmp::Reverse(r.direct));
+        }
+        SortKey::CumTime | SortKey::CumulPct | SortKey::NSamplesCumul => {
+            rows.sort_by_key(|r| std::cmp::Reverse(r.cumulative));
+        }
+    }
+    rows.truncate(opts.limit);
 
     let secs = |n: u64| n as f64 * opts.interval_s;
-    let (tot_unit, tot_scale) =
-        unit_for(order.iter().map(|&i| secs(s[i].direct)).fold(0.0, f64::max));
-    let (cum_unit, cum_scale) = unit_for(
-        order
-            .iter()
-            .map(|&i| secs(s[i].cumulative))
-            .fold(0.0, f64::max),
-    );
-    let _ = writeln!(out, "Profile Stats (Mode: {}):", opts.mode);
+    let max_of = |f: fn(&Row) -> u64| rows.iter().map(|r| secs(f(r))).fold(0.0, f64::max);
+    let (tot_unit, tot_scale) = unit_for(max_of(|r| r.direct));
+    let (cum_unit, cum_scale) = unit_for(max_of(|r| r.cumulative));
+    let tot_header = format!("tottime ({tot_unit})");
+    let cum_header = format!("cumtime ({cum_unit})");
+    let tot_width = tot_header.chars().count().max(12);
+    let cum_width = cum_header.chars().count().max(12);
+    let (b, r) = (c.bold_blue, c.reset);
+    let _ = writeln!(out, "{b}Profile Stats:{r}");
     let _ = writeln!(
         out,
-        "{:>15} {:>8} {:>13} {:>8} {:>13}  filename:lineno(function)",
-        "nsamples",
-        "sample%",
-        format!("tottime ({tot_unit})"),
-        "cumul%",
-        format!("cumtime ({cum_unit})")
+        "{b}{:>15}{r}  {b}{:>8}{r}  {b}{tot_header:>tot_width$}{r}  {b}{:>8}{r}  {b}{cum_header:>cum_width$}{r}  {b}filename:lineno(function){r}",
+        "nsamples", "sample%", "cumul%"
     );
-    for &i in &order {
-        let st = &s[i];
+    for row in &rows {
         let _ = writeln!(
             out,
-            "{:>15} {:>8.1} {:>13.3} {:>8.1} {:>13.3}  {}",
-            format!("{}/{}", st.direct, st.cumulative),
-            st.direct as f64 * 100.0 / total_direct as f64,
-            secs(st.direct) * tot_scale,
-            st.cumulative as f64 * 100.0 / total_direct as f64,
-            secs(st.cumulative) * cum_scale,
-            names[i]
+            "{:>15}  {:8.1}  {:tot_width$.3}  {:8.1}  {:cum_width$.3}  {}",
+            format!("{}/{}", row.direct, row.cumulative),
+            pct(row.direct),
+            secs(row.direct) * tot_scale,
+            pct(row.cumulative),
+            secs(row.cumulative) * cum_scale,
+            c.func(&row.file, &row.line.to_string(), &row.func)
         );
     }
+    let y = c.yellow;
+    let _ = write!(
+        out,
+        "\n{b}Legend:{r}
+  {y}nsamples{r}: Direct/Cumulative samples (direct executing / on call stack)
+  {y}sample%{r}: Percentage of total samples this function was directly executing
+  {y}tottime{r}: Estimated total time spent directly in this function
+  {y}cumul%{r}: Percentage of total samples when this function was on the call stack
+  {y}cumtime{r}: Estimated cumulative time (including time in called functions)
+  {y}filename:lineno(function){r}: Function location and name
+"
+    );
     if opts.summary {
-        render_legend(&mut out);
-        render_summary(&mut out, table, total_direct);
+        render_summary(&mut out, &rows, total, &c);
     }
     out
 }
 
-fn render_legend(out: &mut String) {
-    out.push_str(
-        "\nLegend:
-  nsamples: direct/cumulative samples (direct = the function was executing, cumulative = it was on the stack)
-  sample%: direct samples as a percentage of all samples
-  tottime: estimated time executing the function itself (direct samples x interval)
-  cumul%: cumulative samples as a percentage of all samples
-  cumtime: estimated time the function was on the stack, callees included
-  filename:lineno(function): where the function is
-",
+/// Python's `repr` of a string, enough for sorting names as CPython does.
+fn py_repr(s: &str) -> String {
+    if s.contains('\'') && !s.contains('"') {
+        format!("\"{s}\"")
+    } else {
+        format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+    }
+}
+
+/// The rows shown, merged per `file:function` (lines together), as CPython's summary does.
+struct Function {
+    file: String,
+    func: String,
+    direct: u64,
+    cumulative: u64,
+}
+
+/// "Summary of Interesting Functions": the top three by three measures.
+fn render_summary(out: &mut String, rows: &[Row], total: u64, c: &Colors) {
+    let mut funcs: Vec<Function> = Vec::new();
+    let mut index: FxHashMap<(&str, &str), usize> = FxHashMap::default();
+    for row in rows {
+        match index.get(&(row.file.as_str(), row.func.as_str())) {
+            Some(&i) => {
+                funcs[i].direct += row.direct;
+                funcs[i].cumulative += row.cumulative;
+            }
+            None => {
+                index.insert((&row.file, &row.func), funcs.len());
+                funcs.push(Function {
+                    file: row.file.clone(),
+                    func: row.func.clone(),
+                    direct: row.direct,
+                    cumulative: row.cumulative,
+                });
+            }
+        }
+    }
+    let pct = |n: u64| {
+        if total > 0 {
+            n as f64 / total as f64 * 100.0
+        } else {
+            0.0
+        }
+    };
+    let (b, r) = (c.bold_blue, c.reset);
+    let _ = writeln!(out, "\n{b}Summary of Interesting Functions:{r}");
+    let section = |out: &mut String,
+                   title: &str,
+                   key: &dyn Fn(&Function) -> f64,
+                   line: &dyn Fn(&Function) -> Option<String>| {
+        let _ = writeln!(out, "\n{b}{title}:{r}");
+        let mut order: Vec<&Function> = funcs.iter().collect();
+        // Stable, highest first: ties keep their order, as Python's sorted(reverse=True).
+        order.sort_by(|x, y| key(y).total_cmp(&key(x)));
+        for f in order.into_iter().take(3) {
+            if let Some(text) = line(f) {
+                let _ = writeln!(out, "  {text}");
+            }
+        }
+    };
+    let name = |f: &Function| c.func(&f.file, "", &f.func);
+    section(
+        out,
+        "Functions with Highest Direct/Cumulative Ratio (Hot Spots)",
+        &|f| ratio(f.direct, f.cumulative),
+        &|f| {
+            (f.direct > 0 && f.cumulative > 0).then(|| {
+                format!(
+                    "{:.3} direct/cumulative ratio, {:.1}% direct samples: {}",
+                    ratio(f.direct, f.cumulative),
+                    pct(f.direct),
+                    name(f)
+                )
+            })
+        },
+    );
+    section(
+        out,
+        "Functions with Highest Call Frequency (Indirect Calls)",
+        &|f| f.cumulative as f64 - f.direct as f64,
+        &|f| {
+            (f.cumulative > f.direct).then(|| {
+                format!(
+                    "{} indirect calls, {:.1}% total stack presence: {}",
+                    f.cumulative - f.direct,
+                    pct(f.cumulative),
+                    name(f)
+                )
+            })
+        },
+    );
+    section(
+        out,
+        "Functions with Highest Call Magnification (Cumulative/Direct)",
+        &|f| ratio(f.cumulative, f.direct),
+        &|f| {
+            (f.direct > 0 && f.cumulative > f.direct).then(|| {
+                format!(
+                    "{:.1}x call magnification, {} indirect calls from {} direct: {}",
+                    ratio(f.cumulative, f.direct),
+                    f.cumulative - f.direct,
+                    f.direct,
+                    name(f)
+                )
+            })
+        },
     );
 }
 
-type Func = (String, u64, u64);
-
-fn top(mut v: Vec<(f64, &Func)>) -> Vec<(f64, &Func)> {
-    v.sort_by(|a, b| b.0.total_cmp(&a.0));
-    v.truncate(3);
-    v
-}
-
-/// Top three functions (lines merged into `file:func`) by three ratios, as Tachyon prints.
-fn render_summary(out: &mut String, table: &FuncTable, total: u64) {
-    let mut merged: HashMap<String, (u64, u64)> = HashMap::new();
-    for (key, st) in table.keys.list().iter().zip(&table.stats) {
-        let e = merged
-            .entry(printable(&format!("{}:{}", key.base_name(), key.funcname)).into_owned())
-            .or_default();
-        e.0 += st.direct;
-        e.1 += st.cumulative;
-    }
-    let mut funcs: Vec<Func> = merged.into_iter().map(|(k, (d, c))| (k, d, c)).collect();
-    funcs.sort_by(|a, b| a.0.cmp(&b.0));
-    let pct = |n: u64| n as f64 * 100.0 / total as f64;
-    out.push_str("\nSummary of Interesting Functions:\n");
-    out.push_str("\nFunctions with Highest Direct/Cumulative Ratio (Hot Spots):\n");
-    for (ratio, (name, d, _)) in top(funcs
-        .iter()
-        .filter(|f| f.1 > 0 && f.2 > 0)
-        .map(|f| (f.1 as f64 / f.2 as f64, f))
-        .collect())
-    {
-        let _ = writeln!(
-            out,
-            "  {ratio:.3} direct/cumulative ratio, {:.1}% direct samples: {name}",
-            pct(*d)
-        );
-    }
-    out.push_str("\nFunctions with Highest Call Frequency (Indirect Calls):\n");
-    for (indirect, (name, _, c)) in top(funcs
-        .iter()
-        .filter(|f| f.2 > f.1)
-        .map(|f| ((f.2 - f.1) as f64, f))
-        .collect())
-    {
-        let _ = writeln!(
-            out,
-            "  {indirect} indirect calls, {:.1}% total stack presence: {name}",
-            pct(*c)
-        );
-    }
-    out.push_str("\nFunctions with Highest Call Magnification (Cumulative/Direct):\n");
-    for (mag, (name, d, c)) in top(funcs
-        .iter()
-        .filter(|f| f.1 > 0 && f.2 > f.1)
-        .map(|f| (f.2 as f64 / f.1 as f64, f))
-        .collect())
-    {
-        let _ = writeln!(
-            out,
-            "  {mag:.1}x call magnification, {} indirect calls from {d} direct: {name}",
-            c - d
-        );
+/// a / b, 0 when b is 0 (CPython's sort keys).
+fn ratio(a: u64, b: u64) -> f64 {
+    if b > 0 {
+        a as f64 / b as f64
+    } else {
+        0.0
     }
 }

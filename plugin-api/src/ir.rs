@@ -133,6 +133,7 @@ impl Ir {
                 missed_samples: self.missed_samples,
             },
             python_version: self.python_version,
+            capture_features: None,
         })
     }
 }

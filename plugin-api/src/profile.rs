@@ -27,6 +27,8 @@ pub struct Profile {
     pub stats: RunStats,
     /// Version of the profiled Python, when known.
     pub python_version: Option<(u8, u8, u8)>,
+    /// Capture-feature bits (as [`crate::CollectorConfig::capture_features`]), when known.
+    pub capture_features: Option<u8>,
 }
 
 impl Profile {
@@ -137,6 +139,7 @@ impl ProfileBuilder {
             mode,
             stats,
             python_version: None,
+            capture_features: None,
         }
     }
 }

@@ -395,6 +395,7 @@ impl Capture {
             self.stats.clone().unwrap_or_default(),
         );
         profile.python_version = Some(self.header.python_version).filter(|&v| v != (0, 0, 0));
+        profile.capture_features = self.header.capture_features();
         Ok(profile)
     }
 }

@@ -23,6 +23,15 @@ use tachyon_plugin_api::{
 /// left out, as CPython 3.15.2.
 const PRUNE_FRACTION: f64 = 0.001;
 
+/// Capture-feature bits by name, in the order CPython 3.15.2 names mismatches (sorted).
+const CAPTURE_FEATURES: [(u8, &str); 5] = [
+    (1, "all_threads"),
+    (16, "blocking"),
+    (4, "gc"),
+    (2, "native"),
+    (8, "opcodes"),
+];
+
 /// Rows in each of the regressions / improvements tables.
 const TABLE_ROWS: usize = 10;
 
@@ -80,13 +89,26 @@ pub struct Flamegraph {
 
 impl Flamegraph {
     pub fn new(config: &CollectorConfig) -> Result<Self> {
-        if let Some(base) = &config.baseline {
-            if let (Some(bm), false) = (base.mode, config.option("force_diff").is_some()) {
-                if bm != config.mode {
+        if let (Some(base), false) = (&config.baseline, config.option("force_diff").is_some()) {
+            if let Some(bm) = base.mode.filter(|&bm| bm != config.mode) {
+                bail!(
+                    "the baseline was captured in {} mode and this profile is {} mode; comparing them is misleading (use --force-diff to compare anyway)",
+                    bm.name(),
+                    config.mode.name()
+                );
+            }
+            // As CPython 3.15.2: stacks gathered differently (all threads or one, <GC> and
+            // <native> frames or not) do not compare.
+            if let (Some(b), Some(c)) = (base.capture_features, config.capture_features) {
+                let mismatches: Vec<&str> = CAPTURE_FEATURES
+                    .iter()
+                    .filter(|&&(bit, _)| (b & bit) != (c & bit))
+                    .map(|&(_, name)| name)
+                    .collect();
+                if !mismatches.is_empty() {
                     bail!(
-                        "the baseline was captured in {} mode and this profile is {} mode; comparing them is misleading (use --force-diff to compare anyway)",
-                        bm.name(),
-                        config.mode.name()
+                        "Baseline capture configuration does not match current configuration: {} (use --force-diff to compare anyway)",
+                        mismatches.join(", ")
                     );
                 }
             }

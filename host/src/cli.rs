@@ -48,9 +48,9 @@ pub enum Command {
         /// Python interpreter to start (default: $TACHYON_PYTHON, else python3).
         #[arg(long, value_name = "PATH")]
         python: Option<PathBuf>,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "Sampling")]
         sample: SampleArgs,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "Output")]
         out: OutputArgs,
         /// Script path (or module name with -m).
         target: String,
@@ -62,9 +62,9 @@ pub enum Command {
     Attach {
         /// Process ID to attach to, e.g. `tachyon attach 1234`.
         pid: i32,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "Sampling")]
         sample: SampleArgs,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "Output")]
         out: OutputArgs,
         /// Internal: a child profiler of --subprocesses takes its parent's options whole.
         #[arg(long, hide = true, value_name = "JSON")]
@@ -74,9 +74,9 @@ pub enum Command {
     Replay {
         /// The capture to read, e.g. `tachyon replay --flamegraph -o f.html profile.bin`.
         input: PathBuf,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "Output")]
         out: OutputArgs,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "Reading captures")]
         input_args: InputArgs,
     },
     /// Differential flame graph of two captures: where CURRENT spends more or less time than BASELINE.
@@ -85,9 +85,9 @@ pub enum Command {
         baseline: PathBuf,
         /// The capture to show (after the change), e.g. `after.bin`.
         current: PathBuf,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "Output")]
         out: OutputArgs,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "Reading captures")]
         input_args: InputArgs,
     },
     /// Print a running process's current Python stack once (the main thread; -a for all).

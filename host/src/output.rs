@@ -80,20 +80,21 @@ pub struct OutputArgs {
     /// ($BROWSER, else xdg-open).
     #[arg(long)]
     pub browser: bool,
-    /// pstats table: sort order, e.g. `--sort cumtime` (default nsamples).
+    /// Sort order, e.g. `--sort cumtime` (default nsamples).
     #[arg(long, value_parser = ["nsamples", "tottime", "cumtime", "sample-pct", "cumul-pct", "nsamples-cumul", "name"], help_heading = "pstats table")]
     pub sort: Option<String>,
-    /// pstats table: rows to print, e.g. `-l 30` (default 15).
+    /// Rows to print, e.g. `-l 30` (default 15).
     #[arg(short, long, value_name = "ROWS", help_heading = "pstats table")]
     pub limit: Option<usize>,
-    /// pstats table: leave out the summary of interesting functions.
+    /// Leave out the summary of interesting functions.
     #[arg(long, help_heading = "pstats table")]
     pub no_summary: bool,
     /// Exit with status 3 when a function's self time grew by at least this many percent
     /// beyond sampling noise, e.g. `--fail-on-regression 10`. The output is still written.
     #[arg(long, value_name = "PCT", help_heading = "Differential flame graph")]
     pub fail_on_regression: Option<f64>,
-    /// Compare captures taken in different modes (e.g. cpu against wall) anyway.
+    /// Compare captures taken differently anyway: in another mode (cpu against wall) or with
+    /// other capture options (-a, --native, --no-gc, --opcodes, --blocking).
     #[arg(long, help_heading = "Differential flame graph")]
     pub force_diff: bool,
     /// Bring the baseline to the current run's units by the ratio of sampling intervals

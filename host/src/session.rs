@@ -43,7 +43,7 @@ pub enum ModeArg {
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
 pub struct SampleArgs {
     /// Samples per second: a number of Hz, or with a suffix, e.g. `-r 10khz`, `-r 10k`,
-    /// `-r 250hz` (default 1khz).
+    /// `-r 250hz`.
     #[arg(short = 'r', long = "sampling-rate", value_name = "RATE", default_value = "1khz", value_parser = parse_rate)]
     pub interval_us: u64,
     /// Stop after this many seconds, e.g. `-d 30` (default: until the target exits or Ctrl-C).

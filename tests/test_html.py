@@ -92,33 +92,79 @@ def captures(tmp_path_factory):
     return d, python, script
 
 
+def assert_common_views(r):
+    """What every flame graph page must do, diff or not (issue 14's list)."""
+    # Search colours the matching frames, and only them, in d3-flame-graph's highlight.
+    assert r["searchFocused"] == "search", "/ focuses the search box"
+    assert r["searchChanged"] and all(fill == "#e600e6" and label.startswith("grows (") for label, fill in r["searchChanged"])
+    assert not any(label.startswith("grows (") for label in r["searchUnchanged"])
+    assert r["fragmentAfterSearch"] == "#search=grows"
+    # Every visible label reads at WCAG AA contrast (4.5:1) in both themes.
+    for theme in ("light", "dark"):
+        assert r["contrast"][theme], theme
+        low = [c for c in r["contrast"][theme] if c[1] < 4.5]
+        assert not low, (theme, low)
+    assert r["theme"] == "dark"
+    # Module names by default (`grows (workload:14)`), paths on request.
+    assert any(l.startswith("grows (workload:") for l in r["labels"])
+    assert any(l.startswith("grows (") and "/workload.py:" in l for l in r["pathLabels"])
+    # Inverted ("i"): roots heaviest first.
+    assert r["invertedPressed"] == "true"
+    values = [v for _, v in r["invertedRoots"]]
+    assert values == sorted(values, reverse=True) and len(values) > 2
+    # The zoomed frame and the search survive a reload (a shared link); Esc leaves the zoom.
+    assert "zoom=" in r["fragment"] and "search=grows" in r["fragment"]
+    assert r["searchAfterReload"] == "grows"
+    assert r["zoomedWidthAfterReload"][0] == r["zoomedWidthAfterReload"][1]
+    assert float(r["zoomedWidthAfterReload"][1]) > 1000, "the zoomed frame fills the chart again"
+    assert "zoom=" not in r["fragmentAfterEscape"]
+    # Sidebar: summary cards, sampling efficiency, thread states, hotspots, legend; status bar; export.
+    for k in ("Samples", "Duration", "Sample rate", "Functions", "Mode", "Python"):
+        assert k in r["summary"], k
+    assert "Sampling efficiency" in r["efficiency"]
+    for k in ("GIL held", "GIL released", "Waiting for GIL", "Garbage collection", "Handling an exception"):
+        assert k in r["threadStats"], k
+    assert r["hotspots"].startswith("grows")
+    assert "Search match" in r["legend"]
+    assert "grows" in r["status"] and "workload:" in r["status"] and "%" in r["status"]
+    assert r["exportName"] == "tachyon-flamegraph.svg"
+    assert r["docsLink"].endswith("/library/profiling.sampling.html")
+    assert any(HOSTILE in l for l in r["labels"]), "hostile names are shown as text"
+
+
 def test_flamegraph_renders_and_explains_frames(captures):
     browser_ready()
     d, _, _ = captures
     page = d / "fg.html"
     # The capture is replayed from elsewhere: its sources are allowed explicitly.
-    tachyon("replay", d / "v2.bin", "-f", "flamegraph", "-o", page, "--source-root", d)
+    # Run from the project directory, as a user would: module names are relative to it.
+    tachyon("replay", d / "v2.bin", "-f", "flamegraph", "-o", page, cwd=d)
     r = check(page, "flamegraph", "grows (")
     assert r["title"] == "Tachyon Profiler - Flamegraph Report"
-    assert any(l.startswith("grows (") and "workload.py:" in l for l in r["labels"])
-    assert "Total time" in r["tooltip"] and "Self time" not in r["tooltip"] or "grows" in r["tooltip"]
+    assert "Total time" in r["tooltip"] and "grows" in r["tooltip"] and "module workload" in r["tooltip"]
     assert "→" in r["tooltip"] and "s += i" in r["tooltip"], "source lines of the hovered frame"
     assert any(l.startswith("grows (") for l in r["invertedLabels"])
-    assert r["invertedPressed"] == "true"
-    assert "Hottest" in r["legend"] and "Samples:" in r["summary"]
-    assert any(HOSTILE in l for l in r["labels"]), "hostile names are shown as text"
-    assert r["theme"] == "dark"
+    assert "Hottest" in r["legend"]
+    assert "elidedLabels" not in r, "no elided view without a baseline"
+    assert_common_views(r)
 
 
 def test_diff_flamegraph_colours_tooltips_elided_and_tables(captures):
     browser_ready()
     d, _, _ = captures
     page = d / "diff.html"
-    proc = tachyon("diff", d / "v1.bin", d / "v2.bin", "-o", page)
+    proc = tachyon("diff", d / "v1.bin", d / "v2.bin", "-o", page, cwd=d)
     assert "regression" in proc.stderr and "grows" in proc.stderr
     r = check(page, "diff_flamegraph", "grows (")
     assert r["title"] == "Tachyon Profiler - Differential Flamegraph Report"
     assert "Self-Time Comparison" in r["tooltip"] and "Baseline Self" in r["tooltip"] and "Difference+" in r["tooltip"]
+    # The diff tooltip keeps the line's source and the whole function's change.
+    assert "s += i" in r["tooltip"] and "Whole function (self)+" in r["tooltip"]
+    assert_common_views(r)
+    # The elided view's cards count the elided samples, not the current run's.
+    assert "Elided samples" in r["elidedSummary"]
+    elided_total = int(r["elidedLabels"][0].split(", ")[1].split(" samples")[0])
+    assert "Elided samples" + format(elided_total, ",") in r["elidedSummary"]
     red, green, blue = [int(x) for x in r["hoverFill"][4:-1].split(",")]
     assert red > 180 and green < 120 and blue < 120, r["hoverFill"]
     assert any(l.startswith("vanishes (") for l in r["elidedLabels"])

@@ -63,7 +63,7 @@ def test_heatmap_pages_colour_the_hot_lines(capture):
     assert "Heatmap output written to" in proc.stderr and out.is_dir(), "-o x.html means directory x"
     os.makedirs(ARTIFACTS, exist_ok=True)
     shot = os.path.join(ARTIFACTS, "heatmap.png")
-    r = json.loads(subprocess.run(["node", os.path.join(ROOT, "tests", "browser", "check_heatmap.mjs"), str(out), shot],
+    r = json.loads(subprocess.run(["node", os.path.join(ROOT, "tests", "browser", "check_heatmap.mjs"), str(out), shot, "threading"],
                                   capture_output=True, text=True, check=True, timeout=120).stdout)
     assert r["consoleErrors"] == [] and r["pageErrors"] == [] and r["dialogs"] == []
     assert r["indexFiles"][0] == str(script), "the profiled script is the hottest file"
@@ -80,6 +80,23 @@ def test_heatmap_pages_colour_the_hot_lines(capture):
     for href in r["callees"]:
         page, anchor = href.split("#")
         assert (out / page).exists() and anchor.startswith("line-")
+    # Column headers, a colour legend, and caller (▲) links beside the callee (▼) ones:
+    # hot()'s first sampled line is called from main() and from handler().
+    assert r["header"] == ["Line", "Self", "Total", "Source"]
+    assert "cold" in r["legend"] and "hot" in r["legend"] and "gradient" in r["legendScale"]
+    hot_first = min(int(l["n"][5:]) for l in r["totalLines"] if src[int(l["n"][5:]) - 1].startswith("        ") and
+                    src.index("def hot():") < int(l["n"][5:]) <= src.index("def cold():"))
+    callers_of_hot = {text for line, href, text in r["callers"] if line == "line-%d" % hot_first}
+    assert {"▲ main", "▲ handler"} <= callers_of_hot, r["callers"]
+    caller_lines = {href.split("#")[1] for line, href, _ in r["callers"] if line == "line-%d" % hot_first}
+    assert "line-%d" % (src.index("        hot()") + 1) in caller_lines
+    # Index: headers, a sparkline per file, and a filter over paths.
+    assert "Where time goes (by line)" in r["indexHeaders"]
+    assert all(n > 0 for n in r["sparkBars"])
+    assert r["filteredFiles"] and all("threading" in f for f in r["filteredFiles"])
+    # Replayed, the index still reports the run's real duration and rate (3.15.2 shows 0.0).
+    duration = float(r["indexStats"].split("Duration: ")[1].split(" s")[0])
+    assert duration > 0.5
 
 
 def validate_processed_profile(p):

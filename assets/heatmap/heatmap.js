@@ -12,9 +12,17 @@
     localStorage.setItem("tachyon-theme", document.body.className);
     label();
   });
+  /* Index: filter the files by path. */
+  const fileSearch = $("file-search");
+  if (fileSearch) {
+    fileSearch.addEventListener("input", () => {
+      const t = fileSearch.value.trim().toLowerCase();
+      for (const row of document.querySelectorAll("tr.file-row")) row.hidden = !!t && !row.dataset.path.toLowerCase().includes(t);
+    });
+  }
   const code = $("code");
   if (!code) return;
-  const lines = Array.from(code.querySelectorAll(".code-line"));
+  const lines = Array.from(code.querySelectorAll(".code-line:not(.code-header)"));
   function paint(by) {
     const key = by === "self" ? "selfIntensity" : "cumulativeIntensity";
     for (const line of lines) {

@@ -38,6 +38,8 @@ struct FileStats {
     /// line -> opcode -> samples executing it (frames carry opcodes with --opcodes).
     opcodes: BTreeMap<i32, BTreeMap<u8, u64>>,
     callees: BTreeMap<i32, BTreeMap<Callee, u64>>,
+    /// The first sampled line of a function -> the lines that called it.
+    callers: BTreeMap<i32, BTreeMap<Callee, u64>>,
     total: u64,
     self_samples: u64,
 }
@@ -67,6 +69,42 @@ fn kind_of(path: &str) -> &'static str {
     }
 }
 
+/// Where a file's time goes: total samples per line, in up to 60 bins from its first to its
+/// last sampled line, as a small inline SVG (numbers only, so it is safe to embed).
+fn sparkline(stats: &FileStats) -> String {
+    const BINS: usize = 60;
+    const W: usize = 120;
+    const H: f64 = 16.0;
+    let (Some((&first, _)), Some((&last, _))) =
+        (stats.lines.first_key_value(), stats.lines.last_key_value())
+    else {
+        return String::new();
+    };
+    let span = (last - first + 1) as usize;
+    let bins = span.min(BINS);
+    let mut values = vec![0u64; bins];
+    for (&line, c) in &stats.lines {
+        values[(line - first) as usize * bins / span] += c.total;
+    }
+    let max = values.iter().copied().max().unwrap_or(0).max(1);
+    let bar = W as f64 / bins as f64;
+    let mut svg = format!(
+        "<svg class=\"spark\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"samples by line, lines {first} to {last}\">"
+    );
+    for (i, &v) in values.iter().enumerate().filter(|(_, &v)| v > 0) {
+        let h = (v as f64 / max as f64 * H).max(1.0);
+        let _ = write!(
+            svg,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\"></rect>",
+            i as f64 * bar,
+            H - h,
+            bar.max(1.0)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 /// log(n+1)/log(max+1), so cold lines stay visible next to a hot loop.
 fn intensity(n: u64, max: u64) -> f64 {
     if n == 0 || max == 0 {
@@ -84,6 +122,8 @@ impl Heatmap {
         let mut keys = FrameKeys::default();
         // (file, function) -> the first line seen of it, where a callee link points.
         let mut first_line: HashMap<(String, String), i32> = HashMap::new();
+        // callee file -> its function's first line -> (caller file, line, function) -> samples.
+        let mut callers: BTreeMap<String, BTreeMap<i32, BTreeMap<Callee, u64>>> = BTreeMap::new();
         for (stack, w) in counts.by_stack() {
             let frame_ids = counts.stacks.frames_root_first(stack);
             let frames: Vec<usize> = frame_ids
@@ -128,6 +168,13 @@ impl Heatmap {
                             .or_default()
                             .entry((callee.filename.clone(), defined, callee.funcname.clone()))
                             .or_default() += w;
+                        *callers
+                            .entry(callee.filename.clone())
+                            .or_default()
+                            .entry(defined)
+                            .or_default()
+                            .entry((key.filename.clone(), key.lineno, key.funcname.clone()))
+                            .or_default() += w;
                     }
                 }
             }
@@ -137,6 +184,11 @@ impl Heatmap {
                 if key.has_source() && counted.insert(&key.filename) {
                     files.get_mut(&key.filename).expect("added above").total += w;
                 }
+            }
+        }
+        for (file, lines) in callers {
+            if let Some(stats) = files.get_mut(&file) {
+                stats.callers = lines;
             }
         }
         files
@@ -182,9 +234,14 @@ impl Heatmap {
                 let n = i as i32 + 1;
                 let c = stats.lines.get(&n).copied().unwrap_or_default();
                 let mut nav = String::new();
+                for ((cfile, cline, cfunc), count) in stats.callers.get(&n).into_iter().flatten() {
+                    if let Some(page) = page_of.get(cfile.as_str()) {
+                        let _ = write!(nav, "<a class=\"caller\" href=\"{page}#line-{cline}\" title=\"called from {}:{cline}, {count} samples\">▲ {}</a>", escape(cfile), escape(cfunc));
+                    }
+                }
                 for ((cfile, cline, cfunc), count) in stats.callees.get(&n).into_iter().flatten() {
                     if let Some(page) = page_of.get(cfile.as_str()) {
-                        let _ = write!(nav, "<a class=\"callee\" href=\"{page}#line-{cline}\" title=\"{count} samples\">▼ {}</a>", escape(cfunc));
+                        let _ = write!(nav, "<a class=\"callee\" href=\"{page}#line-{cline}\" title=\"calls into {}:{cline}, {count} samples\">▼ {}</a>", escape(cfile), escape(cfunc));
                     }
                 }
                 // With --opcodes: what the line was executing, busiest first.
@@ -233,6 +290,7 @@ impl Heatmap {
         for (file, stats) in &order {
             sections.entry(kind_of(file)).or_default().push(serde_json::json!({
                 "path": printable(file), "page": page_of[file.as_str()], "total": stats.total, "self": stats.self_samples,
+                "spark": sparkline(stats),
                 "pct": stats.total as f64 * 100.0 / hottest as f64,
             }));
         }

@@ -15,6 +15,11 @@ if [ ! -x .venv/bin/pytest ]; then
     python3 -m venv .venv
     .venv/bin/pip install --quiet pytest zstandard jsonschema
 fi
+# tmux (Debian's package) drives the --live tests in a real terminal.
+if ! command -v tmux >/dev/null && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null) \
+        || echo "tmux could not be installed: the --live tests will be skipped"
+fi
 # Headless Chromium (Debian's package) and playwright-core to drive it, for the HTML tests.
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \

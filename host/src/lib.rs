@@ -5,6 +5,7 @@ pub mod binary;
 pub mod cli;
 pub mod dump;
 pub mod guard;
+pub mod live;
 pub mod output;
 pub mod plugins;
 pub mod progress;

@@ -453,7 +453,15 @@ pub fn build_collector(
     config: &CollectorConfig,
     out: &OutputArgs,
 ) -> Result<Box<dyn Collector>> {
-    let main = format.create(config)?;
+    with_capture(format.create(config)?, config, out)
+}
+
+/// `main`, teed into a binary capture when `--save-capture` asks.
+pub fn with_capture(
+    main: Box<dyn Collector>,
+    config: &CollectorConfig,
+    out: &OutputArgs,
+) -> Result<Box<dyn Collector>> {
     Ok(match &out.save_capture {
         Some(path) => Box::new(SaveCapture {
             capture: BinaryCollector::new(config)?,

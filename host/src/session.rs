@@ -21,9 +21,10 @@ use tachyon_plugin_api::{
 };
 
 use crate::binary::{features, ReadLimits};
+use crate::live::{LiveView, Next, Nothing};
 use crate::output::{
     all_formats, build_collector, check_output_dir, export, find_format, open_in_browser,
-    opens_in_browser, FormatChoice, OutputArgs, UsageError,
+    opens_in_browser, with_capture, FormatChoice, OutputArgs, UsageError,
 };
 use crate::progress::RealtimeStats;
 use crate::sampler::pause::Paused;
@@ -77,6 +78,10 @@ pub struct SampleArgs {
     /// Also profile every Python subprocess, each into its own output `NAME_PID.EXT`.
     #[arg(long)]
     pub subprocesses: bool,
+    /// A full-screen, top-like view of the hottest functions while sampling (q quits, h shows
+    /// the keys). With --save-capture the samples are kept for any format afterwards.
+    #[arg(long)]
+    pub live: bool,
 }
 
 impl SampleArgs {
@@ -113,6 +118,44 @@ impl SampleArgs {
         }
         Ok(())
     }
+}
+
+/// What CPython 3.15 refuses with `--live`, in its words.
+fn check_live(args: &SampleArgs, out: &OutputArgs) -> Result<()> {
+    if !args.live {
+        return Ok(());
+    }
+    if args.subprocesses {
+        return Err(
+            UsageError("--subprocesses is incompatible with --live mode.".to_owned()).into(),
+        );
+    }
+    let format = out.format_name();
+    if format != "pstats" {
+        return Err(UsageError(format!(
+            "--live is incompatible with --{format}. Live mode uses a TUI interface."
+        ))
+        .into());
+    }
+    let table: Vec<&str> = [
+        (out.sort.is_some(), "--sort"),
+        (out.limit.is_some(), "--limit"),
+        (out.no_summary, "--no-summary"),
+    ]
+    .into_iter()
+    .filter_map(|(given, flag)| given.then_some(flag))
+    .collect();
+    if !table.is_empty() {
+        return Err(UsageError(format!(
+            "Options {} are incompatible with --live. Live mode uses a TUI interface with its own controls.",
+            table.join(", ")
+        ))
+        .into());
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        bail!("--live needs a terminal on stdout (it draws a full-screen view); drop --live to write a profile instead");
+    }
+    Ok(())
 }
 
 fn capitalised(name: &str) -> String {
@@ -301,6 +344,10 @@ struct Loop<'a> {
     target_exited: bool,
     /// `--realtime-stats`.
     realtime: Option<RealtimeStats>,
+    /// `--live`.
+    live: Option<LiveView>,
+    /// The live view was left with `q` or Ctrl-C.
+    quit: Option<Next>,
 }
 
 impl Loop<'_> {
@@ -325,16 +372,17 @@ impl Loop<'_> {
                 }
                 for t in threads.iter().filter(|t| self.args.keeps(t.status)) {
                     self.counts.thread_samples += 1;
-                    self.collector.collect(
-                        &self.symbols,
-                        &Sample {
-                            thread_id: t.thread_id,
-                            interpreter_id: t.interpreter_id,
-                            status: ThreadStatus(t.status),
-                            timestamps_us: &[now],
-                            frames: &t.frames,
-                        },
-                    );
+                    let sample = Sample {
+                        thread_id: t.thread_id,
+                        interpreter_id: t.interpreter_id,
+                        status: ThreadStatus(t.status),
+                        timestamps_us: &[now],
+                        frames: &t.frames,
+                    };
+                    self.collector.collect(&self.symbols, &sample);
+                    if let Some(live) = self.live.as_mut() {
+                        live.add(&self.symbols, &sample);
+                    }
                 }
                 Ok(true)
             }
@@ -363,6 +411,14 @@ fn sample_loop(lp: &mut Loop<'_>, child: &mut Option<&mut Child>) -> Result<()> 
         let now = monotonic_us();
         if end.is_some_and(|e| now >= e) {
             break;
+        }
+        let stats = lp.live.is_some().then(|| run_stats(lp));
+        if let (Some(stats), Some(live)) = (stats, lp.live.as_mut()) {
+            let next = live.tick(&lp.symbols, &stats)?;
+            if next != Next::Continue {
+                lp.quit = Some(next);
+                break;
+            }
         }
         if now < next {
             sleep_until_us(next.min(end.unwrap_or(u64::MAX)));
@@ -456,7 +512,12 @@ fn profile(
         ..Default::default()
     };
     out.fill_options(&format, &mut config, &ReadLimits::default())?;
-    let mut collector = build_collector(&format, &config, out)?;
+    // Live, the view aggregates for itself; only --save-capture keeps samples.
+    let mut collector = if args.live {
+        with_capture(Box::new(Nothing), &config, out)?
+    } else {
+        build_collector(&format, &config, out)?
+    };
     let (v0, v1, v2) = target.version;
     eprintln!(
         "Sampling PID {pid} (Python {v0}.{v1}.{v2}) at {:.0} Hz; Ctrl-C to stop",
@@ -484,11 +545,37 @@ fn profile(
         start_us,
         target_exited: false,
         realtime: args.realtime_stats.then(|| RealtimeStats::new(start_us)),
+        live: None,
+        quit: None,
     };
+    if args.live {
+        let header = format!(
+            "PID {pid} (Python {v0}.{v1}.{v2}) · {} mode",
+            config.mode.name()
+        );
+        // `w` writes flame graph snapshots when this build has the format.
+        let snapshot = find_format("flamegraph").ok().map(|f| (f, config.clone()));
+        lp.live = Some(LiveView::start(header, args.interval_us, snapshot)?);
+    }
     // A failure while sampling (a bug included) ends sampling, not the profile.
-    let sampled = crate::guard::catch("sampling", || sample_loop(&mut lp, &mut child));
+    let mut sampled = crate::guard::catch("sampling", || sample_loop(&mut lp, &mut child));
     if let Some(r) = lp.realtime.as_mut() {
         r.finish();
+    }
+    if sampled.is_ok() && lp.quit.is_none() && lp.target_exited {
+        // The program ended: the view stays until the user has read it, as 3.15's.
+        let stats = run_stats(&lp);
+        if let Some(live) = lp.live.as_mut() {
+            match live.finish(&lp.symbols, &stats, stop_requested) {
+                Ok(next) => lp.quit = Some(next),
+                Err(e) => sampled = Err(e),
+            }
+        }
+    }
+    // Give the terminal back before anything is printed.
+    lp.live = None;
+    if lp.quit == Some(Next::Quit { interrupted: true }) {
+        STOP_SIGNAL.store(libc::SIGINT, Ordering::SeqCst);
     }
     // Measured now: stopping the target and the child profilers is not sampling time.
     let stats = run_stats(&lp);
@@ -641,6 +728,7 @@ pub fn run(
     let python = python
         .or_else(|| std::env::var_os("TACHYON_PYTHON").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("python3"));
+    check_live(args, out)?;
     let format = find_format(out.format_name())?;
     args.check_with(&format)?;
     out.check(&format)?;
@@ -652,6 +740,17 @@ pub fn run(
         cmd.arg("-m");
     }
     cmd.arg(target).args(target_args);
+    // The live view owns the terminal: the program's output would tear it. Its stderr is
+    // kept and shown afterwards (a traceback says why it ended).
+    let stderr_copy = if args.live {
+        let file = tempfile_for_stderr()?;
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(file.try_clone()?);
+        Some(file)
+    } else {
+        None
+    };
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start {}", python.display()))?;
@@ -659,11 +758,34 @@ pub fn run(
     let result = profile(pid, args, out, Some(&mut child));
     // Whatever happened, the program we started does not outlive us.
     stop_child(&mut child, false);
+    if let Some(mut file) = stderr_copy {
+        use std::io::{Read, Seek};
+        let mut text = String::new();
+        if file.rewind().is_ok() && file.read_to_string(&mut text).is_ok() && !text.is_empty() {
+            eprint!("{text}");
+        }
+    }
     result.map(exit_status)
+}
+
+/// An unnamed file for the target's stderr while the live view runs.
+fn tempfile_for_stderr() -> Result<std::fs::File> {
+    let dir = std::env::temp_dir();
+    let path = dir.join(format!(".tachyon-stderr-{}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    // Gone from the directory at once; the open handles keep it.
+    let _ = std::fs::remove_file(&path);
+    Ok(file)
 }
 
 /// `tachyon attach PID`. Returns the exit status (see the module comment).
 pub fn attach(pid: i32, args: &SampleArgs, out: &OutputArgs) -> Result<i32> {
+    check_live(args, out)?;
     let format = find_format(out.format_name())?;
     args.check_with(&format)?;
     out.check(&format)?;

@@ -18,33 +18,7 @@ PY315 = python_for("3.15")
 pytestmark = pytest.mark.skipif(PY315 is None, reason="CPython 3.15 is not unpacked (tests/setup_debian_pythons.sh)")
 
 # Two hot functions with fixed shares (about 2:1), a cold one, and a module entry point.
-WORKLOAD = '''
-import sys
-
-def hot_parse(n):
-    total = 0
-    for i in range(n):
-        total += i * i % 7
-    return total
-
-def hot_checksum(n):
-    total = 0
-    for i in range(n):
-        total ^= i + 5
-    return total
-
-def cold_setup():
-    return [0] * 10
-
-def main(rounds):
-    cold_setup()
-    for _ in range(rounds):
-        hot_parse(40000)
-        hot_checksum(25000)
-
-if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 60)
-'''
+WORKLOAD = open(os.path.join(ROOT, "tests", "scripts", "hot.py")).read()
 
 HOT = {"hot_parse", "hot_checksum"}
 

@@ -1,5 +1,6 @@
 """`--live` as a person uses it: in a real terminal (tmux), keys pressed with send-keys and the
 screen read with capture-pane, against a target with known hot functions."""
+import os
 import re
 import shutil
 import subprocess
@@ -7,33 +8,9 @@ import time
 
 import pytest
 
-from conftest import TACHYON, require_python, tachyon
+from conftest import ROOT, TACHYON, require_python, tachyon
 
-TARGET = '''
-import sys, threading, time
-
-def hot_parse(n):
-    total = 0
-    for i in range(n):
-        total += i * i % 7
-    return total
-
-def hot_checksum(n):
-    total = 0
-    for i in range(n):
-        total ^= i + 5
-    return total
-
-def worker():
-    while True:
-        hot_checksum(20000)
-
-threading.Thread(target=worker, daemon=True).start()
-end = time.time() + float(sys.argv[1])
-while time.time() < end:
-    hot_parse(40000)
-sys.exit(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
-'''
+TARGET = open(os.path.join(ROOT, "tests", "scripts", "hot.py")).read()
 
 
 class Pane:
@@ -99,7 +76,7 @@ def env(tmp_path):
 
 def test_live_view_sorts_filters_pauses_snapshots_and_quits(env):
     d, python, panes = env
-    pane = Pane("tachyon-live", "%s run --live -a --save-capture run.bin --python %s app.py 60" % (TACHYON, python), d)
+    pane = Pane("tachyon-live", "%s run --live -a --save-capture run.bin --python %s app.py threaded 60" % (TACHYON, python), d)
     panes.append(pane)
     screen = pane.wait_for(lambda s: "tachyon live" in s and len(rows(s)) >= 2 and "Samples:" in s)
     screen = pane.wait_for(lambda s: {function_of(r) for r in rows(s)[:2]} == {"hot_parse", "hot_checksum"})
@@ -166,7 +143,7 @@ def test_live_view_sorts_filters_pauses_snapshots_and_quits(env):
 
 def test_ctrl_c_and_a_finished_target(env):
     d, python, panes = env
-    pane = Pane("tachyon-live-c", "%s run --live --python %s app.py 60" % (TACHYON, python), d)
+    pane = Pane("tachyon-live-c", "%s run --live --python %s app.py threaded 60" % (TACHYON, python), d)
     panes.append(pane)
     pane.wait_for(lambda s: "hot_parse" in s)
     pane.keys("C-c")
@@ -174,7 +151,7 @@ def test_ctrl_c_and_a_finished_target(env):
     assert "Interrupted by user." in pane.screen()
 
     # A program that ends by itself: the view says so and waits; q gives its exit status.
-    pane = Pane("tachyon-live-f", "%s run --live --python %s app.py 1.5 7" % (TACHYON, python), d)
+    pane = Pane("tachyon-live-f", "%s run --live --python %s app.py threaded 1.5 7" % (TACHYON, python), d)
     panes.append(pane)
     pane.wait_for(lambda s: "FINISHED" in s and "hot_parse" in s)
     pane.keys("q")
@@ -183,7 +160,7 @@ def test_ctrl_c_and_a_finished_target(env):
 
 def test_attach_live_leaves_the_target_running(env):
     d, python, panes = env
-    target = subprocess.Popen([python, str(d / "app.py"), "60"])
+    target = subprocess.Popen([python, str(d / "app.py"), "threaded", "60"])
     try:
         time.sleep(0.5)
         pane = Pane("tachyon-live-a", "%s attach --live %d" % (TACHYON, target.pid), d)
@@ -204,12 +181,12 @@ def test_attach_live_leaves_the_target_running(env):
 ])
 def test_refuses_what_cpython_refuses(env, args, message):
     d, python, _ = env
-    proc = tachyon("run", "--live", *args, "--python", python, d / "app.py", "1", check=False)
+    proc = tachyon("run", "--live", *args, "--python", python, d / "app.py", "threaded", "1", check=False)
     assert proc.returncode == 2 and proc.stderr.strip() == "tachyon: error: " + message
 
 
 def test_without_a_terminal_it_says_so(env):
     d, python, _ = env
-    proc = tachyon("run", "--live", "--python", python, d / "app.py", "1", check=False)
+    proc = tachyon("run", "--live", "--python", python, d / "app.py", "threaded", "1", check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip() == "tachyon: error: --live needs a terminal on stdout (it draws a full-screen view); drop --live to write a profile instead"

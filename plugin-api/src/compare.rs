@@ -9,6 +9,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::hash::FxBuildHasher;
+
 use crate::aggregate::{CallTree, FrameKey};
 use crate::model::Interner;
 
@@ -49,6 +51,9 @@ impl Normalize {
 /// A call path: function ids from the root.
 pub type CallPath = Vec<u32>;
 
+/// Samples per call path (hashed with Fx: the keys are our own small ids).
+pub type PathMap = HashMap<CallPath, PathStats, FxBuildHasher>;
+
 /// (filename, function) pairs as small ids shared by both profiles; a known pair is looked
 /// up without allocating.
 #[derive(Default)]
@@ -86,14 +91,14 @@ pub struct PathStats {
 }
 
 /// Samples per call path of (filename, function), every node of the tree counted.
-fn path_stats(tree: &CallTree, funcs: &mut FunctionIds) -> HashMap<CallPath, PathStats> {
+fn path_stats(tree: &CallTree, funcs: &mut FunctionIds) -> PathMap {
     let func_of_key: Vec<u32> = tree
         .keys
         .list()
         .iter()
         .map(|k| funcs.id(&k.filename, &k.funcname))
         .collect();
-    let mut stats: HashMap<CallPath, PathStats> = HashMap::new();
+    let mut stats = PathMap::default();
     let mut stack: Vec<(usize, CallPath)> = vec![(0, Vec::new())];
     while let Some((id, path)) = stack.pop() {
         for &child in &tree.nodes[id].children {
@@ -198,8 +203,8 @@ pub struct FunctionDiff {
 }
 
 fn function_diffs(
-    cur: &HashMap<CallPath, PathStats>,
-    base: &HashMap<CallPath, PathStats>,
+    cur: &PathMap,
+    base: &PathMap,
     funcs: &FunctionIds,
     noise: &Noise,
 ) -> Vec<FunctionDiff> {
@@ -242,8 +247,8 @@ fn function_diffs(
 /// and the noise test. Renderers ask it about the nodes they draw.
 pub struct Comparison {
     pub funcs: FunctionIds,
-    pub current: HashMap<CallPath, PathStats>,
-    pub baseline: HashMap<CallPath, PathStats>,
+    pub current: PathMap,
+    pub baseline: PathMap,
     pub noise: Noise,
     /// Self-time change of every function seen in either run, by file then name.
     pub functions: Vec<FunctionDiff>,
@@ -324,7 +329,7 @@ impl Comparison {
 
     /// Baseline paths the current run never reached ("elided").
     #[must_use]
-    pub fn elided(&self) -> HashSet<CallPath> {
+    pub fn elided(&self) -> HashSet<CallPath, FxBuildHasher> {
         self.baseline
             .keys()
             .filter(|p| !self.current.contains_key(*p))

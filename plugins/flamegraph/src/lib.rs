@@ -14,7 +14,7 @@ use tachyon_plugin_api::compare::{
 };
 use tachyon_plugin_api::opcodes;
 use tachyon_plugin_api::{
-    AggregateOutput, Aggregating, CallTree, Collector, CollectorConfig, ExportContext, Format,
+    AggregateOutput, Aggregating, CallTree, FxBuildHasher, Collector, CollectorConfig, ExportContext, Format,
     FrameKey, Interner, Needs, Profile, RegressionDetected, Sample, SourceReader, StackCounts,
     Symbols, ThreadStatus,
 };
@@ -208,7 +208,7 @@ enum Annotation<'a> {
     /// The current run's nodes: how each compares with the baseline.
     Diff(&'a Comparison),
     /// The baseline's nodes: which paths the current run no longer reaches.
-    Elided(&'a Comparison, &'a HashSet<CallPath>),
+    Elided(&'a Comparison, &'a HashSet<CallPath, FxBuildHasher>),
 }
 
 /// A call tree as CPython 3.15.2's `_convert_to_flamegraph_format` writes it: nodes with
@@ -375,7 +375,7 @@ fn annotate(m: &mut Map<String, Value>, self_value: u64, d: &NodeDiff) {
 fn elided_json(
     base: &CallTree,
     comparison: &Comparison,
-    elided: &HashSet<CallPath>,
+    elided: &HashSet<CallPath, FxBuildHasher>,
     cwd: Option<PathBuf>,
 ) -> Option<Value> {
     let mut builder = JsonBuilder {

@@ -32,18 +32,17 @@ pub fn install_panic_hook() {
 
 /// Run `f`; a panic inside it becomes an error naming `what` and the panic.
 pub fn catch<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(result) => result,
-        Err(_) => {
-            let detail = LAST_PANIC
-                .lock()
-                .ok()
-                .and_then(|mut last| last.take())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(anyhow!(
-                "internal error in {what} (a tachyon bug, please report it): {detail}"
-            ))
-        }
+    if let Ok(result) = catch_unwind(AssertUnwindSafe(f)) {
+        result
+    } else {
+        let detail = LAST_PANIC
+            .lock()
+            .ok()
+            .and_then(|mut last| last.take())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        Err(anyhow!(
+            "internal error in {what} (a tachyon bug, please report it): {detail}"
+        ))
     }
 }
 

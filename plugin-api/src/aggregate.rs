@@ -144,12 +144,11 @@ impl StackCounts {
             return false;
         }
         let stack = self.stacks.intern(frames);
-        match self.index.get(&(thread_id, stack)) {
-            Some(&i) => self.entries[i].2 += weight,
-            None => {
-                self.index.insert((thread_id, stack), self.entries.len());
-                self.entries.push((thread_id, stack, weight));
-            }
+        if let Some(&i) = self.index.get(&(thread_id, stack)) {
+            self.entries[i].2 += weight
+        } else {
+            self.index.insert((thread_id, stack), self.entries.len());
+            self.entries.push((thread_id, stack, weight));
         }
         true
     }
@@ -166,12 +165,11 @@ impl StackCounts {
         let mut index: FxHashMap<StackId, usize> = FxHashMap::default();
         let mut out: Vec<(StackId, u64)> = Vec::new();
         for &(_, stack, w) in &self.entries {
-            match index.get(&stack) {
-                Some(&i) => out[i].1 += w,
-                None => {
-                    index.insert(stack, out.len());
-                    out.push((stack, w));
-                }
+            if let Some(&i) = index.get(&stack) {
+                out[i].1 += w
+            } else {
+                index.insert(stack, out.len());
+                out.push((stack, w));
             }
         }
         out
@@ -187,6 +185,7 @@ impl StackCounts {
             .collect()
     }
 
+    #[must_use]
     pub fn total(&self) -> u64 {
         self.entries.iter().map(|e| e.2).sum()
     }

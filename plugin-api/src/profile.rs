@@ -100,12 +100,11 @@ impl ProfileBuilder {
             sample.status.0,
             self.stacks.intern(sample.frames),
         );
-        match self.index.get(&key) {
-            Some(&i) => self.order[i].1 += sample.weight(),
-            None => {
-                self.index.insert(key, self.order.len());
-                self.order.push((key, sample.weight()));
-            }
+        if let Some(&i) = self.index.get(&key) {
+            self.order[i].1 += sample.weight()
+        } else {
+            self.index.insert(key, self.order.len());
+            self.order.push((key, sample.weight()));
         }
     }
 

@@ -50,14 +50,13 @@ impl StackTable {
         self.last_ids.truncate(shared);
         let mut node = self.last_ids.last().copied().unwrap_or(Self::EMPTY);
         for &frame in frames[..n - shared].iter().rev() {
-            node = match self.index.get(&(node, frame)) {
-                Some(&child) => child,
-                None => {
-                    let child = self.nodes.len() as StackId;
-                    self.nodes.push((node, frame));
-                    self.index.insert((node, frame), child);
-                    child
-                }
+            node = if let Some(&child) = self.index.get(&(node, frame)) {
+                child
+            } else {
+                let child = self.nodes.len() as StackId;
+                self.nodes.push((node, frame));
+                self.index.insert((node, frame), child);
+                child
             };
             self.last_frames.push(frame);
             self.last_ids.push(node);

@@ -130,21 +130,20 @@ impl BinaryWriter {
         frames: &[u32],
     ) -> Result<()> {
         let frames = &frames[..frames.len().min(MAX_DEPTH)];
-        let index = match self.thread_index.get(&(thread_id, interpreter_id)) {
-            Some(&i) => i,
-            None => {
-                self.threads.push(ThreadState {
-                    thread_id,
-                    interpreter_id,
-                    stack: Vec::new(),
-                    last_ts: self.start_time_us,
-                    pending: Vec::new(),
-                    pending_count: 0,
-                });
-                self.thread_index
-                    .insert((thread_id, interpreter_id), self.threads.len() - 1);
-                self.threads.len() - 1
-            }
+        let index = if let Some(&i) = self.thread_index.get(&(thread_id, interpreter_id)) {
+            i
+        } else {
+            self.threads.push(ThreadState {
+                thread_id,
+                interpreter_id,
+                stack: Vec::new(),
+                last_ts: self.start_time_us,
+                pending: Vec::new(),
+                pending_count: 0,
+            });
+            self.thread_index
+                .insert((thread_id, interpreter_id), self.threads.len() - 1);
+            self.threads.len() - 1
         };
         self.sample_count += 1;
         let thread = &mut self.threads[index];

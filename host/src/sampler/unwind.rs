@@ -365,12 +365,11 @@ impl Unwinder {
             let copied = frame
                 .checked_sub(chunk)
                 .and_then(|at| self.stack_copy.get(at as usize..(at + size) as usize));
-            let buf: &[u8] = match copied {
-                Some(bytes) => bytes,
-                None => {
-                    self.mem.read(&p, frame, &mut self.frame_buf)?;
-                    &self.frame_buf
-                }
+            let buf: &[u8] = if let Some(bytes) = copied {
+                bytes
+            } else {
+                self.mem.read(&p, frame, &mut self.frame_buf)?;
+                &self.frame_buf
             };
             let code = u64_at(buf, l.frame_code.unwrap_or(0)) & !7;
             let previous = u64_at(buf, l.frame_previous.unwrap_or(0));
@@ -451,26 +450,25 @@ impl Unwinder {
                     let entry = self.codes.get_mut(&code).expect("resolved above");
                     let addrq = instruction_offset(l.python, instr, entry.code.code_start);
                     let key = (addrq, opcode.unwrap_or(255));
-                    let id = match entry.frames.get(&key) {
-                        Some(&id) => id,
-                        None => {
-                            let loc = entry.code.table_kind.locate(
-                                &entry.code.linetable,
-                                entry.code.firstlineno,
-                                addrq,
-                            );
-                            let id = symbols.intern_frame(FrameInfo {
-                                filename: entry.filename,
-                                funcname: entry.name,
-                                lineno: loc.line,
-                                end_lineno: loc.end_line,
-                                column: loc.column,
-                                end_column: loc.end_column,
-                                opcode,
-                            });
-                            entry.frames.insert(key, id);
-                            id
-                        }
+                    let id = if let Some(&id) = entry.frames.get(&key) {
+                        id
+                    } else {
+                        let loc = entry.code.table_kind.locate(
+                            &entry.code.linetable,
+                            entry.code.firstlineno,
+                            addrq,
+                        );
+                        let id = symbols.intern_frame(FrameInfo {
+                            filename: entry.filename,
+                            funcname: entry.name,
+                            lineno: loc.line,
+                            end_lineno: loc.end_line,
+                            column: loc.column,
+                            end_column: loc.end_column,
+                            opcode,
+                        });
+                        entry.frames.insert(key, id);
+                        id
                     };
                     out.push(id);
                 }
@@ -549,12 +547,11 @@ impl Unwinder {
             }
         };
         let mut buf = [0u8; 512];
-        let n = match file.read_at(&mut buf, 0) {
-            Ok(n) => n,
-            Err(_) => {
-                self.stat_files.remove(&tid);
-                return ThreadStatus::UNKNOWN;
-            }
+        let n = if let Ok(n) = file.read_at(&mut buf, 0) {
+            n
+        } else {
+            self.stat_files.remove(&tid);
+            return ThreadStatus::UNKNOWN;
         };
         let text = &buf[..n];
         match text

@@ -14,9 +14,9 @@ use tachyon_plugin_api::compare::{
 };
 use tachyon_plugin_api::opcodes;
 use tachyon_plugin_api::{
-    AggregateOutput, Aggregating, CallTree, FxBuildHasher, Collector, CollectorConfig, ExportContext, Format,
-    FrameKey, Interner, Needs, Profile, RegressionDetected, Sample, SourceReader, StackCounts,
-    Symbols, ThreadStatus,
+    AggregateOutput, Aggregating, CallTree, Collector, CollectorConfig, ExportContext, Format,
+    FrameKey, FxBuildHasher, Interner, Needs, Profile, RegressionDetected, Sample, SourceReader,
+    StackCounts, Symbols, ThreadStatus,
 };
 
 /// Nodes with fewer samples than this fraction of all samples (and of every thread's) are

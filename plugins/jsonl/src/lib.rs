@@ -71,13 +71,12 @@ impl Tables {
             let mut frames = counts.stacks.frames_root_first(stack);
             frames.reverse();
             for (i, frame) in frames.into_iter().enumerate() {
-                let id = match record_of.get(&frame) {
-                    Some(&id) => id,
-                    None => {
-                        let id = t.frame_id(symbols, frame);
-                        record_of.insert(frame, id);
-                        id
-                    }
+                let id = if let Some(&id) = record_of.get(&frame) {
+                    id
+                } else {
+                    let id = t.frame_id(symbols, frame);
+                    record_of.insert(frame, id);
+                    id
                 };
                 if id >= t.counts.len() {
                     t.counts.resize(id + 1, (0, 0));

@@ -89,23 +89,19 @@ impl Pstats {
 impl AggregateOutput for Pstats {
     fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> Result<()> {
         let table = FuncTable::build(counts, ctx.symbols);
-        match ctx.path {
-            Some(path) => {
-                std::fs::write(path, self.marshal(&table))
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                eprintln!(
-                    "pstats profile written to {} ({} functions)",
-                    ctx.shown_path().display(),
-                    table.stats.len()
-                );
-            }
-            None => {
-                let mut stdout = std::io::stdout().lock();
-                stdout.write_all(
-                    table::render(&table, &self.table, stdout_takes_colors()).as_bytes(),
-                )?;
-                stdout.flush()?;
-            }
+        if let Some(path) = ctx.path {
+            std::fs::write(path, self.marshal(&table))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "pstats profile written to {} ({} functions)",
+                ctx.shown_path().display(),
+                table.stats.len()
+            );
+        } else {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(table::render(&table, &self.table, stdout_takes_colors()).as_bytes())?;
+            stdout.flush()?;
         }
         Ok(())
     }

@@ -115,21 +115,18 @@ pub fn render(table: &FuncTable, opts: &TableOptions, colors: bool) -> String {
     let mut row_of: FxHashMap<(&str, i32, &str), usize> = FxHashMap::default();
     for (key, st) in table.keys.list().iter().zip(&table.stats) {
         let name = (key.base_name(), key.lineno, key.funcname.as_str());
-        match row_of.get(&name) {
-            Some(&i) => {
-                rows[i].direct += st.direct;
-                rows[i].cumulative += st.cumulative;
-            }
-            None => {
-                row_of.insert(name, rows.len());
-                rows.push(Row {
-                    file: printable(key.base_name()).into_owned(),
-                    line: key.lineno,
-                    func: printable(&key.funcname).into_owned(),
-                    direct: st.direct,
-                    cumulative: st.cumulative,
-                });
-            }
+        if let Some(&i) = row_of.get(&name) {
+            rows[i].direct += st.direct;
+            rows[i].cumulative += st.cumulative;
+        } else {
+            row_of.insert(name, rows.len());
+            rows.push(Row {
+                file: printable(key.base_name()).into_owned(),
+                line: key.lineno,
+                func: printable(&key.funcname).into_owned(),
+                direct: st.direct,
+                cumulative: st.cumulative,
+            });
         }
     }
     if rows.is_empty() {
@@ -228,20 +225,17 @@ fn render_summary(out: &mut String, rows: &[Row], total: u64, c: &Colors) {
     let mut funcs: Vec<Function> = Vec::new();
     let mut index: FxHashMap<(&str, &str), usize> = FxHashMap::default();
     for row in rows {
-        match index.get(&(row.file.as_str(), row.func.as_str())) {
-            Some(&i) => {
-                funcs[i].direct += row.direct;
-                funcs[i].cumulative += row.cumulative;
-            }
-            None => {
-                index.insert((&row.file, &row.func), funcs.len());
-                funcs.push(Function {
-                    file: row.file.clone(),
-                    func: row.func.clone(),
-                    direct: row.direct,
-                    cumulative: row.cumulative,
-                });
-            }
+        if let Some(&i) = index.get(&(row.file.as_str(), row.func.as_str())) {
+            funcs[i].direct += row.direct;
+            funcs[i].cumulative += row.cumulative;
+        } else {
+            index.insert((&row.file, &row.func), funcs.len());
+            funcs.push(Function {
+                file: row.file.clone(),
+                func: row.func.clone(),
+                direct: row.direct,
+                cumulative: row.cumulative,
+            });
         }
     }
     let pct = |n: u64| {

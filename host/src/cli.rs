@@ -109,6 +109,13 @@ pub enum Command {
         /// Stop the target's threads while their stacks are read (consistent stacks).
         #[arg(long)]
         blocking: bool,
+        /// Print asyncio task stacks (Python 3.14+): one per leaf task, its awaiters as
+        /// `<task>` frames.
+        #[arg(long)]
+        async_aware: bool,
+        /// With --async-aware: `all` tasks (the default for dump) or the `running` one.
+        #[arg(long, value_name = "MODE", value_parser = ["running", "all"])]
+        async_mode: Option<String>,
     },
     /// List every output format.
     Formats,
@@ -212,17 +219,33 @@ fn dispatch(mut cli: Cli) -> Result<i32> {
             no_gc,
             opcodes,
             blocking,
-        } => done(crate::dump::dump(
-            pid,
-            UnwindOptions {
-                all_threads,
-                native,
-                gc: !no_gc,
-                opcodes,
-                ..Default::default()
-            },
-            blocking,
-        )),
+            async_aware,
+            async_mode,
+        } => {
+            crate::session::check_async(
+                async_aware,
+                async_mode.as_deref(),
+                [all_threads, native, no_gc],
+                None,
+            )?;
+            done(crate::dump::dump(
+                pid,
+                UnwindOptions {
+                    all_threads,
+                    native,
+                    gc: !no_gc,
+                    opcodes,
+                    asyncio: async_aware.then(|| {
+                        crate::session::async_mode(
+                            async_mode.as_deref(),
+                            crate::sampler::asyncio::AsyncMode::All,
+                        )
+                    }),
+                    ..Default::default()
+                },
+                blocking,
+            ))
+        }
         Command::Diff {
             baseline,
             current,

@@ -122,9 +122,15 @@ fn render(
         if show_interpreter {
             details.push(format!("interpreter {}", t.interpreter_id));
         }
-        let status = status_text(t.status);
-        if !status.is_empty() {
-            details.push(status);
+        // A task's stack names its leaf task instead of a thread state (as 3.15's).
+        match t.task {
+            Some(task) => details.push(format!("task {task}")),
+            None => {
+                let status = status_text(t.status);
+                if !status.is_empty() {
+                    details.push(status);
+                }
+            }
         }
         details.push("most recent call last".to_owned());
         lines.push(theme.paint(
@@ -140,6 +146,13 @@ fn render(
             let func = theme.paint(&printable(symbols.str(f.funcname)), theme.frame);
             let mut line = if symbols.is_synthetic(f) {
                 format!("  {func}")
+            } else if f.lineno <= 0 && symbols.str(f.filename).starts_with('<') {
+                // `<task>` frames: a name, no line.
+                let file = theme.paint(
+                    &format!("\"{}\"", printable(symbols.str(f.filename))),
+                    theme.filename,
+                );
+                format!("  File {file}, in {func}")
             } else {
                 let file = symbols.str(f.filename);
                 let shown = cwd
@@ -189,6 +202,9 @@ pub fn dump(pid: i32, opts: UnwindOptions, blocking: bool) -> Result<()> {
     crate::sampler::process::check_pid(pid)?;
     let target = Target::attach(pid)?;
     let (major, minor, _) = target.version;
+    if opts.asyncio.is_some() && (major, minor) < (3, 14) {
+        anyhow::bail!("--async-aware needs Python 3.14 or later (PID {pid} runs {major}.{minor}): older versions keep no asyncio debug offsets");
+    }
     let opcodes = opts
         .opcodes
         .then(|| Opcodes::for_version(major, minor))

@@ -27,6 +27,7 @@ use crate::output::{
     opens_in_browser, with_capture, FormatChoice, OutputArgs, UsageError,
 };
 use crate::progress::RealtimeStats;
+use crate::sampler::asyncio::AsyncMode;
 use crate::sampler::pause::Paused;
 use crate::sampler::process::{check_pid, permission_help, Process, ReadError};
 use crate::sampler::{Target, ThreadSample, UnwindOptions, Unwinder};
@@ -82,9 +83,26 @@ pub struct SampleArgs {
     /// the keys). With --save-capture the samples are kept for any format afterwards.
     #[arg(long)]
     pub live: bool,
+    /// Rebuild stacks from asyncio tasks (Python 3.14+): one stack per leaf task, its awaiters
+    /// as `<task>` frames up to the root task. Unlike CPython 3.15, --binary keeps them too.
+    #[arg(long)]
+    pub async_aware: bool,
+    /// With --async-aware: `running` (the running task and its awaiters, the default) or
+    /// `all` (suspended tasks too).
+    #[arg(long, value_name = "MODE", value_parser = ["running", "all"])]
+    pub async_mode: Option<String>,
 }
 
 impl SampleArgs {
+    fn check_async(&self) -> Result<()> {
+        check_async(
+            self.async_aware,
+            self.async_mode.as_deref(),
+            [self.all_threads, self.native, self.no_gc],
+            Some(self.mode),
+        )
+    }
+
     /// Refuse what CPython 3.15 refuses with these options and this format (its words), and
     /// warn where it warns.
     pub fn check_with(&self, format: &FormatChoice) -> Result<()> {
@@ -118,6 +136,59 @@ impl SampleArgs {
         }
         Ok(())
     }
+}
+
+/// `--async-mode` as given, else `default`.
+pub fn async_mode(given: Option<&str>, default: AsyncMode) -> AsyncMode {
+    match given {
+        Some("all") => AsyncMode::All,
+        Some(_) => AsyncMode::Running,
+        None => default,
+    }
+}
+
+/// What CPython 3.15 refuses with `--async-aware` (and `--async-mode` without it), in its
+/// words. `all_threads`, `native`, `no_gc` and `mode` as the command line gave them.
+pub fn check_async(
+    async_aware: bool,
+    async_mode: Option<&str>,
+    [all_threads, native, no_gc]: [bool; 3],
+    mode: Option<ModeArg>,
+) -> Result<()> {
+    if !async_aware {
+        if async_mode.is_some() {
+            return Err(UsageError(
+                "--async-mode requires --async-aware to be enabled.".to_owned(),
+            )
+            .into());
+        }
+        return Ok(());
+    }
+    let mut issues: Vec<String> = Vec::new();
+    if native {
+        issues.push("--native".to_owned());
+    }
+    if no_gc {
+        issues.push("--no-gc".to_owned());
+    }
+    if let Some(m) = mode.filter(|&m| m != ModeArg::Wall) {
+        issues.push(format!(
+            "--mode={}",
+            m.to_possible_value()
+                .map_or("?".to_owned(), |v| v.get_name().to_owned())
+        ));
+    }
+    if all_threads {
+        issues.push("--all-threads".to_owned());
+    }
+    if issues.is_empty() {
+        return Ok(());
+    }
+    Err(UsageError(format!(
+        "Options {} are incompatible with --async-aware. Async-aware profiling uses task-based stack reconstruction.",
+        issues.join(", ")
+    ))
+    .into())
 }
 
 /// What CPython 3.15 refuses with `--live`, in its words.
@@ -229,6 +300,9 @@ impl SampleArgs {
 
     fn unwind_options(&self) -> UnwindOptions {
         UnwindOptions {
+            asyncio: self
+                .async_aware
+                .then(|| async_mode(self.async_mode.as_deref(), AsyncMode::Running)),
             all_threads: self.all_threads,
             native: self.native,
             gc: !self.no_gc,
@@ -503,6 +577,13 @@ fn profile(
     let path = out.output_path(&format, pid as u32);
     check_output_dir(path.as_deref())?;
     let target = wait_for_runtime(pid, child.as_deref_mut())?;
+    if args.async_aware && (target.version.0, target.version.1) < (3, 14) {
+        bail!(
+            "--async-aware needs Python 3.14 or later (PID {pid} runs {}.{}): older versions keep no asyncio debug offsets",
+            target.version.0,
+            target.version.1
+        );
+    }
     let mut config = CollectorConfig {
         interval_us: args.interval_us,
         mode: args.mode(),
@@ -729,6 +810,7 @@ pub fn run(
         .or_else(|| std::env::var_os("TACHYON_PYTHON").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("python3"));
     check_live(args, out)?;
+    args.check_async()?;
     let format = find_format(out.format_name())?;
     args.check_with(&format)?;
     out.check(&format)?;
@@ -786,6 +868,7 @@ fn tempfile_for_stderr() -> Result<std::fs::File> {
 /// `tachyon attach PID`. Returns the exit status (see the module comment).
 pub fn attach(pid: i32, args: &SampleArgs, out: &OutputArgs) -> Result<i32> {
     check_live(args, out)?;
+    args.check_async()?;
     let format = find_format(out.format_name())?;
     args.check_with(&format)?;
     out.check(&format)?;

@@ -60,6 +60,18 @@ pub struct Layout {
     pub unicode_ascii_size: Option<usize>,
     pub unicode_compact_size: Option<usize>,
     pub bytes_sval: Option<usize>,
+    /// 3.14+, for asyncio tasks: object type, type flags, int digits, set table, coroutine
+    /// frames and the interpreter frame's value-stack top.
+    pub object_type: Option<usize>,
+    pub type_flags: Option<usize>,
+    pub long_tag: Option<usize>,
+    pub long_digits: Option<usize>,
+    pub set_used: Option<usize>,
+    pub set_table: Option<usize>,
+    pub set_mask: Option<usize>,
+    pub gen_iframe: Option<usize>,
+    pub gen_frame_state: Option<usize>,
+    pub frame_stackpointer: Option<usize>,
 }
 
 impl Layout {
@@ -104,6 +116,16 @@ impl Layout {
         unicode_ascii_size: None,
         unicode_compact_size: None,
         bytes_sval: None,
+        object_type: None,
+        type_flags: None,
+        long_tag: None,
+        long_digits: None,
+        set_used: None,
+        set_table: None,
+        set_mask: None,
+        gen_iframe: None,
+        gen_frame_state: None,
+        frame_stackpointer: None,
     };
 
     /// The generated table for a version without debug offsets (2.7, 3.6-3.12).
@@ -239,6 +261,16 @@ impl Layout {
             unicode_ascii_size: get("unicode_object.asciiobject_size"),
             unicode_compact_size: get("unicode_object.compactunicodeobject_size").or(Some(56)),
             bytes_sval: get("bytes_object.ob_sval"),
+            object_type: get("pyobject.ob_type"),
+            type_flags: get("type_object.tp_flags"),
+            long_tag: get("long_object.lv_tag"),
+            long_digits: get("long_object.ob_digit"),
+            set_used: get("set_object.used"),
+            set_table: get("set_object.table"),
+            set_mask: get("set_object.mask"),
+            gen_iframe: get("gen_object.gi_iframe"),
+            gen_frame_state: get("gen_object.gi_frame_state"),
+            frame_stackpointer: get("interpreter_frame.stackpointer"),
             ..Layout::NONE
         };
         Ok((layout, version))
@@ -405,6 +437,19 @@ fn debug_offset_fields(minor: u8) -> Vec<String> {
             ("generation_stats", at_least(15)),
         ],
     );
+    group(
+        "gen_object",
+        &[
+            ("size", at_least(14)),
+            ("gi_name", at_least(14)),
+            ("gi_iframe", at_least(14)),
+            ("gi_frame_state", at_least(14)),
+        ],
+    );
+    group(
+        "llist_node",
+        &[("next", at_least(14)), ("prev", at_least(14))],
+    );
     f
 }
 
@@ -441,5 +486,10 @@ mod tests {
         assert_eq!(pos(13, "gc.collecting"), 576);
         assert_eq!(pos(14, "gc.collecting"), 656);
         assert_eq!(pos(15, "gc.collecting"), 760);
+        assert_eq!(pos(14, "gen_object.gi_iframe"), 680);
+        assert_eq!(pos(15, "gen_object.gi_frame_state"), 816);
+        assert_eq!(pos(15, "llist_node.next"), 824);
+        assert_eq!(pos(14, "set_object.table"), 512);
+        assert_eq!(pos(15, "long_object.lv_tag"), 672);
     }
 }

@@ -1,5 +1,6 @@
 //! Out-of-process sampling of CPython 2.7 and 3.6-3.15, read-only.
 
+pub mod asyncio;
 pub mod discover;
 pub mod elf;
 pub mod layout;

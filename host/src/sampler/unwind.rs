@@ -37,6 +37,8 @@ pub struct UnwindOptions {
     pub cpu_state: bool,
     /// Look at the handled-exception slot too (HAS_EXCEPTION for `except` blocks).
     pub exception_state: bool,
+    /// `--async-aware` (3.14+): one stack per leaf asyncio task instead of per thread.
+    pub asyncio: Option<super::asyncio::AsyncMode>,
 }
 
 pub struct ThreadSample {
@@ -45,6 +47,8 @@ pub struct ThreadSample {
     pub status: u8,
     /// Innermost first.
     pub frames: Vec<FrameId>,
+    /// With `--async-aware`: the leaf task this stack ends in.
+    pub task: Option<u64>,
 }
 
 struct CodeEntry {
@@ -55,15 +59,20 @@ struct CodeEntry {
 }
 
 #[derive(Clone, Copy)]
-enum RawFrame {
-    Python { code: u64, instr: u64 },
+pub(super) enum RawFrame {
+    /// A Python frame: its code object, instruction pointer and own address.
+    Python {
+        code: u64,
+        instr: u64,
+        frame: u64,
+    },
     Native,
 }
 
 pub struct Unwinder {
     pub target: Target,
-    opts: UnwindOptions,
-    mem: ReadSet,
+    pub(super) opts: UnwindOptions,
+    pub(super) mem: ReadSet,
     codes: HashMap<u64, CodeEntry>,
     main_tstate: Option<u64>,
     ceval_gil: Option<u64>,
@@ -73,7 +82,11 @@ pub struct Unwinder {
     tstate_buf: Vec<u8>,
     frame_buf: Vec<u8>,
     stack_copy: Vec<u8>,
-    raw: Vec<RawFrame>,
+    pub(super) raw: Vec<RawFrame>,
+    /// With `asyncio`: each sampled thread's state address and frame addresses (aligned with
+    /// its frames), to cut a running task's frames at its coroutine.
+    pub(super) thread_frames: Vec<super::asyncio::ThreadFrames>,
+    pub(super) asyncio_state: super::asyncio::AsyncioState,
 }
 
 impl Unwinder {
@@ -94,6 +107,8 @@ impl Unwinder {
             frame_buf,
             stack_copy: Vec::new(),
             raw: Vec::new(),
+            thread_frames: Vec::new(),
+            asyncio_state: super::asyncio::AsyncioState::default(),
         }
     }
 
@@ -171,11 +186,12 @@ impl Unwinder {
             self.main_tstate = Some(u64::from_le_bytes(main));
         }
 
-        let threads = if self.opts.all_threads || self.main_tstate.is_none() {
-            self.thread_list(head)?
-        } else {
-            Vec::new()
-        };
+        let threads =
+            if self.opts.all_threads || self.opts.asyncio.is_some() || self.main_tstate.is_none() {
+                self.thread_list(head)?
+            } else {
+                Vec::new()
+            };
         if self.main_tstate.is_none() {
             self.main_tstate = self.find_main(&threads)?;
         }
@@ -183,15 +199,20 @@ impl Unwinder {
             self.thread_count = threads.len();
             self.pthread_tids.clear();
         }
-        let selected: Vec<u64> = if self.opts.all_threads {
+        let selected: Vec<u64> = if self.opts.all_threads || self.opts.asyncio.is_some() {
             threads
         } else {
             self.main_tstate.into_iter().collect()
         };
+        self.thread_frames.clear();
         for tstate in selected {
             if let Some(thread) = self.sample_thread(symbols, tstate, gil_holder, gc_running)? {
                 out.push(thread);
             }
+        }
+        if let Some(mode) = self.opts.asyncio {
+            let threads = std::mem::take(out);
+            self.task_stacks(symbols, interp, mode, threads, out)?;
         }
         Ok(())
     }
@@ -292,7 +313,20 @@ impl Unwinder {
         if gc_running && status & ThreadStatus::HAS_GIL != 0 {
             frames.push(synthetic(symbols, "<GC>"));
         }
+        let gc_frames = frames.len();
         self.resolve(symbols, &mut frames)?;
+        if self.opts.asyncio.is_some() {
+            self.thread_frames.push(super::asyncio::ThreadFrames {
+                tstate,
+                thread_id,
+                addrs: std::iter::repeat_n(0, gc_frames)
+                    .chain(self.raw.iter().map(|f| match f {
+                        RawFrame::Python { frame, .. } => *frame,
+                        RawFrame::Native => 0,
+                    }))
+                    .collect(),
+            });
+        }
         if thread_id == 0 && frames.is_empty() {
             // A thread state still being set up (native id not yet written, no Python frame;
             // 3.14+ already point at the base frame): not a thread yet.
@@ -303,6 +337,7 @@ impl Unwinder {
             interpreter_id: 0,
             status,
             frames,
+            task: None,
         }))
     }
 
@@ -326,6 +361,7 @@ impl Unwinder {
                 self.raw.push(RawFrame::Python {
                     code,
                     instr: i64::from(lasti) as u64,
+                    frame,
                 });
             }
             frame = u64_at(&self.frame_buf, back_off);
@@ -382,7 +418,7 @@ impl Unwinder {
                     self.raw.push(RawFrame::Native);
                 }
             } else if code != 0 {
-                self.raw.push(RawFrame::Python { code, instr });
+                self.raw.push(RawFrame::Python { code, instr, frame });
                 emitted += 1;
                 if is_entry && self.opts.native && previous != 0 {
                     self.raw.push(RawFrame::Native);
@@ -395,7 +431,11 @@ impl Unwinder {
 
     /// Turn raw frames into interned frame ids. A cached code object whose identifying fields
     /// changed (the address now holds another object) is read again.
-    fn resolve(&mut self, symbols: &mut Symbols, out: &mut Vec<FrameId>) -> Result<(), ReadError> {
+    pub(super) fn resolve(
+        &mut self,
+        symbols: &mut Symbols,
+        out: &mut Vec<FrameId>,
+    ) -> Result<(), ReadError> {
         let p = self.target.process.clone();
         let l = self.target.layout.clone();
         let mut unique: Vec<u64> = Vec::new();
@@ -444,7 +484,7 @@ impl Unwinder {
         for f in &self.raw {
             match *f {
                 RawFrame::Native => out.push(synthetic(symbols, "<native>")),
-                RawFrame::Python { code, instr } => {
+                RawFrame::Python { code, instr, .. } => {
                     let opcode = opcodes.get(python_index).copied().flatten();
                     python_index += 1;
                     let entry = self.codes.get_mut(&code).expect("resolved above");
@@ -605,7 +645,7 @@ fn instruction_offset(python: (u8, u8), instr: u64, code_start: u64) -> i64 {
     }
 }
 
-fn synthetic(symbols: &mut Symbols, name: &str) -> FrameId {
+pub(super) fn synthetic(symbols: &mut Symbols, name: &str) -> FrameId {
     let filename = symbols.intern_str("~");
     let funcname = symbols.intern_str(name);
     symbols.intern_frame(FrameInfo {

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""`--async-aware` sampling, tachyon against CPython 3.15.2's own profiler, on the same 3.15
+target (tests/scripts/async_tasks.py busy: a task spinning under two awaiting tasks), measured
+in the same run: samples each tool wrote (counted from its collapsed output, not from its
+summary), the rate that makes, and the profiler's own CPU time per sample.
+
+    python3 bench/async_bench.py [--seconds S] [--rates 1khz,10khz]
+
+Needs a release build and tests/setup_debian_pythons.sh's 3.15."""
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from conftest import TACHYON, python_for  # noqa: E402
+
+
+def samples_in(path):
+    total = 0
+    with open(path) as f:
+        for line in f:
+            stack, count = line.rsplit(" ", 1)
+            assert "<task>" in stack, "an async stack: " + stack
+            total += int(count)
+    return total
+
+
+def measure(cmd, out):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return samples_in(out), cpu, wall
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--rates", default="1khz,10khz")
+    a = ap.parse_args()
+    python = python_for("3.15")
+    if python is None:
+        sys.exit("CPython 3.15 is not unpacked (tests/setup_debian_pythons.sh)")
+    target = subprocess.Popen([python, os.path.join(ROOT, "tests", "scripts", "async_tasks.py"), "busy"])
+    time.sleep(1.0)
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            for rate in a.rates.split(","):
+                for tool in ("tachyon", "CPython 3.15.2"):
+                    out = os.path.join(d, "out.txt")
+                    common = ["attach", "--async-aware", "-r", rate, "-d", str(a.seconds), "--collapsed", "-o", out, str(target.pid)]
+                    if tool == "tachyon":
+                        cmd = [TACHYON] + common
+                    else:
+                        launcher = ("import runpy, sys; sys.argv = ['profiling.sampling'] + %r; "
+                                    "runpy.run_module('profiling.sampling', run_name='__main__')" % common)
+                        cmd = [python, "-c", launcher]
+                    n, cpu, wall = measure(cmd, out)
+                    rows.append((rate, tool, n, n / a.seconds, cpu, cpu / max(n, 1) * 1e6, wall))
+    finally:
+        target.kill()
+        target.wait()
+    print("%-7s %-16s %10s %12s %12s %16s %9s" % ("rate", "profiler", "samples", "samples/s", "CPU (s)", "CPU/sample (µs)", "wall (s)"))
+    for rate, tool, n, per_s, cpu, per, wall in rows:
+        print("%-7s %-16s %10d %12.0f %12.2f %16.1f %9.2f" % (rate, tool, n, per_s, cpu, per, wall))
+
+
+if __name__ == "__main__":
+    main()

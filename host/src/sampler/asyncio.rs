@@ -1,0 +1,436 @@
+//! `--async-aware` on CPython 3.14+: stacks rebuilt from asyncio tasks, as CPython 3.15's
+//! profiler rebuilds them. The asyncio module describes its task objects in an
+//! `.AsyncioDebug` section (in the executable on 3.15, in `_asyncio.*.so` on Debian's 3.14,
+//! which exists only once the target imported asyncio). Each task gives its name, its
+//! coroutine and the task(s) awaiting it; a leaf task (one nobody awaits) becomes one stack:
+//! its coroutine frames, a `<task>` frame named after it, then its awaiter's, up to the root.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use tachyon_plugin_api::{FrameId, FrameInfo, Symbols};
+
+use super::elf::Elf;
+use super::objects::{read_str, u64_at};
+use super::process::{field_addr, ReadError};
+use super::unwind::{RawFrame, ThreadSample, Unwinder};
+
+/// `--async-mode`: the tasks running now and what awaits them, or every task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum AsyncMode {
+    Running,
+    All,
+}
+
+/// Bounds on what the target's memory can make us walk (as CPython's).
+const MAX_TASKS: usize = 65_536;
+const MAX_CHAIN: usize = 1536;
+const MAX_SET_SLOTS: u64 = 1 << 20;
+/// How often a missing `.AsyncioDebug` section is looked for again (asyncio may be imported
+/// later).
+const RETRY: Duration = Duration::from_secs(1);
+/// `Py_TPFLAGS_LONG_SUBCLASS`: the task's name is still its number (`Task-N`).
+const LONG_SUBCLASS: u64 = 1 << 24;
+
+/// `_Py_AsyncioModuleDebugOffsets` (13 u64).
+#[derive(Clone, Copy, Debug)]
+pub struct AsyncioOffsets {
+    task_size: usize,
+    task_name: usize,
+    task_awaited_by: usize,
+    task_awaited_by_is_set: usize,
+    task_coro: usize,
+    task_node: usize,
+    interp_tasks_head: usize,
+    running_task: usize,
+    thread_tasks_head: usize,
+}
+
+impl AsyncioOffsets {
+    fn parse(raw: &[u8; 104]) -> AsyncioOffsets {
+        let w = |i: usize| u64_at(raw, i * 8) as usize;
+        AsyncioOffsets {
+            task_size: w(0),
+            task_name: w(1),
+            task_awaited_by: w(2),
+            task_awaited_by_is_set: w(4),
+            task_coro: w(5),
+            task_node: w(6),
+            interp_tasks_head: w(8),
+            running_task: w(11),
+            thread_tasks_head: w(12),
+        }
+    }
+}
+
+/// The section once found, and when it was last looked for.
+#[derive(Default)]
+pub struct AsyncioState {
+    offsets: Option<AsyncioOffsets>,
+    looked: Option<Instant>,
+}
+
+/// A sampled thread: its state's address and the address of each of its frames (0 for
+/// synthetic ones), aligned with the thread's frames.
+pub struct ThreadFrames {
+    pub tstate: u64,
+    pub thread_id: u64,
+    pub addrs: Vec<u64>,
+}
+
+/// One task: (name, coroutine frames innermost first, the tasks awaiting it, its thread).
+struct Task {
+    name: String,
+    frames: Vec<FrameId>,
+    parents: Vec<u64>,
+    thread: usize,
+}
+
+impl Unwinder {
+    fn asyncio_offsets(&mut self) -> Option<AsyncioOffsets> {
+        if self.asyncio_state.offsets.is_some() {
+            return self.asyncio_state.offsets;
+        }
+        if self
+            .asyncio_state
+            .looked
+            .is_some_and(|t| t.elapsed() < RETRY)
+        {
+            return None;
+        }
+        self.asyncio_state.looked = Some(Instant::now());
+        self.asyncio_state.offsets = self.find_asyncio_section();
+        self.asyncio_state.offsets
+    }
+
+    /// `.AsyncioDebug` in the binary holding the runtime or in a mapped `_asyncio` module.
+    fn find_asyncio_section(&self) -> Option<AsyncioOffsets> {
+        let p = &self.target.process;
+        let maps = p.maps().ok()?;
+        let mut paths: Vec<&str> = vec![self.target.binary.as_str()];
+        for m in &maps {
+            let base = m.path.rsplit('/').next().unwrap_or("");
+            if base.starts_with("_asyncio") && !paths.contains(&m.path.as_str()) {
+                paths.push(&m.path);
+            }
+        }
+        for path in paths {
+            let first = maps
+                .iter()
+                .filter(|m| m.path == path)
+                .map(|m| m.start)
+                .min()?;
+            let Ok(elf) = Elf::open(&p.open_path(path)) else {
+                continue;
+            };
+            let Some(section) = elf.section(".AsyncioDebug") else {
+                continue;
+            };
+            let bias = first.wrapping_sub(elf.first_load_vaddr);
+            let mut raw = [0u8; 104];
+            if p.read(bias + section.addr, &mut raw).is_ok() {
+                return Some(AsyncioOffsets::parse(&raw));
+            }
+        }
+        None
+    }
+
+    /// Replace per-thread samples by one per leaf task (CPython 3.15's `iter_async_frames`).
+    /// Threads without asyncio (or before the section exists) give nothing.
+    pub(super) fn task_stacks(
+        &mut self,
+        symbols: &mut Symbols,
+        interp: u64,
+        mode: AsyncMode,
+        threads: Vec<ThreadSample>,
+        out: &mut Vec<ThreadSample>,
+    ) -> Result<(), ReadError> {
+        let Some(off) = self.asyncio_offsets() else {
+            return Ok(());
+        };
+
+        let frames_of = std::mem::take(&mut self.thread_frames);
+        let mut tasks: HashMap<u64, Task> = HashMap::new();
+        let mut pending: Vec<(u64, usize)> = Vec::new();
+        for (i, t) in frames_of.iter().enumerate() {
+            match mode {
+                AsyncMode::Running => {
+                    let running = self.read_ptr(field_addr(t.tstate, off.running_task))?;
+                    if running == 0 {
+                        continue;
+                    }
+                    // The running task's frames are the thread's, down to its coroutine (all of
+                    // them while the loop is between steps of it, as CPython).
+                    let coro = self.read_ptr(field_addr(running, off.task_coro))? & !7;
+                    let gen_frame = coro + self.target.layout.gen_iframe.unwrap_or(0) as u64;
+                    let thread = threads.iter().find(|s| s.thread_id == t.thread_id);
+                    let frames = match (thread, t.addrs.iter().position(|&a| a == gen_frame)) {
+                        (Some(s), Some(at)) => s.frames[..=at].to_vec(),
+                        (Some(s), None) => s.frames.clone(),
+                        (None, _) => self.coroutine_frames(symbols, coro)?,
+                    };
+                    self.add_task(
+                        symbols,
+                        &off,
+                        running,
+                        i,
+                        Some(frames),
+                        &mut tasks,
+                        &mut pending,
+                    )?;
+                }
+                AsyncMode::All => {
+                    for task in self.task_list(field_addr(t.tstate, off.thread_tasks_head), &off)? {
+                        self.add_task(symbols, &off, task, i, None, &mut tasks, &mut pending)?;
+                    }
+                }
+            }
+        }
+        if mode == AsyncMode::All {
+            // Tasks of threads that have exited live on the interpreter's list.
+            for task in self.task_list(field_addr(interp, off.interp_tasks_head), &off)? {
+                if !tasks.contains_key(&task) {
+                    self.add_task(
+                        symbols,
+                        &off,
+                        task,
+                        usize::MAX,
+                        None,
+                        &mut tasks,
+                        &mut pending,
+                    )?;
+                }
+            }
+        }
+        // The awaiters of what was found, transitively.
+        while let Some((task, thread)) = pending.pop() {
+            if tasks.len() >= MAX_TASKS {
+                return Err(ReadError::Fault);
+            }
+            if !tasks.contains_key(&task) {
+                self.add_task(symbols, &off, task, thread, None, &mut tasks, &mut pending)?;
+            }
+        }
+        let parents: HashSet<u64> = tasks
+            .values()
+            .flat_map(|t| t.parents.iter().copied())
+            .collect();
+        let mut leaves: Vec<u64> = tasks
+            .keys()
+            .copied()
+            .filter(|t| !parents.contains(t))
+            .collect();
+        leaves.sort_unstable();
+        let task_file = symbols.intern_str("<task>");
+        for leaf in leaves {
+            let mut frames = Vec::new();
+            let mut seen = HashSet::new();
+            let mut current = Some(leaf);
+            while let Some(id) = current {
+                if !seen.insert(id) {
+                    break;
+                }
+                let Some(task) = tasks.get(&id) else { break };
+                frames.extend_from_slice(&task.frames);
+                // Several awaiters: follow the lowest id, as CPython, and say how many.
+                let parent = task.parents.iter().copied().min();
+                let name = match task.parents.len() {
+                    n if n > 1 => format!("{} ({n} parents)", task.name),
+                    _ => task.name.clone(),
+                };
+                let funcname = symbols.intern_str(&name);
+                frames.push(symbols.intern_frame(FrameInfo {
+                    filename: task_file,
+                    funcname,
+                    lineno: -1,
+                    end_lineno: -1,
+                    column: -1,
+                    end_column: -1,
+                    opcode: None,
+                }));
+                current = parent;
+            }
+            let thread = tasks[&leaf].thread;
+            let (thread_id, status, interpreter_id) = frames_of
+                .get(thread)
+                .and_then(|t| threads.iter().find(|s| s.thread_id == t.thread_id))
+                .map_or((0, 0, 0), |s| (s.thread_id, s.status, s.interpreter_id));
+            out.push(ThreadSample {
+                thread_id,
+                interpreter_id,
+                status,
+                frames,
+                task: Some(leaf),
+            });
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_task(
+        &mut self,
+        symbols: &mut Symbols,
+        off: &AsyncioOffsets,
+        task: u64,
+        thread: usize,
+        frames: Option<Vec<FrameId>>,
+        tasks: &mut HashMap<u64, Task>,
+        pending: &mut Vec<(u64, usize)>,
+    ) -> Result<(), ReadError> {
+        let p = self.target.process.clone();
+        let mut buf = vec![0u8; off.task_size.max(off.task_node + 16)];
+        self.mem.read(&p, task, &mut buf)?;
+        let coro = u64_at(&buf, off.task_coro) & !7;
+        let frames = match frames {
+            Some(f) => f,
+            None => self.coroutine_frames(symbols, coro)?,
+        };
+        let awaited_by = u64_at(&buf, off.task_awaited_by) & !7;
+        let parents = if awaited_by == 0 {
+            Vec::new()
+        } else if buf[off.task_awaited_by_is_set] != 0 {
+            self.set_items(awaited_by)?
+        } else {
+            vec![awaited_by]
+        };
+        for &parent in &parents {
+            pending.push((parent, thread));
+        }
+        let name = self.task_name(u64_at(&buf, off.task_name) & !7, task)?;
+        tasks.insert(
+            task,
+            Task {
+                name,
+                frames,
+                parents,
+                thread,
+            },
+        );
+        Ok(())
+    }
+
+    /// The tasks on an intrusive list whose head is at `head`.
+    fn task_list(&mut self, head: u64, off: &AsyncioOffsets) -> Result<Vec<u64>, ReadError> {
+        let mut out = Vec::new();
+        let mut node = self.read_ptr(head)?;
+        while node != head && node != 0 {
+            if out.len() >= MAX_TASKS {
+                return Err(ReadError::Fault);
+            }
+            out.push(node - off.task_node as u64);
+            node = self.read_ptr(node)?;
+        }
+        Ok(out)
+    }
+
+    /// `Task-N` for a task still named by its number, else its name.
+    fn task_name(&mut self, name: u64, task: u64) -> Result<String, ReadError> {
+        let p = self.target.process.clone();
+        let l = self.target.layout.clone();
+        if name == 0 {
+            return Ok(format!("Task-{task}"));
+        }
+        let ty = self.read_ptr(field_addr(name, l.object_type.unwrap_or(0)))?;
+        let flags = self.read_ptr(field_addr(ty, l.type_flags.unwrap_or(0)))?;
+        if flags & LONG_SUBCLASS == 0 {
+            return read_str(&p, &l, name);
+        }
+        let tag = self.read_ptr(field_addr(name, l.long_tag.unwrap_or(0)))?;
+        let digits = (tag >> 3).min(4) as usize;
+        let mut raw = vec![0u8; digits * 4];
+        self.mem
+            .read(&p, field_addr(name, l.long_digits.unwrap_or(0)), &mut raw)?;
+        let value = raw.chunks(4).enumerate().fold(0i128, |v, (i, d)| {
+            v | (i128::from(u32::from_le_bytes(d.try_into().expect("4 bytes"))) << (30 * i))
+        });
+        Ok(format!(
+            "Task-{}",
+            if tag & 3 == 2 { -value } else { value }
+        ))
+    }
+
+    /// The live keys of a `set` object (the tasks awaiting a task).
+    fn set_items(&mut self, set: u64) -> Result<Vec<u64>, ReadError> {
+        let p = self.target.process.clone();
+        let l = self.target.layout.clone();
+        let table = self.read_ptr(field_addr(set, l.set_table.unwrap_or(0)))?;
+        let slots = self.read_ptr(field_addr(set, l.set_mask.unwrap_or(0)))? + 1;
+        if slots > MAX_SET_SLOTS {
+            return Err(ReadError::Fault);
+        }
+        let mut raw = vec![0u8; slots as usize * 16];
+        self.mem.read(&p, table, &mut raw)?;
+        Ok(raw
+            .chunks(16)
+            .filter_map(|e| {
+                let (key, hash) = (u64_at(e, 0), u64_at(e, 8) as i64);
+                // Empty slots have no key; removed ones keep the dummy key with hash -1.
+                (key != 0 && hash != -1).then_some(key & !7)
+            })
+            .collect())
+    }
+
+    /// A suspended coroutine's frames, innermost first: its own frame, and while it awaits
+    /// another coroutine (`yield from`), that one's, down the chain.
+    fn coroutine_frames(
+        &mut self,
+        symbols: &mut Symbols,
+        mut coro: u64,
+    ) -> Result<Vec<FrameId>, ReadError> {
+        let p = self.target.process.clone();
+        let l = self.target.layout.clone();
+        let (Some(iframe), Some(state_at)) = (l.gen_iframe, l.gen_frame_state) else {
+            return Ok(Vec::new());
+        };
+        let (cleared, yield_from): (i8, &[i8]) = if l.python >= (3, 15) {
+            (5, &[2, 3])
+        } else {
+            (4, &[-1])
+        };
+        // The awaited object sits at the top of the suspended frame's value stack.
+        let awaited_slot: u64 = if l.python >= (3, 15) { 16 } else { 8 };
+        let frame_size = l.frame_read_size();
+        let mut chain = Vec::new();
+        let mut ty = 0;
+        while coro != 0 && chain.len() < MAX_CHAIN {
+            let mut buf = vec![0u8; iframe + frame_size];
+            self.mem.read(&p, coro, &mut buf)?;
+            let this_ty = u64_at(&buf, l.object_type.unwrap_or(8));
+            if ty != 0 && this_ty != ty {
+                break;
+            }
+            ty = this_ty;
+            let state = buf[state_at] as i8;
+            if state == cleared {
+                break;
+            }
+            let frame = &buf[iframe..];
+            let code = u64_at(frame, l.frame_code.unwrap_or(0)) & !7;
+            let instr = u64_at(frame, l.frame_instr.unwrap_or(0));
+            if code != 0 {
+                chain.push(RawFrame::Python {
+                    code,
+                    instr,
+                    frame: coro + iframe as u64,
+                });
+            }
+            if !yield_from.contains(&state) {
+                break;
+            }
+            let sp = u64_at(frame, l.frame_stackpointer.unwrap_or(0));
+            coro = self.read_ptr(sp.wrapping_sub(awaited_slot))? & !7;
+        }
+        // Innermost first, as every stack.
+        chain.reverse();
+        let saved = std::mem::replace(&mut self.raw, chain);
+        let mut out = Vec::new();
+        let resolved = self.resolve(symbols, &mut out);
+        self.raw = saved;
+        resolved.map(|()| out)
+    }
+
+    fn read_ptr(&mut self, addr: u64) -> Result<u64, ReadError> {
+        let p = self.target.process.clone();
+        self.mem.read_u64(&p, addr)
+    }
+}

@@ -42,7 +42,7 @@ def measure(cmd, out):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--rates", default="1khz,10khz")
     a = ap.parse_args()
     python = python_for("3.15")
@@ -56,7 +56,7 @@ def main():
             for rate in a.rates.split(","):
                 for tool in ("tachyon", "CPython 3.15.2"):
                     out = os.path.join(d, "out.txt")
-                    common = ["attach", "--async-aware", "-r", rate, "-d", str(a.seconds), "--collapsed", "-o", out, str(target.pid)]
+                    common = ["attach", "--async-aware", "-r", rate, "-d", "%g" % a.seconds, "--collapsed", "-o", out, str(target.pid)]
                     if tool == "tachyon":
                         cmd = [TACHYON] + common
                     else:

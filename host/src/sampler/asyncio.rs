@@ -68,7 +68,12 @@ impl AsyncioOffsets {
 pub struct AsyncioState {
     offsets: Option<AsyncioOffsets>,
     looked: Option<Instant>,
+    /// Task names by the address of their `str` object (immutable, so read once).
+    names: HashMap<u64, String>,
 }
+
+/// Names kept before the cache starts again (tasks come and go).
+const MAX_NAMES: usize = 16_384;
 
 /// A sampled thread: its state's address and the address of each of its frames (0 for
 /// synthetic ones), aligned with the thread's frames.
@@ -333,7 +338,15 @@ impl Unwinder {
         let ty = self.read_ptr(field_addr(name, l.object_type.unwrap_or(0)))?;
         let flags = self.read_ptr(field_addr(ty, l.type_flags.unwrap_or(0)))?;
         if flags & LONG_SUBCLASS == 0 {
-            return read_str(&p, &l, name);
+            if let Some(known) = self.asyncio_state.names.get(&name) {
+                return Ok(known.clone());
+            }
+            let text = read_str(&p, &l, name)?;
+            if self.asyncio_state.names.len() >= MAX_NAMES {
+                self.asyncio_state.names.clear();
+            }
+            self.asyncio_state.names.insert(name, text.clone());
+            return Ok(text);
         }
         let tag = self.read_ptr(field_addr(name, l.long_tag.unwrap_or(0)))?;
         let digits = (tag >> 3).min(4) as usize;

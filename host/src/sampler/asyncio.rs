@@ -8,12 +8,12 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use tachyon_plugin_api::{FrameId, FrameInfo, Symbols};
+use tachyon_plugin_api::{FrameId, Symbols};
 
 use super::elf::Elf;
 use super::objects::{read_str, u64_at};
 use super::process::{field_addr, ReadError};
-use super::unwind::{RawFrame, ThreadSample, Unwinder};
+use super::unwind::{frame_without_location, RawFrame, ThreadSample, Unwinder};
 
 /// `--async-mode`: the tasks running now and what awaits them, or every task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -226,7 +226,6 @@ impl Unwinder {
             .filter(|t| !parents.contains(t))
             .collect();
         leaves.sort_unstable();
-        let task_file = symbols.intern_str("<task>");
         for leaf in leaves {
             let mut frames = Vec::new();
             let mut seen = HashSet::new();
@@ -243,16 +242,7 @@ impl Unwinder {
                     n if n > 1 => format!("{} ({n} parents)", task.name),
                     _ => task.name.clone(),
                 };
-                let funcname = symbols.intern_str(&name);
-                frames.push(symbols.intern_frame(FrameInfo {
-                    filename: task_file,
-                    funcname,
-                    lineno: -1,
-                    end_lineno: -1,
-                    column: -1,
-                    end_column: -1,
-                    opcode: None,
-                }));
+                frames.push(frame_without_location(symbols, "<task>", &name));
                 current = parent;
             }
             let thread = tasks[&leaf].thread;

@@ -646,7 +646,12 @@ fn instruction_offset(python: (u8, u8), instr: u64, code_start: u64) -> i64 {
 }
 
 pub(super) fn synthetic(symbols: &mut Symbols, name: &str) -> FrameId {
-    let filename = symbols.intern_str("~");
+    frame_without_location(symbols, "~", name)
+}
+
+/// A frame with a file and a name but no line: tachyon's `~` frames, asyncio's `<task>`.
+pub(super) fn frame_without_location(symbols: &mut Symbols, file: &str, name: &str) -> FrameId {
+    let filename = symbols.intern_str(file);
     let funcname = symbols.intern_str(name);
     symbols.intern_frame(FrameInfo {
         filename,

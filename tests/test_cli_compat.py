@@ -151,7 +151,9 @@ def hot_functions_in_collapsed(path):
     total = 0
     for line in open(path):
         stack, count = line.rsplit(" ", 1)
-        func = stack.split(";")[-1].split(":")[1]
+        leaf = stack.split(";")[-1]
+        # `file.py:func:line`, or a bare name for <GC> / <native>.
+        func = leaf.split(":")[1] if ":" in leaf else leaf
         self_samples[func] = self_samples.get(func, 0) + int(count)
         total += int(count)
     return {f for f, n in self_samples.items() if n >= total * 0.15}

@@ -81,14 +81,13 @@ def test_heatmap_pages_colour_the_hot_lines(capture):
         page, anchor = href.split("#")
         assert (out / page).exists() and anchor.startswith("line-")
     # Column headers, a colour legend, and caller (▲) links beside the callee (▼) ones:
-    # hot()'s first sampled line is called from main() and from handler().
+    # hot() (on the first of its lines sampled) is called from main() and from handler().
     assert r["header"] == ["Line", "Self", "Total", "Source"]
     assert "cold" in r["legend"] and "hot" in r["legend"] and "gradient" in r["legendScale"]
-    hot_first = min(int(l["n"][5:]) for l in r["totalLines"] if src[int(l["n"][5:]) - 1].startswith("        ") and
-                    src.index("def hot():") < int(l["n"][5:]) <= src.index("def cold():"))
-    callers_of_hot = {text for line, href, text in r["callers"] if line == "line-%d" % hot_first}
+    in_hot = {"line-%d" % n for n in range(src.index("def hot():") + 2, src.index("def cold():") + 1)}
+    callers_of_hot = {text for line, href, text in r["callers"] if line in in_hot}
     assert {"▲ main", "▲ handler"} <= callers_of_hot, r["callers"]
-    caller_lines = {href.split("#")[1] for line, href, _ in r["callers"] if line == "line-%d" % hot_first}
+    caller_lines = {href.split("#")[1] for line, href, _ in r["callers"] if line in in_hot}
     assert "line-%d" % (src.index("        hot()") + 1) in caller_lines
     # Index: headers, a sparkline per file, and a filter over paths.
     assert "Where time goes (by line)" in r["indexHeaders"]

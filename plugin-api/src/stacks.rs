@@ -16,7 +16,15 @@ pub struct StackTable {
     /// stack usually shares its outer frames, so the walk starts where they diverge.
     last_frames: Vec<FrameId>,
     last_ids: Vec<StackId>,
+    /// Whole stacks seen before, to their id: one hash of the frames instead of a lookup per
+    /// frame (which misses the cache once there are many distinct stacks).
+    whole: FxHashMap<Box<[FrameId]>, StackId>,
+    /// Frames held by `whole`; past [`WHOLE_STACK_FRAMES`] it stops growing.
+    whole_frames: usize,
 }
+
+/// At most this many frames (4 bytes each) are kept in the whole-stack cache.
+const WHOLE_STACK_FRAMES: usize = 1 << 24;
 
 impl Default for StackTable {
     fn default() -> Self {
@@ -25,6 +33,8 @@ impl Default for StackTable {
             index: FxHashMap::default(),
             last_frames: Vec::new(),
             last_ids: Vec::new(),
+            whole: FxHashMap::default(),
+            whole_frames: 0,
         }
     }
 }
@@ -39,6 +49,9 @@ impl StackTable {
 
     /// Id of a stack given innermost frame first (as samples carry it).
     pub fn intern(&mut self, frames: &[FrameId]) -> StackId {
+        if let Some(&id) = self.whole.get(frames) {
+            return id;
+        }
         let n = frames.len();
         let shared = self
             .last_frames
@@ -60,6 +73,10 @@ impl StackTable {
             };
             self.last_frames.push(frame);
             self.last_ids.push(node);
+        }
+        if self.whole_frames + n <= WHOLE_STACK_FRAMES {
+            self.whole_frames += n;
+            self.whole.insert(frames.into(), node);
         }
         node
     }

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, python_for, tachyon
+from conftest import ROOT, python_for, tachyon, write_capture
 
 PY315 = python_for("3.15")
 pytestmark = pytest.mark.skipif(PY315 is None, reason="CPython 3.15 is not unpacked (tests/setup_debian_pythons.sh)")
@@ -133,6 +133,25 @@ def test_replay_of_one_capture_gives_equal_outputs(work, capture, args, compare,
         for d in (our_out, their_out):
             assert (d / "index.html").exists()
             assert "app.py" in (d / "index.html").read_text()
+
+
+def test_jsonl_of_frames_without_a_location(tmp_path):
+    """Unknown lines (-1), synthetic frames and partial locations, as CPython writes them."""
+    frames = [("/app/a.py", "known", 12, 12, 4, 20, None), ("/app/a.py", "no_line", -1, -1, -1, -1, None),
+              ("~", "<GC>", -1, -1, -1, -1, None), ("/app/b.py", "no_columns", 7, 9, -1, -1, None)]
+    samples = [(1, 0, 1000 * (i + 1), 0, (frames[i % 4], frames[(i + 1) % 4])) for i in range(40)]
+    write_capture(tmp_path / "cap.bin", samples)
+    outs = {}
+    for tool, runner in (("theirs", cpython), ("ours", ours)):
+        proc = runner("replay", "--jsonl", "-o", tmp_path / tool, tmp_path / "cap.bin", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        outs[tool] = jsonl_records(tmp_path / tool)
+    assert outs["ours"] == outs["theirs"]
+    strings = {s["str_id"]: s["value"] for r in outs["ours"] if r["type"] == "string_table" for s in r["strings"]}
+    frames_out = {strings[f["func_str_id"]]: f for r in outs["ours"] if r["type"] == "frame_table" for f in r["frames"]}
+    # No line known: line 0 and no other location field, as CPython's DEFAULT_LOCATION.
+    assert set(frames_out["no_line"]) == {"frame_id", "path_str_id", "func_str_id", "line"} and frames_out["no_line"]["line"] == 0
+    assert set(frames_out["no_columns"]) == {"frame_id", "path_str_id", "func_str_id", "line", "end_line"}
 
 
 def hot_functions_in_table(stdout):

@@ -3,7 +3,6 @@
 //! ratatui. Beyond 3.15: `w` writes a flame graph of what has been seen so far.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -119,16 +118,13 @@ pub struct LiveView {
 }
 
 impl LiveView {
-    /// Take over the terminal. `header` names the target; `snapshot` is the flame graph
-    /// format, when built in.
+    /// Take over the terminal (the caller made sure stdout is one). `header` names the
+    /// target; `snapshot` is the flame graph format, when built in.
     pub fn start(
         header: String,
         interval_us: u64,
         snapshot: Option<(FormatChoice, tachyon_plugin_api::CollectorConfig)>,
     ) -> Result<LiveView> {
-        if !std::io::stdout().is_terminal() {
-            anyhow::bail!("--live needs a terminal on stdout (it draws a full-screen view); drop --live to write a profile instead");
-        }
         let snapshot = match snapshot {
             Some((format, config)) => Some(format.create(&config)?),
             None => None,

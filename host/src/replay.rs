@@ -61,6 +61,7 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
     let mut config = CollectorConfig {
         interval_us: header.interval_us,
         mode: capture.mode().unwrap_or_default(),
+        mode_unknown: capture.mode().is_none(),
         python_version: Some(header.python_version),
         start_time_us: Some(header.start_time_us),
         capture_features: header.capture_features(),

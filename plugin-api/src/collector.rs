@@ -13,7 +13,11 @@ use crate::source::SourceAccess;
 pub struct CollectorConfig {
     /// Nominal sampling interval in microseconds (1000 for 1 kHz).
     pub interval_us: u64,
+    /// Wall when a replayed capture does not say (see `mode_unknown`).
     pub mode: Mode,
+    /// A replayed capture recorded no mode (CPython's writer without one): outputs that
+    /// report the mode leave it out, as CPython's.
+    pub mode_unknown: bool,
     /// Format-specific options by name (`sort`, `limit`, ...), as given on the command line.
     pub options: BTreeMap<String, String>,
     /// The profile to compare against, for differential formats.

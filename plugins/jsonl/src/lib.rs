@@ -25,7 +25,8 @@ type FrameRecord = (usize, usize, i32, Option<i32>, Option<i32>, Option<i32>);
 
 struct Jsonl {
     interval_us: u64,
-    mode: Mode,
+    /// None when the capture recorded no mode (the record then has none, as CPython's).
+    mode: Option<Mode>,
     run_id: String,
 }
 
@@ -100,9 +101,9 @@ impl Tables {
         let f = symbols.frame(frame);
         let func = self.strings.id(symbols.str(f.funcname));
         let path = self.strings.id(symbols.str(f.filename));
-        // A frame without a location (tachyon's `<GC>`/`<native>`) is at line 0, as CPython's
-        // DEFAULT_LOCATION.
-        let location = if symbols.is_synthetic(f) {
+        // A frame without a location (tachyon's `<GC>`/`<native>`, or an unknown line) is at
+        // line 0 with nothing else, as CPython's DEFAULT_LOCATION.
+        let location = if symbols.is_synthetic(f) || f.lineno < 0 {
             (0, 0, -1, -1)
         } else {
             (f.lineno, f.end_lineno, f.column, f.end_column)
@@ -158,7 +159,9 @@ impl AggregateOutput for Jsonl {
         let mut out = Vec::new();
         let mut meta = self.record("meta");
         meta.insert("sample_interval_usec".into(), json!(self.interval_us));
-        meta.insert("mode".into(), json!(self.mode.name()));
+        if let Some(mode) = self.mode {
+            meta.insert("mode".into(), json!(mode.name()));
+        }
         line(&mut out, &Value::Object(meta))?;
         let strings: Vec<Value> = tables
             .strings
@@ -217,7 +220,7 @@ impl AggregateOutput for Jsonl {
 fn create(config: &CollectorConfig) -> Result<Box<dyn tachyon_plugin_api::Collector>> {
     Ok(Box::new(Aggregating::new(Jsonl {
         interval_us: config.interval_us,
-        mode: config.mode,
+        mode: (!config.mode_unknown).then_some(config.mode),
         run_id: run_id(),
     })))
 }

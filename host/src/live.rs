@@ -56,9 +56,11 @@ struct Counts {
 impl Counts {
     fn add(&mut self, keys: &[usize], weight: u64) {
         self.samples += weight;
+        // Recursion counts once per sample.
+        let mut seen: std::collections::HashSet<usize> =
+            std::collections::HashSet::with_capacity(keys.len());
         for (i, &k) in keys.iter().enumerate() {
-            // Recursion counts once per sample.
-            if keys[..i].contains(&k) {
+            if !seen.insert(k) {
                 continue;
             }
             let e = self.by_key.entry(k).or_default();

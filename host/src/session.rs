@@ -854,6 +854,8 @@ pub fn run(
 fn tempfile_for_stderr() -> Result<std::fs::File> {
     let dir = std::env::temp_dir();
     let path = dir.join(format!(".tachyon-stderr-{}", std::process::id()));
+    // A leftover of an earlier tachyon with the same pid; create_new never follows a link.
+    let _ = std::fs::remove_file(&path);
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

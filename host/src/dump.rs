@@ -202,8 +202,8 @@ pub fn dump(pid: i32, opts: UnwindOptions, blocking: bool) -> Result<()> {
     crate::sampler::process::check_pid(pid)?;
     let target = Target::attach(pid)?;
     let (major, minor, _) = target.version;
-    if opts.asyncio.is_some() && (major, minor) < (3, 14) {
-        anyhow::bail!("--async-aware needs Python 3.14 or later (PID {pid} runs {major}.{minor}): older versions keep no asyncio debug offsets");
+    if opts.asyncio.is_some() {
+        crate::sampler::asyncio::check_version(&target)?;
     }
     let opcodes = opts
         .opcodes

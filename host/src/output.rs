@@ -243,15 +243,9 @@ impl OutputArgs {
         Ok(())
     }
 
-    /// Options handed to the collector by name, once [`OutputArgs::check`] accepts them; the
+    /// Options handed to the collector by name (call [`OutputArgs::check`] first); the
     /// baseline loaded.
-    pub fn fill_options(
-        &self,
-        format: &FormatChoice,
-        config: &mut CollectorConfig,
-        limits: &ReadLimits,
-    ) -> Result<()> {
-        self.check(format)?;
+    pub fn fill_options(&self, config: &mut CollectorConfig, limits: &ReadLimits) -> Result<()> {
         config.options.extend(self.given_options()?);
         if let Some(c) = &self.compression {
             config.options.insert("compression".into(), c.clone());

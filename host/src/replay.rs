@@ -55,6 +55,7 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
         anyhow::bail!("input file not found: {}", input.display());
     }
     let format = find_format(out.format_name())?;
+    out.check(&format)?;
     let limits = input_args.limits();
     let capture = Capture::open(input, &limits)?;
     let header = &capture.header;
@@ -68,7 +69,7 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
         sources: input_args.source_access()?,
         ..Default::default()
     };
-    out.fill_options(&format, &mut config, &limits)?;
+    out.fill_options(&mut config, &limits)?;
     let path = out.output_path(&format, std::process::id());
     check_output_dir(path.as_deref())?;
     let mut collector = build_collector(&format, &config, out)?;

@@ -568,21 +568,17 @@ fn profile(
     pid: i32,
     args: &SampleArgs,
     out: &OutputArgs,
+    format: &FormatChoice,
     mut child: Option<&mut Child>,
 ) -> Result<Option<ExitStatus>> {
     install_signal_handlers();
     // SAFETY: prctl with PR_SET_TIMERSLACK only changes this thread's timer slack.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1, 0, 0, 0) };
-    let format = find_format(out.format_name())?;
-    let path = out.output_path(&format, pid as u32);
+    let path = out.output_path(format, pid as u32);
     check_output_dir(path.as_deref())?;
     let target = wait_for_runtime(pid, child.as_deref_mut())?;
-    if args.async_aware && (target.version.0, target.version.1) < (3, 14) {
-        bail!(
-            "--async-aware needs Python 3.14 or later (PID {pid} runs {}.{}): older versions keep no asyncio debug offsets",
-            target.version.0,
-            target.version.1
-        );
+    if args.async_aware {
+        crate::sampler::asyncio::check_version(&target)?;
     }
     let mut config = CollectorConfig {
         interval_us: args.interval_us,
@@ -592,12 +588,12 @@ fn profile(
         capture_features: Some(args.capture_features()),
         ..Default::default()
     };
-    out.fill_options(&format, &mut config, &ReadLimits::default())?;
+    out.fill_options(&mut config, &ReadLimits::default())?;
     // Live, the view aggregates for itself; only --save-capture keeps samples.
     let mut collector = if args.live {
         with_capture(Box::new(Nothing), &config, out)?
     } else {
-        build_collector(&format, &config, out)?
+        build_collector(format, &config, out)?
     };
     let (v0, v1, v2) = target.version;
     eprintln!(
@@ -688,7 +684,7 @@ fn profile(
         };
         return Err(e.context(format!("sampling stopped early; {kept}")));
     }
-    if exported.is_ok() && out.browser && opens_in_browser(&format) {
+    if exported.is_ok() && out.browser && opens_in_browser(format) {
         if let Some(p) = &path {
             open_in_browser(p);
         }
@@ -809,11 +805,7 @@ pub fn run(
     let python = python
         .or_else(|| std::env::var_os("TACHYON_PYTHON").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("python3"));
-    check_live(args, out)?;
-    args.check_async()?;
-    let format = find_format(out.format_name())?;
-    args.check_with(&format)?;
-    out.check(&format)?;
+    let format = checked_format(args, out)?;
     if !module && !std::path::Path::new(target).exists() {
         bail!("script '{target}' not found");
     }
@@ -837,7 +829,7 @@ pub fn run(
         .spawn()
         .with_context(|| format!("cannot start {}", python.display()))?;
     let pid = child.id() as i32;
-    let result = profile(pid, args, out, Some(&mut child));
+    let result = profile(pid, args, out, &format, Some(&mut child));
     // Whatever happened, the program we started does not outlive us.
     stop_child(&mut child, false);
     if let Some(mut file) = stderr_copy {
@@ -848,6 +840,17 @@ pub fn run(
         }
     }
     result.map(exit_status)
+}
+
+/// The chosen format, once everything CPython 3.15 refuses in this command line is refused
+/// (before a target is started).
+fn checked_format(args: &SampleArgs, out: &OutputArgs) -> Result<FormatChoice> {
+    check_live(args, out)?;
+    args.check_async()?;
+    let format = find_format(out.format_name())?;
+    args.check_with(&format)?;
+    out.check(&format)?;
+    Ok(format)
 }
 
 /// An unnamed file for the target's stderr while the live view runs.
@@ -869,13 +872,9 @@ fn tempfile_for_stderr() -> Result<std::fs::File> {
 
 /// `tachyon attach PID`. Returns the exit status (see the module comment).
 pub fn attach(pid: i32, args: &SampleArgs, out: &OutputArgs) -> Result<i32> {
-    check_live(args, out)?;
-    args.check_async()?;
-    let format = find_format(out.format_name())?;
-    args.check_with(&format)?;
-    out.check(&format)?;
+    let format = checked_format(args, out)?;
     check_pid(pid)?;
-    profile(pid, args, out, None).map(|_| exit_status(None))
+    profile(pid, args, out, &format, None).map(|_| exit_status(None))
 }
 
 #[cfg(test)]

@@ -32,6 +32,18 @@ const RETRY: Duration = Duration::from_secs(1);
 /// `Py_TPFLAGS_LONG_SUBCLASS`: the task's name is still its number (`Task-N`).
 const LONG_SUBCLASS: u64 = 1 << 24;
 
+/// Task stacks need the asyncio debug offsets, which CPython keeps from 3.14 on.
+pub fn check_version(target: &super::Target) -> anyhow::Result<()> {
+    let (major, minor, _) = target.version;
+    if (major, minor) < (3, 14) {
+        anyhow::bail!(
+            "--async-aware needs Python 3.14 or later (PID {} runs {major}.{minor}): older versions keep no asyncio debug offsets",
+            target.process.pid
+        );
+    }
+    Ok(())
+}
+
 /// `_Py_AsyncioModuleDebugOffsets` (13 u64).
 #[derive(Clone, Copy, Debug)]
 pub struct AsyncioOffsets {

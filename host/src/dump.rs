@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 use tachyon_plugin_api::opcodes::Opcodes;
-use tachyon_plugin_api::{printable, SourceAccess, SourceReader, Symbols, ThreadStatus};
+use tachyon_plugin_api::{ansi, printable, SourceAccess, SourceReader, Symbols, ThreadStatus};
 
 use crate::sampler::{Target, ThreadSample, UnwindOptions, Unwinder};
 
@@ -25,28 +25,16 @@ struct Theme {
 
 impl Theme {
     fn new(colors: bool) -> Theme {
-        if colors {
-            Theme {
-                header: "\x1b[1;34m",
-                frame: "\x1b[1;32m",
-                filename: "\x1b[36m",
-                line_no: "\x1b[33m",
-                source: "\x1b[37m",
-                opcode: "\x1b[90m",
-                warning: "\x1b[33m",
-                reset: "\x1b[0m",
-            }
-        } else {
-            Theme {
-                header: "",
-                frame: "",
-                filename: "",
-                line_no: "",
-                source: "",
-                opcode: "",
-                warning: "",
-                reset: "",
-            }
+        let c = |code| ansi(colors, code);
+        Theme {
+            header: c("\x1b[1;34m"),
+            frame: c("\x1b[1;32m"),
+            filename: c("\x1b[36m"),
+            line_no: c("\x1b[33m"),
+            source: c("\x1b[37m"),
+            opcode: c("\x1b[90m"),
+            warning: c("\x1b[33m"),
+            reset: c("\x1b[0m"),
         }
     }
 

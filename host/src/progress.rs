@@ -92,7 +92,7 @@ impl RealtimeStats {
         let min = self.rates.iter().copied().fold(f64::INFINITY, f64::min);
         let max = self.rates.iter().copied().fold(0.0, f64::max);
         let colors = self.terminal && std::env::var_os("NO_COLOR").is_none();
-        let c = |code: &'static str| if colors { code } else { "" };
+        let c = |code| tachyon_plugin_api::ansi(colors, code);
         let (blue, yellow, green, red, cyan, magenta, reset) = (
             c("\x1b[1;34m"),
             c("\x1b[33m"),

@@ -27,7 +27,7 @@ pub use collector::{
 pub use hash::{FxBuildHasher, FxHashMap, FxHasher};
 pub use model::{FrameId, FrameInfo, Interner, Mode, Sample, StrId, Symbols, ThreadStatus};
 pub use profile::{Profile, ProfileBuilder, WeightedStack};
-pub use source::{printable, stdout_takes_colors, SourceAccess, SourceReader};
+pub use source::{ansi, printable, stdout_takes_colors, SourceAccess, SourceReader};
 pub use stacks::{StackId, StackTable};
 
 /// Re-exported so plugin crates register with the same `inventory` version as the host.

@@ -145,6 +145,16 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// An ANSI colour code when colours are on, else nothing (`_colorize.NoColors`).
+#[must_use]
+pub fn ansi(on: bool, code: &'static str) -> &'static str {
+    if on {
+        code
+    } else {
+        ""
+    }
+}
+
 /// Whether stdout takes colours, decided as CPython's `_colorize.can_colorize` decides.
 #[must_use]
 pub fn stdout_takes_colors() -> bool {

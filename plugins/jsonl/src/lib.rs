@@ -6,7 +6,6 @@
 //! the same records for the same capture. Consumers ignore unknown record types and fields.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
@@ -207,11 +206,7 @@ impl AggregateOutput for Jsonl {
         let mut end = self.record("end");
         end.insert("samples_total".into(), json!(tables.samples_total));
         line(&mut out, &Value::Object(end))?;
-        let mut file = std::fs::File::create(path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        file.write_all(&out)
-            .and_then(|()| file.flush())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("JSONL profile written to {}", ctx.shown_path().display());
         Ok(())
     }

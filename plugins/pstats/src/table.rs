@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use tachyon_plugin_api::{printable, FxHashMap};
+use tachyon_plugin_api::{ansi, printable, FxHashMap};
 
 use crate::stats::FuncTable;
 
@@ -55,22 +55,13 @@ struct Colors {
 
 impl Colors {
     fn new(enabled: bool) -> Colors {
-        if enabled {
-            Colors {
-                bold_blue: "\x1b[1;34m",
-                green: "\x1b[32m",
-                yellow: "\x1b[33m",
-                cyan: "\x1b[36m",
-                reset: "\x1b[0m",
-            }
-        } else {
-            Colors {
-                bold_blue: "",
-                green: "",
-                yellow: "",
-                cyan: "",
-                reset: "",
-            }
+        let c = |code| ansi(enabled, code);
+        Colors {
+            bold_blue: c("\x1b[1;34m"),
+            green: c("\x1b[32m"),
+            yellow: c("\x1b[33m"),
+            cyan: c("\x1b[36m"),
+            reset: c("\x1b[0m"),
         }
     }
 

@@ -54,15 +54,10 @@ struct Counts {
 }
 
 impl Counts {
+    /// One sample of `weight`: `keys` are its functions, each once, the leaf first.
     fn add(&mut self, keys: &[usize], weight: u64) {
         self.samples += weight;
-        // Recursion counts once per sample.
-        let mut seen: std::collections::HashSet<usize> =
-            std::collections::HashSet::with_capacity(keys.len());
         for (i, &k) in keys.iter().enumerate() {
-            if !seen.insert(k) {
-                continue;
-            }
             let e = self.by_key.entry(k).or_default();
             e.1 += weight;
             if i == 0 {
@@ -168,10 +163,13 @@ impl LiveView {
         if sample.frames.is_empty() {
             return;
         }
+        // Recursion counts once per sample: each function once, the leaf first.
+        let mut seen = std::collections::HashSet::with_capacity(sample.frames.len());
         let keys: Vec<usize> = sample
             .frames
             .iter()
             .map(|&f| self.keys.id(symbols, f))
+            .filter(|&k| seen.insert(k))
             .collect();
         let w = sample.weight();
         self.all.add(&keys, w);

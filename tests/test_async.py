@@ -1,6 +1,7 @@
-"""`--async-aware`: stacks rebuilt from asyncio tasks (CPython 3.14+), checked against CPython's
-own reading of the same process (tests/async_oracle.py under the target's interpreter) and
-against the exact stacks of a program of known structure."""
+"""`--async-aware`: stacks rebuilt from asyncio tasks on every version from 3.8, checked
+against the exact stacks of a program of known structure and, on 3.14+, against CPython's own
+reading of the same process (tests/async_oracle.py under the target's interpreter). 3.8-3.13
+are read from asyncio's own objects, with its C accelerator and without (pure-Python tasks)."""
 import json
 import os
 import re
@@ -16,13 +17,17 @@ SCRIPT = os.path.join(ROOT, "tests", "scripts", "async_tasks.py")
 ORACLE = os.path.join(ROOT, "tests", "async_oracle.py")
 
 
-@pytest.fixture(params=["3.14", "3.15"])
+VERSIONS = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
+
+
+@pytest.fixture(params=VERSIONS)
 def version(request):
     return request.param
 
 
-def start(python, mode):
-    proc = subprocess.Popen([python, SCRIPT, mode])
+def start(python, mode, pure=False):
+    env = dict(os.environ, ASYNCIO_PURE="1") if pure else None
+    proc = subprocess.Popen([python, SCRIPT, mode], env=env)
     time.sleep(1.0)
     assert proc.poll() is None
     return proc
@@ -47,6 +52,16 @@ IDLE_LEAVES = {
     # Awaited by two tasks: the one with the lower id (address) is followed, as CPython.
     ("shared", "<task>:shared (2 parents)", "waiter", "<task>:waiter-?", "idle", "<task>:Task-1"),
 }
+# 3.11+: a TaskGroup's task is awaited by the group's owner.
+GROUP_LEAF = ("grouped", "<task>:in-group", "group_owner", "<task>:G", "idle", "<task>:Task-1")
+
+
+def minor(version):
+    return int(version.split(".")[1])
+
+
+def idle_leaves(version):
+    return IDLE_LEAVES | ({GROUP_LEAF} if minor(version) >= 11 else set())
 
 
 def shape(labels):
@@ -61,12 +76,30 @@ def shape(labels):
     return tuple(out)
 
 
+def check_idle_stacks(version, mine, pid):
+    """The leaf tasks of `async_tasks.py idle`, with the program's own lines exact."""
+    assert {shape(labels) for _, labels in mine} == idle_leaves(version)
+    assert all(tid == pid for tid, _ in mine), "all on the main thread"
+    script = open(SCRIPT).read().splitlines()
+    line = lambda text: "%d" % (script.index(text) + 1)
+    a = next(labels for _, labels in mine if "<task>:A:0" in labels)
+    assert [l.rsplit(":", 2) for l in a if l.startswith("async_tasks.py:")] == [
+        ["async_tasks.py", "leaf_sleep", line("    await asyncio.sleep(1000)")],
+        ["async_tasks.py", "inner", line("    await leaf_sleep()")],
+        ["async_tasks.py", "worker_a", line("    await inner()")],
+        ["async_tasks.py", "idle", line("    await asyncio.gather(*tasks)")],
+    ], a
+    assert a[0].startswith("tasks.py:sleep:"), "asyncio's own sleep() is the innermost frame"
+    assert not any("doomed" in l for _, labels in mine for l in labels), "a cancelled task is gone"
+
+
 def test_all_tasks_match_cpython_and_the_known_structure(version, tmp_path):
     python = require_python(version)
     target = start(python, "idle")
     try:
-        theirs = json.loads(subprocess.run([python, ORACLE, str(target.pid), "all"], capture_output=True,
-                                           text=True, check=True).stdout)
+        if minor(version) >= 14:
+            theirs = json.loads(subprocess.run([python, ORACLE, str(target.pid), "all"], capture_output=True,
+                                               text=True, check=True).stdout)
         tachyon("attach", "--async-aware", "--async-mode", "all", "-d", "0.3", "--collapsed",
                 "-o", tmp_path / "all.txt", target.pid)
         mine = collapsed_stacks(tmp_path / "all.txt")
@@ -74,22 +107,33 @@ def test_all_tasks_match_cpython_and_the_known_structure(version, tmp_path):
     finally:
         target.kill()
         target.wait()
-    assert {(tid, tuple(labels)) for tid, labels in theirs} == set(mine), "the same stacks as CPython reads"
-    assert {shape(labels) for _, labels in mine} == IDLE_LEAVES
-    assert all(tid == target.pid for tid, _ in mine), "all on the main thread"
-    # Exact lines of the program's own frames.
-    a = next(labels for _, labels in mine if "<task>:A:0" in labels)
-    script = open(SCRIPT).read().splitlines()
-    for label in a:
-        file, func, line = label.rsplit(":", 2)
-        if file == "async_tasks.py":
-            assert script[int(line) - 1].strip().startswith("await"), label
-    assert not any("doomed" in l for _, labels in mine for l in labels), "a cancelled task is gone"
+    if minor(version) >= 14:
+        assert {(tid, tuple(labels)) for tid, labels in theirs} == set(mine), "the same stacks as CPython reads"
+    check_idle_stacks(version, mine, target.pid)
     # dump --async-aware prints the same stacks, one section per leaf task, as 3.15's dump.
     sections = dump.rstrip("\n").split("\n\n")
-    assert len(sections) == len(IDLE_LEAVES)
+    assert len(sections) == len(idle_leaves(version))
     assert all(re.match(r"Stack dump(?: for PID \d+)?, thread \d+ \(task \d+; most recent call last\):", s) for s in sections)
     assert 'File "<task>", in shared (2 parents)' in dump
+
+
+@pytest.mark.parametrize("version", VERSIONS[:6])
+def test_pure_python_tasks(version, tmp_path):
+    """Without the C accelerator tasks are Python objects: the same stacks, both modes."""
+    python = require_python(version)
+    idle, busy = start(python, "idle", pure=True), start(python, "busy", pure=True)
+    try:
+        tachyon("attach", "--async-aware", "--async-mode", "all", "-d", "0.3", "--collapsed",
+                "-o", tmp_path / "all.txt", idle.pid)
+        tachyon("attach", "--async-aware", "-d", "0.5", "--collapsed", "-o", tmp_path / "busy.txt", busy.pid)
+    finally:
+        for proc in (idle, busy):
+            proc.kill()
+            proc.wait()
+    check_idle_stacks(version, collapsed_stacks(tmp_path / "all.txt"), idle.pid)
+    stacks = collapsed_stacks(tmp_path / "busy.txt")
+    hottest = max(stacks, key=stacks.get)
+    assert shape(hottest[1]) == ("crunch", "spinner", "<task>:spin", "parent", "<task>:P", "busy", "<task>:Task-1")
 
 
 def test_dump_matches_cpython_315_dump():
@@ -152,7 +196,7 @@ def test_refuses_what_cpython_refuses(args, message):
 
 
 def test_older_pythons_are_told_why():
-    python = require_python("3.12")
+    python = require_python("3.7")
     proc = subprocess.Popen([python, "-c", "import time; time.sleep(30)"])
     try:
         time.sleep(0.3)
@@ -161,4 +205,4 @@ def test_older_pythons_are_told_why():
         proc.kill()
         proc.wait()
     assert out.returncode == 1
-    assert "--async-aware needs Python 3.14 or later (PID %d runs 3.12)" % proc.pid in out.stderr
+    assert "--async-aware needs Python 3.8 or later (PID %d runs 3.7)" % proc.pid in out.stderr

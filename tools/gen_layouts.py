@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Generate host/src/sampler/layouts.rs from the headers of every installed CPython (2.7,
-3.6-3.12; 3.13+ describe themselves through _Py_DebugOffsets at run time).
+"""Generate host/src/sampler/layouts.rs from every installed CPython: the sampler's struct
+offsets from the headers of 2.7 and 3.6-3.12 (3.13+ describe themselves through
+_Py_DebugOffsets at run time), and for `--async-aware` on 3.8-3.13 the offsets of the objects
+asyncio keeps its tasks in (headers, plus the C task observed by tools/task_probe.py).
 
-    python3 tools/gen_layouts.py            # rewrite layouts.rs from ~/.pyenv/versions/*
-    python3 tools/gen_layouts.py --print X.Y  # probe output for one version (used by tests)
+    python3 tools/gen_layouts.py                    # rewrite layouts.rs from ~/.pyenv/versions/*
+    python3 tools/gen_layouts.py --print X.Y        # sampler offsets of one version (tests)
+    python3 tools/gen_layouts.py --print-objects X.Y  # object offsets of one version (tests)
 """
 import glob
 import os
@@ -21,19 +24,49 @@ def include_dir(version):
     return found[-1] if found else None
 
 
-def probe(version):
+def parse_lines(text):
+    return {k: int(v) for k, v in (line.split() for line in text.splitlines())}
+
+
+def probe(version, source="layout_probe.c"):
     inc = include_dir(version)
     if inc is None:
         return None
     with tempfile.TemporaryDirectory() as d:
         exe = os.path.join(d, "probe")
         subprocess.run(["gcc", "-w", "-I" + inc, "-I" + os.path.join(inc, "internal"), "-o", exe,
-                        os.path.join(HERE, "layout_probe.c")], check=True)
-        out = subprocess.run([exe], capture_output=True, text=True, check=True).stdout
-    return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
+                        os.path.join(HERE, source)], check=True)
+        return parse_lines(subprocess.run([exe], capture_output=True, text=True, check=True).stdout)
+
+
+def probe_objects(version):
+    """Header offsets (object_probe.c) and the C task's (task_probe.py, run by that Python)."""
+    found = probe(version, "object_probe.c")
+    pythons = sorted(glob.glob(os.path.join(PYENV, version + ".*", "bin", "python" + version)))
+    if found is None or not pythons:
+        return None
+    task = subprocess.run([pythons[-1], os.path.join(HERE, "task_probe.py")], capture_output=True,
+                          text=True, check=True).stdout
+    found.update(parse_lines(task))
+    return found
 
 
 VERSIONS = ["2.7", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12"]
+OBJECT_VERSIONS = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
+# ObjectLayout's fields in declaration order; those some versions lack are Options.
+OBJECT_FIELDS = [
+    "interp_modules", "type_name", "type_basicsize", "type_flags", "type_base", "type_dictoffset",
+    "heaptype_cached_keys", "module_dict", "dict_keys", "dict_values", "keys_size", "keys_log2_size",
+    "keys_log2_index_bytes", "keys_kind", "keys_nentries", "keys_indices", "values_values",
+    "set_mask", "set_table", "list_items", "tuple_items", "method_self", "var_size", "weakref_object", "long_tag", "long_digits",
+    "gen_frame", "frame_valuestack", "frame_stacktop", "frame_stackdepth", "frame_state",
+    "gen_iframe", "gen_frame_state", "iframe_stacktop", "iframe_localsplus",
+    "task_size", "task_coro", "task_name", "task_fut_waiter", "fut_loop", "fut_state",
+    "fut_callback0", "fut_callbacks",
+]
+OPTIONAL = {"keys_size", "keys_log2_size", "keys_log2_index_bytes", "keys_kind", "long_tag",
+            "gen_frame", "frame_valuestack", "frame_stacktop", "frame_stackdepth", "frame_state",
+            "gen_iframe", "gen_frame_state", "iframe_stacktop", "iframe_localsplus"}
 
 
 def rust_layout(version, fields):
@@ -48,6 +81,21 @@ def rust_layout(version, fields):
     return "\n".join(lines)
 
 
+def rust_object_layout(version, found):
+    major, minor = map(int, version.split("."))
+    lines = [f"    ObjectLayout {{", f"        python: ({major}, {minor}),"]
+    unknown = set(found) - set(OBJECT_FIELDS) - {"version_hex"}
+    assert not unknown, unknown
+    for name in OBJECT_FIELDS:
+        if name in OPTIONAL:
+            value = f"Some({found[name]})" if name in found else "None"
+        else:
+            value = str(found[name])
+        lines.append(f"        {name}: {value},")
+    lines.append("    },")
+    return "\n".join(lines)
+
+
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--print":
         fields = probe(sys.argv[2])
@@ -56,17 +104,31 @@ def main():
         for k, v in fields.items():
             print(k, v)
         return
+    if len(sys.argv) == 3 and sys.argv[1] == "--print-objects":
+        found = probe_objects(sys.argv[2])
+        if found is None:
+            sys.exit(f"Python {sys.argv[2]} not found")
+        for k, v in found.items():
+            print(k, v)
+        return
     blocks = []
     for v in VERSIONS:
         fields = probe(v)
         if fields is None:
             sys.exit(f"Python {v} is not installed; cannot regenerate every layout")
         blocks.append(rust_layout(v, fields))
+    object_blocks = []
+    for v in OBJECT_VERSIONS:
+        found = probe_objects(v)
+        if found is None:
+            sys.exit(f"Python {v} is not installed; cannot regenerate every layout")
+        object_blocks.append(rust_object_layout(v, found))
     with open(OUT, "w") as f:
         f.write("// @generated by tools/gen_layouts.py from each CPython's own headers (x86_64 Linux).\n")
         f.write("// Do not edit; rerun the script. tests/test_layouts.py checks it against the headers.\n\n")
-        f.write("use super::layout::Layout;\n\n")
-        f.write("pub const LAYOUTS: &[Layout] = &[\n" + "\n".join(blocks) + "\n];\n")
+        f.write("use super::layout::{Layout, ObjectLayout};\n\n")
+        f.write("pub const LAYOUTS: &[Layout] = &[\n" + "\n".join(blocks) + "\n];\n\n")
+        f.write("pub const OBJECT_LAYOUTS: &[ObjectLayout] = &[\n" + "\n".join(object_blocks) + "\n];\n")
     print("wrote", OUT)
 
 

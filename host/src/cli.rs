@@ -109,7 +109,7 @@ pub enum Command {
         /// Stop the target's threads while their stacks are read (consistent stacks).
         #[arg(long)]
         blocking: bool,
-        /// Print asyncio task stacks (Python 3.14+): one per leaf task, its awaiters as
+        /// Print asyncio task stacks (Python 3.8+): one per leaf task, its awaiters as
         /// `<task>` frames.
         #[arg(long)]
         async_aware: bool,

@@ -83,7 +83,7 @@ pub struct SampleArgs {
     /// the keys). With --save-capture the samples are kept for any format afterwards.
     #[arg(long)]
     pub live: bool,
-    /// Rebuild stacks from asyncio tasks (Python 3.14+): one stack per leaf task, its awaiters
+    /// Rebuild stacks from asyncio tasks (Python 3.8+): one stack per leaf task, its awaiters
     /// as `<task>` frames up to the root task. Unlike CPython 3.15, --binary keeps them too.
     #[arg(long)]
     pub async_aware: bool,

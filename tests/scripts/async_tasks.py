@@ -1,12 +1,20 @@
-"""Asyncio tasks of known structure (3.14+), for tests/test_async.py:
+"""Asyncio tasks of known structure (3.8+), for tests/test_async.py:
 
     async_tasks.py idle   a gather of named tasks; a task awaiting a chain of coroutines down
-                          to a sleep; one task awaited by two others; a cancelled task; all
-                          suspended, so every read sees the same stacks
+                          to a sleep; one task awaited by two others; a cancelled task; a
+                          TaskGroup's task (3.11+); all suspended, so every read sees the same
+                          stacks
     async_tasks.py busy   a task spinning on the CPU under a parent task
+
+With ASYNCIO_PURE=1 in the environment asyncio runs without its C accelerator (pure-Python
+tasks and futures).
 """
-import asyncio
+import os
 import sys
+
+if os.environ.get("ASYNCIO_PURE"):
+    sys.modules["_asyncio"] = None
+import asyncio
 
 
 def crunch(n):
@@ -44,6 +52,15 @@ async def doomed():
     await asyncio.sleep(1000)
 
 
+async def grouped():
+    await asyncio.sleep(1000)
+
+
+async def group_owner():
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(grouped(), name="in-group")
+
+
 async def idle():
     gone = asyncio.create_task(doomed(), name="doomed")
     await asyncio.sleep(0)
@@ -53,7 +70,10 @@ async def idle():
     w2 = asyncio.create_task(waiter(s), name="waiter-2")
     a = asyncio.create_task(worker_a(), name="A")
     b = asyncio.create_task(worker_b(), name="B")
-    await asyncio.gather(a, b, w1, w2)
+    tasks = [a, b, w1, w2]
+    if hasattr(asyncio, "TaskGroup"):  # 3.11+
+        tasks.append(asyncio.create_task(group_owner(), name="G"))
+    await asyncio.gather(*tasks)
 
 
 async def spinner():

@@ -1,9 +1,10 @@
-//! `--async-aware` on CPython 3.14+: stacks rebuilt from asyncio tasks, as CPython 3.15's
-//! profiler rebuilds them. The asyncio module describes its task objects in an
-//! `.AsyncioDebug` section (in the executable on 3.15, in `_asyncio.*.so` on Debian's 3.14,
-//! which exists only once the target imported asyncio). Each task gives its name, its
-//! coroutine and the task(s) awaiting it; a leaf task (one nobody awaits) becomes one stack:
-//! its coroutine frames, a `<task>` frame named after it, then its awaiter's, up to the root.
+//! `--async-aware`: stacks rebuilt from asyncio tasks, as CPython 3.15's profiler rebuilds
+//! them. On 3.14+ the asyncio module describes its task objects in an `.AsyncioDebug` section
+//! (in the executable on 3.15, in `_asyncio.*.so` on Debian's 3.14, which exists only once the
+//! target imported asyncio); on 3.8-3.13 they are read from asyncio's own registries
+//! (asyncio_objects.rs). Each task gives its name, its coroutine and the task(s) awaiting it;
+//! a leaf task (one nobody awaits) becomes one stack: its coroutine frames, a `<task>` frame
+//! named after it, then its awaiter's, up to the root.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use tachyon_plugin_api::{FrameId, Symbols};
 
 use super::elf::Elf;
+use super::layout::{Layout, ObjectLayout};
 use super::objects::{read_str, u64_at};
 use super::process::{field_addr, ReadError};
 use super::unwind::{frame_without_location, RawFrame, ThreadSample, Unwinder};
@@ -32,12 +34,13 @@ const RETRY: Duration = Duration::from_secs(1);
 /// `Py_TPFLAGS_LONG_SUBCLASS`: the task's name is still its number (`Task-N`).
 const LONG_SUBCLASS: u64 = 1 << 24;
 
-/// Task stacks need the asyncio debug offsets, which CPython keeps from 3.14 on.
+/// Task stacks need the asyncio debug offsets (3.14+) or a known layout of asyncio's objects
+/// (3.8-3.13; 3.7's tasks have no names).
 pub fn check_version(target: &super::Target) -> anyhow::Result<()> {
     let (major, minor, _) = target.version;
-    if (major, minor) < (3, 14) {
+    if (major, minor) < (3, 14) && ObjectLayout::for_version((major, minor)).is_none() {
         anyhow::bail!(
-            "--async-aware needs Python 3.14 or later (PID {} runs {major}.{minor}): older versions keep no asyncio debug offsets",
+            "--async-aware needs Python 3.8 or later (PID {} runs {major}.{minor})",
             target.process.pid
         );
     }
@@ -75,13 +78,67 @@ impl AsyncioOffsets {
     }
 }
 
+/// Where the object fields task names, awaiter sets and coroutine chains need are: the debug
+/// offsets on 3.14+, the generated `ObjectLayout` before.
+pub(super) struct ObjectFields {
+    pub ob_type: usize,
+    pub type_flags: usize,
+    /// 3.12+: `lv_tag`; before, the digit count is the signed `ob_size` at `int_size`.
+    pub int_tag: Option<usize>,
+    pub int_size: usize,
+    pub int_digits: usize,
+    pub set_table: usize,
+    pub set_mask: usize,
+}
+
+impl ObjectFields {
+    fn of_debug_offsets(l: &Layout) -> ObjectFields {
+        ObjectFields {
+            ob_type: l.object_type.unwrap_or(8),
+            type_flags: l.type_flags.unwrap_or(0),
+            int_tag: l.long_tag,
+            int_size: 16,
+            int_digits: l.long_digits.unwrap_or(0),
+            set_table: l.set_table.unwrap_or(0),
+            set_mask: l.set_mask.unwrap_or(0),
+        }
+    }
+
+    pub(super) fn of_objects(o: &ObjectLayout) -> ObjectFields {
+        ObjectFields {
+            ob_type: 8,
+            type_flags: o.type_flags,
+            int_tag: o.long_tag,
+            int_size: o.var_size,
+            int_digits: o.long_digits,
+            set_table: o.set_table,
+            set_mask: o.set_mask,
+        }
+    }
+}
+
 /// The section once found, and when it was last looked for.
 #[derive(Default)]
 pub struct AsyncioState {
     offsets: Option<AsyncioOffsets>,
+    /// 3.8-3.13: asyncio's own task registries.
+    pub(super) roots: Option<super::asyncio_objects::Roots>,
     looked: Option<Instant>,
-    /// Task names by the address of their `str` object (immutable, so read once).
+    /// Task and attribute names by the address of their `str` object (immutable, so read once).
     names: HashMap<u64, String>,
+    /// Type names by type address (3.8-3.13, to recognise `gather()` futures).
+    pub(super) type_names: HashMap<u64, String>,
+}
+
+impl AsyncioState {
+    /// Whether to look for asyncio again: at most once a `RETRY`, as it may be imported later.
+    pub(super) fn look_again(&mut self) -> bool {
+        if self.looked.is_some_and(|t| t.elapsed() < RETRY) {
+            return false;
+        }
+        self.looked = Some(Instant::now());
+        true
+    }
 }
 
 /// Names kept before the cache starts again (tasks come and go).
@@ -95,12 +152,13 @@ pub struct ThreadFrames {
     pub addrs: Vec<u64>,
 }
 
-/// One task: (name, coroutine frames innermost first, the tasks awaiting it, its thread).
-struct Task {
-    name: String,
-    frames: Vec<FrameId>,
-    parents: Vec<u64>,
-    thread: usize,
+/// One task: its name, its frames innermost first, the tasks awaiting it, and its thread (an
+/// index into the sampled threads; out of range for none).
+pub(super) struct Task {
+    pub name: String,
+    pub frames: Vec<FrameId>,
+    pub parents: Vec<u64>,
+    pub thread: usize,
 }
 
 impl Unwinder {
@@ -108,14 +166,9 @@ impl Unwinder {
         if self.asyncio_state.offsets.is_some() {
             return self.asyncio_state.offsets;
         }
-        if self
-            .asyncio_state
-            .looked
-            .is_some_and(|t| t.elapsed() < RETRY)
-        {
+        if !self.asyncio_state.look_again() {
             return None;
         }
-        self.asyncio_state.looked = Some(Instant::now());
         self.asyncio_state.offsets = self.find_asyncio_section();
         self.asyncio_state.offsets
     }
@@ -153,7 +206,7 @@ impl Unwinder {
     }
 
     /// Replace per-thread samples by one per leaf task (CPython 3.15's `iter_async_frames`).
-    /// Threads without asyncio (or before the section exists) give nothing.
+    /// Threads without asyncio (or before asyncio is found) give nothing.
     pub(super) fn task_stacks(
         &mut self,
         symbols: &mut Symbols,
@@ -162,11 +215,32 @@ impl Unwinder {
         threads: Vec<ThreadSample>,
         out: &mut Vec<ThreadSample>,
     ) -> Result<(), ReadError> {
-        let Some(off) = self.asyncio_offsets() else {
-            return Ok(());
-        };
-
         let frames_of = std::mem::take(&mut self.thread_frames);
+        let tasks = if self.target.layout.python >= (3, 14) {
+            self.debug_offset_tasks(symbols, interp, mode, &frames_of, &threads)?
+        } else {
+            self.object_tasks(symbols, interp, mode, &frames_of, &threads)?
+        };
+        if let Some(tasks) = tasks {
+            leaf_stacks(symbols, &tasks, &frames_of, &threads, out);
+        }
+        Ok(())
+    }
+
+    /// 3.14+: the tasks of each thread's (and the interpreter's) task list, as the
+    /// `.AsyncioDebug` offsets describe them; `None` before the section exists.
+    fn debug_offset_tasks(
+        &mut self,
+        symbols: &mut Symbols,
+        interp: u64,
+        mode: AsyncMode,
+        frames_of: &[ThreadFrames],
+        threads: &[ThreadSample],
+    ) -> Result<Option<HashMap<u64, Task>>, ReadError> {
+        let Some(off) = self.asyncio_offsets() else {
+            return Ok(None);
+        };
+        let fields = ObjectFields::of_debug_offsets(&self.target.layout);
         let mut tasks: HashMap<u64, Task> = HashMap::new();
         let mut pending: Vec<(u64, usize)> = Vec::new();
         for (i, t) in frames_of.iter().enumerate() {
@@ -176,15 +250,11 @@ impl Unwinder {
                     if running == 0 {
                         continue;
                     }
-                    // The running task's frames are the thread's, down to its coroutine (all of
-                    // them while the loop is between steps of it, as CPython).
                     let coro = self.read_ptr(field_addr(running, off.task_coro))? & !7;
                     let gen_frame = coro + self.target.layout.gen_iframe.unwrap_or(0) as u64;
-                    let thread = threads.iter().find(|s| s.thread_id == t.thread_id);
-                    let frames = match (thread, t.addrs.iter().position(|&a| a == gen_frame)) {
-                        (Some(s), Some(at)) => s.frames[..=at].to_vec(),
-                        (Some(s), None) => s.frames.clone(),
-                        (None, _) => self.coroutine_frames(symbols, coro)?,
+                    let frames = match running_frames(t, threads, gen_frame) {
+                        Some(frames) => frames,
+                        None => self.coroutine_frames(symbols, coro, fields.ob_type)?,
                     };
                     self.add_task(
                         symbols,
@@ -228,49 +298,7 @@ impl Unwinder {
                 self.add_task(symbols, &off, task, thread, None, &mut tasks, &mut pending)?;
             }
         }
-        let parents: HashSet<u64> = tasks
-            .values()
-            .flat_map(|t| t.parents.iter().copied())
-            .collect();
-        let mut leaves: Vec<u64> = tasks
-            .keys()
-            .copied()
-            .filter(|t| !parents.contains(t))
-            .collect();
-        leaves.sort_unstable();
-        for leaf in leaves {
-            let mut frames = Vec::new();
-            let mut seen = HashSet::new();
-            let mut current = Some(leaf);
-            while let Some(id) = current {
-                if !seen.insert(id) {
-                    break;
-                }
-                let Some(task) = tasks.get(&id) else { break };
-                frames.extend_from_slice(&task.frames);
-                // Several awaiters: follow the lowest id, as CPython, and say how many.
-                let parent = task.parents.iter().copied().min();
-                let name = match task.parents.len() {
-                    n if n > 1 => format!("{} ({n} parents)", task.name),
-                    _ => task.name.clone(),
-                };
-                frames.push(frame_without_location(symbols, "<task>", &name));
-                current = parent;
-            }
-            let thread = tasks[&leaf].thread;
-            let (thread_id, status, interpreter_id) = frames_of
-                .get(thread)
-                .and_then(|t| threads.iter().find(|s| s.thread_id == t.thread_id))
-                .map_or((0, 0, 0), |s| (s.thread_id, s.status, s.interpreter_id));
-            out.push(ThreadSample {
-                thread_id,
-                interpreter_id,
-                status,
-                frames,
-                task: Some(leaf),
-            });
-        }
-        Ok(())
+        Ok(Some(tasks))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -285,25 +313,26 @@ impl Unwinder {
         pending: &mut Vec<(u64, usize)>,
     ) -> Result<(), ReadError> {
         let p = self.target.process.clone();
+        let fields = ObjectFields::of_debug_offsets(&self.target.layout);
         let mut buf = vec![0u8; off.task_size.max(off.task_node + 16)];
         self.mem.read(&p, task, &mut buf)?;
         let coro = u64_at(&buf, off.task_coro) & !7;
         let frames = match frames {
             Some(f) => f,
-            None => self.coroutine_frames(symbols, coro)?,
+            None => self.coroutine_frames(symbols, coro, fields.ob_type)?,
         };
         let awaited_by = u64_at(&buf, off.task_awaited_by) & !7;
         let parents = if awaited_by == 0 {
             Vec::new()
         } else if buf[off.task_awaited_by_is_set] != 0 {
-            self.set_items(awaited_by)?
+            self.set_items(awaited_by, &fields)?
         } else {
             vec![awaited_by]
         };
         for &parent in &parents {
             pending.push((parent, thread));
         }
-        let name = self.task_name(u64_at(&buf, off.task_name) & !7, task)?;
+        let name = self.task_name(u64_at(&buf, off.task_name) & !7, task, &fields)?;
         tasks.insert(
             task,
             Task {
@@ -331,45 +360,67 @@ impl Unwinder {
     }
 
     /// `Task-N` for a task still named by its number, else its name.
-    fn task_name(&mut self, name: u64, task: u64) -> Result<String, ReadError> {
-        let p = self.target.process.clone();
-        let l = self.target.layout.clone();
+    pub(super) fn task_name(
+        &mut self,
+        name: u64,
+        task: u64,
+        fields: &ObjectFields,
+    ) -> Result<String, ReadError> {
         if name == 0 {
             return Ok(format!("Task-{task}"));
         }
-        let ty = self.read_ptr(field_addr(name, l.object_type.unwrap_or(0)))?;
-        let flags = self.read_ptr(field_addr(ty, l.type_flags.unwrap_or(0)))?;
-        if flags & LONG_SUBCLASS == 0 {
-            if let Some(known) = self.asyncio_state.names.get(&name) {
-                return Ok(known.clone());
-            }
-            let text = read_str(&p, &l, name)?;
+        let ty = self.read_ptr(field_addr(name, fields.ob_type))?;
+        let flags = self.read_ptr(field_addr(ty, fields.type_flags))?;
+        if flags & LONG_SUBCLASS != 0 {
+            return Ok(format!("Task-{}", self.int_value(name, fields)?));
+        }
+        self.str_text(name).map(str::to_owned)
+    }
+
+    /// The text of a `str` object, read once per address (task names, attribute names).
+    pub(super) fn str_text(&mut self, addr: u64) -> Result<&str, ReadError> {
+        if !self.asyncio_state.names.contains_key(&addr) {
+            let text = read_str(&self.target.process, &self.target.layout, addr)?;
             if self.asyncio_state.names.len() >= MAX_NAMES {
                 self.asyncio_state.names.clear();
             }
-            self.asyncio_state.names.insert(name, text.clone());
-            return Ok(text);
+            self.asyncio_state.names.insert(addr, text);
         }
-        let tag = self.read_ptr(field_addr(name, l.long_tag.unwrap_or(0)))?;
-        let digits = (tag >> 3).min(4) as usize;
-        let mut raw = vec![0u8; digits * 4];
+        Ok(&self.asyncio_state.names[&addr])
+    }
+
+    /// An `int` of up to four 30-bit digits (task numbers, thread ids).
+    pub(super) fn int_value(&mut self, int: u64, fields: &ObjectFields) -> Result<i128, ReadError> {
+        let p = self.target.process.clone();
+        let (digits, negative) = match fields.int_tag {
+            // 3.12+: digit count above three flag bits, sign 2 for negative.
+            Some(tag) => {
+                let tag = self.read_ptr(field_addr(int, tag))?;
+                (tag >> 3, tag & 3 == 2)
+            }
+            None => {
+                let size = self.read_ptr(field_addr(int, fields.int_size))? as i64;
+                (size.unsigned_abs(), size < 0)
+            }
+        };
+        let mut raw = vec![0u8; digits.min(4) as usize * 4];
         self.mem
-            .read(&p, field_addr(name, l.long_digits.unwrap_or(0)), &mut raw)?;
+            .read(&p, field_addr(int, fields.int_digits), &mut raw)?;
         let value = raw.chunks(4).enumerate().fold(0i128, |v, (i, d)| {
             v | (i128::from(u32::from_le_bytes(d.try_into().expect("4 bytes"))) << (30 * i))
         });
-        Ok(format!(
-            "Task-{}",
-            if tag & 3 == 2 { -value } else { value }
-        ))
+        Ok(if negative { -value } else { value })
     }
 
-    /// The live keys of a `set` object (the tasks awaiting a task).
-    fn set_items(&mut self, set: u64) -> Result<Vec<u64>, ReadError> {
+    /// The live keys of a `set` object.
+    pub(super) fn set_items(
+        &mut self,
+        set: u64,
+        fields: &ObjectFields,
+    ) -> Result<Vec<u64>, ReadError> {
         let p = self.target.process.clone();
-        let l = self.target.layout.clone();
-        let table = self.read_ptr(field_addr(set, l.set_table.unwrap_or(0)))?;
-        let slots = self.read_ptr(field_addr(set, l.set_mask.unwrap_or(0)))? + 1;
+        let table = self.read_ptr(field_addr(set, fields.set_table))?;
+        let slots = self.read_ptr(field_addr(set, fields.set_mask))? + 1;
         if slots > MAX_SET_SLOTS {
             return Err(ReadError::Fault);
         }
@@ -387,53 +438,34 @@ impl Unwinder {
 
     /// A suspended coroutine's frames, innermost first: its own frame, and while it awaits
     /// another coroutine (`yield from`), that one's, down the chain.
-    fn coroutine_frames(
+    pub(super) fn coroutine_frames(
         &mut self,
         symbols: &mut Symbols,
         mut coro: u64,
+        ob_type: usize,
     ) -> Result<Vec<FrameId>, ReadError> {
-        let p = self.target.process.clone();
-        let l = self.target.layout.clone();
-        let (Some(iframe), Some(state_at)) = (l.gen_iframe, l.gen_frame_state) else {
-            return Ok(Vec::new());
-        };
-        let (cleared, yield_from): (i8, &[i8]) = if l.python >= (3, 15) {
-            (5, &[2, 3])
-        } else {
-            (4, &[-1])
-        };
-        // The awaited object sits at the top of the suspended frame's value stack.
-        let awaited_slot: u64 = if l.python >= (3, 15) { 16 } else { 8 };
-        let frame_size = l.frame_read_size();
         let mut chain = Vec::new();
         let mut ty = 0;
         while coro != 0 && chain.len() < MAX_CHAIN {
-            let mut buf = vec![0u8; iframe + frame_size];
-            self.mem.read(&p, coro, &mut buf)?;
-            let this_ty = u64_at(&buf, l.object_type.unwrap_or(8));
+            // What a coroutine awaits may be any object, or (3.8/3.9, not yet started) a stale
+            // stack slot: only the first read must succeed.
+            let this_ty = match self.read_ptr(field_addr(coro, ob_type)) {
+                Ok(this_ty) => this_ty,
+                Err(e) if ty == 0 => return Err(e),
+                Err(_) => break,
+            };
             if ty != 0 && this_ty != ty {
                 break;
             }
             ty = this_ty;
-            let state = buf[state_at] as i8;
-            if state == cleared {
-                break;
-            }
-            let frame = &buf[iframe..];
-            let code = u64_at(frame, l.frame_code.unwrap_or(0)) & !7;
-            let instr = u64_at(frame, l.frame_instr.unwrap_or(0));
-            if code != 0 {
-                chain.push(RawFrame::Python {
-                    code,
-                    instr,
-                    frame: coro + iframe as u64,
-                });
-            }
-            if !yield_from.contains(&state) {
-                break;
-            }
-            let sp = u64_at(frame, l.frame_stackpointer.unwrap_or(0));
-            coro = self.read_ptr(sp.wrapping_sub(awaited_slot))? & !7;
+            let (frame, awaited) = if self.target.layout.python >= (3, 14) {
+                self.suspended_frame(coro)?
+            } else {
+                self.object_suspended_frame(coro)?
+            };
+            let Some(frame) = frame else { break };
+            chain.push(frame);
+            coro = awaited & !7;
         }
         // Innermost first, as every stack.
         chain.reverse();
@@ -444,8 +476,113 @@ impl Unwinder {
         resolved.map(|()| out)
     }
 
-    fn read_ptr(&mut self, addr: u64) -> Result<u64, ReadError> {
+    /// 3.14+: a coroutine's frame (none once it finished) and what it awaits (0 for nothing).
+    fn suspended_frame(&mut self, coro: u64) -> Result<(Option<RawFrame>, u64), ReadError> {
+        let p = self.target.process.clone();
+        let l = self.target.layout.clone();
+        let (Some(iframe), Some(state_at)) = (l.gen_iframe, l.gen_frame_state) else {
+            return Ok((None, 0));
+        };
+        let (cleared, yield_from): (i8, &[i8]) = if l.python >= (3, 15) {
+            (5, &[2, 3])
+        } else {
+            (4, &[-1])
+        };
+        // The awaited object sits at the top of the suspended frame's value stack.
+        let awaited_slot: u64 = if l.python >= (3, 15) { 16 } else { 8 };
+        let mut buf = vec![0u8; iframe + l.frame_read_size()];
+        self.mem.read(&p, coro, &mut buf)?;
+        let state = buf[state_at] as i8;
+        if state == cleared {
+            return Ok((None, 0));
+        }
+        let frame = &buf[iframe..];
+        let code = u64_at(frame, l.frame_code.unwrap_or(0)) & !7;
+        let instr = u64_at(frame, l.frame_instr.unwrap_or(0));
+        let raw = (code != 0).then_some(RawFrame::Python {
+            code,
+            instr,
+            frame: coro + iframe as u64,
+        });
+        if !yield_from.contains(&state) {
+            return Ok((raw, 0));
+        }
+        let sp = u64_at(frame, l.frame_stackpointer.unwrap_or(0));
+        Ok((raw, self.read_ptr(sp.wrapping_sub(awaited_slot))?))
+    }
+
+    pub(super) fn read_ptr(&mut self, addr: u64) -> Result<u64, ReadError> {
         let p = self.target.process.clone();
         self.mem.read_u64(&p, addr)
+    }
+}
+
+/// A running task's frames: its thread's, innermost first, down to the task's coroutine frame
+/// at `coroutine_frame` (all of them while the loop is between steps of it, as CPython);
+/// `None` when the thread was not sampled.
+pub(super) fn running_frames(
+    thread: &ThreadFrames,
+    threads: &[ThreadSample],
+    coroutine_frame: u64,
+) -> Option<Vec<FrameId>> {
+    let sample = threads.iter().find(|s| s.thread_id == thread.thread_id)?;
+    Some(
+        match thread.addrs.iter().position(|&a| a == coroutine_frame) {
+            Some(at) => sample.frames[..=at].to_vec(),
+            None => sample.frames.clone(),
+        },
+    )
+}
+
+/// One stack per leaf task (one nobody awaits): its frames, a `<task>` frame named after it,
+/// then its awaiter's, up to the root.
+fn leaf_stacks(
+    symbols: &mut Symbols,
+    tasks: &HashMap<u64, Task>,
+    frames_of: &[ThreadFrames],
+    threads: &[ThreadSample],
+    out: &mut Vec<ThreadSample>,
+) {
+    let parents: HashSet<u64> = tasks
+        .values()
+        .flat_map(|t| t.parents.iter().copied())
+        .collect();
+    let mut leaves: Vec<u64> = tasks
+        .keys()
+        .copied()
+        .filter(|t| !parents.contains(t))
+        .collect();
+    leaves.sort_unstable();
+    for leaf in leaves {
+        let mut frames = Vec::new();
+        let mut seen = HashSet::new();
+        let mut current = Some(leaf);
+        while let Some(id) = current {
+            if !seen.insert(id) {
+                break;
+            }
+            let Some(task) = tasks.get(&id) else { break };
+            frames.extend_from_slice(&task.frames);
+            // Several awaiters: follow the lowest id, as CPython, and say how many.
+            let parent = task.parents.iter().copied().min();
+            let name = match task.parents.len() {
+                n if n > 1 => format!("{} ({n} parents)", task.name),
+                _ => task.name.clone(),
+            };
+            frames.push(frame_without_location(symbols, "<task>", &name));
+            current = parent;
+        }
+        let thread = tasks[&leaf].thread;
+        let (thread_id, status, interpreter_id) = frames_of
+            .get(thread)
+            .and_then(|t| threads.iter().find(|s| s.thread_id == t.thread_id))
+            .map_or((0, 0, 0), |s| (s.thread_id, s.status, s.interpreter_id));
+        out.push(ThreadSample {
+            thread_id,
+            interpreter_id,
+            status,
+            frames,
+            task: Some(leaf),
+        });
     }
 }

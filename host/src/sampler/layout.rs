@@ -493,3 +493,73 @@ mod tests {
         assert_eq!(pos(15, "long_object.lv_tag"), 672);
     }
 }
+
+/// 3.8-3.13, for `--async-aware`: where asyncio keeps its tasks (module, dict, set, list,
+/// weakref, int, type, coroutine and frame internals, from the headers) and the C task's fields
+/// (observed in a live task: the struct is private to `_asynciomodule.c`). Generated into
+/// layouts.rs by tools/gen_layouts.py; `None` where a version has no such field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectLayout {
+    pub python: (u8, u8),
+    /// `sys.modules`.
+    pub interp_modules: usize,
+    pub type_name: usize,
+    pub type_basicsize: usize,
+    pub type_flags: usize,
+    pub type_base: usize,
+    pub type_dictoffset: usize,
+    /// The keys an instance's split dict or inline values share (3.11+).
+    pub heaptype_cached_keys: usize,
+    pub module_dict: usize,
+    pub dict_keys: usize,
+    pub dict_values: usize,
+    /// ≤3.10: `dk_size`; 3.11+: `dk_log2_size`, `dk_log2_index_bytes`, `dk_kind`.
+    pub keys_size: Option<usize>,
+    pub keys_log2_size: Option<usize>,
+    pub keys_log2_index_bytes: Option<usize>,
+    pub keys_kind: Option<usize>,
+    pub keys_nentries: usize,
+    pub keys_indices: usize,
+    /// Where a `PyDictValues` keeps its values (3.13 has a header).
+    pub values_values: usize,
+    pub set_mask: usize,
+    pub set_table: usize,
+    pub list_items: usize,
+    pub tuple_items: usize,
+    /// A bound method's `__self__`.
+    pub method_self: usize,
+    pub var_size: usize,
+    pub weakref_object: usize,
+    /// 3.12+: `lv_tag` (digit count and sign); before, the digit count is `ob_size`.
+    pub long_tag: Option<usize>,
+    pub long_digits: usize,
+    /// ≤3.10: the coroutine's frame object and its value stack (`f_stacktop` ≤3.9;
+    /// `f_stackdepth` and `f_state` 3.10).
+    pub gen_frame: Option<usize>,
+    pub frame_valuestack: Option<usize>,
+    pub frame_stacktop: Option<usize>,
+    pub frame_stackdepth: Option<usize>,
+    pub frame_state: Option<usize>,
+    /// 3.11+: the coroutine's embedded interpreter frame, its state and value stack.
+    pub gen_iframe: Option<usize>,
+    pub gen_frame_state: Option<usize>,
+    pub iframe_stacktop: Option<usize>,
+    pub iframe_localsplus: Option<usize>,
+    pub task_size: usize,
+    pub task_coro: usize,
+    pub task_name: usize,
+    pub task_fut_waiter: usize,
+    pub fut_loop: usize,
+    pub fut_state: usize,
+    /// The first done callback, and the list of `(callback, context)` of the others.
+    pub fut_callback0: usize,
+    pub fut_callbacks: usize,
+}
+
+impl ObjectLayout {
+    pub fn for_version(python: (u8, u8)) -> Option<&'static ObjectLayout> {
+        super::layouts::OBJECT_LAYOUTS
+            .iter()
+            .find(|l| l.python == python)
+    }
+}

@@ -1,6 +1,7 @@
 //! Out-of-process sampling of CPython 2.7 and 3.6-3.15, read-only.
 
 pub mod asyncio;
+mod asyncio_objects;
 pub mod discover;
 pub mod elf;
 pub mod layout;

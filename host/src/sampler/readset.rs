@@ -10,6 +10,8 @@ use super::process::{readable_range, Process, ReadError};
 const MAX_PREFETCH: usize = 1 << 20;
 /// The kernel's IOV_MAX.
 const MAX_REGIONS: usize = 1024;
+/// Reads remembered per sample (thousands of asyncio tasks stay well below).
+const MAX_WANTED: usize = 1 << 16;
 
 const PAGE: u64 = 4096;
 
@@ -41,6 +43,8 @@ pub struct ReadSet {
     regions: Vec<(u64, usize, usize)>,
     /// Regions this sample asked for: the next sample's prefetch.
     wanted: Vec<(u64, usize)>,
+    /// Read from the target, not from the prefetch (whose bytes are as old as the sample).
+    pub fresh: bool,
 }
 
 impl ReadSet {
@@ -75,29 +79,29 @@ impl ReadSet {
         Ok(())
     }
 
+    /// Remember a region for the next prefetch (repeats are merged there, by `coalesce`).
     fn want(&mut self, addr: u64, len: usize) {
-        if !readable_range(addr, len) {
-            return;
-        }
-        if !self.wanted.iter().any(|&(a, l)| a == addr && l >= len) {
+        if readable_range(addr, len) && self.wanted.len() < MAX_WANTED {
             self.wanted.push((addr, len));
         }
     }
 
     fn cached(&self, addr: u64, len: usize) -> Option<&[u8]> {
-        self.regions.iter().find_map(|&(a, off, l)| {
-            // Prefetched regions are in user space; `addr` may be anything.
-            let end = addr.checked_add(len as u64)?;
-            (addr >= a && end <= a + l as u64).then(|| {
-                let at = off + (addr - a) as usize;
-                &self.data[at..at + len]
-            })
+        // Prefetched regions are in user space; `addr` may be anything.
+        let end = addr.checked_add(len as u64)?;
+        // The regions are sorted and disjoint: only the last one starting at or before `addr`
+        // can hold it.
+        let at = self.regions.partition_point(|&(a, _, _)| a <= addr);
+        let (a, off, l) = self.regions[at.checked_sub(1)?];
+        (end <= a + l as u64).then(|| {
+            let at = off + (addr - a) as usize;
+            &self.data[at..at + len]
         })
     }
 
     pub fn read(&mut self, p: &Process, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         self.want(addr, buf.len());
-        match self.cached(addr, buf.len()) {
+        match self.cached(addr, buf.len()).filter(|_| !self.fresh) {
             Some(bytes) => {
                 buf.copy_from_slice(bytes);
                 Ok(())
@@ -122,7 +126,7 @@ impl ReadSet {
         let mut misses: Vec<(u64, &mut [u8])> = Vec::new();
         for (addr, buf) in regions.iter_mut() {
             self.want(*addr, buf.len());
-            match self.cached(*addr, buf.len()) {
+            match self.cached(*addr, buf.len()).filter(|_| !self.fresh) {
                 Some(bytes) => buf.copy_from_slice(bytes),
                 None => misses.push((*addr, &mut **buf)),
             }

@@ -20,14 +20,11 @@ use tachyon_plugin_api::{
 pub struct Plugin {
     pub path: PathBuf,
     pub formats: Vec<FormatInfo>,
-    table: *const PluginV1,
-    /// Keeps the code mapped; never unloaded while the table is in use.
+    /// A copy of the plugin's table: its functions stay valid while `_lib` keeps the code
+    /// mapped (never unloaded while the plugin is in use).
+    table: PluginV1,
     _lib: libloading::Library,
 }
-
-// SAFETY: the table is immutable static data in the loaded library, kept alive by `_lib`.
-unsafe impl Send for Plugin {}
-unsafe impl Sync for Plugin {}
 
 static LOADED: OnceLock<Vec<Arc<Plugin>>> = OnceLock::new();
 /// Longest a plugin's export may run (`--plugin-timeout`).
@@ -167,7 +164,8 @@ pub fn load(path: &Path) -> Result<Plugin> {
     let mut plugin = Plugin {
         path: path.to_path_buf(),
         formats: Vec::new(),
-        table,
+        // SAFETY: non-null, of this API version and at least this size (checked above).
+        table: unsafe { *table },
         _lib: lib,
     };
     let answer = plugin.call(|t| (t.formats)());
@@ -181,14 +179,9 @@ pub fn load(path: &Path) -> Result<Plugin> {
 }
 
 impl Plugin {
-    fn table(&self) -> &PluginV1 {
-        // SAFETY: checked non-null and versioned in `load`; the library stays loaded.
-        unsafe { &*self.table }
-    }
-
     /// Call into the plugin and copy out (then free) its answer.
     fn call(&self, f: impl FnOnce(&PluginV1) -> tachyon_plugin_api::ffi::OwnedBytes) -> Vec<u8> {
-        let t = self.table();
+        let t = &self.table;
         let owned = f(t);
         // SAFETY: the plugin returned `len` initialised bytes it owns until `free`.
         let copy = unsafe { std::slice::from_raw_parts(owned.ptr, owned.len).to_vec() };

@@ -63,6 +63,7 @@ impl OwnedBytes {
 
 /// Version 1 of the table. New fields may only be appended (checked with `struct_size`).
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct PluginV1 {
     pub api_version: u32,
     pub struct_size: u32,

@@ -1,103 +1,62 @@
-//! Just enough ELF64 parsing to find CPython's symbols and its `.PyRuntime` section, and to
-//! turn their file addresses into addresses in a running process.
+//! CPython's symbols and sections (`.PyRuntime`, `.AsyncioDebug`) in its executable or shared
+//! library, read with the `object` crate (any ELF class and byte order), and the load address
+//! they are relative to. A stripped binary's symbols are looked up in its separate debug file
+//! (by build id, then by debug link), as debuggers find them.
 
-use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 
 pub struct Elf {
+    path: PathBuf,
     data: Vec<u8>,
     sections: Vec<Section>,
-    /// Virtual address of the first PT_LOAD segment, aligned down to its alignment.
+    /// Virtual address of the first loadable segment, aligned down to its alignment.
     pub first_load_vaddr: u64,
+    /// The separate debug file, read on the first symbol the binary itself lacks.
+    debug: OnceLock<Option<Box<Elf>>>,
 }
 
 #[derive(Clone, Debug)]
 pub struct Section {
     pub name: String,
-    pub kind: u32,
     pub addr: u64,
-    pub offset: u64,
     pub size: u64,
-    pub link: u32,
-    pub entsize: u64,
-}
-
-const SHT_SYMTAB: u32 = 2;
-const SHT_DYNSYM: u32 = 11;
-const PT_LOAD: u32 = 1;
-
-fn u16_at(d: &[u8], at: usize) -> Result<u16> {
-    Ok(u16::from_le_bytes(
-        d.get(at..at + 2).context("truncated ELF")?.try_into()?,
-    ))
-}
-fn u32_at(d: &[u8], at: usize) -> Result<u32> {
-    Ok(u32::from_le_bytes(
-        d.get(at..at + 4).context("truncated ELF")?.try_into()?,
-    ))
-}
-fn u64_at(d: &[u8], at: usize) -> Result<u64> {
-    Ok(u64::from_le_bytes(
-        d.get(at..at + 8).context("truncated ELF")?.try_into()?,
-    ))
-}
-fn cstr(d: &[u8], at: usize) -> &str {
-    let tail = d.get(at..).unwrap_or(&[]);
-    let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
-    std::str::from_utf8(&tail[..end]).unwrap_or("")
 }
 
 impl Elf {
-    pub fn open(path: &std::path::Path) -> Result<Elf> {
+    pub fn open(path: &Path) -> Result<Elf> {
         let data =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        Elf::parse(data)
+        Elf::parse(path, data)
     }
 
-    pub fn parse(data: Vec<u8>) -> Result<Elf> {
-        if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 || data[5] != 1 {
-            bail!("not a 64-bit little-endian ELF file");
-        }
-        let phoff = u64_at(&data, 0x20)? as usize;
-        let shoff = u64_at(&data, 0x28)? as usize;
-        let phentsize = u16_at(&data, 0x36)? as usize;
-        let phnum = u16_at(&data, 0x38)? as usize;
-        let shentsize = u16_at(&data, 0x3a)? as usize;
-        let shnum = u16_at(&data, 0x3c)? as usize;
-        let shstrndx = u16_at(&data, 0x3e)? as usize;
-
-        let mut first_load_vaddr = None;
-        for i in 0..phnum {
-            let at = phoff + i * phentsize;
-            if u32_at(&data, at)? == PT_LOAD {
-                let vaddr = u64_at(&data, at + 16)?;
-                let align = u64_at(&data, at + 48)?.max(1);
-                first_load_vaddr = Some(vaddr - vaddr % align);
-                break;
-            }
-        }
-        let mut sections = Vec::with_capacity(shnum);
-        for i in 0..shnum {
-            let at = shoff + i * shentsize;
-            sections.push(Section {
-                name: String::new(),
-                kind: u32_at(&data, at + 4)?,
-                addr: u64_at(&data, at + 16)?,
-                offset: u64_at(&data, at + 24)?,
-                size: u64_at(&data, at + 32)?,
-                link: u32_at(&data, at + 40)?,
-                entsize: u64_at(&data, at + 56)?,
-            });
-        }
-        if let Some(names) = sections.get(shstrndx).cloned() {
-            for (i, section) in sections.iter_mut().enumerate() {
-                let name_off = u32_at(&data, shoff + i * shentsize)? as usize;
-                section.name = cstr(&data, names.offset as usize + name_off).to_owned();
-            }
-        }
+    fn parse(path: &Path, data: Vec<u8>) -> Result<Elf> {
+        let file = object::File::parse(&*data)
+            .with_context(|| format!("{} is not an ELF file", path.display()))?;
+        let first_load_vaddr = file
+            .segments()
+            .next()
+            .map(|s| s.address() - s.address() % s.align().max(1))
+            .with_context(|| format!("{} has no loadable segment", path.display()))?;
+        let sections = file
+            .sections()
+            .filter_map(|s| {
+                Some(Section {
+                    name: s.name().ok()?.to_owned(),
+                    addr: s.address(),
+                    size: s.size(),
+                })
+            })
+            .collect();
         Ok(Elf {
+            path: path.to_path_buf(),
             data,
             sections,
-            first_load_vaddr: first_load_vaddr.context("ELF file has no PT_LOAD segment")?,
+            first_load_vaddr,
+            debug: OnceLock::new(),
         })
     }
 
@@ -105,30 +64,119 @@ impl Elf {
         self.sections.iter().find(|s| s.name == name)
     }
 
-    /// File virtual address of a symbol, searching .symtab then .dynsym.
+    /// File virtual address of a symbol: the symbol table, the dynamic symbols, then the
+    /// separate debug file's symbol table.
     pub fn symbol(&self, wanted: &str) -> Option<u64> {
-        for kind in [SHT_SYMTAB, SHT_DYNSYM] {
-            for sec in self
-                .sections
-                .iter()
-                .filter(|s| s.kind == kind && s.entsize >= 24)
-            {
-                let strtab = self.sections.get(sec.link as usize)?;
-                let count = sec.size / sec.entsize;
-                for i in 0..count {
-                    let at = (sec.offset + i * sec.entsize) as usize;
-                    let Ok(name_off) = u32_at(&self.data, at) else {
-                        break;
-                    };
-                    if cstr(&self.data, strtab.offset as usize + name_off as usize) == wanted {
-                        let value = u64_at(&self.data, at + 8).ok()?;
-                        if value != 0 {
-                            return Some(value);
-                        }
-                    }
-                }
+        let file = object::File::parse(&*self.data).ok()?;
+        let found = file
+            .symbols()
+            .chain(file.dynamic_symbols())
+            .find(|s| s.address() != 0 && s.name() == Ok(wanted))
+            .map(|s| s.address());
+        found.or_else(|| {
+            self.debug
+                .get_or_init(|| self.debug_file(&file))
+                .as_ref()?
+                .symbol(wanted)
+        })
+    }
+
+    /// `/usr/lib/debug/.build-id/xx/yyyy.debug`, then the debug link beside the binary, in
+    /// `.debug/` beside it, or under `/usr/lib/debug` — seen from the binary's own root
+    /// (`/proc/PID/root` for a target's).
+    fn debug_file(&self, file: &object::File) -> Option<Box<Elf>> {
+        let root = process_root(&self.path);
+        let dir = self.path.parent()?;
+        let mut candidates = Vec::new();
+        if let Ok(Some(id)) = file.build_id() {
+            if let Some((first, rest)) = id.split_first() {
+                let hex: String = rest.iter().map(|b| format!("{b:02x}")).collect();
+                candidates
+                    .push(root.join(format!("usr/lib/debug/.build-id/{first:02x}/{hex}.debug")));
             }
         }
-        None
+        if let Ok(Some((name, _crc))) = file.gnu_debuglink() {
+            let name = String::from_utf8_lossy(name).into_owned();
+            candidates.push(dir.join(&name));
+            candidates.push(dir.join(".debug").join(&name));
+            let inside = dir.strip_prefix(&root).unwrap_or(dir);
+            candidates.push(root.join("usr/lib/debug").join(inside).join(&name));
+        }
+        candidates
+            .into_iter()
+            .filter(|c| c != &self.path)
+            .find_map(|c| Elf::open(&c).ok())
+            .map(Box::new)
+    }
+}
+
+/// The filesystem root a path was opened through: `/proc/PID/root` for a target's files.
+fn process_root(path: &Path) -> PathBuf {
+    let parts: Vec<_> = path.components().take(4).collect();
+    let names: Vec<_> = parts
+        .iter()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect();
+    if names.len() == 4 && names[1] == "proc" && names[3] == "root" {
+        parts.iter().collect()
+    } else {
+        PathBuf::from("/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_its_own_executable() {
+        let exe = std::env::current_exe().unwrap();
+        let elf = Elf::open(&exe).unwrap();
+        assert!(elf.section(".text").is_some());
+        assert!(elf.symbol("main").is_some());
+        assert!(elf.symbol("no_such_symbol_anywhere").is_none());
+    }
+
+    /// A stripped copy of this test binary finds its symbols in the debug file its
+    /// `.gnu_debuglink` names (made with binutils' objcopy, which gcc brings).
+    #[test]
+    fn a_stripped_binary_reads_symbols_from_its_debug_file() {
+        let dir = std::env::temp_dir().join(format!("tachyon-elf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (debug, stripped) = (dir.join("t.debug"), dir.join("t"));
+        let objcopy = |args: &[&std::ffi::OsStr]| {
+            let ok = std::process::Command::new("objcopy").args(args).status();
+            assert!(ok.is_ok_and(|s| s.success()), "objcopy {args:?}");
+        };
+        let exe = std::env::current_exe().unwrap();
+        objcopy(&[
+            "--only-keep-debug".as_ref(),
+            exe.as_os_str(),
+            debug.as_os_str(),
+        ]);
+        let link = format!("--add-gnu-debuglink={}", debug.display());
+        objcopy(&[
+            "--strip-all".as_ref(),
+            link.as_ref(),
+            exe.as_os_str(),
+            stripped.as_os_str(),
+        ]);
+        let elf = Elf::open(&stripped).unwrap();
+        let from_debug = elf.symbol("main");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(from_debug, Elf::open(&exe).unwrap().symbol("main"));
+        assert!(from_debug.is_some());
+    }
+
+    #[test]
+    fn a_target_path_keeps_its_root() {
+        assert_eq!(
+            process_root(Path::new("/proc/42/root/usr/bin/python3")),
+            PathBuf::from("/proc/42/root")
+        );
+        assert_eq!(
+            process_root(Path::new("/usr/bin/python3")),
+            PathBuf::from("/")
+        );
     }
 }

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use tachyon_plugin_api::{FrameId, Symbols};
 
+use super::discover::Target;
 use super::elf::Elf;
 use super::layout::{Layout, ObjectLayout};
 use super::objects::{read_str, u64_at};
 use super::process::{field_addr, ReadError};
-use super::unwind::{frame_without_location, RawFrame, ThreadSample, Unwinder};
+use super::unwind::{frame_without_location, RawFrame, ThreadSample, UnwindState};
 
 /// `--async-mode`: the tasks running now and what awaits them, or every task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -161,23 +162,23 @@ pub(super) struct Task {
     pub thread: usize,
 }
 
-impl Unwinder {
-    fn asyncio_offsets(&mut self) -> Option<AsyncioOffsets> {
+impl UnwindState {
+    fn asyncio_offsets(&mut self, target: &Target) -> Option<AsyncioOffsets> {
         if self.asyncio_state.offsets.is_some() {
             return self.asyncio_state.offsets;
         }
         if !self.asyncio_state.look_again() {
             return None;
         }
-        self.asyncio_state.offsets = self.find_asyncio_section();
+        self.asyncio_state.offsets = self.find_asyncio_section(target);
         self.asyncio_state.offsets
     }
 
     /// `.AsyncioDebug` in the binary holding the runtime or in a mapped `_asyncio` module.
-    fn find_asyncio_section(&self) -> Option<AsyncioOffsets> {
-        let p = &self.target.process;
+    fn find_asyncio_section(&mut self, target: &Target) -> Option<AsyncioOffsets> {
+        let p = &target.process;
         let maps = p.maps().ok()?;
-        let mut paths: Vec<&str> = vec![self.target.binary.as_str()];
+        let mut paths: Vec<&str> = vec![target.binary.as_str()];
         for m in &maps {
             let base = m.path.rsplit('/').next().unwrap_or("");
             if base.starts_with("_asyncio") && !paths.contains(&m.path.as_str()) {
@@ -198,7 +199,7 @@ impl Unwinder {
             };
             let bias = first.wrapping_sub(elf.first_load_vaddr);
             let mut raw = [0u8; 104];
-            if p.read(bias + section.addr, &mut raw).is_ok() {
+            if self.mem.read(bias + section.addr, &mut raw).is_ok() {
                 return Some(AsyncioOffsets::parse(&raw));
             }
         }
@@ -209,6 +210,7 @@ impl Unwinder {
     /// Threads without asyncio (or before asyncio is found) give nothing.
     pub(super) fn task_stacks(
         &mut self,
+        target: &Target,
         symbols: &mut Symbols,
         interp: u64,
         mode: AsyncMode,
@@ -216,10 +218,10 @@ impl Unwinder {
         out: &mut Vec<ThreadSample>,
     ) -> Result<(), ReadError> {
         let frames_of = std::mem::take(&mut self.thread_frames);
-        let tasks = if self.target.layout.python >= (3, 14) {
-            self.debug_offset_tasks(symbols, interp, mode, &frames_of, &threads)?
+        let tasks = if target.layout.python >= (3, 14) {
+            self.debug_offset_tasks(target, symbols, interp, mode, &frames_of, &threads)?
         } else {
-            self.object_tasks(symbols, interp, mode, &frames_of, &threads)?
+            self.object_tasks(target, symbols, interp, mode, &frames_of, &threads)?
         };
         if let Some(tasks) = tasks {
             leaf_stacks(symbols, &tasks, &frames_of, &threads, out);
@@ -231,16 +233,17 @@ impl Unwinder {
     /// `.AsyncioDebug` offsets describe them; `None` before the section exists.
     fn debug_offset_tasks(
         &mut self,
+        target: &Target,
         symbols: &mut Symbols,
         interp: u64,
         mode: AsyncMode,
         frames_of: &[ThreadFrames],
         threads: &[ThreadSample],
     ) -> Result<Option<HashMap<u64, Task>>, ReadError> {
-        let Some(off) = self.asyncio_offsets() else {
+        let Some(off) = self.asyncio_offsets(target) else {
             return Ok(None);
         };
-        let fields = ObjectFields::of_debug_offsets(&self.target.layout);
+        let fields = ObjectFields::of_debug_offsets(&target.layout);
         let mut tasks: HashMap<u64, Task> = HashMap::new();
         let mut pending: Vec<(u64, usize)> = Vec::new();
         for (i, t) in frames_of.iter().enumerate() {
@@ -251,12 +254,13 @@ impl Unwinder {
                         continue;
                     }
                     let coro = self.read_ptr(field_addr(running, off.task_coro))? & !7;
-                    let gen_frame = coro + self.target.layout.gen_iframe.unwrap_or(0) as u64;
+                    let gen_frame = coro + target.layout.gen_iframe.unwrap_or(0) as u64;
                     let frames = match running_frames(t, threads, gen_frame) {
                         Some(frames) => frames,
-                        None => self.coroutine_frames(symbols, coro, fields.ob_type)?,
+                        None => self.coroutine_frames(target, symbols, coro, fields.ob_type)?,
                     };
                     self.add_task(
+                        target,
                         symbols,
                         &off,
                         running,
@@ -268,7 +272,16 @@ impl Unwinder {
                 }
                 AsyncMode::All => {
                     for task in self.task_list(field_addr(t.tstate, off.thread_tasks_head), &off)? {
-                        self.add_task(symbols, &off, task, i, None, &mut tasks, &mut pending)?;
+                        self.add_task(
+                            target,
+                            symbols,
+                            &off,
+                            task,
+                            i,
+                            None,
+                            &mut tasks,
+                            &mut pending,
+                        )?;
                     }
                 }
             }
@@ -278,6 +291,7 @@ impl Unwinder {
             for task in self.task_list(field_addr(interp, off.interp_tasks_head), &off)? {
                 if !tasks.contains_key(&task) {
                     self.add_task(
+                        target,
                         symbols,
                         &off,
                         task,
@@ -295,7 +309,16 @@ impl Unwinder {
                 return Err(ReadError::Fault);
             }
             if !tasks.contains_key(&task) {
-                self.add_task(symbols, &off, task, thread, None, &mut tasks, &mut pending)?;
+                self.add_task(
+                    target,
+                    symbols,
+                    &off,
+                    task,
+                    thread,
+                    None,
+                    &mut tasks,
+                    &mut pending,
+                )?;
             }
         }
         Ok(Some(tasks))
@@ -304,6 +327,7 @@ impl Unwinder {
     #[allow(clippy::too_many_arguments)]
     fn add_task(
         &mut self,
+        target: &Target,
         symbols: &mut Symbols,
         off: &AsyncioOffsets,
         task: u64,
@@ -312,14 +336,13 @@ impl Unwinder {
         tasks: &mut HashMap<u64, Task>,
         pending: &mut Vec<(u64, usize)>,
     ) -> Result<(), ReadError> {
-        let p = self.target.process.clone();
-        let fields = ObjectFields::of_debug_offsets(&self.target.layout);
+        let fields = ObjectFields::of_debug_offsets(&target.layout);
         let mut buf = vec![0u8; off.task_size.max(off.task_node + 16)];
-        self.mem.read(&p, task, &mut buf)?;
+        self.mem.read(task, &mut buf)?;
         let coro = u64_at(&buf, off.task_coro) & !7;
         let frames = match frames {
             Some(f) => f,
-            None => self.coroutine_frames(symbols, coro, fields.ob_type)?,
+            None => self.coroutine_frames(target, symbols, coro, fields.ob_type)?,
         };
         let awaited_by = u64_at(&buf, off.task_awaited_by) & !7;
         let parents = if awaited_by == 0 {
@@ -332,7 +355,7 @@ impl Unwinder {
         for &parent in &parents {
             pending.push((parent, thread));
         }
-        let name = self.task_name(u64_at(&buf, off.task_name) & !7, task, &fields)?;
+        let name = self.task_name(target, u64_at(&buf, off.task_name) & !7, task, &fields)?;
         tasks.insert(
             task,
             Task {
@@ -362,6 +385,7 @@ impl Unwinder {
     /// `Task-N` for a task still named by its number, else its name.
     pub(super) fn task_name(
         &mut self,
+        target: &Target,
         name: u64,
         task: u64,
         fields: &ObjectFields,
@@ -374,13 +398,13 @@ impl Unwinder {
         if flags & LONG_SUBCLASS != 0 {
             return Ok(format!("Task-{}", self.int_value(name, fields)?));
         }
-        self.str_text(name).map(str::to_owned)
+        self.str_text(target, name).map(str::to_owned)
     }
 
     /// The text of a `str` object, read once per address (task names, attribute names).
-    pub(super) fn str_text(&mut self, addr: u64) -> Result<&str, ReadError> {
+    pub(super) fn str_text(&mut self, target: &Target, addr: u64) -> Result<&str, ReadError> {
         if !self.asyncio_state.names.contains_key(&addr) {
-            let text = read_str(&self.target.process, &self.target.layout, addr)?;
+            let text = read_str(&mut *self.mem, &target.layout, addr)?;
             if self.asyncio_state.names.len() >= MAX_NAMES {
                 self.asyncio_state.names.clear();
             }
@@ -391,7 +415,6 @@ impl Unwinder {
 
     /// An `int` of up to four 30-bit digits (task numbers, thread ids).
     pub(super) fn int_value(&mut self, int: u64, fields: &ObjectFields) -> Result<i128, ReadError> {
-        let p = self.target.process.clone();
         let (digits, negative) = match fields.int_tag {
             // 3.12+: digit count above three flag bits, sign 2 for negative.
             Some(tag) => {
@@ -405,7 +428,7 @@ impl Unwinder {
         };
         let mut raw = vec![0u8; digits.min(4) as usize * 4];
         self.mem
-            .read(&p, field_addr(int, fields.int_digits), &mut raw)?;
+            .read(field_addr(int, fields.int_digits), &mut raw)?;
         let value = raw.chunks(4).enumerate().fold(0i128, |v, (i, d)| {
             v | (i128::from(u32::from_le_bytes(d.try_into().expect("4 bytes"))) << (30 * i))
         });
@@ -418,14 +441,13 @@ impl Unwinder {
         set: u64,
         fields: &ObjectFields,
     ) -> Result<Vec<u64>, ReadError> {
-        let p = self.target.process.clone();
         let table = self.read_ptr(field_addr(set, fields.set_table))?;
         let slots = self.read_ptr(field_addr(set, fields.set_mask))? + 1;
         if slots > MAX_SET_SLOTS {
             return Err(ReadError::Fault);
         }
         let mut raw = vec![0u8; slots as usize * 16];
-        self.mem.read(&p, table, &mut raw)?;
+        self.mem.read(table, &mut raw)?;
         Ok(raw
             .chunks(16)
             .filter_map(|e| {
@@ -440,6 +462,7 @@ impl Unwinder {
     /// another coroutine (`yield from`), that one's, down the chain.
     pub(super) fn coroutine_frames(
         &mut self,
+        target: &Target,
         symbols: &mut Symbols,
         mut coro: u64,
         ob_type: usize,
@@ -458,10 +481,10 @@ impl Unwinder {
                 break;
             }
             ty = this_ty;
-            let (frame, awaited) = if self.target.layout.python >= (3, 14) {
-                self.suspended_frame(coro)?
+            let (frame, awaited) = if target.layout.python >= (3, 14) {
+                self.suspended_frame(target, coro)?
             } else {
-                self.object_suspended_frame(coro)?
+                self.object_suspended_frame(target, coro)?
             };
             let Some(frame) = frame else { break };
             chain.push(frame);
@@ -471,15 +494,18 @@ impl Unwinder {
         chain.reverse();
         let saved = std::mem::replace(&mut self.raw, chain);
         let mut out = Vec::new();
-        let resolved = self.resolve(symbols, &mut out);
+        let resolved = self.resolve(target, symbols, &mut out);
         self.raw = saved;
         resolved.map(|()| out)
     }
 
     /// 3.14+: a coroutine's frame (none once it finished) and what it awaits (0 for nothing).
-    fn suspended_frame(&mut self, coro: u64) -> Result<(Option<RawFrame>, u64), ReadError> {
-        let p = self.target.process.clone();
-        let l = self.target.layout.clone();
+    fn suspended_frame(
+        &mut self,
+        target: &Target,
+        coro: u64,
+    ) -> Result<(Option<RawFrame>, u64), ReadError> {
+        let l = &target.layout;
         let (Some(iframe), Some(state_at)) = (l.gen_iframe, l.gen_frame_state) else {
             return Ok((None, 0));
         };
@@ -491,7 +517,7 @@ impl Unwinder {
         // The awaited object sits at the top of the suspended frame's value stack.
         let awaited_slot: u64 = if l.python >= (3, 15) { 16 } else { 8 };
         let mut buf = vec![0u8; iframe + l.frame_read_size()];
-        self.mem.read(&p, coro, &mut buf)?;
+        self.mem.read(coro, &mut buf)?;
         let state = buf[state_at] as i8;
         if state == cleared {
             return Ok((None, 0));
@@ -512,8 +538,7 @@ impl Unwinder {
     }
 
     pub(super) fn read_ptr(&mut self, addr: u64) -> Result<u64, ReadError> {
-        let p = self.target.process.clone();
-        self.mem.read_u64(&p, addr)
+        self.mem.read_u64(addr)
     }
 }
 

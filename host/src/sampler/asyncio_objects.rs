@@ -14,10 +14,11 @@ use std::collections::HashMap;
 use tachyon_plugin_api::{FrameId, Symbols};
 
 use super::asyncio::{running_frames, AsyncMode, ObjectFields, Task, ThreadFrames};
+use super::discover::Target;
 use super::layout::ObjectLayout;
 use super::objects::{i32_at, u64_at};
 use super::process::{field_addr, ReadError};
-use super::unwind::{RawFrame, ThreadSample, Unwinder};
+use super::unwind::{RawFrame, ThreadSample, UnwindState};
 
 /// Bounds on what the target's memory can make us walk.
 const MAX_DICT_ENTRIES: u64 = 1 << 17;
@@ -77,9 +78,9 @@ struct TaskFields {
     callbacks: u64,
 }
 
-impl Unwinder {
-    fn object_layout(&self) -> Option<&'static ObjectLayout> {
-        let (major, minor) = self.target.layout.python;
+impl UnwindState {
+    fn object_layout(&self, target: &Target) -> Option<&'static ObjectLayout> {
+        let (major, minor) = target.layout.python;
         ObjectLayout::for_version((major, minor))
     }
 
@@ -87,16 +88,17 @@ impl Unwinder {
     /// the target has imported asyncio.
     pub(super) fn object_tasks(
         &mut self,
+        target: &Target,
         symbols: &mut Symbols,
         interp: u64,
         mode: AsyncMode,
         frames_of: &[ThreadFrames],
         threads: &[ThreadSample],
     ) -> Result<Option<HashMap<u64, Task>>, ReadError> {
-        let Some(o) = self.object_layout() else {
+        let Some(o) = self.object_layout(target) else {
             return Ok(None);
         };
-        let Some(roots) = self.asyncio_roots(o, interp) else {
+        let Some(roots) = self.asyncio_roots(target, o, interp) else {
             return Ok(None);
         };
         let fields = ObjectFields::of_objects(o);
@@ -111,7 +113,7 @@ impl Unwinder {
             let Ok(Some(kind)) = self.task_kind(o, &roots, task) else {
                 continue;
             };
-            if let Ok(Some(f)) = self.task_fields(o, kind, task) {
+            if let Ok(Some(f)) = self.task_fields(target, o, kind, task) {
                 pending.insert(task, f);
             }
         }
@@ -119,11 +121,11 @@ impl Unwinder {
         let mut parents: HashMap<u64, Vec<u64>> = HashMap::new();
         for (&task, f) in &pending {
             // What a task awaited may be gone by now: then it awaits nothing.
-            self.link_awaited(o, &pending, f.fut_waiter, task, 0, &mut parents)
+            self.link_awaited(target, o, &pending, f.fut_waiter, task, &mut parents)
                 .ok();
             // A TaskGroup's task: its parent waits for the group, not for the task.
             for callback in self.done_callbacks(o, f).unwrap_or_default() {
-                if let Ok(Some(parent)) = self.task_group_parent(o, callback) {
+                if let Ok(Some(parent)) = self.task_group_parent(target, o, callback) {
                     if pending.contains_key(&parent) {
                         add_parent(&mut parents, task, parent);
                     }
@@ -173,14 +175,14 @@ impl Unwinder {
             let (thread, frames) = match running.remove(&task) {
                 Some(found) => found,
                 None => {
-                    let Ok(frames) = self.coroutine_frames(symbols, f.coro, OB_TYPE) else {
+                    let Ok(frames) = self.coroutine_frames(target, symbols, f.coro, OB_TYPE) else {
                         continue;
                     };
                     let thread = match loop_threads.get(&f.event_loop) {
                         Some(&t) => t,
                         None => {
                             let t = self
-                                .loop_thread(o, f.event_loop, frames_of)
+                                .loop_thread(target, o, f.event_loop, frames_of)
                                 .unwrap_or(usize::MAX);
                             loop_threads.insert(f.event_loop, t);
                             t
@@ -189,7 +191,7 @@ impl Unwinder {
                     (thread, frames)
                 }
             };
-            let Ok(name) = self.task_name(f.name, task, &fields) else {
+            let Ok(name) = self.task_name(target, f.name, task, &fields) else {
                 continue;
             };
             tasks.insert(
@@ -237,31 +239,36 @@ impl Unwinder {
             match read(self) {
                 Err(_) if failed + 1 < TRIES => {
                     failed += 1;
-                    self.mem.fresh = true;
+                    self.mem.set_fresh(true);
                 }
                 done => break done,
             }
         };
-        self.mem.fresh = false;
+        self.mem.set_fresh(false);
         result
     }
 
     /// asyncio's registries, looked for at most once a second until found.
-    fn asyncio_roots(&mut self, o: &ObjectLayout, interp: u64) -> Option<Roots> {
+    fn asyncio_roots(&mut self, target: &Target, o: &ObjectLayout, interp: u64) -> Option<Roots> {
         if self.asyncio_state.roots.is_none() && self.asyncio_state.look_again() {
-            self.asyncio_state.roots = self.find_roots(o, interp).ok().flatten();
+            self.asyncio_state.roots = self.find_roots(target, o, interp).ok().flatten();
         }
         self.asyncio_state.roots
     }
 
-    fn find_roots(&mut self, o: &ObjectLayout, interp: u64) -> Result<Option<Roots>, ReadError> {
+    fn find_roots(
+        &mut self,
+        target: &Target,
+        o: &ObjectLayout,
+        interp: u64,
+    ) -> Result<Option<Roots>, ReadError> {
         let modules = self.read_ptr(field_addr(interp, o.interp_modules))?;
-        let Some(module) = self.dict_get(o, modules, "asyncio.tasks")? else {
+        let Some(module) = self.dict_get(target, o, modules, "asyncio.tasks")? else {
             return Ok(None);
         };
         let globals = self.read_ptr(field_addr(module, o.module_dict))?;
         let items = self.dict_items(o, globals)?;
-        let mut get = |name: &str| self.lookup(&items, name).map(|v| v.unwrap_or(0));
+        let mut get = |name: &str| self.lookup(target, &items, name).map(|v| v.unwrap_or(0));
         let (current_tasks, all_tasks, scheduled_tasks) = (
             get("_current_tasks")?,
             get("_all_tasks")?,
@@ -277,7 +284,7 @@ impl Unwinder {
         if current_tasks == 0 || weak_set == 0 {
             return Ok(None);
         }
-        let Some(weak_tasks) = self.attribute(o, weak_set, "data")? else {
+        let Some(weak_tasks) = self.attribute(target, o, weak_set, "data")? else {
             return Ok(None);
         };
         Ok(Some(Roots {
@@ -315,15 +322,15 @@ impl Unwinder {
     /// A task's coroutine, name, awaited future and loop; `None` once it is done.
     fn task_fields(
         &mut self,
+        target: &Target,
         o: &ObjectLayout,
         kind: TaskKind,
         task: u64,
     ) -> Result<Option<TaskFields>, ReadError> {
         match kind {
             TaskKind::C => {
-                let p = self.target.process.clone();
                 let mut buf = vec![0u8; o.task_size];
-                self.mem.read(&p, task, &mut buf)?;
+                self.mem.read(task, &mut buf)?;
                 // fut_state: PENDING is 0.
                 if i32_at(&buf, o.fut_state) != 0 {
                     return Ok(None);
@@ -339,12 +346,15 @@ impl Unwinder {
             }
             TaskKind::Python => {
                 // `_state` is a class attribute ('PENDING') until the task is done.
-                if let Some(state) = self.attribute(o, task, "_state")? {
-                    if !self.str_is(state, "PENDING") {
+                if let Some(state) = self.attribute(target, o, task, "_state")? {
+                    if !self.str_is(target, state, "PENDING") {
                         return Ok(None);
                     }
                 }
-                let mut get = |name: &str| self.attribute(o, task, name).map(|v| v.unwrap_or(0));
+                let mut get = |name: &str| {
+                    self.attribute(target, o, task, name)
+                        .map(|v| v.unwrap_or(0))
+                };
                 Ok(Some(TaskFields {
                     coro: get("_coro")?,
                     name: get("_name")?,
@@ -361,28 +371,31 @@ impl Unwinder {
     /// child of a `gather()` future.
     fn link_awaited(
         &mut self,
+        target: &Target,
         o: &ObjectLayout,
         pending: &HashMap<u64, TaskFields>,
         awaited: u64,
         awaiter: u64,
-        depth: usize,
         parents: &mut HashMap<u64, Vec<u64>>,
     ) -> Result<(), ReadError> {
-        if awaited == 0 || depth > MAX_DEPTH {
-            return Ok(());
-        }
-        if pending.contains_key(&awaited) {
-            add_parent(parents, awaited, awaiter);
-            return Ok(());
-        }
-        if self.type_name(o, awaited)? != "_GatheringFuture" {
-            return Ok(());
-        }
-        let Some(children) = self.attribute(o, awaited, "_children")? else {
-            return Ok(());
-        };
-        for child in self.list_items(o, children)? {
-            self.link_awaited(o, pending, child, awaiter, depth + 1, parents)?;
+        // (awaited object, how many gathers deep)
+        let mut work = vec![(awaited, 0)];
+        while let Some((awaited, depth)) = work.pop() {
+            if awaited == 0 || depth > MAX_DEPTH {
+                continue;
+            }
+            if pending.contains_key(&awaited) {
+                add_parent(parents, awaited, awaiter);
+                continue;
+            }
+            if self.type_name(o, awaited)? != "_GatheringFuture" {
+                continue;
+            }
+            if let Some(children) = self.attribute(target, o, awaited, "_children")? {
+                for child in self.list_items(o, children)? {
+                    work.push((child, depth + 1));
+                }
+            }
         }
         Ok(())
     }
@@ -404,6 +417,7 @@ impl Unwinder {
     /// The task owning the `TaskGroup` whose `_on_task_done` method `callback` is.
     fn task_group_parent(
         &mut self,
+        target: &Target,
         o: &ObjectLayout,
         callback: u64,
     ) -> Result<Option<u64>, ReadError> {
@@ -414,17 +428,18 @@ impl Unwinder {
         if self.type_name(o, owner)? != "TaskGroup" {
             return Ok(None);
         }
-        self.attribute(o, owner, "_parent_task")
+        self.attribute(target, o, owner, "_parent_task")
     }
 
     /// The sampled thread running an event loop (its `_thread_id`); out of range for none.
     fn loop_thread(
         &mut self,
+        target: &Target,
         o: &ObjectLayout,
         event_loop: u64,
         frames_of: &[ThreadFrames],
     ) -> Result<usize, ReadError> {
-        let Some(id) = self.attribute(o, event_loop, "_thread_id")? else {
+        let Some(id) = self.attribute(target, o, event_loop, "_thread_id")? else {
             return Ok(usize::MAX);
         };
         let fields = ObjectFields::of_objects(o);
@@ -432,7 +447,7 @@ impl Unwinder {
             return Ok(usize::MAX);
         }
         let id = self.int_value(id, &fields)?;
-        let at = self.target.layout.tstate_thread_id.unwrap_or(0);
+        let at = target.layout.tstate_thread_id.unwrap_or(0);
         for (i, t) in frames_of.iter().enumerate() {
             if i128::from(self.read_ptr(field_addr(t.tstate, at))?) == id {
                 return Ok(i);
@@ -455,13 +470,13 @@ impl Unwinder {
     /// object on top of its value stack: what it awaits (checked by the caller's type test).
     pub(super) fn object_suspended_frame(
         &mut self,
+        target: &Target,
         coro: u64,
     ) -> Result<(Option<RawFrame>, u64), ReadError> {
-        let Some(o) = self.object_layout() else {
+        let Some(o) = self.object_layout(target) else {
             return Ok((None, 0));
         };
-        let p = self.target.process.clone();
-        let l = self.target.layout.clone();
+        let l = &target.layout;
         let mut buf = vec![0u8; l.frame_read_size()];
         if let Some(gen_frame) = o.gen_frame {
             // ≤3.10: a frame object, gone once the coroutine finished.
@@ -469,7 +484,7 @@ impl Unwinder {
             if frame == 0 {
                 return Ok((None, 0));
             }
-            self.mem.read(&p, frame, &mut buf)?;
+            self.mem.read(frame, &mut buf)?;
             let raw = RawFrame::Python {
                 code: u64_at(&buf, l.frame_code.unwrap_or(0)),
                 instr: i64::from(i32_at(&buf, l.frame_instr.unwrap_or(0))) as u64,
@@ -502,7 +517,7 @@ impl Unwinder {
         };
         // 3.11+: the frame is embedded in the coroutine.
         buf.resize(iframe + l.frame_read_size(), 0);
-        self.mem.read(&p, coro, &mut buf)?;
+        self.mem.read(coro, &mut buf)?;
         let state = buf[state_at] as i8;
         // COMPLETED (1) and CLEARED (4): nothing left to show.
         if state >= 1 {
@@ -540,9 +555,8 @@ impl Unwinder {
         keys: u64,
         values: Option<u64>,
     ) -> Result<Vec<(u64, u64)>, ReadError> {
-        let p = self.target.process.clone();
         let mut head = vec![0u8; o.keys_indices];
-        self.mem.read(&p, keys, &mut head)?;
+        self.mem.read(keys, &mut head)?;
         let (index_bytes, unicode) = match (o.keys_log2_index_bytes, o.keys_kind, o.keys_size) {
             // 3.11+: index table of 2^n bytes; str-only keys have (key, value) entries.
             (Some(log2), Some(kind), _) => (1u64 << head[log2].min(40), head[kind] != 0),
@@ -566,11 +580,11 @@ impl Unwinder {
         let entry = if unicode { 16 } else { 24 };
         let mut raw = vec![0u8; count as usize * entry];
         let entries = field_addr(keys, o.keys_indices) + index_bytes;
-        self.mem.read(&p, entries, &mut raw)?;
+        self.mem.read(entries, &mut raw)?;
         let split = match values {
             Some(at) => {
                 let mut split = vec![0u8; count as usize * 8];
-                self.mem.read(&p, at, &mut split)?;
+                self.mem.read(at, &mut split)?;
                 Some(split)
             }
             None => None,
@@ -589,39 +603,46 @@ impl Unwinder {
     }
 
     /// The value under a `str` key.
-    fn lookup(&mut self, items: &[(u64, u64)], name: &str) -> Result<Option<u64>, ReadError> {
+    fn lookup(
+        &mut self,
+        target: &Target,
+        items: &[(u64, u64)],
+        name: &str,
+    ) -> Result<Option<u64>, ReadError> {
         Ok(items
             .iter()
-            .find(|&&(key, _)| self.str_is(key, name))
+            .find(|&&(key, _)| self.str_is(target, key, name))
             .map(|&(_, value)| value))
     }
 
     fn dict_get(
         &mut self,
+        target: &Target,
         o: &ObjectLayout,
         dict: u64,
         name: &str,
     ) -> Result<Option<u64>, ReadError> {
         let items = self.dict_items(o, dict)?;
-        self.lookup(&items, name)
+        self.lookup(target, &items, name)
     }
 
     /// Whether `addr` is the `str` `text` (an object that is no readable `str` is not).
-    fn str_is(&mut self, addr: u64, text: &str) -> bool {
-        self.str_text(addr).is_ok_and(|s| s == text)
+    fn str_is(&mut self, target: &Target, addr: u64, text: &str) -> bool {
+        self.str_text(target, addr).is_ok_and(|s| s == text)
     }
 
     /// An instance attribute, from the object's `__dict__` or (3.11+) the values an instance
     /// keeps without one.
     fn attribute(
         &mut self,
+        target: &Target,
         o: &ObjectLayout,
         obj: u64,
         name: &str,
     ) -> Result<Option<u64>, ReadError> {
         let ty = self.read_ptr(field_addr(obj, OB_TYPE))?;
         let flags = self.read_ptr(field_addr(ty, o.type_flags))?;
-        let python = self.target.layout.python;
+        let python = target.layout.python;
         let items = if python >= (3, 11) && flags & MANAGED_DICT != 0 {
             let slot = self.read_ptr(obj.wrapping_sub(MANAGED_DICT_SLOT))?;
             let (dict, values) = match python {
@@ -635,8 +656,7 @@ impl Unwinder {
                         self.read_ptr(field_addr(ty, o.type_basicsize))? as usize,
                     );
                     let mut valid = [0u8];
-                    let p = self.target.process.clone();
-                    self.mem.read(&p, values + VALUES_VALID_313, &mut valid)?;
+                    self.mem.read(values + VALUES_VALID_313, &mut valid)?;
                     let inline = flags & INLINE_VALUES != 0 && valid[0] != 0;
                     (slot, if inline { values } else { 0 })
                 }
@@ -660,19 +680,18 @@ impl Unwinder {
             }
             self.dict_items(o, dict)?
         };
-        self.lookup(&items, name)
+        self.lookup(target, &items, name)
     }
 
     /// The items of a `list`.
     fn list_items(&mut self, o: &ObjectLayout, list: u64) -> Result<Vec<u64>, ReadError> {
-        let p = self.target.process.clone();
         let count = self.read_ptr(field_addr(list, o.var_size))?;
         if count > MAX_LIST_ITEMS {
             return Err(ReadError::Fault);
         }
         let items = self.read_ptr(field_addr(list, o.list_items))?;
         let mut raw = vec![0u8; count as usize * 8];
-        self.mem.read(&p, items, &mut raw)?;
+        self.mem.read(items, &mut raw)?;
         Ok(raw.chunks(8).map(|c| u64_at(c, 0)).collect())
     }
 
@@ -682,12 +701,11 @@ impl Unwinder {
         if let Some(name) = self.asyncio_state.type_names.get(&ty) {
             return Ok(name.clone());
         }
-        let p = self.target.process.clone();
         let at = self.read_ptr(field_addr(ty, o.type_name))?;
         let mut raw = [0u8; 64];
         // A C string: read what the page holds of it.
         let readable = (4096 - (at % 4096) as usize).min(raw.len());
-        self.mem.read(&p, at, &mut raw[..readable])?;
+        self.mem.read(at, &mut raw[..readable])?;
         let end = raw.iter().position(|&b| b == 0).unwrap_or(readable);
         let name = String::from_utf8_lossy(&raw[..end]).into_owned();
         if self.asyncio_state.type_names.len() >= MAX_TASKS {

@@ -7,6 +7,7 @@ pub mod elf;
 pub mod layout;
 mod layouts;
 pub mod linetable;
+pub mod memory;
 pub mod objects;
 pub mod pause;
 pub mod process;

@@ -3,7 +3,8 @@
 
 use super::layout::Layout;
 use super::linetable::LineTable;
-use super::process::{field_addr, Process, ReadError};
+use super::memory::Memory;
+use super::process::{field_addr, ReadError};
 
 /// Longest string or line table accepted; longer means a corrupt read.
 const MAX_OBJECT_BYTES: usize = 1 << 20;
@@ -23,27 +24,27 @@ pub fn i32_at(b: &[u8], at: usize) -> i32 {
 }
 
 /// A 2.7 `str` or 3.x `bytes`: size at 16, data at `ob_sval`.
-pub fn read_bytes(p: &Process, layout: &Layout, addr: u64) -> Result<Vec<u8>, ReadError> {
+pub fn read_bytes(mem: &mut dyn Memory, layout: &Layout, addr: u64) -> Result<Vec<u8>, ReadError> {
     let mut head = [0u8; 24];
-    p.read(addr, &mut head)?;
+    mem.read(addr, &mut head)?;
     let len = i64_at(&head, 16);
     if !(0..=MAX_OBJECT_BYTES as i64).contains(&len) {
         return Err(ReadError::Fault);
     }
     let mut data = vec![0u8; len as usize];
-    p.read(field_addr(addr, layout.bytes_sval.unwrap_or(32)), &mut data)?;
+    mem.read(field_addr(addr, layout.bytes_sval.unwrap_or(32)), &mut data)?;
     Ok(data)
 }
 
 /// A name or filename: 2.7 `str` bytes, or a 3.x compact unicode object.
-pub fn read_str(p: &Process, layout: &Layout, addr: u64) -> Result<String, ReadError> {
+pub fn read_str(mem: &mut dyn Memory, layout: &Layout, addr: u64) -> Result<String, ReadError> {
     if layout.python.0 == 2 {
-        return read_bytes(p, layout, addr).map(|b| String::from_utf8_lossy(&b).into_owned());
+        return read_bytes(mem, layout, addr).map(|b| String::from_utf8_lossy(&b).into_owned());
     }
     let ascii_size = layout.unicode_ascii_size.unwrap_or(48);
     let compact_size = layout.unicode_compact_size.unwrap_or(72);
     let mut head = vec![0u8; compact_size + 8];
-    p.read(addr, &mut head)?;
+    mem.read(addr, &mut head)?;
     let length = i64_at(&head, 16);
     let state = i32_at(&head, 32) as u32;
     let (kind, compact, ascii) = ((state >> 2) & 7, state >> 5 & 1 == 1, state >> 6 & 1 == 1);
@@ -56,7 +57,7 @@ pub fn read_str(p: &Process, layout: &Layout, addr: u64) -> Result<String, ReadE
         (false, _) => u64_at(&head, compact_size),
     };
     let mut raw = vec![0u8; length as usize * kind as usize];
-    p.read(data, &mut raw)?;
+    mem.read(data, &mut raw)?;
     Ok(match kind {
         1 => raw.iter().map(|&b| b as char).collect(),
         2 => String::from_utf16_lossy(
@@ -101,15 +102,15 @@ pub fn code_identity(layout: &Layout, header: &[u8]) -> [u64; 4] {
     ]
 }
 
-pub fn read_code(p: &Process, layout: &Layout, addr: u64) -> Result<Code, ReadError> {
+pub fn read_code(mem: &mut dyn Memory, layout: &Layout, addr: u64) -> Result<Code, ReadError> {
     let mut header = vec![0u8; layout.code_read_size()];
-    p.read(addr, &mut header)?;
+    mem.read(addr, &mut header)?;
     let [filename, name, linetable, firstlineno] = code_identity(layout, &header);
     Ok(Code {
-        filename: read_str(p, layout, filename)?,
-        name: read_str(p, layout, name)?,
+        filename: read_str(mem, layout, filename)?,
+        name: read_str(mem, layout, name)?,
         firstlineno: firstlineno as i32,
-        linetable: read_bytes(p, layout, linetable)?,
+        linetable: read_bytes(mem, layout, linetable)?,
         table_kind: LineTable::for_version(layout.python),
         code_start: field_addr(addr, layout.code_code_adaptive.unwrap_or(0)),
         header,

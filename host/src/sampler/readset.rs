@@ -110,12 +110,6 @@ impl ReadSet {
         }
     }
 
-    pub fn read_u64(&mut self, p: &Process, addr: u64) -> Result<u64, ReadError> {
-        let mut b = [0u8; 8];
-        self.read(p, addr, &mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-
     /// Several regions: cached ones are copied, the rest read together. Returns whether every
     /// region was read whole.
     pub fn read_many(

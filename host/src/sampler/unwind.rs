@@ -9,9 +9,9 @@ use std::os::unix::fs::FileExt;
 use tachyon_plugin_api::{FrameId, FrameInfo, Symbols, ThreadStatus};
 
 use super::discover::{GilSource, Target};
+use super::memory::{LiveMemory, Memory};
 use super::objects::{code_identity, i32_at, read_code, u64_at, Code};
 use super::process::{field_addr, ReadError};
-use super::readset::ReadSet;
 
 const MAX_FRAMES: usize = 4096;
 const MAX_THREADS: usize = 4096;
@@ -69,10 +69,54 @@ pub(super) enum RawFrame {
     Native,
 }
 
+/// Samples one target: its immutable description, and what sampling it keeps between samples.
 pub struct Unwinder {
     pub target: Target,
+    state: UnwindState,
+}
+
+impl Unwinder {
+    pub fn new(target: Target, opts: UnwindOptions) -> Self {
+        let memory = LiveMemory::new(target.process.clone());
+        Unwinder::with_memory(target, opts, Box::new(memory))
+    }
+
+    /// An unwinder reading `memory` instead of the live process (a recorded snapshot).
+    pub fn with_memory(target: Target, opts: UnwindOptions, memory: Box<dyn Memory>) -> Self {
+        let state = UnwindState {
+            opts,
+            mem: memory,
+            codes: HashMap::new(),
+            main_tstate: None,
+            ceval_gil: None,
+            pthread_tids: HashMap::new(),
+            thread_count: 0,
+            stat_files: HashMap::new(),
+            tstate_buf: vec![0u8; target.layout.tstate_read_size()],
+            frame_buf: vec![0u8; target.layout.frame_read_size()],
+            stack_copy: Vec::new(),
+            raw: Vec::new(),
+            thread_frames: Vec::new(),
+            asyncio_state: super::asyncio::AsyncioState::default(),
+        };
+        Unwinder { target, state }
+    }
+
+    /// Sample the selected threads into `out` (cleared first).
+    pub fn sample(
+        &mut self,
+        symbols: &mut Symbols,
+        out: &mut Vec<ThreadSample>,
+    ) -> Result<(), ReadError> {
+        self.state.sample(&self.target, symbols, out)
+    }
+}
+
+/// What sampling a target keeps from one sample to the next: its reads, caches and buffers.
+/// Its methods take the target's description (`&Target`) beside it.
+pub(super) struct UnwindState {
     pub(super) opts: UnwindOptions,
-    pub(super) mem: ReadSet,
+    pub(super) mem: Box<dyn Memory>,
     codes: HashMap<u64, CodeEntry>,
     main_tstate: Option<u64>,
     ceval_gil: Option<u64>,
@@ -89,47 +133,24 @@ pub struct Unwinder {
     pub(super) asyncio_state: super::asyncio::AsyncioState,
 }
 
-impl Unwinder {
-    pub fn new(target: Target, opts: UnwindOptions) -> Self {
-        let tstate_buf = vec![0u8; target.layout.tstate_read_size()];
-        let frame_buf = vec![0u8; target.layout.frame_read_size()];
-        Unwinder {
-            target,
-            opts,
-            mem: ReadSet::default(),
-            codes: HashMap::new(),
-            main_tstate: None,
-            ceval_gil: None,
-            pthread_tids: HashMap::new(),
-            thread_count: 0,
-            stat_files: HashMap::new(),
-            tstate_buf,
-            frame_buf,
-            stack_copy: Vec::new(),
-            raw: Vec::new(),
-            thread_frames: Vec::new(),
-            asyncio_state: super::asyncio::AsyncioState::default(),
-        }
-    }
-
-    /// Sample the selected threads into `out` (cleared first).
-    pub fn sample(
+impl UnwindState {
+    fn sample(
         &mut self,
+        target: &Target,
         symbols: &mut Symbols,
         out: &mut Vec<ThreadSample>,
     ) -> Result<(), ReadError> {
         out.clear();
-        let p = self.target.process.clone();
-        let l = self.target.layout.clone();
-        self.mem.begin(&p)?;
-        let interp = self.mem.read_u64(&p, self.target.interp_head_addr)?;
+        let l = &target.layout;
+        self.mem.begin()?;
+        let interp = self.mem.read_u64(target.interp_head_addr)?;
         if interp == 0 {
             return Ok(());
         }
-        if self.target.gil == GilSource::CevalPointer && self.ceval_gil.is_none() {
+        if target.gil == GilSource::CevalPointer && self.ceval_gil.is_none() {
             self.ceval_gil = Some(
                 self.mem
-                    .read_u64(&p, field_addr(interp, l.interp_ceval_gil.unwrap_or(0)))?,
+                    .read_u64(field_addr(interp, l.interp_ceval_gil.unwrap_or(0)))?,
             );
         }
         // Interpreter-wide state: thread list head, main thread, GC, GIL holder.
@@ -149,7 +170,7 @@ impl Unwinder {
             if let (true, Some(off)) = (self.opts.gc, l.interp_gc_collecting) {
                 regions.push((field_addr(interp, off), &mut gc));
             }
-            match self.target.gil {
+            match target.gil {
                 GilSource::CurrentPointer(addr) => {
                     locked = [1, 0, 0, 0];
                     regions.push((addr, &mut holder));
@@ -170,7 +191,7 @@ impl Unwinder {
                     ));
                 }
             }
-            self.mem.read_many(&p, &mut regions)?
+            self.mem.read_many(&mut regions)?
         };
         if !complete {
             return Err(ReadError::Fault);
@@ -188,12 +209,12 @@ impl Unwinder {
 
         let threads =
             if self.opts.all_threads || self.opts.asyncio.is_some() || self.main_tstate.is_none() {
-                self.thread_list(head)?
+                self.thread_list(target, head)?
             } else {
                 Vec::new()
             };
         if self.main_tstate.is_none() {
-            self.main_tstate = self.find_main(&threads)?;
+            self.main_tstate = self.find_main(target, &threads)?;
         }
         if threads.len() != self.thread_count {
             self.thread_count = threads.len();
@@ -206,38 +227,38 @@ impl Unwinder {
         };
         self.thread_frames.clear();
         for tstate in selected {
-            if let Some(thread) = self.sample_thread(symbols, tstate, gil_holder, gc_running)? {
+            if let Some(thread) =
+                self.sample_thread(target, symbols, tstate, gil_holder, gc_running)?
+            {
                 out.push(thread);
             }
         }
         if let Some(mode) = self.opts.asyncio {
             let threads = std::mem::take(out);
-            self.task_stacks(symbols, interp, mode, threads, out)?;
+            self.task_stacks(target, symbols, interp, mode, threads, out)?;
         }
         Ok(())
     }
 
-    fn thread_list(&mut self, mut tstate: u64) -> Result<Vec<u64>, ReadError> {
-        let p = self.target.process.clone();
-        let next = self.target.layout.tstate_next.unwrap_or(0);
+    fn thread_list(&mut self, target: &Target, mut tstate: u64) -> Result<Vec<u64>, ReadError> {
+        let next = target.layout.tstate_next.unwrap_or(0);
         let mut out = Vec::new();
         while tstate != 0 {
             if out.len() >= MAX_THREADS || out.contains(&tstate) {
                 return Err(ReadError::Fault);
             }
             out.push(tstate);
-            tstate = self.mem.read_u64(&p, field_addr(tstate, next))?;
+            tstate = self.mem.read_u64(field_addr(tstate, next))?;
         }
         Ok(out)
     }
 
     /// The main thread: the one whose OS tid is the pid (3.11+), else the oldest thread state
     /// (new thread states are pushed at the head of the list).
-    fn find_main(&mut self, threads: &[u64]) -> Result<Option<u64>, ReadError> {
-        let p = self.target.process.clone();
-        if let Some(off) = self.target.layout.tstate_native_thread_id {
+    fn find_main(&mut self, target: &Target, threads: &[u64]) -> Result<Option<u64>, ReadError> {
+        if let Some(off) = target.layout.tstate_native_thread_id {
             for &t in threads {
-                if self.mem.read_u64(&p, field_addr(t, off))? == p.pid as u64 {
+                if self.mem.read_u64(field_addr(t, off))? == target.process.pid as u64 {
                     return Ok(Some(t));
                 }
             }
@@ -247,31 +268,30 @@ impl Unwinder {
 
     fn sample_thread(
         &mut self,
+        target: &Target,
         symbols: &mut Symbols,
         tstate: u64,
         gil_holder: u64,
         gc_running: bool,
     ) -> Result<Option<ThreadSample>, ReadError> {
-        let p = self.target.process.clone();
         let mut ts = std::mem::take(&mut self.tstate_buf);
-        let result = self
-            .mem
-            .read(&p, tstate, &mut ts)
-            .and_then(|()| self.thread_from_state(symbols, tstate, &ts, gil_holder, gc_running));
+        let result = self.mem.read(tstate, &mut ts).and_then(|()| {
+            self.thread_from_state(target, symbols, tstate, &ts, gil_holder, gc_running)
+        });
         self.tstate_buf = ts;
         result
     }
 
     fn thread_from_state(
         &mut self,
+        target: &Target,
         symbols: &mut Symbols,
         tstate: u64,
         ts: &[u8],
         gil_holder: u64,
         gc_running: bool,
     ) -> Result<Option<ThreadSample>, ReadError> {
-        let p = self.target.process.clone();
-        let l = self.target.layout.clone();
+        let l = &target.layout;
         let field = |off: Option<usize>| off.map_or(0, |o| u64_at(ts, o));
         let mut frame = field(l.tstate_frame);
         if let Some(off) = l.cframe_current_frame {
@@ -279,7 +299,7 @@ impl Unwinder {
             frame = if frame == 0 {
                 0
             } else {
-                self.mem.read_u64(&p, field_addr(frame, off))?
+                self.mem.read_u64(field_addr(frame, off))?
             };
         }
         let thread_id = match l.tstate_native_thread_id {
@@ -293,11 +313,11 @@ impl Unwinder {
         if Some(tstate) == self.main_tstate {
             status |= ThreadStatus::MAIN_THREAD;
         }
-        if self.has_exception(ts)? {
+        if self.has_exception(target, ts)? {
             status |= ThreadStatus::HAS_EXCEPTION;
         }
         status |= if self.opts.cpu_state {
-            self.cpu_state(thread_id)
+            self.cpu_state(target, thread_id)
         } else {
             ThreadStatus::UNKNOWN
         };
@@ -305,16 +325,16 @@ impl Unwinder {
 
         self.raw.clear();
         if l.object_frames() {
-            self.walk_object_frames(frame)?;
+            self.walk_object_frames(target, frame)?;
         } else {
-            self.walk_interpreter_frames(frame, chunk)?;
+            self.walk_interpreter_frames(target, frame, chunk)?;
         }
         let mut frames = Vec::with_capacity(self.raw.len() + 1);
         if gc_running && status & ThreadStatus::HAS_GIL != 0 {
             frames.push(synthetic(symbols, "<GC>"));
         }
         let gc_frames = frames.len();
-        self.resolve(symbols, &mut frames)?;
+        self.resolve(target, symbols, &mut frames)?;
         if self.opts.asyncio.is_some() {
             self.thread_frames.push(super::asyncio::ThreadFrames {
                 tstate,
@@ -342,9 +362,8 @@ impl Unwinder {
     }
 
     /// ≤3.10: heap frame objects linked by `f_back`.
-    fn walk_object_frames(&mut self, mut frame: u64) -> Result<(), ReadError> {
-        let p = self.target.process.clone();
-        let l = self.target.layout.clone();
+    fn walk_object_frames(&mut self, target: &Target, mut frame: u64) -> Result<(), ReadError> {
+        let l = &target.layout;
         let (code_off, back_off, lasti_off) = (
             l.frame_code.unwrap_or(0),
             l.frame_previous.unwrap_or(0),
@@ -354,7 +373,7 @@ impl Unwinder {
             if self.raw.len() >= MAX_FRAMES {
                 return Err(ReadError::Fault);
             }
-            self.mem.read(&p, frame, &mut self.frame_buf)?;
+            self.mem.read(frame, &mut self.frame_buf)?;
             let code = u64_at(&self.frame_buf, code_off);
             let lasti = i32_at(&self.frame_buf, lasti_off);
             if code != 0 {
@@ -372,9 +391,13 @@ impl Unwinder {
     /// 3.11+: `_PyInterpreterFrame`s, mostly inside the thread's current data-stack chunk,
     /// which is copied once; frames elsewhere (generators, C-stack entry frames, older chunks)
     /// are read one by one.
-    fn walk_interpreter_frames(&mut self, mut frame: u64, chunk: u64) -> Result<(), ReadError> {
-        let p = self.target.process.clone();
-        let l = self.target.layout.clone();
+    fn walk_interpreter_frames(
+        &mut self,
+        target: &Target,
+        mut frame: u64,
+        chunk: u64,
+    ) -> Result<(), ReadError> {
+        let l = &target.layout;
         let size = self.frame_buf.len() as u64;
         self.stack_copy.clear();
         // Bytes from the chunk's start to the end of the top frame; `None` for torn pointers.
@@ -385,10 +408,10 @@ impl Unwinder {
         if let Some(used) = used {
             let span = used.div_ceil(STACK_COPY_ROUNDING) * STACK_COPY_ROUNDING;
             self.stack_copy.resize(span as usize, 0);
-            if self.mem.read(&p, chunk, &mut self.stack_copy).is_err() {
+            if self.mem.read(chunk, &mut self.stack_copy).is_err() {
                 // Rounding may reach past the chunk's mapping: fall back to the exact span.
                 self.stack_copy.resize(used as usize, 0);
-                self.mem.read(&p, chunk, &mut self.stack_copy)?;
+                self.mem.read(chunk, &mut self.stack_copy)?;
             }
         }
         let mut emitted = 0usize;
@@ -404,7 +427,7 @@ impl Unwinder {
             let buf: &[u8] = if let Some(bytes) = copied {
                 bytes
             } else {
-                self.mem.read(&p, frame, &mut self.frame_buf)?;
+                self.mem.read(frame, &mut self.frame_buf)?;
                 &self.frame_buf
             };
             let code = u64_at(buf, l.frame_code.unwrap_or(0)) & !7;
@@ -433,11 +456,11 @@ impl Unwinder {
     /// changed (the address now holds another object) is read again.
     pub(super) fn resolve(
         &mut self,
+        target: &Target,
         symbols: &mut Symbols,
         out: &mut Vec<FrameId>,
     ) -> Result<(), ReadError> {
-        let p = self.target.process.clone();
-        let l = self.target.layout.clone();
+        let l = &target.layout;
         let mut unique: Vec<u64> = Vec::new();
         for f in &self.raw {
             if let RawFrame::Python { code, .. } = f {
@@ -454,17 +477,17 @@ impl Unwinder {
                 .copied()
                 .zip(headers.chunks_mut(size))
                 .collect();
-            self.mem.read_many(&p, &mut regions)?
+            self.mem.read_many(&mut regions)?
         };
         for (addr, header) in unique.iter().zip(headers.chunks(size)) {
             let stale = self.codes.get(addr).is_some_and(|e| {
-                !complete || code_identity(&l, header) != code_identity(&l, &e.code.header)
+                !complete || code_identity(l, header) != code_identity(l, &e.code.header)
             });
             if stale {
                 self.codes.remove(addr);
             }
             if let std::collections::hash_map::Entry::Vacant(slot) = self.codes.entry(*addr) {
-                let code = read_code(&p, &l, *addr)?;
+                let code = read_code(&mut *self.mem, l, *addr)?;
                 let filename = symbols.intern_str(&code.filename);
                 let name = symbols.intern_str(&code.name);
                 slot.insert(CodeEntry {
@@ -519,7 +542,6 @@ impl Unwinder {
 
     /// The opcode byte at each Python frame's instruction pointer (3.11+).
     fn read_opcodes(&mut self) -> Result<Vec<Option<u8>>, ReadError> {
-        let p = self.target.process.clone();
         let ptrs: Vec<u64> = self
             .raw
             .iter()
@@ -538,7 +560,7 @@ impl Unwinder {
                 .copied()
                 .zip(words.iter_mut().map(<[u8; 2]>::as_mut_slice))
                 .collect();
-            self.mem.read_many(&p, &mut regions)?
+            self.mem.read_many(&mut regions)?
         };
         if complete {
             return Ok(words.iter().map(|w| Some(w[0])).collect());
@@ -547,14 +569,13 @@ impl Unwinder {
         Ok(ptrs
             .iter()
             .zip(&mut words)
-            .map(|(&ptr, w)| self.mem.read(&p, ptr, w).ok().map(|()| w[0]))
+            .map(|(&ptr, w)| self.mem.read(ptr, w).ok().map(|()| w[0]))
             .collect())
     }
 
-    fn has_exception(&mut self, ts: &[u8]) -> Result<bool, ReadError> {
-        let l = self.target.layout.clone();
-        let p = self.target.process.clone();
-        let none = self.target.none_addr.unwrap_or(0);
+    fn has_exception(&mut self, target: &Target, ts: &[u8]) -> Result<bool, ReadError> {
+        let l = &target.layout;
+        let none = target.none_addr.unwrap_or(0);
         let set = |v: u64| v != 0 && v != none;
         if l.tstate_exception.is_some_and(|o| set(u64_at(ts, o))) {
             return Ok(true);
@@ -568,15 +589,15 @@ impl Unwinder {
         match (l.tstate_exc_info, l.exc_info_value) {
             (Some(info_off), Some(value_off)) => {
                 let info = u64_at(ts, info_off);
-                Ok(info != 0 && set(self.mem.read_u64(&p, field_addr(info, value_off))?))
+                Ok(info != 0 && set(self.mem.read_u64(field_addr(info, value_off))?))
             }
             _ => Ok(false),
         }
     }
 
     /// ON_CPU if the kernel says the thread is running, UNKNOWN if it cannot tell.
-    fn cpu_state(&mut self, tid: u64) -> u8 {
-        let pid = self.target.process.pid;
+    fn cpu_state(&mut self, target: &Target, tid: u64) -> u8 {
+        let pid = target.process.pid;
         let file = match self.stat_files.entry(tid) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -610,9 +631,9 @@ impl Unwinder {
         if let Some(&tid) = self.pthread_tids.get(&pthread) {
             return tid;
         }
-        let tids = self.target.process.thread_ids();
+        let tids = self.mem.thread_ids();
         let mut buf = vec![0u8; 2048];
-        let tid = match self.target.process.read(pthread, &mut buf) {
+        let tid = match self.mem.read(pthread, &mut buf) {
             Ok(()) => {
                 let at = |o: usize| u32::from_le_bytes(buf[o..o + 4].try_into().unwrap());
                 let known = GLIBC_PTHREAD_TID_OFFSET;

@@ -19,9 +19,9 @@ OBJECT_VERSIONS = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
 def rust_tables():
     text = open(os.path.join(ROOT, "host", "src", "sampler", "layouts.rs")).read()
     tables = {}
-    for block in re.findall(r" Layout \{(.*?)\.\.Layout::NONE", text, re.S):
+    for block in re.findall(r" Layout \{(.*?)\n    \}", text, re.S):
         major, minor = re.search(r"python: \((\d+), (\d+)\)", block).groups()
-        tables["%s.%s" % (major, minor)] = {k: int(v) for k, v in re.findall(r"(\w+): Some\((\d+)\)", block)}
+        tables["%s.%s" % (major, minor)] = {k: int(v) for k, v in re.findall(r"(\w+): (?:Some\()?(\d+)\)?,", block)}
     return tables
 
 

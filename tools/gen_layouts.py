@@ -52,6 +52,26 @@ def probe_objects(version):
 
 
 VERSIONS = ["2.7", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12"]
+# Layout's fields in declaration order; every version has the REQUIRED ones (plain offsets),
+# the others are Options.
+LAYOUT_FIELDS = [
+    "runtime_interpreters_head", "runtime_tstate_current", "interp_next", "interp_tstate_head",
+    "interp_threads_main", "interp_gc_collecting", "interp_ceval_gil", "gil_locked",
+    "gil_last_holder", "interp_gil_locked", "interp_gil_holder", "tstate_size", "tstate_next",
+    "tstate_interp", "tstate_frame", "cframe_current_frame", "tstate_native_thread_id",
+    "tstate_datastack_chunk", "tstate_thread_id", "tstate_exception", "tstate_exc_type",
+    "tstate_exc_info", "exc_info_value", "frame_size", "frame_code", "frame_previous",
+    "frame_instr", "frame_owner", "frame_is_entry", "code_size", "code_qualname",
+    "code_code_adaptive", "code_linetable", "code_filename", "code_name", "code_firstlineno",
+    "unicode_ascii_size", "unicode_compact_size", "bytes_sval", "object_type", "type_flags",
+    "long_tag", "long_digits", "set_used", "set_table", "set_mask", "gen_iframe",
+    "gen_frame_state", "frame_stackpointer",
+]
+REQUIRED = {
+    "interp_next", "interp_tstate_head", "tstate_next", "tstate_interp", "tstate_frame",
+    "tstate_thread_id", "frame_code", "frame_previous", "frame_instr", "code_linetable",
+    "code_filename", "code_name", "code_firstlineno", "bytes_sval",
+}
 OBJECT_VERSIONS = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
 # ObjectLayout's fields in declaration order; those some versions lack are Options.
 OBJECT_FIELDS = [
@@ -71,12 +91,15 @@ OPTIONAL = {"keys_size", "keys_log2_size", "keys_log2_index_bytes", "keys_kind",
 
 def rust_layout(version, fields):
     major, minor = map(int, version.split("."))
+    unknown = set(fields) - set(LAYOUT_FIELDS) - {"version_hex"}
+    assert not unknown, unknown
     lines = [f"    Layout {{", f"        python: ({major}, {minor}),"]
-    for name, value in fields.items():
-        if name == "version_hex":
-            continue
-        lines.append(f"        {name}: Some({value}),")
-    lines.append("        ..Layout::NONE")
+    for name in LAYOUT_FIELDS:
+        if name in REQUIRED:
+            value = str(fields[name])
+        else:
+            value = f"Some({fields[name]})" if name in fields else "None"
+        lines.append(f"        {name}: {value},")
     lines.append("    },")
     return "\n".join(lines)
 

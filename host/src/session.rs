@@ -28,8 +28,9 @@ use crate::output::{
 };
 use crate::progress::RealtimeStats;
 use crate::sampler::asyncio::AsyncMode;
+use crate::sampler::discover::AttachError;
 use crate::sampler::pause::Paused;
-use crate::sampler::process::{check_pid, permission_help, Process, ReadError};
+use crate::sampler::process::{check_pid, Process, ReadError};
 use crate::sampler::{Target, ThreadSample, UnwindOptions, Unwinder};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -454,7 +455,9 @@ impl Loop<'_> {
                 Ok(true)
             }
             Err(ReadError::Exited) => Ok(false),
-            Err(ReadError::Permission) => bail!(permission_help(self.unwinder.target.process.pid)),
+            Err(e @ ReadError::Permission) => {
+                Err(AttachError::from_read(self.unwinder.target.process.pid, e).into())
+            }
             Err(ReadError::Fault) => {
                 if !self.unwinder.target.process.is_alive() {
                     return Ok(false);
@@ -726,32 +729,29 @@ fn wait_for_runtime(pid: i32, mut child: Option<&mut Child>) -> Result<Target> {
     loop {
         let attempt = Target::attach(pid).and_then(|t| match t.first_interpreter() {
             Ok(Some(_)) => Ok(t),
-            Ok(None) => bail!("the Python runtime of PID {pid} is not initialised"),
-            Err(e) => bail!("cannot read PID {pid}: {e}"),
+            Ok(None) => Err(AttachError::NotPython {
+                pid,
+                why: format!("the Python runtime of PID {pid} is not initialised"),
+            }),
+            Err(e) => Err(AttachError::from_read(pid, e)),
         });
-        match attempt {
+        let e = match attempt {
             Ok(t) => return Ok(t),
-            Err(e) => {
-                let msg = format!("{e:#}");
-                let fatal = msg.contains("not supported")
-                    || msg.contains("permission denied")
-                    || msg.contains("no process with PID");
-                let child_gone = match child.as_deref_mut() {
-                    Some(c) => c.try_wait()?.map(how_it_ended),
-                    None => (!crate::sampler::process::Process::new(pid).is_alive())
-                        .then(|| "exited".to_owned()),
-                };
-                if let Some(how) = child_gone {
-                    bail!("process {pid} {how} before it could be sampled");
-                }
-                if fatal
-                    || started.elapsed() > Duration::from_secs(if child.is_some() { 10 } else { 2 })
-                {
-                    return Err(e);
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
+            Err(e) => e,
+        };
+        let child_gone = match child.as_deref_mut() {
+            Some(c) => c.try_wait()?.map(how_it_ended),
+            None => (!Process::new(pid).is_alive()).then(|| "exited".to_owned()),
+        };
+        if let Some(how) = child_gone {
+            bail!("process {pid} {how} before it could be sampled");
         }
+        // A runtime still starting up may appear; a started child gets longer to load it.
+        let patience = Duration::from_secs(if child.is_some() { 10 } else { 2 });
+        if !e.may_pass() || started.elapsed() > patience {
+            return Err(e.into());
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

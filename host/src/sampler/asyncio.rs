@@ -45,6 +45,25 @@ pub fn check_version(target: &super::Target) -> anyhow::Result<()> {
             target.process.pid
         );
     }
+    let l = &target.layout;
+    let debug_offsets = [
+        ("pyobject.ob_type", l.object_type),
+        ("type_object.tp_flags", l.type_flags),
+        ("long_object.lv_tag", l.long_tag),
+        ("long_object.ob_digit", l.long_digits),
+        ("set_object.table", l.set_table),
+        ("set_object.mask", l.set_mask),
+        ("gen_object.gi_iframe", l.gen_iframe),
+        ("gen_object.gi_frame_state", l.gen_frame_state),
+        ("interpreter_frame.stackpointer", l.frame_stackpointer),
+    ];
+    if (major, minor) >= (3, 14) {
+        if let Some((name, _)) = debug_offsets.iter().find(|(_, offset)| offset.is_none()) {
+            anyhow::bail!(
+                "--async-aware: the debug offsets of Python {major}.{minor} lack `{name}`"
+            );
+        }
+    }
     Ok(())
 }
 
@@ -60,10 +79,14 @@ pub struct AsyncioOffsets {
     interp_tasks_head: usize,
     running_task: usize,
     thread_tasks_head: usize,
+    /// From the runtime's debug offsets: the objects task names and awaiter sets are, and
+    /// where a coroutine's frame is.
+    objects: ObjectFields,
+    gen_iframe: usize,
 }
 
 impl AsyncioOffsets {
-    fn parse(raw: &[u8; 104]) -> AsyncioOffsets {
+    fn parse(raw: &[u8; 104], objects: ObjectFields, gen_iframe: usize) -> AsyncioOffsets {
         let w = |i: usize| u64_at(raw, i * 8) as usize;
         AsyncioOffsets {
             task_size: w(0),
@@ -75,12 +98,15 @@ impl AsyncioOffsets {
             interp_tasks_head: w(8),
             running_task: w(11),
             thread_tasks_head: w(12),
+            objects,
+            gen_iframe,
         }
     }
 }
 
 /// Where the object fields task names, awaiter sets and coroutine chains need are: the debug
 /// offsets on 3.14+, the generated `ObjectLayout` before.
+#[derive(Clone, Copy, Debug)]
 pub(super) struct ObjectFields {
     pub ob_type: usize,
     pub type_flags: usize,
@@ -93,16 +119,17 @@ pub(super) struct ObjectFields {
 }
 
 impl ObjectFields {
-    fn of_debug_offsets(l: &Layout) -> ObjectFields {
-        ObjectFields {
-            ob_type: l.object_type.unwrap_or(8),
-            type_flags: l.type_flags.unwrap_or(0),
-            int_tag: l.long_tag,
+    /// 3.14+: from the debug offsets (`check_version` made sure they have them).
+    fn of_debug_offsets(l: &Layout) -> Option<ObjectFields> {
+        Some(ObjectFields {
+            ob_type: l.object_type?,
+            type_flags: l.type_flags?,
+            int_tag: Some(l.long_tag?),
             int_size: 16,
-            int_digits: l.long_digits.unwrap_or(0),
-            set_table: l.set_table.unwrap_or(0),
-            set_mask: l.set_mask.unwrap_or(0),
-        }
+            int_digits: l.long_digits?,
+            set_table: l.set_table?,
+            set_mask: l.set_mask?,
+        })
     }
 
     pub(super) fn of_objects(o: &ObjectLayout) -> ObjectFields {
@@ -200,7 +227,12 @@ impl UnwindState {
             let bias = first.wrapping_sub(elf.first_load_vaddr);
             let mut raw = [0u8; 104];
             if self.mem.read(bias + section.addr, &mut raw).is_ok() {
-                return Some(AsyncioOffsets::parse(&raw));
+                let objects = ObjectFields::of_debug_offsets(&target.layout)?;
+                return Some(AsyncioOffsets::parse(
+                    &raw,
+                    objects,
+                    target.layout.gen_iframe?,
+                ));
             }
         }
         None
@@ -243,7 +275,7 @@ impl UnwindState {
         let Some(off) = self.asyncio_offsets(target) else {
             return Ok(None);
         };
-        let fields = ObjectFields::of_debug_offsets(&target.layout);
+        let fields = off.objects;
         let mut tasks: HashMap<u64, Task> = HashMap::new();
         let mut pending: Vec<(u64, usize)> = Vec::new();
         for (i, t) in frames_of.iter().enumerate() {
@@ -254,7 +286,7 @@ impl UnwindState {
                         continue;
                     }
                     let coro = self.read_ptr(field_addr(running, off.task_coro))? & !7;
-                    let gen_frame = coro + target.layout.gen_iframe.unwrap_or(0) as u64;
+                    let gen_frame = coro + off.gen_iframe as u64;
                     let frames = match running_frames(t, threads, gen_frame) {
                         Some(frames) => frames,
                         None => self.coroutine_frames(target, symbols, coro, fields.ob_type)?,
@@ -336,7 +368,7 @@ impl UnwindState {
         tasks: &mut HashMap<u64, Task>,
         pending: &mut Vec<(u64, usize)>,
     ) -> Result<(), ReadError> {
-        let fields = ObjectFields::of_debug_offsets(&target.layout);
+        let fields = off.objects;
         let mut buf = vec![0u8; off.task_size.max(off.task_node + 16)];
         self.mem.read(task, &mut buf)?;
         let coro = u64_at(&buf, off.task_coro) & !7;
@@ -506,7 +538,9 @@ impl UnwindState {
         coro: u64,
     ) -> Result<(Option<RawFrame>, u64), ReadError> {
         let l = &target.layout;
-        let (Some(iframe), Some(state_at)) = (l.gen_iframe, l.gen_frame_state) else {
+        let (Some(iframe), Some(state_at), Some(stackpointer)) =
+            (l.gen_iframe, l.gen_frame_state, l.frame_stackpointer)
+        else {
             return Ok((None, 0));
         };
         let (cleared, yield_from): (i8, &[i8]) = if l.python >= (3, 15) {
@@ -523,8 +557,8 @@ impl UnwindState {
             return Ok((None, 0));
         }
         let frame = &buf[iframe..];
-        let code = u64_at(frame, l.frame_code.unwrap_or(0)) & !7;
-        let instr = u64_at(frame, l.frame_instr.unwrap_or(0));
+        let code = u64_at(frame, l.frame_code) & !7;
+        let instr = u64_at(frame, l.frame_instr);
         let raw = (code != 0).then_some(RawFrame::Python {
             code,
             instr,
@@ -533,7 +567,7 @@ impl UnwindState {
         if !yield_from.contains(&state) {
             return Ok((raw, 0));
         }
-        let sp = u64_at(frame, l.frame_stackpointer.unwrap_or(0));
+        let sp = u64_at(frame, stackpointer);
         Ok((raw, self.read_ptr(sp.wrapping_sub(awaited_slot))?))
     }
 

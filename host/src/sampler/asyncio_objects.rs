@@ -447,7 +447,7 @@ impl UnwindState {
             return Ok(usize::MAX);
         }
         let id = self.int_value(id, &fields)?;
-        let at = target.layout.tstate_thread_id.unwrap_or(0);
+        let at = target.layout.tstate_thread_id;
         for (i, t) in frames_of.iter().enumerate() {
             if i128::from(self.read_ptr(field_addr(t.tstate, at))?) == id {
                 return Ok(i);
@@ -486,17 +486,22 @@ impl UnwindState {
             }
             self.mem.read(frame, &mut buf)?;
             let raw = RawFrame::Python {
-                code: u64_at(&buf, l.frame_code.unwrap_or(0)),
-                instr: i64::from(i32_at(&buf, l.frame_instr.unwrap_or(0))) as u64,
+                code: u64_at(&buf, l.frame_code),
+                instr: i64::from(i32_at(&buf, l.frame_instr)) as u64,
                 frame,
             };
-            let top = match (o.frame_stacktop, o.frame_stackdepth, o.frame_state) {
+            let top = match (
+                o.frame_stacktop,
+                o.frame_valuestack,
+                o.frame_stackdepth,
+                o.frame_state,
+            ) {
                 // 3.8/3.9: `f_stacktop` is set only while suspended.
-                (Some(stacktop), _, _) => u64_at(&buf, stacktop).checked_sub(8),
+                (Some(stacktop), ..) => u64_at(&buf, stacktop).checked_sub(8),
                 // 3.10: FRAME_SUSPENDED is -1.
-                (None, Some(depth), Some(state)) if buf[state] as i8 == -1 => {
+                (None, Some(stack), Some(depth), Some(state)) if buf[state] as i8 == -1 => {
                     let depth = u64::try_from(i32_at(&buf, depth)).unwrap_or(0);
-                    let stack = u64_at(&buf, o.frame_valuestack.unwrap_or(0));
+                    let stack = u64_at(&buf, stack);
                     (depth > 0).then(|| stack + 8 * (depth - 1))
                 }
                 _ => None,
@@ -524,10 +529,10 @@ impl UnwindState {
             return Ok((None, 0));
         }
         let frame = &buf[iframe..];
-        let code = u64_at(frame, l.frame_code.unwrap_or(0)) & !7;
+        let code = u64_at(frame, l.frame_code) & !7;
         let raw = (code != 0).then_some(RawFrame::Python {
             code,
-            instr: u64_at(frame, l.frame_instr.unwrap_or(0)),
+            instr: u64_at(frame, l.frame_instr),
             frame: field_addr(coro, iframe),
         });
         // Suspended awaiting: FRAME_SUSPENDED (3.11/3.12), FRAME_SUSPENDED_YIELD_FROM (3.13).

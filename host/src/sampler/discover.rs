@@ -4,8 +4,6 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
-
 use super::elf::Elf;
 use super::layout::{debug_offsets_size, Layout};
 use super::process::{Mapping, Process, ReadError};
@@ -15,11 +13,66 @@ use super::process::{Mapping, Process, ReadError};
 pub enum GilSource {
     /// An address holding the holder's `PyThreadState*` (2.7-3.11).
     CurrentPointer(u64),
-    /// 3.12: `interp->ceval.gil` points to a `{last_holder, locked}` struct.
-    CevalPointer,
-    /// 3.13+: the GIL state is embedded in the interpreter state.
-    Embedded,
+    /// 3.12: the interpreter state's pointer at `gil` to a struct with `locked` and `holder`.
+    CevalPointer {
+        gil: usize,
+        locked: usize,
+        holder: usize,
+    },
+    /// 3.13+: `locked` and `holder` embedded in the interpreter state.
+    Embedded { locked: usize, holder: usize },
 }
+
+/// Why a process cannot be sampled.
+#[derive(Debug)]
+pub enum AttachError {
+    /// No process with that PID.
+    NotFound(i32),
+    /// No CPython runtime in it, or not one that is initialised yet (`why` says which).
+    NotPython { pid: i32, why: String },
+    /// A Python tachyon cannot read (`why`: the version, or the struct field it lacks).
+    Unsupported { pid: i32, why: String },
+    /// Its memory may not be read; `help` names the missing capability or setting.
+    Permission { pid: i32, help: String },
+    /// It exited while being attached.
+    Exited(i32),
+}
+
+impl AttachError {
+    /// Whether waiting could help: a runtime still starting up can appear; the rest cannot.
+    pub fn may_pass(&self) -> bool {
+        matches!(self, AttachError::NotPython { .. })
+    }
+
+    pub fn from_read(pid: i32, e: ReadError) -> AttachError {
+        match e {
+            ReadError::Permission => AttachError::Permission {
+                pid,
+                help: super::process::permission_help(pid),
+            },
+            ReadError::Exited => AttachError::Exited(pid),
+            ReadError::Fault => AttachError::NotPython {
+                pid,
+                why: format!("cannot read the CPython runtime of PID {pid}"),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for AttachError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttachError::NotFound(pid) => write!(f, "no process with PID {pid}"),
+            AttachError::NotPython { why, .. } | AttachError::Unsupported { why, .. } => {
+                f.write_str(why)
+            }
+            AttachError::Permission { help, .. } => f.write_str(help),
+            AttachError::Exited(pid) => write!(f, "process {pid} exited"),
+        }
+    }
+}
+
+impl std::error::Error for AttachError {}
 
 pub struct Target {
     pub process: Process,
@@ -82,22 +135,23 @@ fn candidate_binaries(maps: &[Mapping], exe: Option<&Path>) -> Vec<(String, u64)
 }
 
 impl Target {
-    pub fn attach(pid: i32) -> Result<Target> {
+    pub fn attach(pid: i32) -> Result<Target, AttachError> {
         let process = Process::new(pid);
         let maps = process.maps()?;
         let exe = process.exe().ok();
         let candidates = candidate_binaries(&maps, exe.as_deref());
+        let not_python = |why: String| AttachError::NotPython { pid, why };
         if candidates.is_empty() {
-            bail!(
+            return Err(not_python(format!(
                 "PID {pid} is not a Python process (no python executable or libpython is mapped)"
-            );
+            )));
         }
         let mut last_err = None;
         for (path, base) in &candidates {
             let elf = match Elf::open(&process.open_path(path)) {
                 Ok(elf) => elf,
                 Err(e) => {
-                    last_err = Some(e);
+                    last_err = Some(not_python(format!("{e:#}")));
                     continue;
                 }
             };
@@ -108,23 +162,31 @@ impl Target {
                 Err(e) => last_err = Some(e),
             }
         }
-        match last_err {
-            Some(e) => Err(e),
-            None => bail!(
+        Err(last_err.unwrap_or_else(|| {
+            not_python(format!(
                 "PID {pid} is not a Python process (no CPython runtime found in {})",
                 candidates[0].0
-            ),
-        }
+            ))
+        }))
     }
 
-    fn from_binary(process: &Process, path: &str, elf: &Elf, bias: u64) -> Result<Option<Target>> {
-        let read_err = |e: ReadError| match e {
-            ReadError::Permission => anyhow::anyhow!(super::process::permission_help(process.pid)),
-            ReadError::Exited => anyhow::anyhow!("process {} exited", process.pid),
-            ReadError::Fault => {
-                anyhow::anyhow!("cannot read the CPython runtime of process {}", process.pid)
-            }
+    fn from_binary(
+        process: &Process,
+        path: &str,
+        elf: &Elf,
+        bias: u64,
+    ) -> Result<Option<Target>, AttachError> {
+        let pid = process.pid;
+        let read_err = |e: ReadError| AttachError::from_read(pid, e);
+        let unsupported = |why: String| AttachError::Unsupported { pid, why };
+        let missing = |what: &str| unsupported(format!("{what} (in {path})"));
+        // A symbol the runtime is found by: absent from an executable that links libpython,
+        // until the loader maps the library.
+        let no_symbol = |name: &str| AttachError::NotPython {
+            pid,
+            why: format!("no {name} symbol in {path}"),
         };
+        let none_addr = elf.symbol("_Py_NoneStruct").map(|a| bias + a);
         // 3.13+: _Py_DebugOffsets at the start of the .PyRuntime section.
         if let Some(section) = elf.section(".PyRuntime") {
             let runtime = bias + section.addr;
@@ -134,26 +196,34 @@ impl Target {
                 let minor = (u64::from_le_bytes(head[8..16].try_into().unwrap()) >> 16) as u8;
                 let mut raw = vec![0u8; debug_offsets_size(minor)];
                 process.read(runtime, &mut raw).map_err(read_err)?;
-                let (layout, hex) = Layout::from_debug_offsets(&raw)?;
+                let (layout, hex) =
+                    Layout::from_debug_offsets(&raw).map_err(|e| unsupported(format!("{e:#}")))?;
                 let version = ((hex >> 24) as u8, (hex >> 16) as u8, (hex >> 8) as u8);
                 if version.1 > 15 {
-                    bail!(
+                    return Err(unsupported(format!(
                         "Python {}.{} is not supported (tachyon supports {SUPPORTED})",
-                        version.0,
-                        version.1
-                    );
+                        version.0, version.1
+                    )));
                 }
                 let head_off = layout
                     .runtime_interpreters_head
-                    .context("debug offsets lack interpreters_head")?;
+                    .ok_or_else(|| missing("the debug offsets lack `interpreters_head`"))?;
+                let gil = GilSource::Embedded {
+                    locked: layout
+                        .interp_gil_locked
+                        .ok_or_else(|| missing("the debug offsets lack the GIL's `locked`"))?,
+                    holder: layout
+                        .interp_gil_holder
+                        .ok_or_else(|| missing("the debug offsets lack the GIL's `holder`"))?,
+                };
                 return Ok(Some(Target {
                     process: process.clone(),
                     version,
                     interp_head_addr: runtime + head_off as u64,
-                    gil: GilSource::Embedded,
-                    layout,
+                    gil,
+                    layout: layout.checked().map_err(unsupported)?,
                     binary: path.to_owned(),
-                    none_addr: elf.symbol("_Py_NoneStruct").map(|a| bias + a),
+                    none_addr,
                 }));
             }
         }
@@ -162,13 +232,15 @@ impl Target {
         };
         if (major, minor) >= (3, 13) {
             // Its debug offsets are not readable yet: the loader is still mapping the binary.
-            bail!(
-                "the CPython runtime of PID {} is not initialised yet",
-                process.pid
-            );
+            return Err(AttachError::NotPython {
+                pid,
+                why: format!("the CPython runtime of PID {pid} is not initialised yet"),
+            });
         }
-        let layout = Layout::for_version(major, minor).with_context(|| {
-            format!("Python {major}.{minor} is not supported (tachyon supports {SUPPORTED})")
+        let layout = Layout::for_version(major, minor).ok_or_else(|| {
+            unsupported(format!(
+                "Python {major}.{minor} is not supported (tachyon supports {SUPPORTED})"
+            ))
         })?;
         let mut version = (major, minor, 0);
         if let Some(sym) = elf.symbol("Py_Version") {
@@ -179,30 +251,38 @@ impl Target {
             let runtime = bias
                 + elf
                     .symbol("_PyRuntime")
-                    .with_context(|| format!("no _PyRuntime symbol in {path}"))?;
-            let head = runtime
-                + layout
-                    .runtime_interpreters_head
-                    .context("layout lacks interpreters.head")? as u64;
-            let gil = match layout.runtime_tstate_current {
-                Some(off) => GilSource::CurrentPointer(runtime + off as u64),
-                None => GilSource::CevalPointer,
+                    .ok_or_else(|| no_symbol("_PyRuntime"))?;
+            let head = layout
+                .runtime_interpreters_head
+                .ok_or_else(|| missing("the layout lacks `interpreters.head`"))?;
+            let gil = match (
+                layout.runtime_tstate_current,
+                layout.interp_ceval_gil,
+                layout.gil_locked,
+                layout.gil_last_holder,
+            ) {
+                (Some(off), ..) => GilSource::CurrentPointer(runtime + off as u64),
+                (None, Some(gil), Some(locked), Some(holder)) => GilSource::CevalPointer {
+                    gil,
+                    locked,
+                    holder,
+                },
+                _ => return Err(missing("the layout says nowhere where the GIL is")),
             };
-            (head, gil)
+            (runtime + head as u64, gil)
         } else {
             let head = bias
-                + elf.symbol("interp_head").with_context(|| {
-                    format!("no interp_head symbol in {path} (stripped binary?)")
-                })?;
+                + elf
+                    .symbol("interp_head")
+                    .ok_or_else(|| no_symbol("interp_head"))?;
             let current = elf
                 .symbol("_PyThreadState_Current")
-                .context("no _PyThreadState_Current symbol")?;
+                .ok_or_else(|| no_symbol("_PyThreadState_Current"))?;
             (head, GilSource::CurrentPointer(bias + current))
         };
-        let none_addr = elf.symbol("_Py_NoneStruct").map(|a| bias + a);
         Ok(Some(Target {
             process: process.clone(),
-            layout,
+            layout: layout.checked().map_err(unsupported)?,
             version,
             interp_head_addr,
             gil,
@@ -219,7 +299,7 @@ impl Target {
         }
         let head = self
             .process
-            .read_u64(interp + self.layout.interp_tstate_head.unwrap_or(0) as u64)?;
+            .read_u64(interp + self.layout.interp_tstate_head as u64)?;
         Ok((head != 0).then_some(interp))
     }
 }
@@ -245,5 +325,21 @@ mod tests {
         );
         assert_eq!(version_from_name("/usr/bin/python"), None);
         assert_eq!(version_from_name("/usr/bin/python3"), None);
+    }
+
+    #[test]
+    fn attach_errors_are_typed() {
+        // PID 0 is never a process we can read: /proc/0 does not exist.
+        let gone = Target::attach(0).err().unwrap();
+        assert!(matches!(gone, AttachError::NotFound(0)), "{gone:?}");
+        assert!(!gone.may_pass());
+        // Our own process runs no CPython.
+        let me = std::process::id() as i32;
+        let err = Target::attach(me).err().unwrap();
+        assert!(
+            matches!(err, AttachError::NotPython { pid, .. } if pid == me),
+            "{err:?}"
+        );
+        assert!(err.may_pass());
     }
 }

@@ -2,10 +2,11 @@
 //! generated from their headers (layouts.rs); 3.13+ describe themselves through the
 //! `_Py_DebugOffsets` block at the start of `_PyRuntime`, read from the target at attach.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
-/// Byte offsets (x86_64) of the fields the sampler reads; `None` where a version has no such
-/// field. Offsets named `interp_*`, `tstate_*`, `frame_*`, `code_*` are relative to the
+/// Byte offsets (x86_64) of the fields the sampler reads: every version has the plain ones
+/// (a version whose debug offsets lack one is refused at attach, naming it); `None` where a
+/// version has no such field. Offsets named `interp_*`, `tstate_*`, `frame_*`, `code_*` are relative to the
 /// interpreter state, thread state, frame and code object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -13,8 +14,8 @@ pub struct Layout {
     pub runtime_interpreters_head: Option<usize>,
     /// `_PyRuntime.gilstate.tstate_current` (3.7-3.11): the thread holding the GIL.
     pub runtime_tstate_current: Option<usize>,
-    pub interp_next: Option<usize>,
-    pub interp_tstate_head: Option<usize>,
+    pub interp_next: usize,
+    pub interp_tstate_head: usize,
     /// 3.13+: the main thread's state.
     pub interp_threads_main: Option<usize>,
     pub interp_gc_collecting: Option<usize>,
@@ -26,14 +27,14 @@ pub struct Layout {
     pub interp_gil_locked: Option<usize>,
     pub interp_gil_holder: Option<usize>,
     pub tstate_size: Option<usize>,
-    pub tstate_next: Option<usize>,
-    pub tstate_interp: Option<usize>,
+    pub tstate_next: usize,
+    pub tstate_interp: usize,
     /// ≤3.10: `frame`; 3.11/3.12: `cframe` (then `cframe_current_frame`); 3.13+: `current_frame`.
-    pub tstate_frame: Option<usize>,
+    pub tstate_frame: usize,
     pub cframe_current_frame: Option<usize>,
     pub tstate_native_thread_id: Option<usize>,
     pub tstate_datastack_chunk: Option<usize>,
-    pub tstate_thread_id: Option<usize>,
+    pub tstate_thread_id: usize,
     /// `curexc_type` (≤3.11) or `current_exception` (3.12+): an exception being raised.
     pub tstate_exception: Option<usize>,
     /// ≤3.6: `exc_type` of the exception being handled.
@@ -43,23 +44,23 @@ pub struct Layout {
     pub exc_info_value: Option<usize>,
     pub frame_size: Option<usize>,
     /// `f_code` / `f_executable`.
-    pub frame_code: Option<usize>,
-    pub frame_previous: Option<usize>,
+    pub frame_code: usize,
+    pub frame_previous: usize,
     /// `f_lasti` (≤3.10), `prev_instr` (3.11/3.12) or `instr_ptr` (3.13+).
-    pub frame_instr: Option<usize>,
+    pub frame_instr: usize,
     pub frame_owner: Option<usize>,
     pub frame_is_entry: Option<usize>,
     pub code_size: Option<usize>,
     pub code_qualname: Option<usize>,
     pub code_code_adaptive: Option<usize>,
     /// `co_lnotab` (≤3.9) or `co_linetable` (3.10+).
-    pub code_linetable: Option<usize>,
-    pub code_filename: Option<usize>,
-    pub code_name: Option<usize>,
-    pub code_firstlineno: Option<usize>,
+    pub code_linetable: usize,
+    pub code_filename: usize,
+    pub code_name: usize,
+    pub code_firstlineno: usize,
     pub unicode_ascii_size: Option<usize>,
     pub unicode_compact_size: Option<usize>,
-    pub bytes_sval: Option<usize>,
+    pub bytes_sval: usize,
     /// 3.14+, for asyncio tasks: object type, type flags, int digits, set table, coroutine
     /// frames and the interpreter frame's value-stack top.
     pub object_type: Option<usize>,
@@ -75,65 +76,67 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub const NONE: Layout = Layout {
-        python: (0, 0),
-        runtime_interpreters_head: None,
-        runtime_tstate_current: None,
-        interp_next: None,
-        interp_tstate_head: None,
-        interp_threads_main: None,
-        interp_gc_collecting: None,
-        interp_ceval_gil: None,
-        gil_locked: None,
-        gil_last_holder: None,
-        interp_gil_locked: None,
-        interp_gil_holder: None,
-        tstate_size: None,
-        tstate_next: None,
-        tstate_interp: None,
-        tstate_frame: None,
-        cframe_current_frame: None,
-        tstate_native_thread_id: None,
-        tstate_datastack_chunk: None,
-        tstate_thread_id: None,
-        tstate_exception: None,
-        tstate_exc_type: None,
-        tstate_exc_info: None,
-        exc_info_value: None,
-        frame_size: None,
-        frame_code: None,
-        frame_previous: None,
-        frame_instr: None,
-        frame_owner: None,
-        frame_is_entry: None,
-        code_size: None,
-        code_qualname: None,
-        code_code_adaptive: None,
-        code_linetable: None,
-        code_filename: None,
-        code_name: None,
-        code_firstlineno: None,
-        unicode_ascii_size: None,
-        unicode_compact_size: None,
-        bytes_sval: None,
-        object_type: None,
-        type_flags: None,
-        long_tag: None,
-        long_digits: None,
-        set_used: None,
-        set_table: None,
-        set_mask: None,
-        gen_iframe: None,
-        gen_frame_state: None,
-        frame_stackpointer: None,
-    };
-
     /// The generated table for a version without debug offsets (2.7, 3.6-3.12).
     pub fn for_version(major: u8, minor: u8) -> Option<Layout> {
         super::layouts::LAYOUTS
             .iter()
             .find(|l| l.python == (major, minor))
             .cloned()
+    }
+
+    /// The layout, if it has every field its version's sampling reads (else the missing
+    /// field's name): unicode sizes on 3.x; 3.11+'s code-unit start, data stack and native
+    /// thread id; 3.11/3.12's cframe; 3.11's entry flag and 3.12+'s frame owner.
+    pub fn checked(self) -> std::result::Result<Layout, String> {
+        let at_least = |v: (u8, u8)| self.python >= v;
+        let required = [
+            (
+                "unicode_ascii_size",
+                self.unicode_ascii_size,
+                at_least((3, 0)),
+            ),
+            (
+                "unicode_compact_size",
+                self.unicode_compact_size,
+                at_least((3, 0)),
+            ),
+            (
+                "code_code_adaptive",
+                self.code_code_adaptive,
+                at_least((3, 11)),
+            ),
+            (
+                "tstate_datastack_chunk",
+                self.tstate_datastack_chunk,
+                at_least((3, 11)),
+            ),
+            (
+                "tstate_native_thread_id",
+                self.tstate_native_thread_id,
+                at_least((3, 11)),
+            ),
+            (
+                "cframe_current_frame",
+                self.cframe_current_frame,
+                matches!(self.python, (3, 11 | 12)),
+            ),
+            (
+                "frame_is_entry",
+                self.frame_is_entry,
+                self.python == (3, 11),
+            ),
+            ("frame_owner", self.frame_owner, at_least((3, 12))),
+        ];
+        match required
+            .iter()
+            .find(|(_, offset, needed)| *needed && offset.is_none())
+        {
+            Some((name, ..)) => Err(format!(
+                "the struct layout of Python {}.{} lacks `{name}`",
+                self.python.0, self.python.1
+            )),
+            None => Ok(self),
+        }
     }
 
     /// ≤3.10 frames are heap `PyFrameObject`s; 3.11+ are `_PyInterpreterFrame`s.
@@ -145,12 +148,12 @@ impl Layout {
     pub fn tstate_read_size(&self) -> usize {
         self.tstate_size.unwrap_or_else(|| {
             [
-                self.tstate_next,
-                self.tstate_interp,
-                self.tstate_frame,
+                Some(self.tstate_next),
+                Some(self.tstate_interp),
+                Some(self.tstate_frame),
                 self.tstate_native_thread_id,
                 self.tstate_datastack_chunk,
-                self.tstate_thread_id,
+                Some(self.tstate_thread_id),
                 self.tstate_exception,
                 self.tstate_exc_type,
                 self.tstate_exc_info,
@@ -167,10 +170,10 @@ impl Layout {
     pub fn code_read_size(&self) -> usize {
         [
             self.code_qualname,
-            self.code_linetable,
-            self.code_filename,
-            self.code_name,
-            self.code_firstlineno,
+            Some(self.code_linetable),
+            Some(self.code_filename),
+            Some(self.code_name),
+            Some(self.code_firstlineno),
         ]
         .into_iter()
         .flatten()
@@ -182,9 +185,9 @@ impl Layout {
     /// Bytes of a frame holding every field used.
     pub fn frame_read_size(&self) -> usize {
         let needed = [
-            self.frame_code,
-            self.frame_previous,
-            self.frame_instr,
+            Some(self.frame_code),
+            Some(self.frame_previous),
+            Some(self.frame_instr),
             self.frame_owner,
             self.frame_is_entry,
         ]
@@ -221,46 +224,51 @@ impl Layout {
                 .and_then(word)
                 .map(|v| v as usize)
         };
-        let threads_head = get("interpreter_state.threads_head");
+        let need = |name: &str| {
+            get(name).with_context(|| {
+                format!("the debug offsets of Python {major}.{minor} lack `{name}`")
+            })
+        };
+        let threads_head = need("interpreter_state.threads_head")?;
         let exception = get("thread_state.current_exception").or(Some(112));
         let layout = Layout {
             python: (major, minor),
             runtime_interpreters_head: get("runtime_state.interpreters_head"),
-            interp_next: get("interpreter_state.next"),
+            interp_next: need("interpreter_state.next")?,
             interp_tstate_head: threads_head,
-            interp_threads_main: get("interpreter_state.threads_main")
-                .or(threads_head.map(|h| h + 8)),
+            interp_threads_main: get("interpreter_state.threads_main").or(Some(threads_head + 8)),
             interp_gc_collecting: get("interpreter_state.gc")
                 .zip(get("gc.collecting"))
                 .map(|(a, b)| a + b),
             interp_gil_locked: get("interpreter_state.gil_runtime_state_locked"),
             interp_gil_holder: get("interpreter_state.gil_runtime_state_holder"),
             tstate_size: get("thread_state.size"),
-            tstate_next: get("thread_state.next"),
-            tstate_interp: get("thread_state.interp"),
-            tstate_frame: get("thread_state.current_frame"),
+            tstate_next: need("thread_state.next")?,
+            tstate_interp: need("thread_state.interp")?,
+            tstate_frame: need("thread_state.current_frame")?,
             tstate_native_thread_id: get("thread_state.native_thread_id"),
             tstate_datastack_chunk: get("thread_state.datastack_chunk"),
-            tstate_thread_id: get("thread_state.thread_id"),
+            tstate_thread_id: need("thread_state.thread_id")?,
             tstate_exception: exception,
             // exc_info follows current_exception (static-asserted in CPython).
             tstate_exc_info: exception.map(|e| e + 8),
-            exc_info_value: Some(get("err_stackitem.exc_value").unwrap_or(0)),
+            // The handled exception is `_PyErr_StackItem`'s first field.
+            exc_info_value: get("err_stackitem.exc_value").or(Some(0)),
             frame_size: get("interpreter_frame.size"),
-            frame_code: get("interpreter_frame.executable"),
-            frame_previous: get("interpreter_frame.previous"),
-            frame_instr: get("interpreter_frame.instr_ptr"),
+            frame_code: need("interpreter_frame.executable")?,
+            frame_previous: need("interpreter_frame.previous")?,
+            frame_instr: need("interpreter_frame.instr_ptr")?,
             frame_owner: get("interpreter_frame.owner"),
             code_size: get("code_object.size"),
             code_qualname: get("code_object.qualname"),
             code_code_adaptive: get("code_object.co_code_adaptive"),
-            code_linetable: get("code_object.linetable"),
-            code_filename: get("code_object.filename"),
-            code_name: get("code_object.name"),
-            code_firstlineno: get("code_object.firstlineno"),
+            code_linetable: need("code_object.linetable")?,
+            code_filename: need("code_object.filename")?,
+            code_name: need("code_object.name")?,
+            code_firstlineno: need("code_object.firstlineno")?,
             unicode_ascii_size: get("unicode_object.asciiobject_size"),
             unicode_compact_size: get("unicode_object.compactunicodeobject_size").or(Some(56)),
-            bytes_sval: get("bytes_object.ob_sval"),
+            bytes_sval: need("bytes_object.ob_sval")?,
             object_type: get("pyobject.ob_type"),
             type_flags: get("type_object.tp_flags"),
             long_tag: get("long_object.lv_tag"),
@@ -271,7 +279,15 @@ impl Layout {
             gen_iframe: get("gen_object.gi_iframe"),
             gen_frame_state: get("gen_object.gi_frame_state"),
             frame_stackpointer: get("interpreter_frame.stackpointer"),
-            ..Layout::NONE
+            // Not in 3.13+: the GIL is embedded, frames are not entry-marked, exceptions are
+            // objects.
+            runtime_tstate_current: None,
+            interp_ceval_gil: None,
+            gil_locked: None,
+            gil_last_holder: None,
+            cframe_current_frame: None,
+            tstate_exc_type: None,
+            frame_is_entry: None,
         };
         Ok((layout, version))
     }
@@ -466,6 +482,23 @@ pub fn debug_offsets_size(minor: u8) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_generated_layout_has_what_its_version_reads() {
+        for layout in super::super::layouts::LAYOUTS {
+            assert!(layout.clone().checked().is_ok(), "{:?}", layout.python);
+        }
+    }
+
+    #[test]
+    fn a_missing_field_is_named_at_load_time() {
+        let mut layout = Layout::for_version(3, 11).unwrap();
+        layout.code_code_adaptive = None;
+        assert_eq!(
+            layout.checked().unwrap_err(),
+            "the struct layout of Python 3.11 lacks `code_code_adaptive`"
+        );
+    }
 
     #[test]
     fn debug_offset_field_positions_match_the_research_table() {

@@ -32,7 +32,7 @@ pub fn read_bytes(mem: &mut dyn Memory, layout: &Layout, addr: u64) -> Result<Ve
         return Err(ReadError::Fault);
     }
     let mut data = vec![0u8; len as usize];
-    mem.read(field_addr(addr, layout.bytes_sval.unwrap_or(32)), &mut data)?;
+    mem.read(field_addr(addr, layout.bytes_sval), &mut data)?;
     Ok(data)
 }
 
@@ -41,8 +41,12 @@ pub fn read_str(mem: &mut dyn Memory, layout: &Layout, addr: u64) -> Result<Stri
     if layout.python.0 == 2 {
         return read_bytes(mem, layout, addr).map(|b| String::from_utf8_lossy(&b).into_owned());
     }
-    let ascii_size = layout.unicode_ascii_size.unwrap_or(48);
-    let compact_size = layout.unicode_compact_size.unwrap_or(72);
+    // Every 3.x layout has them (Layout::checked).
+    let (Some(ascii_size), Some(compact_size)) =
+        (layout.unicode_ascii_size, layout.unicode_compact_size)
+    else {
+        return Err(ReadError::Fault);
+    };
     let mut head = vec![0u8; compact_size + 8];
     mem.read(addr, &mut head)?;
     let length = i64_at(&head, 16);
@@ -91,14 +95,11 @@ pub struct Code {
 
 /// The bytes of a code object that identify it (the pointers and first line we use).
 pub fn code_identity(layout: &Layout, header: &[u8]) -> [u64; 4] {
-    let ptr = |off: Option<usize>| off.map_or(0, |o| u64_at(header, o));
     [
-        ptr(layout.code_filename),
-        ptr(layout.code_qualname.or(layout.code_name)),
-        ptr(layout.code_linetable),
-        layout
-            .code_firstlineno
-            .map_or(0, |o| i32_at(header, o) as u64),
+        u64_at(header, layout.code_filename),
+        u64_at(header, layout.code_qualname.unwrap_or(layout.code_name)),
+        u64_at(header, layout.code_linetable),
+        i32_at(header, layout.code_firstlineno) as u64,
     ]
 }
 
@@ -112,7 +113,8 @@ pub fn read_code(mem: &mut dyn Memory, layout: &Layout, addr: u64) -> Result<Cod
         firstlineno: firstlineno as i32,
         linetable: read_bytes(mem, layout, linetable)?,
         table_kind: LineTable::for_version(layout.python),
-        code_start: field_addr(addr, layout.code_code_adaptive.unwrap_or(0)),
+        // 3.11+ (Layout::checked); before, line tables count from the code's start anyway.
+        code_start: layout.code_code_adaptive.map_or(0, |o| field_addr(addr, o)),
         header,
     })
 }

@@ -4,8 +4,10 @@
 use std::io::IoSliceMut;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use nix::errno::Errno;
+
+use super::discover::AttachError;
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
 use nix::unistd::Pid;
 
@@ -147,13 +149,17 @@ impl Process {
         }
     }
 
-    pub fn maps(&self) -> Result<Vec<Mapping>> {
-        let path = format!("/proc/{}/maps", self.pid);
-        let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => anyhow::anyhow!("process {} does not exist", self.pid),
-            std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(permission_help(self.pid)),
-            _ => anyhow::anyhow!("cannot read {path}: {e}"),
-        })?;
+    pub fn maps(&self) -> Result<Vec<Mapping>, AttachError> {
+        let pid = self.pid;
+        let text =
+            std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => AttachError::NotFound(pid),
+                std::io::ErrorKind::PermissionDenied => AttachError::Permission {
+                    pid,
+                    help: permission_help(pid),
+                },
+                _ => AttachError::Exited(pid),
+            })?;
         Ok(text.lines().filter_map(Mapping::parse).collect())
     }
 
@@ -185,9 +191,9 @@ impl Process {
 }
 
 /// Fails with a clear message unless `pid` names a live process we may read.
-pub fn check_pid(pid: i32) -> Result<()> {
+pub fn check_pid(pid: i32) -> Result<(), AttachError> {
     if pid <= 0 || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        bail!("no process with PID {pid}");
+        return Err(AttachError::NotFound(pid));
     }
     Process::new(pid).maps().map(|_| ())
 }

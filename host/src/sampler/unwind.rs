@@ -147,11 +147,8 @@ impl UnwindState {
         if interp == 0 {
             return Ok(());
         }
-        if target.gil == GilSource::CevalPointer && self.ceval_gil.is_none() {
-            self.ceval_gil = Some(
-                self.mem
-                    .read_u64(field_addr(interp, l.interp_ceval_gil.unwrap_or(0)))?,
-            );
+        if let (GilSource::CevalPointer { gil, .. }, None) = (target.gil, self.ceval_gil) {
+            self.ceval_gil = Some(self.mem.read_u64(field_addr(interp, gil))?);
         }
         // Interpreter-wide state: thread list head, main thread, GC, GIL holder.
         let mut head = [0u8; 8];
@@ -160,10 +157,8 @@ impl UnwindState {
         let mut locked = [0u8; 4];
         let mut holder = [0u8; 8];
         let complete = {
-            let mut regions: Vec<(u64, &mut [u8])> = vec![(
-                field_addr(interp, l.interp_tstate_head.unwrap_or(0)),
-                &mut head,
-            )];
+            let mut regions: Vec<(u64, &mut [u8])> =
+                vec![(field_addr(interp, l.interp_tstate_head), &mut head)];
             if let Some(off) = l.interp_threads_main {
                 regions.push((field_addr(interp, off), &mut main));
             }
@@ -175,20 +170,22 @@ impl UnwindState {
                     locked = [1, 0, 0, 0];
                     regions.push((addr, &mut holder));
                 }
-                GilSource::CevalPointer => {
-                    let gil = self.ceval_gil.unwrap_or(0);
-                    regions.push((field_addr(gil, l.gil_locked.unwrap_or(0)), &mut locked));
-                    regions.push((field_addr(gil, l.gil_last_holder.unwrap_or(0)), &mut holder));
+                GilSource::CevalPointer {
+                    locked: locked_at,
+                    holder: holder_at,
+                    ..
+                } => {
+                    // Read just above; a null pointer reads as a fault.
+                    let gil = self.ceval_gil.unwrap_or_default();
+                    regions.push((field_addr(gil, locked_at), &mut locked));
+                    regions.push((field_addr(gil, holder_at), &mut holder));
                 }
-                GilSource::Embedded => {
-                    regions.push((
-                        field_addr(interp, l.interp_gil_locked.unwrap_or(0)),
-                        &mut locked,
-                    ));
-                    regions.push((
-                        field_addr(interp, l.interp_gil_holder.unwrap_or(0)),
-                        &mut holder,
-                    ));
+                GilSource::Embedded {
+                    locked: locked_at,
+                    holder: holder_at,
+                } => {
+                    regions.push((field_addr(interp, locked_at), &mut locked));
+                    regions.push((field_addr(interp, holder_at), &mut holder));
                 }
             }
             self.mem.read_many(&mut regions)?
@@ -241,7 +238,7 @@ impl UnwindState {
     }
 
     fn thread_list(&mut self, target: &Target, mut tstate: u64) -> Result<Vec<u64>, ReadError> {
-        let next = target.layout.tstate_next.unwrap_or(0);
+        let next = target.layout.tstate_next;
         let mut out = Vec::new();
         while tstate != 0 {
             if out.len() >= MAX_THREADS || out.contains(&tstate) {
@@ -293,7 +290,7 @@ impl UnwindState {
     ) -> Result<Option<ThreadSample>, ReadError> {
         let l = &target.layout;
         let field = |off: Option<usize>| off.map_or(0, |o| u64_at(ts, o));
-        let mut frame = field(l.tstate_frame);
+        let mut frame = u64_at(ts, l.tstate_frame);
         if let Some(off) = l.cframe_current_frame {
             // 3.11/3.12: the thread state points at a C-stack cframe holding the top frame.
             frame = if frame == 0 {
@@ -304,7 +301,7 @@ impl UnwindState {
         }
         let thread_id = match l.tstate_native_thread_id {
             Some(off) => u64_at(ts, off),
-            None => self.os_tid(field(l.tstate_thread_id)),
+            None => self.os_tid(u64_at(ts, l.tstate_thread_id)),
         };
         let mut status = 0u8;
         if tstate == gil_holder {
@@ -364,11 +361,7 @@ impl UnwindState {
     /// ≤3.10: heap frame objects linked by `f_back`.
     fn walk_object_frames(&mut self, target: &Target, mut frame: u64) -> Result<(), ReadError> {
         let l = &target.layout;
-        let (code_off, back_off, lasti_off) = (
-            l.frame_code.unwrap_or(0),
-            l.frame_previous.unwrap_or(0),
-            l.frame_instr.unwrap_or(0),
-        );
+        let (code_off, back_off, lasti_off) = (l.frame_code, l.frame_previous, l.frame_instr);
         while frame != 0 {
             if self.raw.len() >= MAX_FRAMES {
                 return Err(ReadError::Fault);
@@ -430,9 +423,9 @@ impl UnwindState {
                 self.mem.read(frame, &mut self.frame_buf)?;
                 &self.frame_buf
             };
-            let code = u64_at(buf, l.frame_code.unwrap_or(0)) & !7;
-            let previous = u64_at(buf, l.frame_previous.unwrap_or(0));
-            let instr = u64_at(buf, l.frame_instr.unwrap_or(0));
+            let code = u64_at(buf, l.frame_code) & !7;
+            let previous = u64_at(buf, l.frame_previous);
+            let instr = u64_at(buf, l.frame_instr);
             let owner = l.frame_owner.map_or(0, |o| buf[o]);
             let is_entry = l.frame_is_entry.is_some_and(|o| buf[o] != 0);
             if l.python >= (3, 12) && owner >= FIRST_NON_PYTHON_OWNER {

@@ -103,7 +103,8 @@ def main():
     ap = argparse.ArgumentParser()
     # 3.11: austin 3.7.0 cannot attach to a running 3.12 here, py-spy and tachyon can.
     ap.add_argument("--python", default=sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.11.*/bin/python3")))[-1])
-    ap.add_argument("--seconds", type=float, default=3)
+    # Whole seconds: py-spy's -d and austin's -x take integers.
+    ap.add_argument("--seconds", type=int, default=3)
     a = ap.parse_args()
     pyspy, austin, readv = ensure_tools(a.python)
     version = sh([a.python, "-c", "import sys; print(sys.version.split()[0])"]).stdout.strip()

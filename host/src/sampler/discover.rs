@@ -9,7 +9,7 @@ use super::layout::{debug_offsets_size, Layout};
 use super::process::{Mapping, Process, ReadError};
 
 /// Where the thread holding the GIL can be read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum GilSource {
     /// An address holding the holder's `PyThreadState*` (2.7-3.11).
     CurrentPointer(u64),

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 /// (a version whose debug offsets lack one is refused at attach, naming it); `None` where a
 /// version has no such field. Offsets named `interp_*`, `tstate_*`, `frame_*`, `code_*` are relative to the
 /// interpreter state, thread state, frame and code object.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Layout {
     pub python: (u8, u8),
     pub runtime_interpreters_head: Option<usize>,

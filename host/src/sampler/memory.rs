@@ -2,9 +2,7 @@
 //! snapshot recorded from one, so the unwinder can be tested without a live process.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-
-use anyhow::{Context, Result};
+use std::sync::{Arc, Mutex};
 
 use super::process::{Process, ReadError};
 use super::readset::ReadSet;
@@ -84,7 +82,7 @@ impl Memory for LiveMemory {
 
 /// What one sample read of a process: its regions' bytes and thread ids. A read outside the
 /// regions is a fault, as a read of unmapped memory.
-#[derive(Default, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Default, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     /// Start address → bytes, disjoint.
     #[serde(with = "hex_regions")]
@@ -126,16 +124,9 @@ impl Snapshot {
         }
     }
 
-    pub fn load(path: &Path) -> Result<Snapshot> {
-        let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let json = zstd::decode_all(&raw[..]).context("not a zstd snapshot")?;
-        Ok(serde_json::from_slice(&json)?)
-    }
-
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_vec(self)?;
-        std::fs::write(path, zstd::encode_all(&json[..], 19)?)
-            .with_context(|| format!("cannot write {}", path.display()))
+    /// Where each region starts.
+    pub fn starts(&self) -> Vec<u64> {
+        self.regions.keys().copied().collect()
     }
 }
 
@@ -157,29 +148,34 @@ impl Memory for Snapshot {
     }
 }
 
-/// A memory that keeps a copy of everything read through it.
+/// A memory that keeps a copy of everything read through it, in a snapshot its recorder
+/// shares.
 pub struct Recording<M: Memory> {
     inner: M,
-    pub snapshot: Snapshot,
+    snapshot: Arc<Mutex<Snapshot>>,
 }
 
 impl<M: Memory> Recording<M> {
-    pub fn new(inner: M) -> Recording<M> {
-        let threads = inner.thread_ids();
-        Recording {
+    /// The recording and the snapshot it fills.
+    pub fn new(inner: M) -> (Recording<M>, Arc<Mutex<Snapshot>>) {
+        let snapshot = Arc::new(Mutex::new(Snapshot {
+            regions: BTreeMap::new(),
+            threads: inner.thread_ids(),
+        }));
+        let recording = Recording {
             inner,
-            snapshot: Snapshot {
-                regions: BTreeMap::new(),
-                threads,
-            },
-        }
+            snapshot: Arc::clone(&snapshot),
+        };
+        (recording, snapshot)
     }
 }
 
 impl<M: Memory> Memory for Recording<M> {
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         self.inner.read(addr, buf)?;
-        self.snapshot.record(addr, buf);
+        if let Ok(mut snapshot) = self.snapshot.lock() {
+            snapshot.record(addr, buf);
+        }
         Ok(())
     }
 

@@ -4,6 +4,7 @@ pub mod asyncio;
 mod asyncio_objects;
 pub mod discover;
 pub mod elf;
+pub mod fixture;
 pub mod layout;
 mod layouts;
 pub mod linetable;

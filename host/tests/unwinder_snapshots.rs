@@ -1,0 +1,131 @@
+//! The unwinder against recorded snapshots of every supported version (tests/snapshots, made
+//! by examples/record_snapshot.rs from tests/scripts/parked.py): no live process needed. Each
+//! snapshot holds what one sample read of a process whose threads were parked in known
+//! stacks — deep recursion, a running generator, the main thread — and the stacks the
+//! interpreter itself reported for them.
+
+use std::path::PathBuf;
+
+use tachyon::sampler::fixture::{stacks, ExpectedFrame, Fixture};
+use tachyon::sampler::memory::Snapshot;
+use tachyon::sampler::process::ReadError;
+use tachyon::sampler::{UnwindOptions, Unwinder};
+use tachyon_plugin_api::Symbols;
+
+fn fixture(version: &str) -> Fixture {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(format!("{version}.snap.zst"));
+    Fixture::load(&path).unwrap()
+}
+
+fn options() -> UnwindOptions {
+    UnwindOptions {
+        all_threads: true,
+        exception_state: true,
+        ..UnwindOptions::default()
+    }
+}
+
+/// Sample `fixture` through `snapshot`: the stacks, sorted, or the read error.
+fn sample(
+    fixture: &Fixture,
+    snapshot: Snapshot,
+    times: usize,
+) -> Result<Vec<Vec<ExpectedFrame>>, ReadError> {
+    let mut unwinder =
+        Unwinder::with_memory(fixture.target.target(), options(), Box::new(snapshot));
+    let mut symbols = Symbols::default();
+    let mut threads = Vec::new();
+    for _ in 0..times {
+        unwinder.sample(&mut symbols, &mut threads)?;
+    }
+    let mut seen = stacks(&symbols, &threads);
+    seen.sort();
+    Ok(seen)
+}
+
+fn unwinds_the_recorded_stacks(version: &str) {
+    let f = fixture(version);
+    assert!(
+        f.python.starts_with(version),
+        "{} is not {version}",
+        f.python
+    );
+    let mut expected = f.expected.clone();
+    expected.sort();
+    // Twice: the second sample resolves through the code-object cache.
+    assert_eq!(sample(&f, f.snapshot.clone(), 2).unwrap(), expected);
+    let deep = expected
+        .iter()
+        .find(|s| s.iter().any(|fr| fr.1 == "recurse"))
+        .unwrap();
+    assert_eq!(
+        deep.iter().filter(|fr| fr.1 == "recurse").count(),
+        41,
+        "recursion depth"
+    );
+    let generator = expected
+        .iter()
+        .find(|s| s.iter().any(|fr| fr.1 == "producer"))
+        .unwrap();
+    assert!(
+        generator.iter().any(|fr| fr.1 == "consume"),
+        "the generator's caller follows it"
+    );
+    assert!(expected
+        .iter()
+        .all(|s| s.iter().any(|fr| fr.0 == "parked.py" && fr.1 == "park")));
+}
+
+/// Every region of the snapshot in turn missing (a read torn by the target freeing memory):
+/// an error or fewer frames, never a panic; the thread and frame chain reads do fail.
+fn torn_reads_are_errors(version: &str) {
+    let f = fixture(version);
+    let mut faults = 0;
+    for start in f.snapshot.starts() {
+        let mut torn = f.snapshot.clone();
+        torn.cut(start);
+        match sample(&f, torn, 1) {
+            Err(ReadError::Fault) => faults += 1,
+            Err(e) => panic!("{version}: a missing region read as {e:?}"),
+            Ok(_) => {}
+        }
+    }
+    assert!(
+        faults > 0,
+        "{version}: no missing region made the sample fail"
+    );
+}
+
+macro_rules! versions {
+    ($($name:ident => $version:literal),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn unwinds_the_recorded_stacks() {
+                    super::unwinds_the_recorded_stacks($version);
+                }
+
+                #[test]
+                fn torn_reads_are_errors() {
+                    super::torn_reads_are_errors($version);
+                }
+            }
+        )*
+    };
+}
+
+versions! {
+    python2_7 => "2.7",
+    python3_6 => "3.6",
+    python3_7 => "3.7",
+    python3_8 => "3.8",
+    python3_9 => "3.9",
+    python3_10 => "3.10",
+    python3_11 => "3.11",
+    python3_12 => "3.12",
+    python3_13 => "3.13",
+    python3_14 => "3.14",
+    python3_15 => "3.15",
+}

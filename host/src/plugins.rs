@@ -11,8 +11,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use tachyon_plugin_api::compare::Normalize;
 use tachyon_plugin_api::ffi::{Bytes, FormatInfo, PluginV1, ENTRY_SYMBOL};
-use tachyon_plugin_api::ir::Ir;
+use tachyon_plugin_api::ir::{self, Ir};
 use tachyon_plugin_api::{
     Collector, CollectorConfig, ExportContext, ProfileBuilder, Sample, Symbols, API_VERSION,
 };
@@ -20,6 +21,8 @@ use tachyon_plugin_api::{
 pub struct Plugin {
     pub path: PathBuf,
     pub formats: Vec<FormatInfo>,
+    /// The IR version it reads (1 or [`API_VERSION`]).
+    pub api_version: u32,
     /// A copy of the plugin's table: its functions stay valid while `_lib` keeps the code
     /// mapped (never unloaded while the plugin is in use).
     table: PluginV1,
@@ -148,9 +151,9 @@ pub fn load(path: &Path) -> Result<Plugin> {
     }
     // SAFETY: every version of the table starts with these two u32 fields.
     let (version, size) = unsafe { ((*table).api_version, (*table).struct_size) };
-    if version != API_VERSION {
+    if version != API_VERSION && version != 1 {
         bail!(
-            "plugin {} was built for tachyon plugin API v{version}, but this tachyon speaks v{API_VERSION}: rebuild it against tachyon-plugin-api {}",
+            "plugin {} was built for tachyon plugin API v{version}, but this tachyon speaks v1 and v{API_VERSION}: rebuild it against tachyon-plugin-api {}",
             path.display(),
             env!("CARGO_PKG_VERSION")
         );
@@ -164,6 +167,7 @@ pub fn load(path: &Path) -> Result<Plugin> {
     let mut plugin = Plugin {
         path: path.to_path_buf(),
         formats: Vec::new(),
+        api_version: version,
         // SAFETY: non-null, of this API version and at least this size (checked above).
         table: unsafe { *table },
         _lib: lib,
@@ -288,11 +292,19 @@ pub struct PluginCollector {
 
 impl PluginCollector {
     pub fn new(plugin: Arc<Plugin>, format: &str, config: &CollectorConfig) -> Self {
+        let timeline = plugin
+            .formats
+            .iter()
+            .any(|f| f.name == format && f.needs.timeline);
         PluginCollector {
             plugin,
             format: format.to_owned(),
             config: config.clone(),
-            builder: ProfileBuilder::new(),
+            builder: if timeline {
+                ProfileBuilder::with_timeline()
+            } else {
+                ProfileBuilder::new()
+            },
         }
     }
 }
@@ -307,13 +319,24 @@ impl Collector for PluginCollector {
             .path
             .context("plugin formats need an output file (-o)")?;
         let builder = std::mem::take(&mut self.builder);
-        let profile = builder.finish(
+        let mut profile = builder.finish(
             ctx.symbols.clone(),
             self.config.interval_us,
-            Some(self.config.mode),
+            (!self.config.mode_unknown).then_some(self.config.mode),
             ctx.stats.clone(),
         );
-        let ir = serde_json::to_vec(&Ir::from_profile(&profile, &self.config))?;
+        profile.python_version = self.config.python_version;
+        profile.capture_features = self.config.capture_features;
+        let ir = if self.plugin.api_version == 1 {
+            serde_json::to_vec(&ir::v1::Ir::from_profile(&profile, &self.config))?
+        } else {
+            let normalize = self
+                .config
+                .option("normalize")
+                .and_then(Normalize::parse)
+                .unwrap_or(Normalize::Interval);
+            serde_json::to_vec(&Ir::new(&profile, &self.config, normalize))?
+        };
         let options = serde_json::to_vec(&self.config.options)?;
         self.plugin.export(&self.format, &ir, &options, path)?;
         eprintln!(

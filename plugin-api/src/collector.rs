@@ -93,6 +93,9 @@ pub struct Needs {
     pub stdout: bool,
     /// It shows each frame's opcode, so `--opcodes` applies to it.
     pub opcodes: bool,
+    /// A run-time plugin: every sample with its own time, in arrival order (a timeline
+    /// format), not only the aggregated stacks. Built-in formats get every sample anyway.
+    pub timeline: bool,
 }
 
 impl Needs {
@@ -102,6 +105,7 @@ impl Needs {
         thread_state: false,
         stdout: false,
         opcodes: false,
+        timeline: false,
     };
 }
 

@@ -1,7 +1,7 @@
 //! The run-time plugin ABI: a dynamic library exports `tachyon_plugin_v1`, returning a
 //! `#[repr(C)]` table whose first fields never change (`api_version`, `struct_size`). Only
 //! bytes cross: the host sends the profile as JSON ([`crate::ir::Ir`]) and options as JSON; the
-//! plugin answers with JSON. Plugins written in Rust use [`export_plugin!`], which replays the
+//! plugin answers with JSON. Plugins written in Rust use [`export_plugin!`](crate::export_plugin), which replays the
 //! profile into an ordinary [`crate::Collector`] — the same contract as built-in formats — and
 //! turns panics into errors.
 
@@ -110,35 +110,19 @@ pub mod sdk {
         OwnedBytes::from_vec(serde_json::to_vec(&infos).unwrap_or_default())
     }
 
-    fn run(
-        list: &[&Format],
-        format: &[u8],
-        ir: &[u8],
-        options: &[u8],
+    fn find<'a>(list: &[&'a Format], name: &[u8]) -> anyhow::Result<&'a Format> {
+        let name = std::str::from_utf8(name)?;
+        list.iter()
+            .copied()
+            .find(|f| f.name == name)
+            .ok_or_else(|| anyhow::anyhow!("this plugin has no format '{name}'"))
+    }
+
+    fn write(
+        mut collector: Box<dyn crate::Collector>,
+        profile: &crate::Profile,
         path: &[u8],
     ) -> anyhow::Result<()> {
-        let name = std::str::from_utf8(format)?;
-        let format = list
-            .iter()
-            .find(|f| f.name == name)
-            .ok_or_else(|| anyhow::anyhow!("this plugin has no format '{name}'"))?;
-        let ir: Ir = serde_json::from_slice(ir)?;
-        anyhow::ensure!(
-            ir.api_version == crate::API_VERSION,
-            "profile is plugin API v{}, plugin speaks v{}",
-            ir.api_version,
-            crate::API_VERSION
-        );
-        let options: std::collections::BTreeMap<String, String> = serde_json::from_slice(options)?;
-        let profile = ir.to_profile()?;
-        let config = CollectorConfig {
-            interval_us: profile.interval_us,
-            mode: profile.mode.unwrap_or_default(),
-            options,
-            python_version: ir.python_version,
-            ..Default::default()
-        };
-        let mut collector = (format.create)(&config)?;
         profile.replay_into(collector.as_mut());
         let path = std::path::PathBuf::from(std::str::from_utf8(path)?);
         collector.export(&ExportContext {
@@ -149,12 +133,87 @@ pub mod sdk {
         })
     }
 
+    /// IR v2: the collector gets the configuration, baseline and samples a built-in gets.
+    fn run(
+        list: &[&Format],
+        format: &[u8],
+        ir: &[u8],
+        options: &[u8],
+        path: &[u8],
+    ) -> anyhow::Result<()> {
+        let format = find(list, format)?;
+        let ir: Ir = serde_json::from_slice(ir)?;
+        anyhow::ensure!(
+            ir.api_version == crate::API_VERSION,
+            "profile is plugin API v{}, plugin speaks v{}",
+            ir.api_version,
+            crate::API_VERSION
+        );
+        let profile = ir.profile.to_profile()?;
+        let config = CollectorConfig {
+            options: serde_json::from_slice(options)?,
+            baseline: crate::ir::baseline(&ir)?,
+            ..ir.profile.config()
+        };
+        write((format.create)(&config)?, &profile, path)
+    }
+
+    /// IR v1 (`export_plugin_v1!`): an aggregated profile only.
+    fn run_v1(
+        list: &[&Format],
+        format: &[u8],
+        ir: &[u8],
+        options: &[u8],
+        path: &[u8],
+    ) -> anyhow::Result<()> {
+        let format = find(list, format)?;
+        let ir: crate::ir::v1::Ir = serde_json::from_slice(ir)?;
+        anyhow::ensure!(
+            ir.api_version == 1,
+            "profile is plugin API v{}, plugin speaks v1",
+            ir.api_version
+        );
+        let profile = ir.to_profile()?;
+        let config = CollectorConfig {
+            interval_us: profile.interval_us,
+            mode: profile.mode.unwrap_or_default(),
+            options: serde_json::from_slice(options)?,
+            python_version: ir.python_version,
+            ..Default::default()
+        };
+        write((format.create)(&config)?, &profile, path)
+    }
+
     pub fn export(
         list: &[&Format],
         format: Bytes,
         ir: Bytes,
         options: Bytes,
         path: Bytes,
+    ) -> OwnedBytes {
+        answer(list, format, ir, options, path, run)
+    }
+
+    pub fn export_v1(
+        list: &[&Format],
+        format: Bytes,
+        ir: Bytes,
+        options: Bytes,
+        path: Bytes,
+    ) -> OwnedBytes {
+        answer(list, format, ir, options, path, run_v1)
+    }
+
+    type Runner = fn(&[&Format], &[u8], &[u8], &[u8], &[u8]) -> anyhow::Result<()>;
+
+    /// Run the export, answering `{"ok": true}` or `{"error": "..."}` (panics included).
+    fn answer(
+        list: &[&Format],
+        format: Bytes,
+        ir: Bytes,
+        options: Bytes,
+        path: Bytes,
+        run: Runner,
     ) -> OwnedBytes {
         // SAFETY: the host passes slices that live for the duration of the call.
         let args = unsafe {
@@ -191,7 +250,10 @@ pub mod sdk {
     }
 }
 
-/// Export the given `&'static Format`s from a `cdylib` plugin crate.
+/// Export the given `&'static Format`s from a `cdylib` plugin crate (plugin API v2). Each
+/// export replays the host's profile into a collector made by the format's `create`, with the
+/// configuration, baseline and — for formats whose [`crate::Needs::timeline`] is set — the
+/// samples a built-in format receives, so the same code can be compiled in or loaded.
 ///
 /// ```ignore
 /// static SPEEDSCOPE: Format = Format { name: "speedscope", description: "...", extension: "json", create };
@@ -200,6 +262,24 @@ pub mod sdk {
 #[macro_export]
 macro_rules! export_plugin {
     ($($format:path),+ $(,)?) => {
+        $crate::export_plugin_table!(sdk::export, $crate::API_VERSION, $($format),+);
+    };
+}
+
+/// As [`export_plugin!`](crate::export_plugin), for a plugin that still reads IR v1 ([`crate::ir::v1`]): an
+/// aggregated profile without baseline or timestamps. Kept so that the contract with v1
+/// plugins stays tested.
+#[macro_export]
+macro_rules! export_plugin_v1 {
+    ($($format:path),+ $(,)?) => {
+        $crate::export_plugin_table!(sdk::export_v1, 1, $($format),+);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! export_plugin_table {
+    (sdk::$export:ident, $version:expr, $($format:path),+) => {
         const _: () = {
             use $crate::ffi::{sdk, Bytes, OwnedBytes, PluginV1};
             fn formats_list() -> ::std::vec::Vec<&'static $crate::Format> {
@@ -209,13 +289,13 @@ macro_rules! export_plugin {
                 sdk::formats(&formats_list())
             }
             extern "C" fn export(format: Bytes, ir: Bytes, options: Bytes, path: Bytes) -> OwnedBytes {
-                sdk::export(&formats_list(), format, ir, options, path)
+                sdk::$export(&formats_list(), format, ir, options, path)
             }
             extern "C" fn free(bytes: OwnedBytes) {
                 sdk::free(bytes)
             }
             static TABLE: PluginV1 = PluginV1 {
-                api_version: $crate::API_VERSION,
+                api_version: $version,
                 struct_size: ::std::mem::size_of::<PluginV1>() as u32,
                 formats,
                 export,

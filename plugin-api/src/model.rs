@@ -130,6 +130,14 @@ impl Mode {
         })
     }
 
+    /// The mode a [`Mode::name`] names.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Mode> {
+        (0..5)
+            .filter_map(Mode::from_code)
+            .find(|m| m.name() == name)
+    }
+
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {

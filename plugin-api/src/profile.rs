@@ -29,6 +29,16 @@ pub struct Profile {
     pub python_version: Option<(u8, u8, u8)>,
     /// Capture-feature bits (as [`crate::CollectorConfig::capture_features`]), when known.
     pub capture_features: Option<u8>,
+    /// Every sample in arrival order, when it was kept ([`ProfileBuilder::with_timeline`]).
+    pub timeline: Option<Timeline>,
+}
+
+/// Each sample's stack (an index into [`Profile::stacks`]) and CLOCK_MONOTONIC time, in
+/// arrival order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Timeline {
+    pub stack: Vec<u32>,
+    pub time_us: Vec<u64>,
 }
 
 impl Profile {
@@ -47,8 +57,34 @@ impl Profile {
         counts
     }
 
-    /// Feed every stack to a collector (timestamps are synthetic: one interval apart).
+    /// Feed the samples to a collector: with a timeline each at its own time, in arrival
+    /// order; without, every stack with synthetic timestamps one interval apart.
     pub fn replay_into(&self, collector: &mut dyn Collector) {
+        if let Some(timeline) = &self.timeline {
+            // Consecutive samples of one stack go as one batch, as the sampler sends them.
+            let mut at = 0;
+            while at < timeline.stack.len() {
+                let index = timeline.stack[at];
+                let run = timeline.stack[at..]
+                    .iter()
+                    .take_while(|&&s| s == index)
+                    .count();
+                if let Some(stack) = self.stacks.get(index as usize) {
+                    collector.collect(
+                        &self.symbols,
+                        &Sample {
+                            thread_id: stack.thread_id,
+                            interpreter_id: stack.interpreter_id,
+                            status: stack.status,
+                            timestamps_us: &timeline.time_us[at..at + run],
+                            frames: &stack.frames,
+                        },
+                    );
+                }
+                at += run;
+            }
+            return;
+        }
         let mut timestamps = Vec::new();
         let mut t = 0u64;
         for stack in &self.stacks {
@@ -81,12 +117,22 @@ pub struct ProfileBuilder {
     index: FxHashMap<StackKey, usize>,
     /// Keys and weights in order of first appearance.
     order: Vec<(StackKey, u64)>,
+    timeline: Option<Timeline>,
 }
 
 impl ProfileBuilder {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keep every sample's time too (formats that need [`crate::Needs::timeline`]).
+    #[must_use]
+    pub fn with_timeline() -> Self {
+        ProfileBuilder {
+            timeline: Some(Timeline::default()),
+            ..Self::default()
+        }
     }
 
     pub fn add(&mut self, sample: &Sample<'_>) {
@@ -100,11 +146,19 @@ impl ProfileBuilder {
             sample.status.0,
             self.stacks.intern(sample.frames),
         );
-        if let Some(&i) = self.index.get(&key) {
-            self.order[i].1 += sample.weight()
+        let index = if let Some(&i) = self.index.get(&key) {
+            self.order[i].1 += sample.weight();
+            i
         } else {
             self.index.insert(key, self.order.len());
             self.order.push((key, sample.weight()));
+            self.order.len() - 1
+        };
+        if let Some(timeline) = &mut self.timeline {
+            for &t in sample.timestamps_us {
+                timeline.stack.push(index as u32);
+                timeline.time_us.push(t);
+            }
         }
     }
 
@@ -139,6 +193,7 @@ impl ProfileBuilder {
             stats,
             python_version: None,
             capture_features: None,
+            timeline: self.timeline,
         }
     }
 }

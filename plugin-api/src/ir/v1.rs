@@ -1,6 +1,5 @@
-//! The profile as it crosses to a run-time plugin: one JSON document (the "IR"), versioned
-//! with [`crate::API_VERSION`]. Strings and frames are tables; stacks are aggregated with
-//! their weights, frames innermost first.
+//! Version 1 of the IR, for plugins built against it (`export_plugin_v1!`): an aggregated
+//! profile, frames as positional tuples, no baseline, no timestamps.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +39,7 @@ impl Ir {
     #[must_use]
     pub fn from_profile(p: &Profile, config: &CollectorConfig) -> Ir {
         Ir {
-            api_version: crate::API_VERSION,
+            api_version: 1,
             interval_us: p.interval_us,
             mode: config.mode as u32,
             python_version: config.python_version,
@@ -134,6 +133,7 @@ impl Ir {
             },
             python_version: self.python_version,
             capture_features: None,
+            timeline: None,
         })
     }
 }

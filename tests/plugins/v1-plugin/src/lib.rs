@@ -1,0 +1,38 @@
+//! A plugin built with `export_plugin_v1!`: it reads IR v1 (an aggregated profile). Its one
+//! format, `v1-collapsed`, writes collapsed stacks with the built-in format's own code, so
+//! the suite can check that a profile crosses the v1 contract whole.
+
+use anyhow::Context;
+use tachyon_plugin_api::{
+    AggregateOutput, Aggregating, Collector, CollectorConfig, ExportContext, Format, Needs,
+    StackCounts,
+};
+
+struct V1Collapsed;
+
+impl AggregateOutput for V1Collapsed {
+    fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> anyhow::Result<()> {
+        let path = ctx.path.context("v1-collapsed needs -o")?;
+        let text: String = tachyon_collapsed::lines(counts, ctx.symbols)
+            .into_iter()
+            .map(|(line, count)| format!("{line} {count}\n"))
+            .collect();
+        std::fs::write(path, text)?;
+        Ok(())
+    }
+}
+
+fn create(_config: &CollectorConfig) -> anyhow::Result<Box<dyn Collector>> {
+    Ok(Box::new(Aggregating::new(V1Collapsed)))
+}
+
+static V1_COLLAPSED: Format = Format {
+    name: "v1-collapsed",
+    description: "Collapsed stacks, from a plugin built against plugin API v1",
+    extension: "txt",
+    options: &[],
+    needs: Needs::NOTHING,
+    create,
+};
+
+tachyon_plugin_api::export_plugin_v1!(V1_COLLAPSED);

@@ -363,3 +363,139 @@ pub fn baseline(ir: &Ir) -> anyhow::Result<Option<Arc<Profile>>> {
         .map(|b| b.to_profile().map(Arc::new))
         .transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Sample;
+    use crate::ProfileBuilder;
+
+    /// Two threads; `work` weighs `heavy` samples in thread 1.
+    fn profile(heavy: u64, timeline: bool) -> Profile {
+        let mut symbols = Symbols::default();
+        let file = symbols.intern_str("app.py");
+        let frame = |symbols: &mut Symbols, name: &str, line: i32| {
+            let funcname = symbols.intern_str(name);
+            symbols.intern_frame(FrameInfo {
+                filename: file,
+                funcname,
+                lineno: line,
+                end_lineno: line,
+                column: -1,
+                end_column: -1,
+                opcode: None,
+            })
+        };
+        let (main, work, idle) = (
+            frame(&mut symbols, "main", 1),
+            frame(&mut symbols, "work", 5),
+            frame(&mut symbols, "idle", 9),
+        );
+        let mut builder = if timeline {
+            ProfileBuilder::with_timeline()
+        } else {
+            ProfileBuilder::new()
+        };
+        let times: Vec<u64> = (0..heavy).map(|i| 1_000_000 + i * 1000).collect();
+        builder.add(&Sample {
+            thread_id: 1,
+            interpreter_id: 0,
+            status: ThreadStatus(2),
+            timestamps_us: &times,
+            frames: &[work, main],
+        });
+        builder.add(&Sample {
+            thread_id: 2,
+            interpreter_id: 0,
+            status: ThreadStatus(0),
+            timestamps_us: &[999_000],
+            frames: &[idle, main],
+        });
+        let mut p = builder.finish(
+            symbols,
+            1000,
+            Some(Mode::Cpu),
+            RunStats {
+                duration_sec: 1.5,
+                sample_rate: 990.0,
+                error_rate: Some(0.5),
+                missed_samples: None,
+            },
+        );
+        p.python_version = Some((3, 12, 1));
+        p
+    }
+
+    #[test]
+    fn a_profile_crosses_whole_with_its_timeline() {
+        let p = profile(3, true);
+        let config = CollectorConfig {
+            start_time_us: Some(999_000),
+            capture_features: Some(1),
+            ..CollectorConfig::default()
+        };
+        let json = serde_json::to_vec(&Ir::new(&p, &config, Normalize::Interval)).unwrap();
+        let ir: Ir = serde_json::from_slice(&json).unwrap();
+        assert_eq!(ir.api_version, 2);
+        assert!(ir.baseline.is_none() && ir.comparison.is_none());
+        let back = ir.profile.to_profile().unwrap();
+        assert_eq!(back.stacks, p.stacks);
+        assert_eq!(back.timeline, p.timeline);
+        assert_eq!(
+            back.timeline.as_ref().unwrap().time_us,
+            vec![1_000_000, 1_001_000, 1_002_000, 999_000]
+        );
+        assert_eq!(
+            (back.mode, back.python_version, back.stats.clone()),
+            (p.mode, p.python_version, p.stats.clone())
+        );
+        let config = ir.profile.config();
+        assert_eq!(
+            (config.start_time_us, config.capture_features, config.mode),
+            (Some(999_000), Some(1), Mode::Cpu)
+        );
+    }
+
+    #[test]
+    fn a_baseline_comes_with_the_comparison() {
+        let current = profile(30, false);
+        let config = CollectorConfig {
+            baseline: Some(Arc::new(profile(10, false))),
+            ..CollectorConfig::default()
+        };
+        let ir = Ir::new(&current, &config, Normalize::Interval);
+        assert_eq!(ir.baseline.as_ref().unwrap().stacks.weight, vec![10, 1]);
+        let comparison = ir.comparison.unwrap();
+        let work = comparison
+            .functions
+            .iter()
+            .find(|f| f.function == "work")
+            .unwrap();
+        assert_eq!(
+            (work.baseline_self, work.current_self, work.diff),
+            (10.0, 30.0, 20.0)
+        );
+        assert!(
+            ir.profile.samples.is_none(),
+            "no timeline unless the format needs one"
+        );
+    }
+
+    #[test]
+    fn malformed_documents_are_refused() {
+        let mut ir = Ir::new(
+            &profile(2, true),
+            &CollectorConfig::default(),
+            Normalize::Interval,
+        );
+        ir.profile.frames.line.pop();
+        assert!(ir.profile.to_profile().is_err());
+        let mut ir = Ir::new(
+            &profile(2, true),
+            &CollectorConfig::default(),
+            Normalize::Interval,
+        );
+        ir.profile.samples.as_mut().unwrap().stack[0] = 99;
+        assert!(ir.profile.to_profile().is_err());
+    }
+}

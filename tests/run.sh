@@ -13,8 +13,10 @@ if [ ! -x target/tools/bin/inferno-flamegraph ] && ! command -v inferno-flamegra
 fi
 if [ ! -x .venv/bin/pytest ]; then
     python3 -m venv .venv
-    .venv/bin/pip install --quiet pytest zstandard jsonschema
 fi
+# snakeviz: its own table code reads the pstats output.
+.venv/bin/python -c "import pytest, zstandard, jsonschema, snakeviz" 2>/dev/null \
+    || .venv/bin/pip install --quiet pytest zstandard jsonschema snakeviz
 # tmux (Debian's package) drives the --live tests in a real terminal.
 if ! command -v tmux >/dev/null && [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null) \

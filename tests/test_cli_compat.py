@@ -70,8 +70,11 @@ def tree(node, strings):
 
 
 def marshal_stats(path):
+    """The stats, callers as counts: tachyon writes cProfile's (nc, cc, tt, ct) tuple where
+    CPython 3.15.2 writes the count alone (which snakeviz cannot read); the counts agree."""
     code = "import marshal, json, sys; d = marshal.load(open(sys.argv[1], 'rb')); d.pop(('__sampled__',), None); " \
-           "print(json.dumps(sorted([list(k), [v[0], v[1], round(v[2], 9), round(v[3], 9), sorted([list(c), n] for c, n in v[4].items())]] for k, v in d.items())))"
+           "count = lambda n: n[0] if isinstance(n, tuple) else n; " \
+           "print(json.dumps(sorted([list(k), [v[0], v[1], round(v[2], 9), round(v[3], 9), sorted([list(c), count(n)] for c, n in v[4].items())]] for k, v in d.items())))"
     return json.loads(subprocess.run([PY315, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout)
 
 

@@ -92,17 +92,24 @@ def test_zstd_reference_capture_replays(tmp, writer):
 
 
 def expected_pstats(samples, interval_s=0.001):
+    """cProfile's shape: callers map to (nc, cc, tt, ct) - samples through that edge, and the
+    callee's own and total time in them."""
     key = lambda f: (f[0], max(f[2], 0), f[1])  # noqa: E731
-    direct, cumulative, callers = collections.Counter(), collections.Counter(), collections.defaultdict(collections.Counter)
+    direct, cumulative = collections.Counter(), collections.Counter()
+    edges, edge_direct = collections.defaultdict(collections.Counter), collections.defaultdict(collections.Counter)
     for _tid, _iid, _ts, _st, stack in samples:
         keys = [key(f) for f in stack]  # innermost first
         direct[keys[0]] += 1
         for k in set(keys):
             cumulative[k] += 1
-        for callee, caller in zip(keys, keys[1:]):
-            callers[callee][caller] += 1
+        for i, (callee, caller) in enumerate(zip(keys, keys[1:])):
+            edges[callee][caller] += 1
+            if i == 0:
+                edge_direct[callee][caller] += 1
+    callers = lambda k: {c: [n, n, round(edge_direct[k][c] * interval_s, 9), round(n * interval_s, 9)]  # noqa: E731
+                         for c, n in edges[k].items()}
     return {
-        k: (direct[k], cumulative[k], direct[k] * interval_s, cumulative[k] * interval_s, dict(callers[k]))
+        k: (direct[k], cumulative[k], direct[k] * interval_s, cumulative[k] * interval_s, callers(k))
         for k in cumulative
     }
 
@@ -113,12 +120,13 @@ st = pstats.Stats(sys.argv[1], stream=io.StringIO())
 st.sort_stats("cumulative").print_stats()
 st.sort_stats("tottime").print_callers()
 print(json.dumps([[list(k), [v[0], v[1], round(v[2], 9), round(v[3], 9),
-                   sorted([list(c), n] for c, n in v[4].items())]] for k, v in st.stats.items()]))
+                   sorted([list(c), [n[0], n[1], round(n[2], 9), round(n[3], 9)]] for c, n in v[4].items())]]
+                  for k, v in st.stats.items()]))
 print(json.dumps(st.fcn_list[0]))
 """
 
 
-@pytest.mark.parametrize("version", ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"])
+@pytest.mark.parametrize("version", ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"])
 def test_pstats_file_loads_and_sorts_in_python(ref_capture, tmp, version):
     python = require_python(version)
     path, samples = ref_capture
@@ -133,6 +141,38 @@ def test_pstats_file_loads_and_sorts_in_python(ref_capture, tmp, version):
         assert got[k][:4] == [cc, nc, round(tt, 9), round(ct, 9)], k
         assert got[k][4] == sorted([list(c), n] for c, n in callers.items()), k
     assert tuple(json.loads(top_line)) == max(want, key=lambda k: want[k][0]), "sorted by tottime"
+
+
+SNAKEVIZ_CHECK = r"""
+import json, pstats, sys
+from snakeviz.stats import json_stats, table_rows
+st = pstats.Stats(sys.argv[1])
+rows = table_rows(st)
+tree = json_stats(st)
+print(json.dumps({"rows": {r[6]: [r[0][1], float(r[1])] for r in rows},
+                  "callers": {k: v["callers"] for k, v in tree.items()}}))
+"""
+
+
+def test_snakeviz_reads_the_pstats_file(ref_capture, tmp):
+    """snakeviz's own table and call-tree code (PyPI snakeviz, which tests/run.sh installs)
+    on the written file: every function with its samples, callers as cProfile tuples."""
+    path, samples = ref_capture
+    out = tmp / "prof.pstats"
+    tachyon("replay", path, "--format", "pstats", "-o", out)
+    python = os.path.join(ROOT, ".venv", "bin", "python")
+    found = subprocess.run([python, "-c", "import snakeviz"], capture_output=True)
+    if found.returncode != 0:
+        pytest.skip("snakeviz is not installed in .venv (tests/run.sh installs it)")
+    got = json.loads(subprocess.run([python, "-c", SNAKEVIZ_CHECK, str(out)], capture_output=True, text=True,
+                                    check=True).stdout)
+    want = expected_pstats(samples)
+    name = lambda k: "%s:%s(%s)" % k  # noqa: E731
+    assert got["rows"] == {name(k): [v[1], float("%.4g" % v[2])] for k, v in want.items()}
+    for k, v in want.items():
+        if name(k) in got["callers"]:
+            rounded = {c: [round(x, 9) for x in e] for c, e in got["callers"][name(k)].items()}
+            assert rounded == {name(c): e for c, e in v[4].items()}
 
 
 def test_pstats_table_honours_sort_and_limit(ref_capture):

@@ -1,7 +1,10 @@
 //! pstats output. With `-o`: a marshal file in cProfile's shape that `pstats.Stats` loads on
 //! Python 3.8-3.15 (keys `(filename, lineno, funcname)`, values `(direct, cumulative, tottime,
 //! cumtime, callers)`; Tachyon's `("__sampled__",)` marker is left out because pre-3.15
-//! pstats cannot unpack it). Without `-o`: Tachyon's printed table.
+//! pstats cannot unpack it). Each caller entry is cProfile's `(nc, cc, tt, ct)` tuple — the
+//! samples in which that caller called the function, twice, then the function's own and total
+//! time in them — where CPython 3.15.2 writes a bare count: snakeviz and `print_callers` read
+//! the tuple, and snakeviz fails on the count. Without `-o`: Tachyon's printed table.
 
 mod marshal;
 mod stats;
@@ -68,7 +71,15 @@ impl Pstats {
                 let callers = st
                     .callers
                     .iter()
-                    .map(|(&c, &n)| (key(table.keys.key(c)), Int(n as i64)))
+                    .map(|(&c, edge)| {
+                        let value = Tuple(vec![
+                            Int(edge.samples as i64),
+                            Int(edge.samples as i64),
+                            Float(edge.direct as f64 * self.interval_s),
+                            Float(edge.samples as f64 * self.interval_s),
+                        ]);
+                        (key(table.keys.key(c)), value)
+                    })
                     .collect();
                 let value = Tuple(vec![
                     Int(st.direct as i64),

@@ -10,7 +10,15 @@ pub struct FuncStats {
     pub direct: u64,
     pub cumulative: u64,
     /// Caller key index -> samples in which it called this function.
-    pub callers: BTreeMap<usize, u64>,
+    pub callers: BTreeMap<usize, CallerEdge>,
+}
+
+/// Samples in which one function called another, and in how many of those the callee was
+/// the innermost frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallerEdge {
+    pub samples: u64,
+    pub direct: u64,
 }
 
 #[derive(Default)]
@@ -49,8 +57,13 @@ impl FuncTable {
                     table.stats[k].cumulative += weight;
                 }
             }
-            for pair in keys.windows(2) {
-                *table.stats[pair[1]].callers.entry(pair[0]).or_default() += weight;
+            let edges = keys.len().saturating_sub(1);
+            for (i, pair) in keys.windows(2).enumerate() {
+                let edge = table.stats[pair[1]].callers.entry(pair[0]).or_default();
+                edge.samples += weight;
+                if i + 1 == edges {
+                    edge.direct += weight;
+                }
             }
         }
         table

@@ -130,6 +130,45 @@ def validate_processed_profile(p):
             assert 0 <= mk["name"][i] < len(strings) and mk["startTime"][i] <= mk["endTime"][i] and mk["phase"][i] == 1
 
 
+SPEEDSCOPE_SCHEMA = os.path.join(ROOT, "tests", "browser", "node_modules", "speedscope", "dist", "release",
+                                 "file-format-schema.json")
+
+
+def test_speedscope_matches_speedscope_schema_and_the_capture(capture):
+    """Validated with speedscope's own schema (npm speedscope, which tests/run.sh installs);
+    per thread, its samples are the capture's, stack by stack."""
+    import jsonschema
+
+    d, script = capture
+    proc = tachyon("replay", d / "cap.bin", "-f", "speedscope", "-o", d / "s.json")
+    assert "speedscope output written" in proc.stderr
+    tachyon("replay", d / "cap.bin", "--collapsed", "-o", d / "s.txt")
+    doc = json.loads((d / "s.json").read_text())
+    if not os.path.exists(SPEEDSCOPE_SCHEMA):
+        pytest.skip("speedscope's schema is not installed (tests/run.sh installs it with npm)")
+    jsonschema.validate(doc, json.load(open(SPEEDSCOPE_SCHEMA)))
+    frames = doc["shared"]["frames"]
+    assert {"name": "hot", "file": str(script), "line": 8} in frames
+    interval_ms = 1.0
+    mine = {}
+    for prof in doc["profiles"]:
+        assert prof["type"] == "sampled" and len(prof["samples"]) == len(prof["weights"])
+        assert abs(sum(prof["weights"]) - prof["endValue"]) < 1e-6
+        tid = int(prof["name"].split()[-1])
+        for stack, weight in zip(prof["samples"], prof["weights"]):
+            names = ";".join("%s:%s" % (os.path.basename(frames[i].get("file", "")), frames[i]["name"]) for i in stack)
+            mine[(tid, names)] = mine.get((tid, names), 0) + round(weight / interval_ms)
+    theirs = {}
+    for line in (d / "s.txt").read_text().splitlines():
+        stack, count = line.rsplit(" ", 1)
+        tid, *labels = stack.split(";")
+        names = ";".join(":".join(l.split(":")[:2]) if l.count(":") >= 2 else ":" + l for l in labels)
+        key = (int(tid[4:]), names)
+        theirs[key] = theirs.get(key, 0) + int(count)
+    assert mine == theirs
+    assert len({tid for tid, _ in mine}) == 2
+
+
 def test_gecko_profile_matches_the_processed_format(capture):
     d, script = capture
     out = d / "p.json"

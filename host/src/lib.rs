@@ -27,5 +27,7 @@ extern crate tachyon_heatmap;
 extern crate tachyon_jsonl;
 #[cfg(feature = "pstats")]
 extern crate tachyon_pstats;
+#[cfg(feature = "speedscope")]
+extern crate tachyon_speedscope;
 #[cfg(feature = "svg")]
 extern crate tachyon_svg;

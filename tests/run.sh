@@ -27,7 +27,7 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
         || echo "chromium could not be installed: browser tests will be skipped"
 fi
-if [ ! -d tests/browser/node_modules/speedscope ] && command -v npm >/dev/null; then
+if { [ ! -d tests/browser/node_modules/speedscope ] || [ ! -d tests/browser/node_modules/pprof-format ]; } && command -v npm >/dev/null; then
     (cd tests/browser && npm install --no-audit --no-fund --silent) || echo "playwright-core missing: browser tests will be skipped"
 fi
 # CPython 3.14/3.15 from Debian sid for the debug-offsets tests (skipped if unavailable).

@@ -2,6 +2,7 @@
 Firefox Profiler's processed-format schema."""
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -167,6 +168,44 @@ def test_speedscope_matches_speedscope_schema_and_the_capture(capture):
         theirs[key] = theirs.get(key, 0) + int(count)
     assert mine == theirs
     assert len({tid for tid, _ in mine}) == 2
+
+
+PSTATS_SELF = r"""
+import json, pstats, sys
+totals = {}
+for (file, line, func), (cc, nc, tt, ct, callers) in pstats.Stats(sys.argv[1]).stats.items():
+    key = "%s:%s" % ("" if file == "~" else file, func)  # synthetic frames (<GC>) have no file
+    totals[key] = totals.get(key, 0) + cc
+print(json.dumps(totals))
+"""
+
+
+def test_pprof_read_by_a_real_decoder_agrees_with_pstats(tmp):
+    """Decoded by `pprof-format` (npm; the decoder Datadog's profiler uses): sample types,
+    period, duration, thread labels, start lines, and per function the same self samples as
+    the pstats output of the same run."""
+    decoder = os.path.join(ROOT, "tests", "browser", "pprof_totals.mjs")
+    if shutil.which("node") is None or not os.path.isdir(os.path.join(ROOT, "tests", "browser", "node_modules", "pprof-format")):
+        pytest.skip("node or npm's pprof-format is missing (tests/run.sh installs it)")
+    python = require_python("3.12")
+    script = tmp / "work.py"
+    script.write_text(WORK)
+    tachyon("run", "--python", python, "-a", "-f", "pprof", "-o", tmp / "p.pb.gz", "--save-capture", tmp / "cap.bin", script)
+    tachyon("replay", tmp / "cap.bin", "--pstats", "-o", tmp / "p.pstats")
+    got = json.loads(subprocess.run(["node", decoder, str(tmp / "p.pb.gz")], capture_output=True, text=True,
+                                    check=True).stdout)
+    assert got["sampleTypes"] == [["samples", "count"], ["wall", "nanoseconds"]]
+    assert got["periodType"] == ["wall", "nanoseconds"] and got["period"] == 1_000_000
+    assert 1.0e9 < got["durationNanos"] < 5e9
+    assert sorted(got["threads"].values())[0] == "MainThread" and len(got["threads"]) == 2
+    theirs = json.loads(subprocess.run([python, "-c", PSTATS_SELF, str(tmp / "p.pstats")], capture_output=True,
+                                       text=True, check=True).stdout)
+    mine = {k: v["self"] for k, v in got["perFunction"].items()}
+    assert mine == {k: v for k, v in theirs.items() if v}, "self samples per function"
+    assert all(v["selfNs"] == v["self"] * 1_000_000 for v in got["perFunction"].values())
+    lines = WORK.splitlines()
+    hot = got["perFunction"]["%s:hot" % script]
+    assert lines[hot["startLine"] - 1] == "def hot():", hot
 
 
 def test_gecko_profile_matches_the_processed_format(capture):

@@ -25,6 +25,8 @@ extern crate tachyon_gecko;
 extern crate tachyon_heatmap;
 #[cfg(feature = "jsonl")]
 extern crate tachyon_jsonl;
+#[cfg(feature = "pprof")]
+extern crate tachyon_pprof;
 #[cfg(feature = "pstats")]
 extern crate tachyon_pstats;
 #[cfg(feature = "speedscope")]

@@ -14,9 +14,9 @@ fi
 if [ ! -x .venv/bin/pytest ]; then
     python3 -m venv .venv
 fi
-# snakeviz: its own table code reads the pstats output.
-.venv/bin/python -c "import pytest, zstandard, jsonschema, snakeviz" 2>/dev/null \
-    || .venv/bin/pip install --quiet pytest zstandard jsonschema snakeviz
+# snakeviz: its own table code reads the pstats output; maturin builds the wheel.
+[ -x .venv/bin/maturin ] && .venv/bin/python -c "import pytest, zstandard, jsonschema, snakeviz" 2>/dev/null \
+    || .venv/bin/pip install --quiet pytest zstandard jsonschema snakeviz maturin
 # tmux (Debian's package) drives the --live tests in a real terminal.
 if ! command -v tmux >/dev/null && [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null) \

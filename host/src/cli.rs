@@ -119,6 +119,14 @@ pub enum Command {
     },
     /// List every output format.
     Formats,
+    /// Print a shell completion script, e.g. `tachyon completions bash > /etc/bash_completion.d/tachyon`
+    /// or `source <(tachyon completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print tachyon's man page (roff), e.g. `tachyon man > /usr/local/share/man/man1/tachyon.1`.
+    Man,
 }
 
 /// Exit status of a process that wrote into a closed pipe (128 + SIGPIPE), as Unix tools.
@@ -271,6 +279,19 @@ fn dispatch(mut cli: Cli) -> Result<i32> {
                 writeln!(stdout, "{:<16} {}{takes}", f.name(), f.description())?;
             }
             stdout.flush()?;
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            // Into memory first: clap_complete panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "tachyon", &mut script);
+            std::io::stdout().write_all(&script)?;
+            Ok(0)
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
             Ok(0)
         }
     }

@@ -227,7 +227,13 @@
         html += "<tr><td>Inclusive</td><td>" + fmtTime(info.baseline_total) + " → " + fmtTime(node.value) + " (" + signed(info.total_diff_pct, info.total_diff_pct.toFixed(1)) + "%)</td></tr>";
       }
       html += "</table>";
-      if (info.significant === false) html += '<div class="noise">Within sampling noise</div>';
+      if (info.run_verdict !== undefined) {
+        /* Sets of runs: the function's change across them, with its confidence interval. */
+        const c = info.run_change || [];
+        const pct = (v) => (v === null || v === undefined) ? "n/a" : signed(v, v.toFixed(1)) + "%";
+        html += "<div><b>Across runs:</b> " + info.run_verdict + (c[0] !== undefined && c[0] !== null
+          ? ", " + pct(c[0]) + " (" + (stats.run_confidence || 99) + "% CI " + pct(c[1]) + " to " + pct(c[2]) + ")" : "") + "</div>";
+      } else if (info.significant === false) html += '<div class="noise">Within sampling noise</div>';
       if (info.elided) html += '<div class="noise">Removed: no counterpart in the current profile</div>';
     }
     if (info.source && info.source.length) {

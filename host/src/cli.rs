@@ -79,12 +79,44 @@ pub enum Command {
         #[command(flatten, next_help_heading = "Reading captures")]
         input_args: InputArgs,
     },
-    /// Differential flame graph of two captures: where CURRENT spends more or less time than BASELINE.
+    /// Differential flame graph of two captures, or of two sets of runs compared with
+    /// statistics: where CURRENT spends more or less time than BASELINE.
+    #[command(
+        after_help = "Sets of runs: `tachyon diff --baseline main-*.bin --current pr-*.bin -o diff.html \
+                  --fail-on-regression 10` compares each function's per-run time with Welch's t-test, \
+                  writes diff.html, diff.md and diff.json, and exits with status 3 only when a function \
+                  regressed significantly (at --confidence) and by more than 10%."
+    )]
     Diff {
         /// The capture to compare against (before the change), e.g. `before.bin`.
-        baseline: PathBuf,
+        #[arg(required_unless_present = "baseline_runs")]
+        baseline: Option<PathBuf>,
         /// The capture to show (after the change), e.g. `after.bin`.
-        current: PathBuf,
+        #[arg(required_unless_present = "baseline_runs")]
+        current: Option<PathBuf>,
+        /// Several baseline runs (captures; patterns such as `main-*.bin` are expanded), compared
+        /// as a set with --current.
+        #[arg(long = "baseline", value_name = "BIN", num_args = 1.., requires = "current_runs", conflicts_with_all = ["baseline", "current"], help_heading = "Sets of runs")]
+        baseline_runs: Vec<PathBuf>,
+        /// Several current runs, compared as a set with --baseline.
+        #[arg(long = "current", value_name = "BIN", num_args = 1.., requires = "baseline_runs", help_heading = "Sets of runs")]
+        current_runs: Vec<PathBuf>,
+        /// Confidence level of the tests and intervals across runs, in percent.
+        #[arg(
+            long,
+            value_name = "PCT",
+            default_value_t = 99.0,
+            help_heading = "Sets of runs"
+        )]
+        confidence: f64,
+        /// Functions with fewer samples than this per run on both sides get no verdict.
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 20,
+            help_heading = "Sets of runs"
+        )]
+        min_samples: u64,
         #[command(flatten, next_help_heading = "Output")]
         out: OutputArgs,
         #[command(flatten, next_help_heading = "Reading captures")]
@@ -257,12 +289,30 @@ fn dispatch(mut cli: Cli) -> Result<i32> {
         Command::Diff {
             baseline,
             current,
+            baseline_runs,
+            current_runs,
+            confidence,
+            min_samples,
             mut out,
             input_args,
-        } => {
-            out.diff_flamegraph = Some(baseline);
-            done(crate::replay::replay(&current, &out, &input_args))
-        }
+        } => match (baseline, current) {
+            (Some(baseline), Some(current)) => {
+                out.diff_flamegraph = Some(baseline);
+                done(crate::replay::replay(&current, &out, &input_args))
+            }
+            _ => {
+                if out.format.is_none() {
+                    out.format = Some("diff_flamegraph".to_owned());
+                }
+                let runs = crate::diff_runs::RunsArgs {
+                    baseline: baseline_runs,
+                    current: current_runs,
+                    confidence,
+                    min_samples,
+                };
+                done(crate::diff_runs::diff_runs(&runs, &out, &input_args))
+            }
+        },
         Command::Formats => {
             let mut stdout = std::io::stdout().lock();
             for f in crate::output::all_formats() {

@@ -3,12 +3,14 @@
 
 pub mod binary;
 pub mod cli;
+pub mod diff_runs;
 pub mod dump;
 pub mod guard;
 pub mod live;
 pub mod output;
 pub mod plugins;
 pub mod progress;
+pub mod provenance;
 pub mod replay;
 pub mod sampler;
 pub mod session;

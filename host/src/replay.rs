@@ -38,7 +38,7 @@ impl InputArgs {
     }
 
     /// The current directory and every --source-root, canonical.
-    fn source_access(&self) -> Result<SourceAccess> {
+    pub fn source_access(&self) -> Result<SourceAccess> {
         let mut roots = vec![std::env::current_dir()?.canonicalize()?];
         for root in &self.source_root {
             roots.push(
@@ -67,6 +67,7 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
         start_time_us: Some(header.start_time_us),
         capture_features: header.capture_features(),
         sources: input_args.source_access()?,
+        provenance: capture.provenance.clone().map(std::sync::Arc::new),
         ..Default::default()
     };
     out.fill_options(&mut config, &limits)?;

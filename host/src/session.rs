@@ -11,6 +11,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -582,6 +583,11 @@ fn profile(
         python_version: Some(target.version),
         start_time_us: Some(monotonic_us()),
         capture_features: Some(args.capture_features()),
+        provenance: Some(Arc::new(crate::provenance::collect(
+            &target,
+            args.interval_us,
+            args.mode().name(),
+        ))),
         ..Default::default()
     };
     out.fill_options(&mut config, &ReadLimits::default())?;

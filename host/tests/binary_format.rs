@@ -68,7 +68,7 @@ fn write(rows: &[(u64, u32, u64, u8, Vec<i32>)], zstd: bool) -> Vec<u8> {
             .collect();
         w.write_sample(*tid, *iid, *status, *ts, &ids).unwrap();
     }
-    w.finish(None).unwrap()
+    w.finish(None, None).unwrap()
 }
 
 fn decode(bytes: &[u8]) -> anyhow::Result<Vec<Row>> {

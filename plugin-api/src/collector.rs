@@ -30,6 +30,12 @@ pub struct CollectorConfig {
     pub capture_features: Option<u8>,
     /// Which source files the output may read (a replayed capture names untrusted files).
     pub sources: SourceAccess,
+    /// Where the profile came from (command line, Python, host, commit...), as a capture
+    /// records it; see tachyon's `binary` format.
+    pub provenance: Option<Arc<serde_json::Value>>,
+    /// Two sets of runs compared (`tachyon diff --baseline … --current …`): a differential
+    /// format shows the pooled runs and colours functions by these verdicts.
+    pub runs: Option<Arc<crate::runs::RunsComparison>>,
 }
 
 impl CollectorConfig {

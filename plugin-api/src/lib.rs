@@ -74,6 +74,7 @@ pub mod ir;
 mod model;
 pub mod opcodes;
 mod profile;
+pub mod runs;
 pub mod source;
 mod stacks;
 

@@ -4,7 +4,7 @@
 use crate::aggregate::StackCounts;
 use crate::collector::{Collector, ExportContext, RunStats};
 use crate::hash::FxHashMap;
-use crate::model::{FrameId, Mode, Sample, Symbols, ThreadStatus};
+use crate::model::{FrameId, FrameInfo, Mode, Sample, Symbols, ThreadStatus};
 use crate::stacks::{StackId, StackTable};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +42,73 @@ pub struct Timeline {
 }
 
 impl Profile {
+    /// Several profiles as one (a set of runs pooled): their stacks re-interned into one
+    /// symbol table and summed; interval, mode and Python version are the first's.
+    #[must_use]
+    pub fn pool(profiles: &[&Profile]) -> Profile {
+        let mut symbols = Symbols::default();
+        let mut index: FxHashMap<(u64, u32, u8, Vec<FrameId>), usize> = FxHashMap::default();
+        let mut stacks: Vec<WeightedStack> = Vec::new();
+        let mut duration = 0.0;
+        for p in profiles {
+            let mut mapped: FxHashMap<FrameId, FrameId> = FxHashMap::default();
+            for s in &p.stacks {
+                let frames: Vec<FrameId> = s
+                    .frames
+                    .iter()
+                    .map(|&id| {
+                        *mapped.entry(id).or_insert_with(|| {
+                            let f = p.symbols.frame(id).clone();
+                            let filename = symbols.intern_str(p.symbols.str(f.filename));
+                            let funcname = symbols.intern_str(p.symbols.str(f.funcname));
+                            symbols.intern_frame(FrameInfo {
+                                filename,
+                                funcname,
+                                ..f
+                            })
+                        })
+                    })
+                    .collect();
+                let key = (s.thread_id, s.interpreter_id, s.status.0, frames);
+                match index.get(&key) {
+                    Some(&i) => stacks[i].weight += s.weight,
+                    None => {
+                        index.insert(key.clone(), stacks.len());
+                        stacks.push(WeightedStack {
+                            thread_id: s.thread_id,
+                            interpreter_id: s.interpreter_id,
+                            status: s.status,
+                            frames: key.3,
+                            weight: s.weight,
+                        });
+                    }
+                }
+            }
+            duration += p.stats.duration_sec;
+        }
+        let first = profiles.first();
+        let total: u64 = stacks.iter().map(|s| s.weight).sum();
+        Profile {
+            symbols,
+            stacks,
+            interval_us: first.map_or(1000, |p| p.interval_us),
+            mode: first.and_then(|p| p.mode),
+            stats: RunStats {
+                duration_sec: duration,
+                sample_rate: if duration > 0.0 {
+                    total as f64 / duration
+                } else {
+                    0.0
+                },
+                error_rate: None,
+                missed_samples: None,
+            },
+            python_version: first.and_then(|p| p.python_version),
+            capture_features: first.and_then(|p| p.capture_features),
+            timeline: None,
+        }
+    }
+
     #[must_use]
     pub fn total_samples(&self) -> u64 {
         self.stacks.iter().map(|s| s.weight).sum()

@@ -19,6 +19,7 @@ pub struct BinaryCollector {
     scratch: Vec<u32>,
     /// Samples whose stack was deeper than a record may hold (CPython's reader refuses more).
     deep_samples: u64,
+    provenance: Option<std::sync::Arc<serde_json::Value>>,
 }
 
 impl BinaryCollector {
@@ -37,6 +38,7 @@ impl BinaryCollector {
             config_word,
         )?;
         Ok(BinaryCollector {
+            provenance: config.provenance.clone(),
             writer: Some(writer),
             frame_map: Vec::new(),
             scratch: Vec::new(),
@@ -93,7 +95,7 @@ impl Collector for BinaryCollector {
             .path
             .map(PathBuf::from)
             .context("the binary format needs an output file (-o FILE.bin)")?;
-        let bytes = writer.finish(Some(ctx.stats))?;
+        let bytes = writer.finish(Some(ctx.stats), self.provenance.as_deref())?;
         std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("Binary profile written to {}", ctx.shown_path().display());
         if self.deep_samples > 0 {

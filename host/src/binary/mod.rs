@@ -18,6 +18,11 @@ pub const FOOTER_SIZE: usize = 32;
 pub const STATS_SIZE: usize = 56;
 pub const LEGACY_STATS_SIZE: usize = 32;
 pub const STATS_SIGNATURE: &[u8; 8] = b"TACHSTAT";
+/// Starts tachyon's provenance block (u32 length, then JSON), written between the frame table
+/// and the stats trailer, where CPython 3.15's reader ignores bytes.
+pub const PROVENANCE_SIGNATURE: &[u8; 8] = b"TACHPROV";
+/// Largest provenance block read back.
+pub const MAX_PROVENANCE: usize = 1 << 16;
 /// Deepest stack a record may hold; deeper stacks keep their 256 innermost frames.
 pub const MAX_DEPTH: usize = 256;
 pub const COMPRESSION_NONE: u32 = 0;

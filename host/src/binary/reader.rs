@@ -45,6 +45,8 @@ pub struct Capture {
     pub symbols: Symbols,
     /// From the stats trailer; fields the file lacks are None.
     pub stats: Option<RunStats>,
+    /// What the capture came from (tachyon's provenance block), when it has one.
+    pub provenance: Option<serde_json::Value>,
     records: Vec<u8>,
     big_endian: bool,
 }
@@ -190,6 +192,7 @@ impl Capture {
         for _ in 0..frame_count {
             frames.push(read_frame(&mut cur, string_count).context("Truncated frame table")??);
         }
+        let provenance = data.get(cur.pos..tables_end).and_then(read_provenance);
 
         let raw = &data[HEADER_SIZE..str_off];
         let records = if header.compression == COMPRESSION_ZSTD {
@@ -201,6 +204,7 @@ impl Capture {
             header,
             symbols: Symbols::from_tables(strings, frames),
             stats,
+            provenance,
             records,
             big_endian,
         })
@@ -427,6 +431,17 @@ fn read_frame(cur: &mut Cursor<'_>, string_count: u32) -> Result<Result<FrameInf
         end_column: end(column, end_col_delta),
         opcode: (opcode != 255).then_some(opcode),
     }))
+}
+
+/// tachyon's provenance block, if the bytes after the frame table start with one (anything
+/// else there is ignored, as CPython ignores it).
+fn read_provenance(after_frames: &[u8]) -> Option<serde_json::Value> {
+    let rest = after_frames.strip_prefix(PROVENANCE_SIGNATURE.as_slice())?;
+    let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    if len > MAX_PROVENANCE {
+        return None;
+    }
+    serde_json::from_slice(rest.get(4..4 + len)?).ok()
 }
 
 /// Stats trailer (56-byte or legacy 32-byte form) just before the footer, and where the

@@ -178,8 +178,12 @@ impl BinaryWriter {
         Ok(())
     }
 
-    /// The complete file.
-    pub fn finish(mut self, stats: Option<&RunStats>) -> Result<Vec<u8>> {
+    /// The complete file; `provenance` (JSON) goes between the frame table and the stats.
+    pub fn finish(
+        mut self,
+        stats: Option<&RunStats>,
+        provenance: Option<&serde_json::Value>,
+    ) -> Result<Vec<u8>> {
         for thread in &mut self.threads {
             flush_repeat(thread, &mut self.record);
         }
@@ -197,6 +201,13 @@ impl BinaryWriter {
         }
         let frame_table_offset = out.len() as u64;
         out.extend_from_slice(&self.frames);
+        if let Some(json) = provenance.and_then(|p| serde_json::to_vec(p).ok()) {
+            if json.len() <= super::MAX_PROVENANCE {
+                out.extend_from_slice(super::PROVENANCE_SIGNATURE);
+                out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+                out.extend_from_slice(&json);
+            }
+        }
         if let Some(stats) = stats {
             let present = u32::from(stats.error_rate.is_some())
                 | (u32::from(stats.missed_samples.is_some()) << 1);

@@ -4,7 +4,7 @@
 
 mod html;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -13,6 +13,7 @@ use tachyon_plugin_api::compare::{
     CallPath, Comparison, FunctionDiff, NodeDiff, Normalize, NOISE_Z,
 };
 use tachyon_plugin_api::opcodes;
+use tachyon_plugin_api::runs::{Compared, Verdict};
 use tachyon_plugin_api::{
     AggregateOutput, Aggregating, CallTree, Collector, CollectorConfig, ExportContext, Format,
     FrameKey, FxBuildHasher, Interner, Needs, Profile, RegressionDetected, Sample, SourceReader,
@@ -221,6 +222,8 @@ struct JsonBuilder<'a> {
     cwd: Option<PathBuf>,
     /// A node is kept with at least this many samples, or 0.1 % of one thread's.
     min_samples: u64,
+    /// Sets of runs compared: each function's verdict across the runs, by (file, function).
+    verdicts: HashMap<(&'a str, &'a str), &'a Compared>,
 }
 
 impl JsonBuilder<'_> {
@@ -306,6 +309,23 @@ impl JsonBuilder<'_> {
                     m.insert("function_diff".into(), json!(f.diff));
                     m.insert("function_diff_pct".into(), json!(f.diff_pct));
                 }
+                // Across sets of runs the verdict, not one pair's noise test, colours a node.
+                if let Some(c) = self
+                    .verdicts
+                    .get(&(k.filename.as_str(), k.funcname.as_str()))
+                {
+                    m.insert("run_verdict".into(), json!(c.verdict.name()));
+                    m.insert(
+                        "significant".into(),
+                        json!(matches!(c.verdict, Verdict::Regressed | Verdict::Improved)),
+                    );
+                    if let Some(w) = c.test {
+                        m.insert(
+                            "run_change".into(),
+                            json!([w.change_pct, w.change_low_pct, w.change_high_pct]),
+                        );
+                    }
+                }
             }
             Annotation::Elided(d, elided) => {
                 here = d.path(path, k);
@@ -384,6 +404,7 @@ fn elided_json(
         sources: None,
         cwd,
         min_samples: 1,
+        verdicts: HashMap::new(),
     };
     let mut data = builder.root(Annotation::Elided(comparison, elided));
     // A frame node carries "elided"; the synthetic "Program Root" does not.
@@ -504,6 +525,13 @@ impl Flamegraph {
             sources: Some(SourceReader::new(self.config.sources.clone())),
             cwd: cwd.clone(),
             min_samples: ((total as f64 * PRUNE_FRACTION) as u64).max(1),
+            verdicts: self
+                .config
+                .runs
+                .iter()
+                .flat_map(|r| &r.functions)
+                .map(|c| ((c.filename.as_str(), c.name.as_str()), c))
+                .collect(),
         };
         let mut title = "Tachyon Profiler - Flamegraph Report";
         let mut stats = self.stats_json(ctx);
@@ -547,6 +575,11 @@ impl Flamegraph {
                 stats.insert("bootstrap_frames_stripped".into(), json!(strip_bootstrap));
                 stats.insert("elided_count".into(), json!(elided_count));
                 stats.insert("noise_z".into(), json!(NOISE_Z));
+                if let Some(runs) = &self.config.runs {
+                    stats.insert("run_confidence".into(), json!(runs.level * 100.0));
+                    stats.insert("baseline_runs".into(), json!(runs.baseline_runs));
+                    stats.insert("current_runs".into(), json!(runs.current_runs));
+                }
                 if !elided.is_empty() {
                     if let Some(mut e) = elided_json(base_tree, comparison, &elided, cwd) {
                         let mut estats = Map::new();

@@ -1,0 +1,405 @@
+//! Comparing two *sets* of runs: is a change bigger than the runs' own spread?
+//!
+//! One run per side cannot tell a change from run-to-run noise (a CI runner varies by 30 % and
+//! more), so each function's time — or share of the run, with `Normalize::Total` — is measured
+//! in every run of each side, and the sides' means are compared with Welch's t-test: the
+//! per-run values are few (3 to 10), their spreads may differ between the sides, and Welch's
+//! test uses each side's own spread. A bootstrap over runs was the alternative; with three runs
+//! a side it has only ten distinct resamples per side, too coarse for a 99 % interval. The
+//! question is directional — did it get slower? faster? — so each direction is a one-sided
+//! test at the level: a function *regressed* when its rise is significant at 99 %, *improved*
+//! when its fall is. The interval's two ends are the matching one-sided bounds (together a
+//! 98 % two-sided interval at level 99 %), so a verdict holds exactly when its bound excludes
+//! no change. The effect is the relative change of the mean (current − baseline) / baseline,
+//! with the interval of the difference divided by the baseline mean.
+//!
+//! Stacks are classed as the "pyrometry" approach classes them: *appeared* (in no baseline run,
+//! in every current run), *disappeared* (the reverse), *grown* and *shrunk* (a significant
+//! change of their per-run values).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+use crate::compare::Normalize;
+use crate::profile::Profile;
+
+/// What the comparison of one function (or stack) across the runs says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Regressed,
+    Improved,
+    Unchanged,
+    /// Fewer than two runs on a side, or fewer samples than `min_samples` on both.
+    NotEnoughData,
+}
+
+impl Verdict {
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Regressed => "regressed",
+            Verdict::Improved => "improved",
+            Verdict::Unchanged => "unchanged",
+            Verdict::NotEnoughData => "not enough data",
+        }
+    }
+}
+
+/// One side's per-run values of a function or stack.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Spread {
+    /// Per run, in `unit`.
+    pub values: Vec<f64>,
+    pub mean: f64,
+    /// Sample standard deviation (n − 1); 0 for one run.
+    pub stdev: f64,
+    /// Mean samples per run (for `min_samples`).
+    pub mean_samples: f64,
+}
+
+impl Spread {
+    fn new(values: Vec<f64>, samples: &[u64]) -> Spread {
+        let n = values.len() as f64;
+        let mean = if values.is_empty() {
+            0.0
+        } else {
+            values.iter().sum::<f64>() / n
+        };
+        let stdev = if values.len() < 2 {
+            0.0
+        } else {
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        };
+        let mean_samples = if samples.is_empty() {
+            0.0
+        } else {
+            samples.iter().sum::<u64>() as f64 / samples.len() as f64
+        };
+        Spread {
+            values,
+            mean,
+            stdev,
+            mean_samples,
+        }
+    }
+}
+
+/// Welch's t-test of the current mean against the baseline mean.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Welch {
+    /// current mean − baseline mean, in `unit`.
+    pub diff: f64,
+    /// The difference's one-sided bounds at the comparison's level (below and above).
+    pub diff_low: f64,
+    pub diff_high: f64,
+    /// `diff` relative to the baseline mean, in percent, and its interval (`None` when the
+    /// baseline mean is 0: the function is new).
+    pub change_pct: Option<f64>,
+    pub change_low_pct: Option<f64>,
+    pub change_high_pct: Option<f64>,
+    pub t: f64,
+    /// Welch–Satterthwaite degrees of freedom.
+    pub df: f64,
+    /// One-sided p-value in the direction of the change.
+    pub p: f64,
+}
+
+/// Welch's test of `current` against `baseline` at `level` (0.99): one-sided in the direction
+/// of the change; `None` with fewer than two values on a side.
+#[must_use]
+pub fn welch(baseline: &Spread, current: &Spread, level: f64) -> Option<Welch> {
+    let (nb, nc) = (baseline.values.len() as f64, current.values.len() as f64);
+    if nb < 2.0 || nc < 2.0 {
+        return None;
+    }
+    let (vb, vc) = (baseline.stdev.powi(2) / nb, current.stdev.powi(2) / nc);
+    let diff = current.mean - baseline.mean;
+    let se = (vb + vc).sqrt();
+    let (t, df, p, half) = if se == 0.0 {
+        // No spread on either side: any difference is exact.
+        let p = if diff == 0.0 { 0.5 } else { 0.0 };
+        (
+            if diff == 0.0 {
+                0.0
+            } else {
+                f64::INFINITY.copysign(diff)
+            },
+            nb + nc - 2.0,
+            p,
+            0.0,
+        )
+    } else {
+        let df = (vb + vc).powi(2) / (vb.powi(2) / (nb - 1.0) + vc.powi(2) / (nc - 1.0));
+        let dist = StudentsT::new(0.0, 1.0, df).ok()?;
+        let t = diff / se;
+        let p = (1.0 - dist.cdf(t.abs())).clamp(0.0, 1.0);
+        let critical = dist.inverse_cdf(level);
+        (t, df, p, critical * se)
+    };
+    let relative = |x: f64| (baseline.mean > 0.0).then(|| 100.0 * x / baseline.mean);
+    Some(Welch {
+        diff,
+        diff_low: diff - half,
+        diff_high: diff + half,
+        change_pct: relative(diff),
+        change_low_pct: relative(diff - half),
+        change_high_pct: relative(diff + half),
+        t,
+        df,
+        p,
+    })
+}
+
+/// One function (or stack) compared across the runs.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Compared {
+    pub filename: String,
+    /// The function, or for a stack its frames' functions root first joined by `;`.
+    pub name: String,
+    pub baseline: Spread,
+    pub current: Spread,
+    pub test: Option<Welch>,
+    pub verdict: Verdict,
+}
+
+/// How a stack changed between the sides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StackClass {
+    Appeared,
+    Disappeared,
+    Grown,
+    Shrunk,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ComparedStack {
+    pub class: StackClass,
+    pub stack: Compared,
+}
+
+/// How two sets of runs were compared.
+#[derive(Clone, Copy, Debug)]
+pub struct RunsOptions {
+    pub normalize: Normalize,
+    /// Confidence level of the intervals and the tests (0.99).
+    pub level: f64,
+    /// Functions with fewer mean samples per run than this on both sides get no verdict.
+    pub min_samples: f64,
+}
+
+/// Two sets of runs compared function by function (inclusive time: the function anywhere on
+/// the stack) and stack by stack.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunsComparison {
+    /// `ms` (time per run) or `%` (share of the run's samples).
+    pub unit: &'static str,
+    pub level: f64,
+    pub baseline_runs: usize,
+    pub current_runs: usize,
+    /// Every function seen, largest |change| first.
+    pub functions: Vec<Compared>,
+    /// Stacks that appeared, disappeared, grew or shrank.
+    pub stacks: Vec<ComparedStack>,
+}
+
+/// Per run: key -> (value in unit, samples).
+type PerRun = Vec<BTreeMap<(String, String), (f64, u64)>>;
+
+/// Each run's inclusive value of every function and value of every stack.
+fn measure(runs: &[&Profile], normalize: Normalize) -> (PerRun, PerRun) {
+    let mut functions = Vec::new();
+    let mut stacks = Vec::new();
+    for run in runs {
+        let total = run.total_samples().max(1) as f64;
+        let unit = |samples: u64| match normalize {
+            Normalize::Interval => samples as f64 * run.interval_us as f64 / 1000.0,
+            Normalize::Total => 100.0 * samples as f64 / total,
+        };
+        let mut fn_samples: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut stack_samples: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for s in &run.stacks {
+            let names: Vec<(String, String)> = s
+                .frames
+                .iter()
+                .rev()
+                .map(|&id| {
+                    let f = run.symbols.frame(id);
+                    (
+                        run.symbols.str(f.filename).to_owned(),
+                        run.symbols.str(f.funcname).to_owned(),
+                    )
+                })
+                .collect();
+            let distinct: BTreeSet<&(String, String)> = names.iter().collect();
+            for key in distinct {
+                *fn_samples.entry(key.clone()).or_default() += s.weight;
+            }
+            let leaf_file = names.last().map(|(f, _)| f.clone()).unwrap_or_default();
+            let path = names
+                .iter()
+                .map(|(_, n)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(";");
+            *stack_samples.entry((leaf_file, path)).or_default() += s.weight;
+        }
+        functions.push(
+            fn_samples
+                .into_iter()
+                .map(|(k, n)| (k, (unit(n), n)))
+                .collect(),
+        );
+        stacks.push(
+            stack_samples
+                .into_iter()
+                .map(|(k, n)| (k, (unit(n), n)))
+                .collect(),
+        );
+    }
+    (functions, stacks)
+}
+
+fn compare_key(
+    key: &(String, String),
+    baseline: &PerRun,
+    current: &PerRun,
+    options: &RunsOptions,
+) -> Compared {
+    let side = |runs: &PerRun| {
+        let found: Vec<(f64, u64)> = runs
+            .iter()
+            .map(|r| r.get(key).copied().unwrap_or((0.0, 0)))
+            .collect();
+        let samples: Vec<u64> = found.iter().map(|&(_, n)| n).collect();
+        Spread::new(found.into_iter().map(|(v, _)| v).collect(), &samples)
+    };
+    let (b, c) = (side(baseline), side(current));
+    let test = welch(&b, &c, options.level);
+    let verdict = match test {
+        _ if b.mean_samples.max(c.mean_samples) < options.min_samples => Verdict::NotEnoughData,
+        None => Verdict::NotEnoughData,
+        Some(w) if w.p < 1.0 - options.level && w.diff > 0.0 => Verdict::Regressed,
+        Some(w) if w.p < 1.0 - options.level && w.diff < 0.0 => Verdict::Improved,
+        Some(_) => Verdict::Unchanged,
+    };
+    Compared {
+        filename: key.0.clone(),
+        name: key.1.clone(),
+        baseline: b,
+        current: c,
+        test,
+        verdict,
+    }
+}
+
+impl RunsComparison {
+    #[must_use]
+    pub fn new(
+        baseline: &[&Profile],
+        current: &[&Profile],
+        options: RunsOptions,
+    ) -> RunsComparison {
+        let (base_fns, base_stacks) = measure(baseline, options.normalize);
+        let (cur_fns, cur_stacks) = measure(current, options.normalize);
+        let keys = |a: &PerRun, b: &PerRun| -> BTreeSet<(String, String)> {
+            a.iter().chain(b).flat_map(|r| r.keys().cloned()).collect()
+        };
+        let magnitude = |c: &Compared| c.test.map_or(0.0, |w| w.diff.abs());
+        let mut functions: Vec<Compared> = keys(&base_fns, &cur_fns)
+            .iter()
+            .map(|k| compare_key(k, &base_fns, &cur_fns, &options))
+            .collect();
+        functions.sort_by(|a, b| {
+            magnitude(b)
+                .total_cmp(&magnitude(a))
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        let in_every = |runs: &PerRun, k: &(String, String)| {
+            !runs.is_empty() && runs.iter().all(|r| r.contains_key(k))
+        };
+        let in_none = |runs: &PerRun, k: &(String, String)| runs.iter().all(|r| !r.contains_key(k));
+        let mut stacks: Vec<ComparedStack> = keys(&base_stacks, &cur_stacks)
+            .iter()
+            .filter_map(|k| {
+                let compared = compare_key(k, &base_stacks, &cur_stacks, &options);
+                let class = if in_none(&base_stacks, k) && in_every(&cur_stacks, k) {
+                    StackClass::Appeared
+                } else if in_every(&base_stacks, k) && in_none(&cur_stacks, k) {
+                    StackClass::Disappeared
+                } else {
+                    match compared.verdict {
+                        Verdict::Regressed => StackClass::Grown,
+                        Verdict::Improved => StackClass::Shrunk,
+                        _ => return None,
+                    }
+                };
+                Some(ComparedStack {
+                    class,
+                    stack: compared,
+                })
+            })
+            .collect();
+        stacks.sort_by(|a, b| {
+            let size = |s: &ComparedStack| (s.stack.current.mean - s.stack.baseline.mean).abs();
+            size(b).total_cmp(&size(a))
+        });
+        RunsComparison {
+            unit: match options.normalize {
+                Normalize::Interval => "ms",
+                Normalize::Total => "%",
+            },
+            level: options.level,
+            baseline_runs: baseline.len(),
+            current_runs: current.len(),
+            functions,
+            stacks,
+        }
+    }
+
+    /// The regressions a gate of `limit_pct` fails on: significant, and larger than the limit.
+    #[must_use]
+    pub fn over_limit(&self, limit_pct: f64) -> Vec<&Compared> {
+        self.functions
+            .iter()
+            .filter(|c| {
+                c.verdict == Verdict::Regressed
+                    && c.test
+                        .and_then(|w| w.change_pct)
+                        .is_none_or(|pct| pct > limit_pct)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spread(values: &[f64]) -> Spread {
+        Spread::new(values.to_vec(), &[])
+    }
+
+    #[test]
+    fn welch_matches_a_worked_example() {
+        // Means 10 and 13, variances 1 and 4, three runs each: se = 1.2910, t = 2.3238,
+        // df = 2.9412 (Welch-Satterthwaite), one-sided p = 0.05224.
+        let w = welch(
+            &spread(&[9.0, 10.0, 11.0]),
+            &spread(&[11.0, 13.0, 15.0]),
+            0.99,
+        )
+        .unwrap();
+        assert!((w.t - 2.32379).abs() < 1e-4, "{w:?}");
+        assert!((w.df - 2.94118).abs() < 1e-4, "{w:?}");
+        assert!((w.p - 0.05224).abs() < 5e-4, "{w:?}");
+        assert!(w.diff_low < 0.0 && w.diff_high > 6.0);
+        assert_eq!(w.change_pct, Some(30.0));
+    }
+
+    #[test]
+    fn one_run_a_side_has_no_test() {
+        assert!(welch(&spread(&[1.0]), &spread(&[2.0, 3.0]), 0.99).is_none());
+    }
+}

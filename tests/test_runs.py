@@ -193,3 +193,6 @@ def test_sides_that_do_not_compare_are_refused(run_sets, tmp_path):
     assert "differ in Python version (3.12 against 3.11)" in proc.stderr and "--force-diff" in proc.stderr
     proc, _, _ = diff(tmp_path, "forced", same[:2], [other, other], "--force-diff")
     assert proc.returncode == 0, proc.stderr
+    # One pair too.
+    proc = tachyon("diff", same[0], other, "-o", tmp_path / "pair.html", check=False)
+    assert proc.returncode == 1 and "differ in Python version (3.12 against 3.11)" in proc.stderr

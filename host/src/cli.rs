@@ -297,6 +297,7 @@ fn dispatch(mut cli: Cli) -> Result<i32> {
             input_args,
         } => match (baseline, current) {
             (Some(baseline), Some(current)) => {
+                crate::diff_runs::check_pair(&baseline, &current, &input_args, out.force_diff)?;
                 out.diff_flamegraph = Some(baseline);
                 done(crate::replay::replay(&current, &out, &input_args))
             }

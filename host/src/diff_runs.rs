@@ -125,6 +125,13 @@ fn check_comparable(baseline: &[Run], current: &[Run], force: bool) -> Result<()
     Ok(())
 }
 
+/// `tachyon diff BASE CUR`: the same comparability checks for one pair.
+pub fn check_pair(baseline: &Path, current: &Path, input: &InputArgs, force: bool) -> Result<()> {
+    let baseline = load(&[baseline.to_path_buf()], input)?;
+    let current = load(&[current.to_path_buf()], input)?;
+    check_comparable(&baseline, &current, force)
+}
+
 /// Percentage points of error rate the runs may differ by before a warning.
 const MAX_ERROR_RATE_SPREAD: f64 = 5.0;
 

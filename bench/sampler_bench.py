@@ -10,6 +10,7 @@ import argparse
 import glob
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -47,17 +48,33 @@ def start_target(python, depth, seconds, report=None):
     return proc
 
 
+def samples_in(path):
+    """Samples in a collapsed/raw stack file (`stack count` lines): each tool's own output."""
+    return sum(int(l.rsplit(" ", 1)[1]) for l in open(path) if l.strip())
+
+
+def stopped_after(cmd, seconds):
+    """Run a profiler, stop it with SIGINT after `seconds` (py-spy 0.4.3 ignores -d at very high
+    rates: `-d 1` ran 7.35 s), and return how long it really sampled."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(seconds)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    return time.perf_counter() - t0
+
+
 def tachyon_rate(pid, rate, seconds):
     out = os.path.join(WORK, "t.txt")
-    err = sh([TACHYON, "attach", str(pid), "-r", rate, "-d", str(seconds), "-f", "collapsed", "-o", out]).stderr
-    return float(re.search(r"Sample rate: ([\d.]+)", err).group(1))
+    elapsed = stopped_after([TACHYON, "attach", str(pid), "-r", rate, "-f", "collapsed", "-o", out], seconds)
+    return samples_in(out) / elapsed
 
 
 def pyspy_rate(pyspy, pid, rate, seconds):
     out = os.path.join(WORK, "p.txt")
-    sh([pyspy, "record", "--pid", str(pid), "--nonblocking", "-r", str(rate), "-d", str(seconds), "-f", "raw", "-o", out])
-    total = sum(int(l.rsplit(" ", 1)[1]) for l in open(out) if l.strip())
-    return total / seconds
+    elapsed = stopped_after([pyspy, "record", "--pid", str(pid), "--nonblocking", "-r", str(rate), "-d", "3600",
+                             "-f", "raw", "-o", out], seconds)
+    return samples_in(out) / elapsed
 
 
 def austin_run(austin, python, depth, interval_us, seconds, report=None):

@@ -2,8 +2,6 @@
 //! inferno's `collapse/common`): samples counted once per (thread, stack), one frame key with
 //! one naming rule, and the call tree a flame graph or a comparison walks.
 
-use std::collections::BTreeMap;
-
 use crate::collector::{Collector, ExportContext};
 use crate::hash::FxHashMap;
 use crate::model::{FrameId, Interner, Sample, Symbols};
@@ -247,8 +245,62 @@ pub struct TreeNode {
     pub self_value: u64,
     pub children: Vec<usize>,
     /// thread id -> (inclusive, self) samples.
-    pub threads: BTreeMap<u64, (u64, u64)>,
-    pub opcodes: BTreeMap<u8, u64>,
+    pub threads: SmallMap<u64, (u64, u64)>,
+    pub opcodes: SmallMap<u8, u64>,
+}
+
+/// A map kept as a sorted vector: a call-tree node has a few threads and opcodes, and a
+/// million nodes of `BTreeMap`s (a heap node each) would cost hundreds of megabytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmallMap<K, V>(Vec<(K, V)>);
+
+impl<K, V> Default for SmallMap<K, V> {
+    fn default() -> Self {
+        SmallMap(Vec::new())
+    }
+}
+
+impl<K: Ord + Copy, V: Default> SmallMap<K, V> {
+    /// The value under `key`, inserted as the default if absent.
+    pub fn entry(&mut self, key: K) -> &mut V {
+        let at = match self.0.binary_search_by(|(k, _)| k.cmp(&key)) {
+            Ok(at) => at,
+            Err(at) => {
+                // One more slot, not the doubling a Vec grows by: most hold one or two.
+                self.0.reserve_exact(1);
+                self.0.insert(at, (key, V::default()));
+                at
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    #[must_use]
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.0
+            .binary_search_by(|(k, _)| k.cmp(key))
+            .ok()
+            .map(|at| &self.0[at].1)
+    }
+
+    /// In key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// The call tree: one node per path of frame keys from the root, with inclusive and self
@@ -299,14 +351,14 @@ impl CallTree {
     fn bump(&mut self, node: usize, tid: u64, weight: u64, leaf: bool, opcode: Option<u8>) {
         let n = &mut self.nodes[node];
         n.value += weight;
-        let t = n.threads.entry(tid).or_default();
+        let t = n.threads.entry(tid);
         t.0 += weight;
         if leaf {
             n.self_value += weight;
             t.1 += weight;
         }
         if let Some(op) = opcode {
-            *n.opcodes.entry(op).or_default() += weight;
+            *n.opcodes.entry(op) += weight;
         }
     }
 
@@ -410,7 +462,7 @@ mod tests {
             (6, 1)
         );
         let leaf = tree.nodes[top[0]].children[0];
-        assert_eq!(tree.nodes[leaf].threads[&2], (2, 2));
+        assert_eq!(tree.nodes[leaf].threads.get(&2), Some(&(2, 2)));
         let kept = counts.tree(&symbols, false);
         assert_eq!(kept.key(kept.nodes[0].children[0]).funcname, "_run_code");
     }

@@ -80,7 +80,7 @@ mod stacks;
 
 pub use aggregate::{
     is_synthetic, short_path, AggregateOutput, Aggregating, CallTree, FrameKey, FrameKeys,
-    StackCounts, TreeNode,
+    SmallMap, StackCounts, TreeNode,
 };
 pub use collector::{
     formats, Collector, CollectorConfig, ExportContext, Format, Needs, RegressionDetected, RunStats,

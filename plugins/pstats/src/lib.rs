@@ -7,6 +7,8 @@
 //! the tuple, and snakeviz fails on the count. Without `-o`: Tachyon's printed table.
 
 mod marshal;
+
+use marshal::Marshal;
 mod stats;
 mod table;
 
@@ -15,7 +17,7 @@ use std::io::Write;
 use anyhow::{bail, Context, Result};
 use tachyon_plugin_api::{
     stdout_takes_colors, AggregateOutput, Aggregating, CollectorConfig, ExportContext, Format,
-    FrameKey, Mode, Needs, StackCounts,
+    Mode, Needs, StackCounts,
 };
 
 pub use stats::{FuncStats, FuncTable};
@@ -54,46 +56,42 @@ impl Pstats {
 
     /// The marshal bytes of the stats dictionary.
     pub fn marshal(&self, table: &FuncTable) -> Vec<u8> {
-        use marshal::Value::*;
-        let key = |k: &FrameKey| {
-            Tuple(vec![
-                Str(k.filename.clone()),
-                Int(k.lineno.into()),
-                Str(k.funcname.clone()),
-            ])
-        };
-        let entries = table
+        // Each function's key tuple, encoded once: it recurs among many callers.
+        let keys: Vec<Vec<u8>> = table
             .keys
             .list()
             .iter()
-            .zip(&table.stats)
-            .map(|(k, st)| {
-                let callers = st
-                    .callers
-                    .iter()
-                    .map(|(&c, edge)| {
-                        let value = Tuple(vec![
-                            Int(edge.samples as i64),
-                            Int(edge.samples as i64),
-                            Float(edge.direct as f64 * self.interval_s),
-                            Float(edge.samples as f64 * self.interval_s),
-                        ]);
-                        (key(table.keys.key(c)), value)
-                    })
-                    .collect();
-                let value = Tuple(vec![
-                    Int(st.direct as i64),
-                    Int(st.cumulative as i64),
-                    Float(st.direct as f64 * self.interval_s),
-                    Float(st.cumulative as f64 * self.interval_s),
-                    Dict(callers),
-                ]);
-                (key(k), value)
+            .map(|k| {
+                let mut m = Marshal::default();
+                m.tuple(3);
+                m.str(&k.filename);
+                m.int(k.lineno.into());
+                m.str(&k.funcname);
+                m.out
             })
             .collect();
-        let mut out = Vec::new();
-        marshal::dump(&Dict(entries), &mut out);
-        out
+        let mut m = Marshal::default();
+        m.dict();
+        for (key, st) in keys.iter().zip(&table.stats) {
+            m.raw(key);
+            m.tuple(5);
+            m.int(st.direct as i64);
+            m.int(st.cumulative as i64);
+            m.float(st.direct as f64 * self.interval_s);
+            m.float(st.cumulative as f64 * self.interval_s);
+            m.dict();
+            for (&caller, edge) in &st.callers {
+                m.raw(&keys[caller]);
+                m.tuple(4);
+                m.int(edge.samples as i64);
+                m.int(edge.samples as i64);
+                m.float(edge.direct as f64 * self.interval_s);
+                m.float(edge.samples as f64 * self.interval_s);
+            }
+            m.dict_end();
+        }
+        m.dict_end();
+        m.out
     }
 }
 

@@ -1,61 +1,68 @@
-//! The few Python `marshal` types a pstats file needs (format version 2+, no references).
+//! The few Python `marshal` types a pstats file needs (format version 2+, no references),
+//! written as they come: a profile's dictionary is never built in memory, and each function's
+//! key is encoded once however often it appears among callers.
 
-pub enum Value {
-    Int(i64),
-    Float(f64),
-    Str(String),
-    Tuple(Vec<Value>),
-    Dict(Vec<(Value, Value)>),
+#[derive(Default)]
+pub struct Marshal {
+    pub out: Vec<u8>,
 }
 
-pub fn dump(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Int(v) => match i32::try_from(*v) {
+impl Marshal {
+    pub fn int(&mut self, v: i64) {
+        match i32::try_from(v) {
             Ok(small) => {
-                out.push(b'i');
-                out.extend_from_slice(&small.to_le_bytes());
+                self.out.push(b'i');
+                self.out.extend_from_slice(&small.to_le_bytes());
             }
-            Err(_) => dump_long(*v, out),
-        },
-        Value::Float(v) => {
-            out.push(b'g');
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        Value::Str(s) => {
-            out.push(b'u');
-            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-            out.extend_from_slice(s.as_bytes());
-        }
-        Value::Tuple(items) => {
-            out.push(b'(');
-            out.extend_from_slice(&(items.len() as u32).to_le_bytes());
-            for item in items {
-                dump(item, out);
-            }
-        }
-        Value::Dict(entries) => {
-            out.push(b'{');
-            for (k, v) in entries {
-                dump(k, out);
-                dump(v, out);
-            }
-            out.push(b'0');
+            Err(_) => self.long(v),
         }
     }
-}
 
-/// TYPE_LONG: signed digit count, then base-2^15 digits, least significant first.
-fn dump_long(v: i64, out: &mut Vec<u8>) {
-    let mut mag = v.unsigned_abs();
-    let mut digits = Vec::new();
-    while mag > 0 {
-        digits.push((mag & 0x7fff) as u16);
-        mag >>= 15;
+    pub fn float(&mut self, v: f64) {
+        self.out.push(b'g');
+        self.out.extend_from_slice(&v.to_le_bytes());
     }
-    let n = digits.len() as i32;
-    out.push(b'l');
-    out.extend_from_slice(&(if v < 0 { -n } else { n }).to_le_bytes());
-    for d in digits {
-        out.extend_from_slice(&d.to_le_bytes());
+
+    pub fn str(&mut self, s: &str) {
+        self.out.push(b'u');
+        self.out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        self.out.extend_from_slice(s.as_bytes());
+    }
+
+    /// A tuple of `len` items; the items follow.
+    pub fn tuple(&mut self, len: usize) {
+        self.out.push(b'(');
+        self.out.extend_from_slice(&(len as u32).to_le_bytes());
+    }
+
+    /// A dict: key and value pairs follow, then [`Marshal::dict_end`].
+    pub fn dict(&mut self) {
+        self.out.push(b'{');
+    }
+
+    pub fn dict_end(&mut self) {
+        self.out.push(b'0');
+    }
+
+    /// Bytes encoded earlier (a key written once, used many times).
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// TYPE_LONG: signed digit count, then base-2^15 digits, least significant first.
+    fn long(&mut self, v: i64) {
+        let mut mag = v.unsigned_abs();
+        let mut digits = Vec::new();
+        while mag > 0 {
+            digits.push((mag & 0x7fff) as u16);
+            mag >>= 15;
+        }
+        let n = digits.len() as i32;
+        self.out.push(b'l');
+        self.out
+            .extend_from_slice(&(if v < 0 { -n } else { n }).to_le_bytes());
+        for d in digits {
+            self.out.extend_from_slice(&d.to_le_bytes());
+        }
     }
 }

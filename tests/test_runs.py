@@ -30,7 +30,7 @@ def steady():
 def changed():
     return crunch(int(40000 * SLOW))
 def main():
-    for _ in range(200):
+    for _ in range(500):
         steady()
         changed()
 main()
@@ -41,7 +41,8 @@ GATE = ["--fail-on-regression", "10"]
 @pytest.fixture(scope="module")
 def run_sets(tmp_path_factory):
     """Eight runs of the program as it is and four with `changed` 30 % slower, at 5 kHz
-    (about a second and 5,000 samples each)."""
+    (about 2.5 s and 12,000 samples each: long enough that a passing disturbance of the
+    machine moves one run's shares little)."""
     python = require_python("3.12")
     d = tmp_path_factory.mktemp("runs")
     script = d / "prog.py"
@@ -87,8 +88,8 @@ def test_a_function_30_percent_slower_is_caught(run_sets):
         proc, _, _ = diff(d, "power%d" % rep, rng.sample(same, 3), rng.sample(slower, 3), *GATE)
         caught += proc.returncode == 3
     print("detected: %d of 10 3-vs-3 comparisons" % caught)
-    # 10 of 10 on a quiet machine; a machine loaded twice over (two busy loops on two cores)
-    # measured 9 of 10: the power asked is at least 80 %.
+    # 10 of 10 measured on a quiet machine and with it loaded twice over (two busy loops on
+    # two cores); the test asks for a power of at least 80 %.
     assert caught >= 8
     proc, report, out = diff(d, "slower", same[:3], slower[:3], *GATE)
     assert proc.returncode == 3, proc.stderr

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use tachyon_plugin_api::compare::Normalize;
 use tachyon_plugin_api::runs::{Compared, RunsComparison, RunsOptions, StackClass, Verdict};
-use tachyon_plugin_api::{CollectorConfig, Profile, RegressionDetected};
+use tachyon_plugin_api::{CollectorConfig, Mode, Profile, RegressionDetected};
 
 use crate::binary::Capture;
 use crate::output::{build_collector, check_output_dir, export, find_format, OutputArgs};
@@ -51,53 +51,71 @@ fn profiles(runs: &[Run]) -> Vec<&Profile> {
     runs.iter().map(|r| &r.profile).collect()
 }
 
-/// A capture and where it came from.
-struct Run {
+/// How a capture was taken, as its header, stats and provenance say.
+struct Origin {
     path: PathBuf,
-    profile: Profile,
+    python: Option<(u8, u8)>,
+    mode: Option<Mode>,
+    interval_us: u64,
+    error_rate: Option<f64>,
     provenance: Option<serde_json::Value>,
 }
 
-fn load(paths: &[PathBuf], input: &InputArgs) -> Result<Vec<Run>> {
+/// A capture of a set of runs, aggregated.
+struct Run {
+    origin: Origin,
+    profile: Profile,
+}
+
+/// The captures at `paths` (patterns expanded) and where they came from.
+fn open(paths: &[PathBuf], input: &InputArgs) -> Result<Vec<(Origin, Capture)>> {
     expand(paths)?
         .into_iter()
         .map(|path| {
             let capture = Capture::open(&path, &input.limits())
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            let profile = capture
-                .to_profile()
-                .with_context(|| format!("{} is not a valid capture", path.display()))?;
-            Ok(Run {
+            let (major, minor, _) = capture.header.python_version;
+            let origin = Origin {
+                python: Some((major, minor)).filter(|&v| v != (0, 0)),
+                mode: capture.mode(),
+                interval_us: capture.header.interval_us,
+                error_rate: capture.stats.as_ref().and_then(|s| s.error_rate),
                 provenance: capture.provenance.clone(),
                 path,
-                profile,
-            })
+            };
+            Ok((origin, capture))
         })
         .collect()
 }
 
-/// The sides must measure the same thing: one Python version and (with `check_mode`) mode
-/// are required, one sampling rate and similar error rates warned about; `--force-diff`
-/// compares anyway.
-fn check_comparable(
-    baseline: &[Run],
-    current: &[Run],
-    force: bool,
-    check_mode: bool,
-) -> Result<()> {
-    let all = || baseline.iter().chain(current);
-    let first = &baseline[0];
-    for run in all() {
-        let version = |p: &Profile| p.python_version.map(|(a, b, _)| (a, b));
-        let differs: Option<(&str, String, String)> = if version(&run.profile)
-            != version(&first.profile)
-        {
-            let show =
-                |p: &Profile| version(p).map_or("unknown".to_owned(), |(a, b)| format!("{a}.{b}"));
-            Some(("Python version", show(&first.profile), show(&run.profile)))
-        } else if check_mode && run.profile.mode != first.profile.mode {
-            let show = |p: &Profile| p.mode.map_or("unknown", |m| m.name()).to_owned();
-            Some(("mode", show(&first.profile), show(&run.profile)))
+fn load(paths: &[PathBuf], input: &InputArgs) -> Result<Vec<Run>> {
+    open(paths, input)?
+        .into_iter()
+        .map(|(origin, capture)| {
+            let profile = capture
+                .to_profile()
+                .with_context(|| format!("{} is not a valid capture", origin.path.display()))?;
+            Ok(Run { origin, profile })
+        })
+        .collect()
+}
+
+/// The captures must measure the same thing: one Python version, and for sets of runs one
+/// mode, are required; for sets of runs one sampling rate, and similar error rates, are
+/// warned about. A pair's mode and rate are left to the differential format, which refuses
+/// and warns in CPython 3.15.2's words. `--force-diff` compares anyway.
+fn check_comparable(origins: &[&Origin], force: bool, pair: bool) -> Result<()> {
+    let first = origins[0];
+    for run in origins {
+        let show_version = |o: &Origin| {
+            o.python
+                .map_or("unknown".to_owned(), |(a, b)| format!("{a}.{b}"))
+        };
+        let show_mode = |o: &Origin| o.mode.map_or("unknown", Mode::name).to_owned();
+        let differs: Option<(&str, String, String)> = if run.python != first.python {
+            Some(("Python version", show_version(first), show_version(run)))
+        } else if !pair && run.mode != first.mode {
+            Some(("mode", show_mode(first), show_mode(run)))
         } else {
             None
         };
@@ -108,18 +126,18 @@ fn check_comparable(
                 run.path.display()
             );
         }
-        if run.profile.interval_us != first.profile.interval_us && !force {
+        if !pair && run.interval_us != first.interval_us && !force {
             eprintln!(
                 "Warning: {} samples every {} us and {} every {} us (the sampling rate differs)",
                 first.path.display(),
-                first.profile.interval_us,
+                first.interval_us,
                 run.path.display(),
-                run.profile.interval_us
+                run.interval_us
             );
         }
     }
     // Runs that lost many more samples than the others measure less well.
-    let errors: Vec<f64> = all().filter_map(|r| r.profile.stats.error_rate).collect();
+    let errors: Vec<f64> = origins.iter().filter_map(|o| o.error_rate).collect();
     if let (Some(lo), Some(hi)) = (
         errors.iter().copied().reduce(f64::min),
         errors.iter().copied().reduce(f64::max),
@@ -131,12 +149,12 @@ fn check_comparable(
     Ok(())
 }
 
-/// `tachyon diff BASE CUR`: the same comparability checks for one pair.
+/// `tachyon diff BASE CUR`: the same checks for one pair, from the captures' headers (the
+/// replay that follows aggregates them).
 pub fn check_pair(baseline: &Path, current: &Path, input: &InputArgs, force: bool) -> Result<()> {
-    let baseline = load(&[baseline.to_path_buf()], input)?;
-    let current = load(&[current.to_path_buf()], input)?;
-    // A pair's modes are checked by the differential format, in CPython 3.15.2's words.
-    check_comparable(&baseline, &current, force, false)
+    let captures = open(&[baseline.to_path_buf(), current.to_path_buf()], input)?;
+    let origins: Vec<&Origin> = captures.iter().map(|(o, _)| o).collect();
+    check_comparable(&origins, force, true)
 }
 
 /// Percentage points of error rate the runs may differ by before a warning.
@@ -151,7 +169,8 @@ pub fn diff_runs(runs: &RunsArgs, out: &OutputArgs, input: &InputArgs) -> Result
     if !(50.0..100.0).contains(&runs.confidence) {
         bail!("--confidence is a percentage between 50 and 100, e.g. 99");
     }
-    check_comparable(&baseline, &current, out.force_diff, true)?;
+    let every_run: Vec<&Origin> = baseline.iter().chain(&current).map(|r| &r.origin).collect();
+    check_comparable(&every_run, out.force_diff, false)?;
     // Shares of each run by default: they cancel a runner's overall speed, which varies by
     // 30 % and more in CI; `--diff-normalize interval` compares time per run instead.
     let normalize = match out.diff_normalize.as_deref() {
@@ -202,7 +221,12 @@ pub fn diff_runs(runs: &RunsArgs, out: &OutputArgs, input: &InputArgs) -> Result
     let report_base = path.clone().unwrap_or_else(|| PathBuf::from("diff"));
     let origins = |runs: &[Run]| -> Vec<(String, Option<serde_json::Value>)> {
         runs.iter()
-            .map(|r| (r.path.display().to_string(), r.provenance.clone()))
+            .map(|r| {
+                (
+                    r.origin.path.display().to_string(),
+                    r.origin.provenance.clone(),
+                )
+            })
             .collect()
     };
     let (base_origin, cur_origin) = (origins(&baseline), origins(&current));

@@ -281,11 +281,11 @@ impl UnwindState {
         for (i, t) in frames_of.iter().enumerate() {
             match mode {
                 AsyncMode::Running => {
-                    let running = self.read_ptr(field_addr(t.tstate, off.running_task))?;
+                    let running = self.mem.read_u64(field_addr(t.tstate, off.running_task))?;
                     if running == 0 {
                         continue;
                     }
-                    let coro = self.read_ptr(field_addr(running, off.task_coro))? & !7;
+                    let coro = self.mem.read_u64(field_addr(running, off.task_coro))? & !7;
                     let gen_frame = coro + off.gen_iframe as u64;
                     let frames = match running_frames(t, threads, gen_frame) {
                         Some(frames) => frames,
@@ -319,20 +319,10 @@ impl UnwindState {
             }
         }
         if mode == AsyncMode::All {
-            // Tasks of threads that have exited live on the interpreter's list.
+            // Tasks of threads that have exited live on the interpreter's list; they are
+            // taken as the awaiters are, with no thread.
             for task in self.task_list(field_addr(interp, off.interp_tasks_head), &off)? {
-                if !tasks.contains_key(&task) {
-                    self.add_task(
-                        target,
-                        symbols,
-                        &off,
-                        task,
-                        usize::MAX,
-                        None,
-                        &mut tasks,
-                        &mut pending,
-                    )?;
-                }
+                pending.push((task, usize::MAX));
             }
         }
         // The awaiters of what was found, transitively.
@@ -403,13 +393,13 @@ impl UnwindState {
     /// The tasks on an intrusive list whose head is at `head`.
     fn task_list(&mut self, head: u64, off: &AsyncioOffsets) -> Result<Vec<u64>, ReadError> {
         let mut out = Vec::new();
-        let mut node = self.read_ptr(head)?;
+        let mut node = self.mem.read_u64(head)?;
         while node != head && node != 0 {
             if out.len() >= MAX_TASKS {
                 return Err(ReadError::Fault);
             }
             out.push(node - off.task_node as u64);
-            node = self.read_ptr(node)?;
+            node = self.mem.read_u64(node)?;
         }
         Ok(out)
     }
@@ -425,8 +415,8 @@ impl UnwindState {
         if name == 0 {
             return Ok(format!("Task-{task}"));
         }
-        let ty = self.read_ptr(field_addr(name, fields.ob_type))?;
-        let flags = self.read_ptr(field_addr(ty, fields.type_flags))?;
+        let ty = self.mem.read_u64(field_addr(name, fields.ob_type))?;
+        let flags = self.mem.read_u64(field_addr(ty, fields.type_flags))?;
         if flags & LONG_SUBCLASS != 0 {
             return Ok(format!("Task-{}", self.int_value(name, fields)?));
         }
@@ -450,11 +440,11 @@ impl UnwindState {
         let (digits, negative) = match fields.int_tag {
             // 3.12+: digit count above three flag bits, sign 2 for negative.
             Some(tag) => {
-                let tag = self.read_ptr(field_addr(int, tag))?;
+                let tag = self.mem.read_u64(field_addr(int, tag))?;
                 (tag >> 3, tag & 3 == 2)
             }
             None => {
-                let size = self.read_ptr(field_addr(int, fields.int_size))? as i64;
+                let size = self.mem.read_u64(field_addr(int, fields.int_size))? as i64;
                 (size.unsigned_abs(), size < 0)
             }
         };
@@ -473,8 +463,8 @@ impl UnwindState {
         set: u64,
         fields: &ObjectFields,
     ) -> Result<Vec<u64>, ReadError> {
-        let table = self.read_ptr(field_addr(set, fields.set_table))?;
-        let slots = self.read_ptr(field_addr(set, fields.set_mask))? + 1;
+        let table = self.mem.read_u64(field_addr(set, fields.set_table))?;
+        let slots = self.mem.read_u64(field_addr(set, fields.set_mask))? + 1;
         if slots > MAX_SET_SLOTS {
             return Err(ReadError::Fault);
         }
@@ -504,7 +494,7 @@ impl UnwindState {
         while coro != 0 && chain.len() < MAX_CHAIN {
             // What a coroutine awaits may be any object, or (3.8/3.9, not yet started) a stale
             // stack slot: only the first read must succeed.
-            let this_ty = match self.read_ptr(field_addr(coro, ob_type)) {
+            let this_ty = match self.mem.read_u64(field_addr(coro, ob_type)) {
                 Ok(this_ty) => this_ty,
                 Err(e) if ty == 0 => return Err(e),
                 Err(_) => break,
@@ -568,11 +558,7 @@ impl UnwindState {
             return Ok((raw, 0));
         }
         let sp = u64_at(frame, stackpointer);
-        Ok((raw, self.read_ptr(sp.wrapping_sub(awaited_slot))?))
-    }
-
-    pub(super) fn read_ptr(&mut self, addr: u64) -> Result<u64, ReadError> {
-        self.mem.read_u64(addr)
+        Ok((raw, self.mem.read_u64(sp.wrapping_sub(awaited_slot))?))
     }
 }
 

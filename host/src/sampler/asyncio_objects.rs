@@ -216,7 +216,7 @@ impl UnwindState {
     ) -> Result<Vec<u64>, ReadError> {
         let mut registered = Vec::new();
         for weak in self.set_items(roots.weak_tasks, fields)? {
-            registered.push(self.read_ptr(field_addr(weak, o.weakref_object))?);
+            registered.push(self.mem.read_u64(field_addr(weak, o.weakref_object))?);
         }
         if roots.eager_tasks != 0 {
             registered.extend(self.set_items(roots.eager_tasks, fields)?);
@@ -262,11 +262,11 @@ impl UnwindState {
         o: &ObjectLayout,
         interp: u64,
     ) -> Result<Option<Roots>, ReadError> {
-        let modules = self.read_ptr(field_addr(interp, o.interp_modules))?;
+        let modules = self.mem.read_u64(field_addr(interp, o.interp_modules))?;
         let Some(module) = self.dict_get(target, o, modules, "asyncio.tasks")? else {
             return Ok(None);
         };
-        let globals = self.read_ptr(field_addr(module, o.module_dict))?;
+        let globals = self.mem.read_u64(field_addr(module, o.module_dict))?;
         let items = self.dict_items(o, globals)?;
         let mut get = |name: &str| self.lookup(target, &items, name).map(|v| v.unwrap_or(0));
         let (current_tasks, all_tasks, scheduled_tasks) = (
@@ -303,7 +303,7 @@ impl UnwindState {
         roots: &Roots,
         obj: u64,
     ) -> Result<Option<TaskKind>, ReadError> {
-        let mut ty = self.read_ptr(field_addr(obj, OB_TYPE))?;
+        let mut ty = self.mem.read_u64(field_addr(obj, OB_TYPE))?;
         for _ in 0..MAX_DEPTH {
             if ty == 0 {
                 break;
@@ -314,7 +314,7 @@ impl UnwindState {
             if ty == roots.py_task {
                 return Ok(Some(TaskKind::Python));
             }
-            ty = self.read_ptr(field_addr(ty, o.type_base))?;
+            ty = self.mem.read_u64(field_addr(ty, o.type_base))?;
         }
         Ok(None)
     }
@@ -408,7 +408,7 @@ impl UnwindState {
         }
         if f.callbacks != 0 && self.type_name(o, f.callbacks)? == "list" {
             for pair in self.list_items(o, f.callbacks)? {
-                out.push(self.read_ptr(field_addr(pair, o.tuple_items))?);
+                out.push(self.mem.read_u64(field_addr(pair, o.tuple_items))?);
             }
         }
         Ok(out)
@@ -424,7 +424,7 @@ impl UnwindState {
         if self.type_name(o, callback)? != "method" {
             return Ok(None);
         }
-        let owner = self.read_ptr(field_addr(callback, o.method_self))?;
+        let owner = self.mem.read_u64(field_addr(callback, o.method_self))?;
         if self.type_name(o, owner)? != "TaskGroup" {
             return Ok(None);
         }
@@ -449,7 +449,7 @@ impl UnwindState {
         let id = self.int_value(id, &fields)?;
         let at = target.layout.tstate_thread_id;
         for (i, t) in frames_of.iter().enumerate() {
-            if i128::from(self.read_ptr(field_addr(t.tstate, at))?) == id {
+            if i128::from(self.mem.read_u64(field_addr(t.tstate, at))?) == id {
                 return Ok(i);
             }
         }
@@ -460,7 +460,7 @@ impl UnwindState {
     /// its embedded interpreter frame (3.11+).
     fn coroutine_frame_addr(&mut self, o: &ObjectLayout, coro: u64) -> Result<u64, ReadError> {
         match (o.gen_frame, o.gen_iframe) {
-            (Some(frame), _) => self.read_ptr(field_addr(coro, frame)),
+            (Some(frame), _) => self.mem.read_u64(field_addr(coro, frame)),
             (None, Some(iframe)) => Ok(field_addr(coro, iframe)),
             (None, None) => Ok(0),
         }
@@ -480,7 +480,7 @@ impl UnwindState {
         let mut buf = vec![0u8; l.frame_read_size()];
         if let Some(gen_frame) = o.gen_frame {
             // ≤3.10: a frame object, gone once the coroutine finished.
-            let frame = self.read_ptr(field_addr(coro, gen_frame))?;
+            let frame = self.mem.read_u64(field_addr(coro, gen_frame))?;
             if frame == 0 {
                 return Ok((None, 0));
             }
@@ -507,7 +507,7 @@ impl UnwindState {
                 _ => None,
             };
             let awaited = match top {
-                Some(slot) if slot >= 8 => self.read_ptr(slot)?,
+                Some(slot) if slot >= 8 => self.mem.read_u64(slot)?,
                 _ => 0,
             };
             return Ok((Some(raw), awaited));
@@ -541,13 +541,13 @@ impl UnwindState {
             return Ok((raw, 0));
         }
         let slot = field_addr(coro, iframe + localsplus) + 8 * (depth - 1);
-        Ok((raw, self.read_ptr(slot)?))
+        Ok((raw, self.mem.read_u64(slot)?))
     }
 
     /// (key, value) of a dict's entries.
     fn dict_items(&mut self, o: &ObjectLayout, dict: u64) -> Result<Vec<(u64, u64)>, ReadError> {
-        let keys = self.read_ptr(field_addr(dict, o.dict_keys))?;
-        let values = self.read_ptr(field_addr(dict, o.dict_values))?;
+        let keys = self.mem.read_u64(field_addr(dict, o.dict_keys))?;
+        let values = self.mem.read_u64(field_addr(dict, o.dict_values))?;
         let values = (values != 0).then(|| field_addr(values, o.values_values));
         self.keys_items(o, keys, values)
     }
@@ -645,39 +645,40 @@ impl UnwindState {
         obj: u64,
         name: &str,
     ) -> Result<Option<u64>, ReadError> {
-        let ty = self.read_ptr(field_addr(obj, OB_TYPE))?;
-        let flags = self.read_ptr(field_addr(ty, o.type_flags))?;
+        let ty = self.mem.read_u64(field_addr(obj, OB_TYPE))?;
+        let flags = self.mem.read_u64(field_addr(ty, o.type_flags))?;
         let python = target.layout.python;
         let items = if python >= (3, 11) && flags & MANAGED_DICT != 0 {
-            let slot = self.read_ptr(obj.wrapping_sub(MANAGED_DICT_SLOT))?;
+            let slot = self.mem.read_u64(obj.wrapping_sub(MANAGED_DICT_SLOT))?;
             let (dict, values) = match python {
-                (3, 11) => (slot, self.read_ptr(obj.wrapping_sub(VALUES_SLOT_311))?),
+                (3, 11) => (slot, self.mem.read_u64(obj.wrapping_sub(VALUES_SLOT_311))?),
                 // A tagged pointer: values (stored minus one) when the low bit is set.
                 (3, 12) if slot & 1 == 1 => (0, slot + 1),
                 (3, 12) => (slot, 0),
+                // 3.13: a dict when there is one, else the values inline after the object.
+                _ if slot != 0 || flags & INLINE_VALUES == 0 => (slot, 0),
                 _ => {
                     let values = field_addr(
                         obj,
-                        self.read_ptr(field_addr(ty, o.type_basicsize))? as usize,
+                        self.mem.read_u64(field_addr(ty, o.type_basicsize))? as usize,
                     );
                     let mut valid = [0u8];
                     self.mem.read(values + VALUES_VALID_313, &mut valid)?;
-                    let inline = flags & INLINE_VALUES != 0 && valid[0] != 0;
-                    (slot, if inline { values } else { 0 })
+                    (0, if valid[0] != 0 { values } else { 0 })
                 }
             };
             if dict != 0 {
                 self.dict_items(o, dict)?
             } else if values != 0 {
-                let keys = self.read_ptr(field_addr(ty, o.heaptype_cached_keys))?;
+                let keys = self.mem.read_u64(field_addr(ty, o.heaptype_cached_keys))?;
                 self.keys_items(o, keys, Some(field_addr(values, o.values_values)))?
             } else {
                 return Ok(None);
             }
         } else {
-            let offset = self.read_ptr(field_addr(ty, o.type_dictoffset))? as i64;
+            let offset = self.mem.read_u64(field_addr(ty, o.type_dictoffset))? as i64;
             let dict = match u64::try_from(offset) {
-                Ok(offset) if offset > 0 => self.read_ptr(obj + offset)?,
+                Ok(offset) if offset > 0 => self.mem.read_u64(obj + offset)?,
                 _ => 0,
             };
             if dict == 0 {
@@ -690,11 +691,11 @@ impl UnwindState {
 
     /// The items of a `list`.
     fn list_items(&mut self, o: &ObjectLayout, list: u64) -> Result<Vec<u64>, ReadError> {
-        let count = self.read_ptr(field_addr(list, o.var_size))?;
+        let count = self.mem.read_u64(field_addr(list, o.var_size))?;
         if count > MAX_LIST_ITEMS {
             return Err(ReadError::Fault);
         }
-        let items = self.read_ptr(field_addr(list, o.list_items))?;
+        let items = self.mem.read_u64(field_addr(list, o.list_items))?;
         let mut raw = vec![0u8; count as usize * 8];
         self.mem.read(items, &mut raw)?;
         Ok(raw.chunks(8).map(|c| u64_at(c, 0)).collect())
@@ -702,11 +703,11 @@ impl UnwindState {
 
     /// The `tp_name` of an object's type (cached by type address).
     fn type_name(&mut self, o: &ObjectLayout, obj: u64) -> Result<String, ReadError> {
-        let ty = self.read_ptr(field_addr(obj, OB_TYPE))?;
+        let ty = self.mem.read_u64(field_addr(obj, OB_TYPE))?;
         if let Some(name) = self.asyncio_state.type_names.get(&ty) {
             return Ok(name.clone());
         }
-        let at = self.read_ptr(field_addr(ty, o.type_name))?;
+        let at = self.mem.read_u64(field_addr(ty, o.type_name))?;
         let mut raw = [0u8; 64];
         // A C string: read what the page holds of it.
         let readable = (4096 - (at % 4096) as usize).min(raw.len());

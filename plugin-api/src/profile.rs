@@ -139,13 +139,7 @@ impl Profile {
                 if let Some(stack) = self.stacks.get(index as usize) {
                     collector.collect(
                         &self.symbols,
-                        &Sample {
-                            thread_id: stack.thread_id,
-                            interpreter_id: stack.interpreter_id,
-                            status: stack.status,
-                            timestamps_us: &timeline.time_us[at..at + run],
-                            frames: &stack.frames,
-                        },
+                        &stack.sample(&timeline.time_us[at..at + run]),
                     );
                 }
                 at += run;
@@ -160,16 +154,20 @@ impl Profile {
                 t += self.interval_us;
                 timestamps.push(t);
             }
-            collector.collect(
-                &self.symbols,
-                &Sample {
-                    thread_id: stack.thread_id,
-                    interpreter_id: stack.interpreter_id,
-                    status: stack.status,
-                    timestamps_us: &timestamps,
-                    frames: &stack.frames,
-                },
-            );
+            collector.collect(&self.symbols, &stack.sample(&timestamps));
+        }
+    }
+}
+
+impl WeightedStack {
+    /// This stack as a batch of samples taken at `timestamps_us`.
+    fn sample<'a>(&'a self, timestamps_us: &'a [u64]) -> Sample<'a> {
+        Sample {
+            thread_id: self.thread_id,
+            interpreter_id: self.interpreter_id,
+            status: self.status,
+            timestamps_us,
+            frames: &self.frames,
         }
     }
 }

@@ -3,15 +3,12 @@
 //! the command line, the Python and its binary, sampling rate and mode, host, CPU count, wall
 //! start time and, when the target runs in a git work tree, its commit.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
 use crate::sampler::Target;
-
-/// Longest a `git rev-parse` may take before the commit is left out.
-const GIT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn collect(target: &Target, interval_us: u64, mode: &str) -> Value {
     let (major, minor, micro) = target.version;
@@ -54,37 +51,69 @@ fn started_utc() -> String {
     )
 }
 
-/// The commit checked out where the target runs, if that is a git work tree.
-fn git_commit(dir: &std::path::Path) -> Option<String> {
-    let mut child = Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => break,
-            Ok(None) if started.elapsed() < GIT_TIMEOUT => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
+/// The commit checked out where the target runs, if that is in a git work tree: read from
+/// the repository's files (`HEAD`, then the loose or packed ref it names), so recording it
+/// costs no process and no wait before sampling starts.
+fn git_commit(dir: &Path) -> Option<String> {
+    let git_dir = dir.ancestors().find_map(|d| {
+        let dot_git = d.join(".git");
+        if dot_git.is_dir() {
+            return Some(dot_git);
         }
-    }
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take()?, &mut text).ok()?;
-    let commit = text.trim();
-    (commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit())).then(|| commit.to_owned())
+        // A linked work tree or submodule: `.git` is a file naming the real directory.
+        let text = std::fs::read_to_string(&dot_git).ok()?;
+        Some(d.join(text.strip_prefix("gitdir:")?.trim()))
+    })?;
+    let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
+    let Some(reference) = head.trim().strip_prefix("ref:").map(str::trim) else {
+        return is_commit(head.trim()).then(|| head.trim().to_owned());
+    };
+    // Branches of a linked work tree live in the main repository (`commondir`).
+    let common = std::fs::read_to_string(git_dir.join("commondir"))
+        .map_or_else(|_| git_dir.clone(), |c| git_dir.join(c.trim()));
+    [&git_dir, &common].iter().find_map(|d| {
+        let loose = std::fs::read_to_string(d.join(reference)).ok();
+        let packed = || {
+            std::fs::read_to_string(d.join("packed-refs"))
+                .ok()?
+                .lines()
+                .find_map(|l| {
+                    l.strip_suffix(reference)?
+                        .strip_suffix(' ')
+                        .map(str::to_owned)
+                })
+        };
+        loose
+            .map(|l| l.trim().to_owned())
+            .or_else(packed)
+            .filter(|c| is_commit(c))
+    })
+}
+
+fn is_commit(text: &str) -> bool {
+    text.len() == 40 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]
 mod tests {
+    /// The commit read from the repository's files is the one git itself reports.
+    #[test]
+    fn the_commit_is_what_git_says() {
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let git = std::process::Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(here)
+            .output()
+            .expect("git runs");
+        assert!(
+            git.status.success(),
+            "the project is tested from a git clone"
+        );
+        let want = String::from_utf8(git.stdout).unwrap().trim().to_owned();
+        assert_eq!(super::git_commit(here), Some(want));
+        assert_eq!(super::git_commit(std::path::Path::new("/proc")), None);
+    }
+
     #[test]
     fn the_start_time_is_an_iso_date() {
         let t = super::started_utc();

@@ -104,10 +104,11 @@ impl AggregateOutput for Pprof {
                 unit: strings.id("nanoseconds"),
             },
         ];
-        // Functions per (file, name); locations per (function, line).
+        // Functions per (file, name); a location per frame key (file, line, name), made the
+        // first time the key is seen.
         let mut functions: HashMap<(String, String), u64> = HashMap::new();
         let mut function_list: Vec<(FrameKey, i32)> = Vec::new();
-        let mut locations: HashMap<(u64, i32), u64> = HashMap::new();
+        let mut location_of: Vec<Option<u64>> = Vec::new();
         let mut location_list: Vec<proto::Location> = Vec::new();
         let mut samples = Vec::new();
         let (thread_id, thread_name) = (strings.id("thread_id"), strings.id("thread_name"));
@@ -116,22 +117,24 @@ impl AggregateOutput for Pprof {
             // Innermost first, as pprof lists a sample's locations.
             for frame in counts.stacks.frames_root_first(stack).into_iter().rev() {
                 let id = keys.id(ctx.symbols, frame);
-                let key = keys.key(id).clone();
-                let line = key.lineno;
-                let function = *functions
-                    .entry((key.filename.clone(), key.funcname.clone()))
-                    .or_insert_with(|| {
-                        function_list.push((key.clone(), line));
-                        function_list.len() as u64
-                    });
-                let entry = &mut function_list[function as usize - 1].1;
-                if line > 0 && (*entry <= 0 || line < *entry) {
-                    *entry = line;
+                if location_of.len() <= id {
+                    location_of.resize(id + 1, None);
                 }
-                let location = *locations.entry((function, line)).or_insert_with(|| {
-                    let id = location_list.len() as u64 + 1;
+                let location = *location_of[id].get_or_insert_with(|| {
+                    let key = keys.key(id);
+                    let line = key.lineno;
+                    let function = *functions
+                        .entry((key.filename.clone(), key.funcname.clone()))
+                        .or_insert_with(|| {
+                            function_list.push((key.clone(), line));
+                            function_list.len() as u64
+                        });
+                    let first = &mut function_list[function as usize - 1].1;
+                    if line > 0 && (*first <= 0 || line < *first) {
+                        *first = line;
+                    }
                     location_list.push(proto::Location {
-                        id,
+                        id: location_list.len() as u64 + 1,
                         line: vec![proto::Line {
                             function_id: function,
                             line: i64::from(line.max(0)),
@@ -139,7 +142,7 @@ impl AggregateOutput for Pprof {
                         }],
                         ..Default::default()
                     });
-                    id
+                    location_list.len() as u64
                 });
                 location_ids.push(location);
             }

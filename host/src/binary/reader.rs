@@ -2,8 +2,8 @@
 //! error (worded as CPython's reader words it), never a panic.
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::path::Path;
+use std::io::{BufRead, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use tachyon_plugin_api::{
@@ -47,8 +47,71 @@ pub struct Capture {
     pub stats: Option<RunStats>,
     /// What the capture came from (tachyon's provenance block), when it has one.
     pub provenance: Option<serde_json::Value>,
-    records: Vec<u8>,
+    records: Records,
     big_endian: bool,
+    /// Most bytes the records may decompress to (`ReadLimits::max_bytes`).
+    max_record_bytes: u64,
+}
+
+/// Where the sample records are: read again from the file by every replay, or in memory.
+enum Records {
+    File { path: PathBuf, len: u64 },
+    InMemory(Vec<u8>),
+}
+
+/// Bytes of records decompressed per read: a record is at most a few kilobytes.
+const STREAM_CHUNK: usize = 1 << 16;
+/// Most bytes one FULL/SUFFIX/POP_PUSH record takes (prefix, delta, status, counts, frames).
+const MAX_RECORD: usize = 13 + 10 + 1 + 5 + 5 + 5 * MAX_DEPTH;
+/// Most bytes one (delta, status) pair of a REPEAT record takes.
+const MAX_REPEAT_PAIR: usize = 11;
+
+/// The sample records, decompressed a chunk at a time: a window of bytes that is refilled
+/// whenever a record could run past its end.
+struct RecordStream<'a> {
+    reader: std::io::Take<Box<dyn Read + 'a>>,
+    max_bytes: u64,
+    buf: Vec<u8>,
+    pos: usize,
+    /// Bytes read before `buf[0]`.
+    read: u64,
+    at_end: bool,
+}
+
+impl RecordStream<'_> {
+    /// At least `n` bytes from `pos` on, unless the records end first.
+    fn want(&mut self, n: usize) -> Result<()> {
+        if self.at_end || self.buf.len() - self.pos >= n {
+            return Ok(());
+        }
+        self.buf.drain(..self.pos);
+        self.read += self.pos as u64;
+        self.pos = 0;
+        while !self.at_end && self.buf.len() < n.max(STREAM_CHUNK) {
+            let filled = self.buf.len();
+            self.buf.resize(filled + STREAM_CHUNK, 0);
+            let got = self.reader.read(&mut self.buf[filled..]).map_err(|e| {
+                anyhow::anyhow!("Incomplete or corrupted zstd frame: data may be truncated ({e})")
+            });
+            let got = match got {
+                Ok(got) => got,
+                Err(e) => {
+                    self.buf.truncate(filled);
+                    return Err(e);
+                }
+            };
+            self.buf.truncate(filled + got);
+            self.at_end = got == 0;
+        }
+        if self.read + self.buf.len() as u64 > self.max_bytes {
+            return Err(too_big(self.max_bytes).into());
+        }
+        Ok(())
+    }
+
+    fn is_done(&self) -> bool {
+        self.at_end && self.pos == self.buf.len()
+    }
 }
 
 /// Record statistics of a replay, as CPython's `get_stats()`.
@@ -90,10 +153,13 @@ impl Fixed<'_> {
 }
 
 impl Capture {
+    /// Reads the header and the tables; the sample records stay in the file and are streamed
+    /// (and decompressed) by [`replay`](Self::replay), so a capture of any length needs only
+    /// its tables in memory.
     pub fn open(path: &Path, limits: &ReadLimits) -> Result<Capture> {
-        let size = std::fs::metadata(path)
-            .with_context(|| format!("cannot read capture {}", path.display()))?
-            .len();
+        let cannot = || format!("cannot read capture {}", path.display());
+        let mut file = std::fs::File::open(path).with_context(cannot)?;
+        let size = file.metadata().with_context(cannot)?.len();
         if size > limits.max_bytes {
             bail!(
                 "capture {} is {size} bytes, more than the limit of {} (raise it with --max-capture-bytes)",
@@ -101,105 +167,74 @@ impl Capture {
                 limits.max_bytes
             );
         }
-        let data = std::fs::read(path)
-            .with_context(|| format!("cannot read capture {}", path.display()))?;
-        let capture = Capture::parse(&data, limits)
-            .with_context(|| format!("{} is not a valid capture", path.display()))?;
-        Ok(capture)
+        let mut head = Vec::with_capacity(HEADER_SIZE);
+        (&mut file)
+            .take(HEADER_SIZE as u64)
+            .read_to_end(&mut head)
+            .with_context(cannot)?;
+        let parsed = (|| {
+            let (header, big_endian) = parse_header(&head, size, limits)?;
+            let tables_at = header.string_table_offset;
+            let mut tables = Vec::new();
+            file.seek(SeekFrom::Start(tables_at))?;
+            file.read_to_end(&mut tables)?;
+            let records = Records::File {
+                path: path.to_owned(),
+                len: tables_at - HEADER_SIZE as u64,
+            };
+            Capture::from_tables(header, big_endian, &tables, records, limits)
+        })();
+        parsed.with_context(|| format!("{} is not a valid capture", path.display()))
     }
 
+    /// A capture held in memory.
     pub fn parse(data: &[u8], limits: &ReadLimits) -> Result<Capture> {
-        if data.len() < HEADER_SIZE {
-            bail!("File too small for header ({} bytes)", data.len());
-        }
-        let magic = u32::from_le_bytes(data[0..4].try_into().unwrap());
-        let big_endian = match magic {
-            MAGIC => false,
-            m if m == MAGIC.swap_bytes() => true,
-            m => bail!("Invalid magic number: 0x{m:08x} (not a tachyon/CPython .bin capture)"),
+        let (header, big_endian) = parse_header(data, data.len() as u64, limits)?;
+        let tables_at = header.string_table_offset as usize;
+        let records = Records::InMemory(data[HEADER_SIZE..tables_at].to_vec());
+        Capture::from_tables(header, big_endian, &data[tables_at..], records, limits)
+    }
+
+    /// Everything after the sample records: string table, frame table, provenance, stats and
+    /// footer (`tables` starts at the header's string table offset, checked to leave room for
+    /// the footer).
+    fn from_tables(
+        header: Header,
+        big_endian: bool,
+        tables: &[u8],
+        records: Records,
+        limits: &ReadLimits,
+    ) -> Result<Capture> {
+        let f = Fixed {
+            data: tables,
+            big_endian,
         };
-        let f = Fixed { data, big_endian };
-        let version = f.u32(4);
-        if version != FORMAT_VERSION {
-            bail!("Unsupported format version {version} (this reader supports version 1)");
-        }
-        if data.len() < HEADER_SIZE + FOOTER_SIZE {
-            bail!(
-                "File too small for footer ({} bytes): truncated capture",
-                data.len()
-            );
-        }
-        let header = Header {
-            python_version: (data[8], data[9], data[10]),
-            start_time_us: f.u64(12),
-            interval_us: f.u64(20),
-            sample_count: f.u64(28),
-            thread_count: f.u32(36),
-            string_table_offset: f.u64(40),
-            frame_table_offset: f.u64(48),
-            compression: f.u32(56),
-            config: f.u32(60),
-        };
-        let footer_at = data.len() - FOOTER_SIZE;
-        let (str_off, frame_off) = (header.string_table_offset, header.frame_table_offset);
-        if str_off < HEADER_SIZE as u64 || str_off > footer_at as u64 {
-            bail!(
-                "Invalid string table offset {str_off} (file size {})",
-                data.len()
-            );
-        }
-        if frame_off > footer_at as u64 {
-            bail!(
-                "Invalid frame table offset {frame_off} (file size {})",
-                data.len()
-            );
-        }
-        if str_off > frame_off {
-            bail!("Invalid table offsets: string table ({str_off}) is after frame table ({frame_off})");
-        }
-        if header.sample_count > limits.max_samples {
-            return Err(LimitExceeded(format!(
-                "the capture declares {} samples, more than the limit of {} (raise it with --max-samples)",
-                header.sample_count, limits.max_samples
-            ))
-            .into());
-        }
-        if header.config & 7 >= 6 {
-            bail!("Invalid profiling mode in header: {}", header.config & 7);
-        }
+        let footer_at = tables.len() - FOOTER_SIZE;
+        let frame_at = (header.frame_table_offset - header.string_table_offset) as usize;
         let string_count = f.u32(footer_at);
         let frame_count = f.u32(footer_at + 4);
-        let (str_off, frame_off) = (str_off as usize, frame_off as usize);
-
         let (stats, tables_end) = read_stats(&f, footer_at);
-        let max_strings = data.len() - str_off;
+        let max_strings = tables.len();
         if string_count as usize > max_strings {
             bail!("Invalid string count {string_count} exceeds maximum possible {max_strings}");
         }
-        let mut cur = Cursor::new(&data[..tables_end.max(str_off)], str_off);
+        let mut cur = Cursor::new(&tables[..tables_end], 0);
         let mut strings = Vec::with_capacity(string_count as usize);
         for _ in 0..string_count {
             let len = cur.uvar32().context("Truncated string table")? as usize;
             let bytes = cur.bytes(len).context("Truncated string table")?;
             strings.push(String::from_utf8_lossy(bytes).into_owned());
         }
-        let max_frames = (data.len() - frame_off) / 7;
+        let max_frames = (tables.len() - frame_at) / 7;
         if frame_count as usize > max_frames {
             bail!("Invalid frame count {frame_count} exceeds maximum possible {max_frames}");
         }
-        let mut cur = Cursor::new(&data[..tables_end.max(frame_off)], frame_off);
+        let mut cur = Cursor::new(&tables[..tables_end.max(frame_at)], frame_at);
         let mut frames = Vec::with_capacity(frame_count as usize);
         for _ in 0..frame_count {
             frames.push(read_frame(&mut cur, string_count).context("Truncated frame table")??);
         }
-        let provenance = data.get(cur.pos..tables_end).and_then(read_provenance);
-
-        let raw = &data[HEADER_SIZE..str_off];
-        let records = if header.compression == COMPRESSION_ZSTD {
-            decompress(raw, limits.max_bytes)?
-        } else {
-            raw.to_vec()
-        };
+        let provenance = tables.get(cur.pos..tables_end).and_then(read_provenance);
         Ok(Capture {
             header,
             symbols: Symbols::from_tables(strings, frames),
@@ -207,6 +242,43 @@ impl Capture {
             provenance,
             records,
             big_endian,
+            max_record_bytes: limits.max_bytes,
+        })
+    }
+
+    /// The sample records, decompressed as they are read.
+    fn record_stream(&self) -> Result<RecordStream<'_>> {
+        let raw: Box<dyn Read + '_> = match &self.records {
+            Records::InMemory(bytes) => Box::new(&bytes[..]),
+            Records::File { path, len } => {
+                let mut file = std::fs::File::open(path)
+                    .with_context(|| format!("cannot read capture {}", path.display()))?;
+                file.seek(SeekFrom::Start(HEADER_SIZE as u64))?;
+                Box::new(file.take(*len))
+            }
+        };
+        let max_bytes = self.max_record_bytes;
+        let mut raw = std::io::BufReader::with_capacity(1 << 16, raw);
+        let reader: Box<dyn Read + '_> = if self.header.compression == COMPRESSION_ZSTD {
+            // A frame that declares more than the limit is refused before it is decompressed.
+            let declared = zstd::zstd_safe::get_frame_content_size(raw.fill_buf()?);
+            if declared.ok().flatten().is_some_and(|n| n > max_bytes) {
+                return Err(too_big(max_bytes).into());
+            }
+            Box::new(
+                zstd::stream::read::Decoder::with_buffer(raw)
+                    .map_err(|e| anyhow::anyhow!("Corrupted zstd frame header: {e}"))?,
+            )
+        } else {
+            Box::new(raw)
+        };
+        Ok(RecordStream {
+            reader: reader.take(max_bytes + 1),
+            max_bytes,
+            buf: Vec::with_capacity(2 * STREAM_CHUNK),
+            pos: 0,
+            read: 0,
+            at_end: false,
         })
     }
 
@@ -229,7 +301,7 @@ impl Capture {
         let mut scratch: Vec<u32> = Vec::with_capacity(MAX_DEPTH);
         let mut timestamps: Vec<u64> = Vec::with_capacity(MAX_BATCH);
         let mut next_progress = 0u64;
-        let mut cur = Cursor::new(&self.records, 0);
+        let mut stream = self.record_stream()?;
         // Stacks without CPython's profiler frames, as its collectors see them.
         let internal: Vec<bool> = self
             .symbols
@@ -243,14 +315,15 @@ impl Capture {
         let any_internal = internal.contains(&true);
         let mut visible: Vec<u32> = Vec::new();
 
-        while cur.remaining() > 0 {
-            let record_start = cur.pos;
-            let truncated = || {
-                format!(
-                    "Truncated sample data: {} trailing bytes",
-                    self.records.len() - record_start
-                )
-            };
+        loop {
+            stream.want(MAX_RECORD)?;
+            if stream.is_done() {
+                break;
+            }
+            let mut cur = Cursor::new(&stream.buf, stream.pos);
+            // Only the last record can run out of bytes: the window holds a whole one.
+            let trailing = stream.buf.len() - stream.pos;
+            let truncated = || format!("Truncated sample data: {trailing} trailing bytes");
             let prefix = cur.bytes(13).with_context(truncated)?;
             let (thread_id, interpreter_id) = if self.big_endian {
                 (
@@ -300,11 +373,17 @@ impl Capture {
 
             if encoding == ENC_REPEAT {
                 let count = cur.uvar32().with_context(truncated)?;
+                stream.pos = cur.pos;
                 counts.repeat += 1;
                 let mut batch_status = None;
                 for _ in 0..count {
+                    stream.want(MAX_REPEAT_PAIR)?;
+                    let mut cur = Cursor::new(&stream.buf, stream.pos);
+                    let trailing = stream.buf.len() - stream.pos;
+                    let truncated = || format!("Truncated sample data: {trailing} trailing bytes");
                     let delta = cur.uvar().with_context(truncated)?;
                     let status = cur.u8().with_context(truncated)?;
+                    stream.pos = cur.pos;
                     if batch_status != Some(status) || timestamps.len() == MAX_BATCH {
                         if let Some(s) = batch_status {
                             sample(&timestamps, s, stack, collector);
@@ -359,6 +438,7 @@ impl Capture {
                         scratch.len()
                     );
                 }
+                stream.pos = cur.pos;
                 std::mem::swap(stack, &mut scratch);
                 *last_ts = last_ts.wrapping_add(delta);
                 match encoding {
@@ -402,6 +482,70 @@ impl Capture {
         profile.capture_features = self.header.capture_features();
         Ok(profile)
     }
+}
+
+/// The 64-byte header of a file of `file_size` bytes (`data` holds at least the header),
+/// checked against the file: table offsets inside it, room for the footer, the sample limit.
+fn parse_header(data: &[u8], file_size: u64, limits: &ReadLimits) -> Result<(Header, bool)> {
+    if data.len() < HEADER_SIZE {
+        bail!("File too small for header ({} bytes)", file_size);
+    }
+    let magic = u32::from_le_bytes(data[0..4].try_into().unwrap());
+    let big_endian = match magic {
+        MAGIC => false,
+        m if m == MAGIC.swap_bytes() => true,
+        m => bail!("Invalid magic number: 0x{m:08x} (not a tachyon/CPython .bin capture)"),
+    };
+    let f = Fixed { data, big_endian };
+    let version = f.u32(4);
+    if version != FORMAT_VERSION {
+        bail!("Unsupported format version {version} (this reader supports version 1)");
+    }
+    if file_size < (HEADER_SIZE + FOOTER_SIZE) as u64 {
+        bail!(
+            "File too small for footer ({} bytes): truncated capture",
+            file_size
+        );
+    }
+    let header = Header {
+        python_version: (data[8], data[9], data[10]),
+        start_time_us: f.u64(12),
+        interval_us: f.u64(20),
+        sample_count: f.u64(28),
+        thread_count: f.u32(36),
+        string_table_offset: f.u64(40),
+        frame_table_offset: f.u64(48),
+        compression: f.u32(56),
+        config: f.u32(60),
+    };
+    let footer_at = file_size - FOOTER_SIZE as u64;
+    let (str_off, frame_off) = (header.string_table_offset, header.frame_table_offset);
+    if str_off < HEADER_SIZE as u64 || str_off > footer_at {
+        bail!(
+            "Invalid string table offset {str_off} (file size {})",
+            file_size
+        );
+    }
+    if frame_off > footer_at {
+        bail!(
+            "Invalid frame table offset {frame_off} (file size {})",
+            file_size
+        );
+    }
+    if str_off > frame_off {
+        bail!("Invalid table offsets: string table ({str_off}) is after frame table ({frame_off})");
+    }
+    if header.sample_count > limits.max_samples {
+        return Err(LimitExceeded(format!(
+                "the capture declares {} samples, more than the limit of {} (raise it with --max-samples)",
+                header.sample_count, limits.max_samples
+            ))
+            .into());
+    }
+    if header.config & 7 >= 6 {
+        bail!("Invalid profiling mode in header: {}", header.config & 7);
+    }
+    Ok((header, big_endian))
 }
 
 fn read_frame(cur: &mut Cursor<'_>, string_count: u32) -> Result<Result<FrameInfo>> {
@@ -484,31 +628,8 @@ impl std::fmt::Display for LimitExceeded {
 
 impl std::error::Error for LimitExceeded {}
 
-fn decompress(raw: &[u8], max_bytes: u64) -> Result<Vec<u8>> {
-    let too_big = || {
-        LimitExceeded(format!(
-            "the sample records decompress to more than the limit of {max_bytes} bytes (raise it with --max-capture-bytes)"
-        ))
-    };
-    // A frame that declares its size is refused before a byte is allocated.
-    if zstd::zstd_safe::get_frame_content_size(raw)
-        .ok()
-        .flatten()
-        .is_some_and(|declared| declared > max_bytes)
-    {
-        return Err(too_big().into());
-    }
-    let mut out = Vec::new();
-    let decoder = zstd::stream::read::Decoder::with_buffer(raw)
-        .map_err(|e| anyhow::anyhow!("Corrupted zstd frame header: {e}"))?;
-    decoder
-        .take(max_bytes + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            anyhow::anyhow!("Incomplete or corrupted zstd frame: data may be truncated ({e})")
-        })?;
-    if out.len() as u64 > max_bytes {
-        return Err(too_big().into());
-    }
-    Ok(out)
+fn too_big(max_bytes: u64) -> LimitExceeded {
+    LimitExceeded(format!(
+        "the sample records decompress to more than the limit of {max_bytes} bytes (raise it with --max-capture-bytes)"
+    ))
 }

@@ -1,13 +1,12 @@
 //! Collapsed stacks, one line per (thread, stack): `tid:N;file.py:func:line;... count`, root
 //! first, as CPython's Tachyon writes them; flamegraph.pl and inferno render the file.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use anyhow::{Context, Result};
 use tachyon_plugin_api::{
     printable, AggregateOutput, Aggregating, Collector, CollectorConfig, ExportContext, Format,
-    FrameKey, FrameKeys, Needs, StackCounts, Symbols,
+    FrameKey, FrameKeys, FxHashMap, Interner, Needs, StackCounts, StackId, StackTable, Symbols,
 };
 
 /// `file.py:func:line`, or the bare name for synthetic frames (`<GC>`, `<native>`).
@@ -21,25 +20,226 @@ pub fn frame_label(key: &FrameKey) -> String {
     printable(&label).into_owned()
 }
 
-/// The lines, sorted by count (descending) then text; equal texts are merged.
-pub fn lines(counts: &StackCounts, symbols: &Symbols) -> Vec<(String, u64)> {
-    let mut keys = FrameKeys::default();
-    let mut labels: HashMap<usize, String> = HashMap::new();
-    let mut merged: HashMap<String, u64> = HashMap::new();
-    for &(tid, stack, count) in counts.entries() {
-        let mut line = format!("tid:{tid}");
-        for frame in counts.stacks.frames_root_first(stack) {
-            let key = keys.id(symbols, frame);
-            let label = labels
-                .entry(key)
-                .or_insert_with(|| frame_label(keys.key(key)));
-            let _ = write!(line, ";{label}");
+/// One output line: the samples of one thread's stack of frame keys.
+struct Line {
+    tid: u64,
+    /// The line's text after `tid:N;`, as a node of [`Lines::trie`].
+    text: u32,
+    /// A stack with this line's keys (the first seen), to tell apart stacks whose texts match.
+    stack: StackId,
+    count: u64,
+}
+
+/// The lines in CPython 3.15's order — by count (descending), then text, then first
+/// appearance — without holding their text, which can be hundreds of megabytes: each text is
+/// a node of a trie of its `;`-separated segments, rebuilt when the line is written. Lines
+/// are one per (thread, stack of frame keys), as CPython counts them; two stacks whose texts
+/// happen to match (same base name, different directory) stay two lines, as there.
+pub struct Lines {
+    segments: Interner<String>,
+    /// (parent, segment); node 0 is the empty text.
+    trie: Vec<(u32, u32)>,
+    lines: Vec<Line>,
+}
+
+impl Lines {
+    #[must_use]
+    pub fn new(counts: &StackCounts, symbols: &Symbols) -> Lines {
+        let stacks = &counts.stacks;
+        let mut keys = FrameKeys::default();
+        let mut segments: Interner<String> = Interner::default();
+        // Frame key id -> the segment ids of its label (one unless the label holds a ';').
+        let mut label_segments: Vec<Option<Vec<u32>>> = Vec::new();
+        let mut trie: Vec<(u32, u32)> = vec![(0, u32::MAX)];
+        let mut child: FxHashMap<(u32, u32), u32> = FxHashMap::default();
+        let mut text_of: Vec<u32> = vec![u32::MAX; stacks.len()];
+        text_of[StackTable::EMPTY as usize] = 0;
+        let mut pending: Vec<StackId> = Vec::new();
+        let mut lines: Vec<Line> = Vec::new();
+        // (thread, text) -> the first line with it; further lines of the same text chain on.
+        let mut first_with_text: FxHashMap<(u64, u32), usize> = FxHashMap::default();
+        let mut next_with_text: Vec<usize> = Vec::new();
+
+        for &(tid, stack, count) in counts.entries() {
+            let mut s = stack;
+            while text_of[s as usize] == u32::MAX {
+                pending.push(s);
+                s = stacks.parent(s);
+            }
+            while let Some(s) = pending.pop() {
+                let key = keys.id(symbols, stacks.leaf(s).expect("non-empty stack"));
+                if label_segments.len() <= key {
+                    label_segments.resize(key + 1, None);
+                }
+                let segs = label_segments[key].get_or_insert_with(|| {
+                    frame_label(keys.key(key))
+                        .split(';')
+                        .map(|part| segments.id(part) as u32)
+                        .collect()
+                });
+                let mut node = text_of[stacks.parent(s) as usize];
+                for &seg in segs.iter() {
+                    node = *child.entry((node, seg)).or_insert_with(|| {
+                        trie.push((node, seg));
+                        (trie.len() - 1) as u32
+                    });
+                }
+                text_of[s as usize] = node;
+            }
+            let text = text_of[stack as usize];
+            let same_keys = |a: StackId, keys: &mut FrameKeys| {
+                let (mut a, mut b) = (a, stack);
+                while a != b {
+                    let (Some(fa), Some(fb)) = (stacks.leaf(a), stacks.leaf(b)) else {
+                        return false;
+                    };
+                    if keys.id(symbols, fa) != keys.id(symbols, fb) {
+                        return false;
+                    }
+                    a = stacks.parent(a);
+                    b = stacks.parent(b);
+                }
+                true
+            };
+            let mut at = first_with_text.get(&(tid, text)).copied();
+            let mut last = None;
+            while let Some(i) = at {
+                if same_keys(lines[i].stack, &mut keys) {
+                    break;
+                }
+                last = Some(i);
+                at = Some(next_with_text[i]).filter(|&n| n != usize::MAX);
+            }
+            match at {
+                Some(i) => lines[i].count += count,
+                None => {
+                    let i = lines.len();
+                    match last {
+                        Some(prev) => next_with_text[prev] = i,
+                        None => {
+                            first_with_text.insert((tid, text), i);
+                        }
+                    }
+                    lines.push(Line {
+                        tid,
+                        text,
+                        stack,
+                        count,
+                    });
+                    next_with_text.push(usize::MAX);
+                }
+            }
         }
-        *merged.entry(line).or_default() += count;
+        drop(child);
+        let text_rank = text_order(&trie, &segments);
+        let mut tids: Vec<u64> = lines.iter().map(|l| l.tid).collect();
+        tids.sort_unstable();
+        tids.dedup();
+        // Every line has a frame, so its text goes on after `tid:N;`: threads sort by that.
+        tids.sort_by_cached_key(|tid| format!("tid:{tid};"));
+        let tid_rank: FxHashMap<u64, usize> =
+            tids.iter().enumerate().map(|(i, &t)| (t, i)).collect();
+        // Stable: equal lines keep the order they first appeared in.
+        lines.sort_by_cached_key(|l| {
+            (
+                std::cmp::Reverse(l.count),
+                tid_rank[&l.tid],
+                text_rank[l.text as usize],
+            )
+        });
+        Lines {
+            segments,
+            trie,
+            lines,
+        }
     }
-    let mut lines: Vec<(String, u64)> = merged.into_iter().collect();
-    lines.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    lines
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Each line's text (without the count) and count, in order.
+    pub fn for_each(&self, mut emit: impl FnMut(&str, u64) -> Result<()>) -> Result<()> {
+        let mut text = String::new();
+        let mut path: Vec<u32> = Vec::new();
+        for line in &self.lines {
+            path.clear();
+            let mut node = line.text;
+            while node != 0 {
+                let (parent, seg) = self.trie[node as usize];
+                path.push(seg);
+                node = parent;
+            }
+            text.clear();
+            use std::fmt::Write as _;
+            let _ = write!(text, "tid:{}", line.tid);
+            for &seg in path.iter().rev() {
+                text.push(';');
+                text.push_str(self.segments.get(seg as usize));
+            }
+            emit(&text, line.count)?;
+        }
+        Ok(())
+    }
+}
+
+/// The rank of every trie node's text in string order. A node's own text ends there, while
+/// its descendants' go on with `;`: so among siblings, `seg` (ending) and `seg;…` (going on)
+/// are ordered as the strings `seg` and `seg;` — `x:1` < `x:12` < `x:12;…` < `x:1;…`.
+fn text_order(trie: &[(u32, u32)], segments: &Interner<String>) -> Vec<u32> {
+    let n = trie.len();
+    // Two items per child, grouped by parent: child << 1 | 1 when it goes on.
+    let mut start = vec![0usize; n + 1];
+    for &(parent, _) in &trie[1..] {
+        start[parent as usize + 1] += 2;
+    }
+    for i in 0..n {
+        start[i + 1] += start[i];
+    }
+    let mut fill = start.clone();
+    let mut items = vec![0u32; start[n]];
+    for (child, &(parent, _)) in trie.iter().enumerate().skip(1) {
+        let at = &mut fill[parent as usize];
+        items[*at] = (child as u32) << 1;
+        items[*at + 1] = (child as u32) << 1 | 1;
+        *at += 2;
+    }
+    let bytes = |item: u32| {
+        let seg = segments
+            .get(trie[(item >> 1) as usize].1 as usize)
+            .as_bytes();
+        seg.iter()
+            .chain(if item & 1 == 1 { &b";"[..] } else { &[] })
+    };
+    for parent in 0..n {
+        items[start[parent]..start[parent + 1]].sort_by(|&a, &b| bytes(a).cmp(bytes(b)));
+    }
+    let mut rank = vec![0u32; n];
+    let mut next_rank = 0;
+    // Depth-first over the items: (next item, end of the group).
+    let mut walk: Vec<(usize, usize)> = vec![(start[0], start[1])];
+    while let Some(top) = walk.last_mut() {
+        if top.0 == top.1 {
+            walk.pop();
+            continue;
+        }
+        let item = items[top.0];
+        top.0 += 1;
+        let node = (item >> 1) as usize;
+        if item & 1 == 0 {
+            rank[node] = next_rank;
+            next_rank += 1;
+        } else {
+            walk.push((start[node], start[node + 1]));
+        }
+    }
+    rank
 }
 
 struct Collapsed;
@@ -47,11 +247,12 @@ struct Collapsed;
 impl AggregateOutput for Collapsed {
     fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> Result<()> {
         let path = ctx.path.context("collapsed output needs a file")?;
-        let mut text = String::new();
-        for (line, count) in lines(counts, ctx.symbols) {
-            let _ = writeln!(text, "{line} {count}");
-        }
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        let cannot = || format!("cannot write {}", path.display());
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path).with_context(cannot)?);
+        Lines::new(counts, ctx.symbols)
+            .for_each(|text, count| writeln!(out, "{text} {count}").with_context(cannot))?;
+        // Dropping a BufWriter hides write errors (a full disk): flush explicitly.
+        out.flush().with_context(cannot)?;
         eprintln!(
             "Collapsed stack output written to {}",
             ctx.shown_path().display()
@@ -69,5 +270,97 @@ inventory::submit! {
         description: "Collapsed stacks (tid:N;file:func:line;... count) for flamegraph.pl / inferno",
         extension: "txt", options: &[], needs: Needs::NOTHING,
         create,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tachyon_plugin_api::FrameInfo;
+
+    /// CPython's `CollapsedStackCollector`, literally: count per (thread, keys), then sort by
+    /// (-count, text), stable.
+    fn cpython_lines(samples: &[(u64, Vec<u32>, u64)], symbols: &Symbols) -> Vec<(String, u64)> {
+        let mut counted: Vec<((u64, Vec<FrameKey>), u64)> = Vec::new();
+        for (tid, frames, weight) in samples {
+            let keys: Vec<FrameKey> = frames
+                .iter()
+                .rev()
+                .map(|&f| FrameKey::of(symbols, f))
+                .collect();
+            match counted.iter_mut().find(|(k, _)| k.0 == *tid && k.1 == keys) {
+                Some((_, n)) => *n += weight,
+                None => counted.push(((*tid, keys), *weight)),
+            }
+        }
+        let mut lines: Vec<(String, u64)> = counted
+            .into_iter()
+            .map(|((tid, keys), n)| {
+                let mut text = format!("tid:{tid}");
+                for key in &keys {
+                    text.push(';');
+                    text.push_str(&frame_label(key));
+                }
+                (text, n)
+            })
+            .collect();
+        lines.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        lines
+    }
+
+    #[test]
+    fn lines_are_in_cpython_order() {
+        let mut symbols = Symbols::new();
+        let mut frames = Vec::new();
+        // Base names that collide, lines that prefix each other (x:1 and x:12), a ';' in a
+        // name, columns that make two frames of one key.
+        for file in ["/a/x.py", "/b/x.py", "/c/y;z.py"] {
+            for func in ["f", "f;g", "fg"] {
+                for (line, column) in [(1, 0), (12, 0), (2, 0), (1, 5)] {
+                    let info = FrameInfo {
+                        filename: symbols.intern_str(file),
+                        funcname: symbols.intern_str(func),
+                        lineno: line,
+                        end_lineno: line,
+                        column,
+                        end_column: column + 1,
+                        opcode: None,
+                    };
+                    frames.push(symbols.intern_frame(info));
+                }
+            }
+        }
+        let mut state = 7u64;
+        let mut next = |n: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % n
+        };
+        let mut samples = Vec::new();
+        let mut counts = StackCounts::default();
+        for _ in 0..3000 {
+            let tid = [7, 1000, 10001][next(3) as usize];
+            let depth = 1 + next(3) as usize;
+            let stack: Vec<u32> = (0..depth)
+                .map(|_| frames[next(frames.len() as u64) as usize])
+                .collect();
+            let weight = 1 + next(2);
+            counts.add_weighted(tid, &stack, weight);
+            samples.push((tid, stack, weight));
+        }
+        let mut ours = Vec::new();
+        Lines::new(&counts, &symbols)
+            .for_each(|text, n| {
+                ours.push((text.to_owned(), n));
+                Ok(())
+            })
+            .unwrap();
+        let expected = cpython_lines(&samples, &symbols);
+        assert!(
+            expected.windows(2).any(|w| w[0].0 == w[1].0),
+            "has equal texts"
+        );
+        assert_eq!(ours, expected);
     }
 }

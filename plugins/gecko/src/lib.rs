@@ -2,14 +2,14 @@
 //! (meta version 32, preprocessedProfileVersion 57, one global string array in `shared`), with
 //! interval markers for GIL, CPU, exception and GC state changes per thread.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use tachyon_plugin_api::opcodes::Opcodes;
 use tachyon_plugin_api::{
-    Collector, CollectorConfig, ExportContext, Format, FrameId, Interner, Needs, Sample, Symbols,
-    ThreadStatus,
+    Collector, CollectorConfig, ExportContext, Format, FrameId, FxHashMap, Interner, Needs, Sample,
+    StackId, StackTable, Symbols, ThreadStatus,
 };
 
 /// Categories (index = position), as Tachyon.
@@ -63,14 +63,18 @@ fn state_marker(
 #[derive(Default)]
 struct ThreadData {
     is_main: bool,
-    /// (stack index or None, time ms, weight)
-    samples: Vec<(Option<usize>, f64)>,
-    stack_table: Vec<(usize, usize, Option<usize>)>, // (frame, category, prefix)
-    stack_index: HashMap<(Option<usize>, usize), usize>,
+    /// Each sample's stack index and time (ms), as two columns: 12 bytes a sample.
+    sample_stacks: Vec<u32>,
+    sample_times: Vec<f64>,
+    /// (frame, category, prefix or [`NONE`]).
+    stack_table: Vec<(u32, u8, u32)>,
+    /// The gecko stack of each interned stack (and prefix) this thread sampled: the stack
+    /// table is itself a tree of (parent, frame), so its nodes are the gecko stacks.
+    of_stack: FxHashMap<StackId, u32>,
     frame_table: Vec<(usize, i32, Option<i32>, usize)>, // (func, line, column, category)
-    frame_index: HashMap<FrameId, usize>,
+    frame_index: FxHashMap<FrameId, usize>,
     func_table: Vec<(usize, bool, Option<usize>, Option<i32>)>, // (name, isJS, fileName, lineNumber)
-    func_index: HashMap<(u32, u32), usize>,
+    func_index: FxHashMap<(u32, u32), usize>,
     /// Open marker per track: (state, start ms).
     open: [Option<(bool, f64)>; 4],
     markers: Vec<Marker>,
@@ -84,6 +88,7 @@ pub struct GeckoCollector {
     interval_us: u64,
     first_us: Option<u64>,
     strings: Interner<String>,
+    stacks: StackTable,
     threads: BTreeMap<u64, ThreadData>,
     /// The target's opcode names, for opcode interval markers (frames carry opcodes only
     /// with --opcodes).
@@ -134,10 +139,16 @@ impl GeckoCollector {
     }
 }
 
-impl GeckoCollector {
-    fn frame(&mut self, symbols: &Symbols, tid: u64, id: FrameId) -> usize {
-        let strings = &mut self.strings;
-        let t = self.threads.get_mut(&tid).expect("thread exists");
+/// No stack (a root's prefix): JSON `null`.
+const NONE: u32 = u32::MAX;
+
+fn or_null(index: u32) -> Option<u32> {
+    (index != NONE).then_some(index)
+}
+
+impl ThreadData {
+    fn frame(&mut self, strings: &mut Interner<String>, symbols: &Symbols, id: FrameId) -> usize {
+        let t = self;
         if let Some(&f) = t.frame_index.get(&id) {
             return f;
         }
@@ -202,17 +213,34 @@ impl Collector for GeckoCollector {
         let tid = sample.thread_id;
         self.threads.entry(tid).or_default().is_main |=
             sample.status.has(ThreadStatus::MAIN_THREAD);
-        // Innermost first in the sample; the stack table is built from the root.
-        let mut prefix: Option<usize> = None;
-        for &id in sample.frames.iter().rev() {
-            let frame = self.frame(symbols, tid, id);
-            let t = self.threads.get_mut(&tid).expect("thread exists");
-            let category = t.frame_table[frame].3;
-            prefix = Some(*t.stack_index.entry((prefix, frame)).or_insert_with(|| {
-                t.stack_table.push((frame, category, prefix));
-                t.stack_table.len() - 1
-            }));
-        }
+        let stack = self.stacks.intern(sample.frames);
+        let t = self.threads.get_mut(&tid).expect("thread exists");
+        let prefix = match t.of_stack.get(&stack) {
+            Some(&prefix) => prefix,
+            None => {
+                // The prefixes this thread has not sampled yet, then added from the root.
+                let mut missing = Vec::new();
+                let mut node = stack;
+                let mut prefix = NONE;
+                while node != StackTable::EMPTY {
+                    if let Some(&known) = t.of_stack.get(&node) {
+                        prefix = known;
+                        break;
+                    }
+                    missing.push(node);
+                    node = self.stacks.parent(node);
+                }
+                for &node in missing.iter().rev() {
+                    let id = self.stacks.leaf(node).expect("non-empty stack");
+                    let frame = t.frame(&mut self.strings, symbols, id);
+                    let category = t.frame_table[frame].3 as u8;
+                    t.stack_table.push((frame as u32, category, prefix));
+                    prefix = (t.stack_table.len() - 1) as u32;
+                    t.of_stack.insert(node, prefix);
+                }
+                prefix
+            }
+        };
         if self.opcodes.is_some() {
             let first_time = sample
                 .timestamps_us
@@ -225,7 +253,8 @@ impl Collector for GeckoCollector {
         let t = self.threads.get_mut(&tid).expect("thread exists");
         for &ts in sample.timestamps_us {
             let now = ts.saturating_sub(first) as f64 / 1000.0;
-            t.samples.push((prefix, now));
+            t.sample_stacks.push(prefix);
+            t.sample_times.push(now);
             t.last_time = t.last_time.max(now);
             for (track, state) in [
                 s.has(ThreadStatus::HAS_GIL),
@@ -236,7 +265,7 @@ impl Collector for GeckoCollector {
             .into_iter()
             .enumerate()
             {
-                GeckoCollector::track(t, &mut self.strings, (tid, track), state, now);
+                ThreadData::track(t, &mut self.strings, (tid, track), state, now);
             }
         }
     }
@@ -274,7 +303,7 @@ impl Collector for GeckoCollector {
                 }
             }
         }
-        let samples: usize = self.threads.values().map(|t| t.samples.len()).sum();
+        let samples: usize = self.threads.values().map(|t| t.sample_times.len()).sum();
         let last = self
             .threads
             .values()
@@ -378,9 +407,12 @@ macro_rules! table {
 const NULL: Option<u8> = None;
 
 table!(SamplesJson, |t, m| {
-    let n = t.samples.len();
-    m.serialize_entry("stack", &Column(t.samples.iter().map(|s| s.0)))?;
-    m.serialize_entry("time", &Column(t.samples.iter().map(|s| s.1)))?;
+    let n = t.sample_times.len();
+    m.serialize_entry(
+        "stack",
+        &Column(t.sample_stacks.iter().map(|&s| or_null(s))),
+    )?;
+    m.serialize_entry("time", &Column(t.sample_times.iter()))?;
     m.serialize_entry("eventDelay", &repeat(NULL, n))?;
     m.serialize_entry("weight", &NULL)?;
     m.serialize_entry("weightType", "samples")?;
@@ -392,7 +424,10 @@ table!(StackTableJson, |t, m| {
     m.serialize_entry("frame", &Column(t.stack_table.iter().map(|s| s.0)))?;
     m.serialize_entry("category", &Column(t.stack_table.iter().map(|s| s.1)))?;
     m.serialize_entry("subcategory", &repeat(0, n))?;
-    m.serialize_entry("prefix", &Column(t.stack_table.iter().map(|s| s.2)))?;
+    m.serialize_entry(
+        "prefix",
+        &Column(t.stack_table.iter().map(|s| or_null(s.2))),
+    )?;
     m.serialize_entry("length", &n)?;
 });
 

@@ -2,7 +2,7 @@
 //! library / site-packages) and one `file_NNNN.html` per source file, every line coloured by
 //! its self or total samples on a log scale, with links to the functions it calls.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use tachyon_plugin_api::opcodes::Opcodes;
 use tachyon_plugin_api::{
     printable, AggregateOutput, Aggregating, Collector, CollectorConfig, ExportContext, Format,
-    FrameKeys, Needs, SourceAccess, SourceReader, StackCounts, Symbols,
+    FrameKeys, FxHashMap, Interner, Needs, SourceAccess, SourceReader, StackCounts, Symbols,
 };
 
 const INDEX: &str = include_str!("../../../assets/heatmap/index.html");
@@ -29,19 +29,47 @@ struct LineCounts {
     total: u64,
 }
 
-/// Where a function is defined: (file, first line seen, name).
-type Callee = (String, i32, String);
+/// Where a function is defined: (file, first line seen, name), as interned name ids.
+type Callee = (u32, i32, u32);
 
 #[derive(Default)]
 struct FileStats {
     lines: BTreeMap<i32, LineCounts>,
     /// line -> opcode -> samples executing it (frames carry opcodes with --opcodes).
-    opcodes: BTreeMap<i32, BTreeMap<u8, u64>>,
-    callees: BTreeMap<i32, BTreeMap<Callee, u64>>,
+    opcodes: FxHashMap<i32, FxHashMap<u8, u64>>,
+    /// line -> the functions it calls -> samples.
+    callees: FxHashMap<i32, FxHashMap<Callee, u64>>,
     /// The first sampled line of a function -> the lines that called it.
-    callers: BTreeMap<i32, BTreeMap<Callee, u64>>,
+    callers: FxHashMap<i32, FxHashMap<Callee, u64>>,
     total: u64,
     self_samples: u64,
+}
+
+/// Every file's counts, by interned file and function names (a capture can hold millions of
+/// distinct stacks: names are looked up only for the lines a page shows).
+struct Files {
+    names: Interner<String>,
+    stats: Vec<(u32, FileStats)>,
+}
+
+impl Files {
+    fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize)
+    }
+
+    /// A line's links in (file, line, function) order, with their names.
+    fn links<'a>(
+        &'a self,
+        links: Option<&FxHashMap<Callee, u64>>,
+    ) -> Vec<(&'a str, i32, &'a str, u64)> {
+        let mut out: Vec<_> = links
+            .into_iter()
+            .flatten()
+            .map(|(&(file, line, func), &n)| (self.name(file), line, self.name(func), n))
+            .collect();
+        out.sort_unstable();
+        out
+    }
 }
 
 fn escape(s: &str) -> String {
@@ -116,82 +144,89 @@ fn intensity(n: u64, max: u64) -> f64 {
 
 impl Heatmap {
     /// Samples per file and line. Frames without a real source line (synthetic, `<string>`,
-    /// frozen modules) are skipped.
-    fn files(counts: &StackCounts, symbols: &Symbols) -> BTreeMap<String, FileStats> {
-        let mut files: BTreeMap<String, FileStats> = BTreeMap::new();
+    /// frozen modules) are skipped. Counted by interned ids (a capture can hold millions of
+    /// distinct stacks); names are looked up once per distinct entry at the end.
+    fn files(counts: &StackCounts, symbols: &Symbols) -> Files {
         let mut keys = FrameKeys::default();
+        let mut names: Interner<String> = Interner::default();
+        // Frame key id -> (file, function) ids, or None without a source line.
+        let mut key_ids: Vec<Option<(u32, u32)>> = Vec::new();
         // (file, function) -> the first line seen of it, where a callee link points.
-        let mut first_line: HashMap<(String, String), i32> = HashMap::new();
-        // callee file -> its function's first line -> (caller file, line, function) -> samples.
-        let mut callers: BTreeMap<String, BTreeMap<i32, BTreeMap<Callee, u64>>> = BTreeMap::new();
+        let mut first_line: FxHashMap<(u32, u32), i32> = FxHashMap::default();
+        let mut files: FxHashMap<u32, FileStats> = FxHashMap::default();
+        // (callee file, its first line) -> the calling (file, line, function) -> samples.
+        let mut callers: FxHashMap<(u32, i32), FxHashMap<Callee, u64>> = FxHashMap::default();
+        let mut frames: Vec<(u32, i32, u32, Option<u8>)> = Vec::new();
+        let mut seen_lines: Vec<(u32, i32)> = Vec::new();
+        let mut seen_files: Vec<u32> = Vec::new();
         for (stack, w) in counts.by_stack() {
-            let frame_ids = counts.stacks.frames_root_first(stack);
-            let frames: Vec<usize> = frame_ids
-                .iter()
-                .map(|&frame| keys.id(symbols, frame))
-                .collect();
-            let mut seen: HashSet<(&str, i32)> = HashSet::new();
-            for (i, &id) in frames.iter().enumerate() {
-                let key = keys.key(id);
-                if !key.has_source() {
+            frames.clear();
+            for frame in counts.stacks.frames_root_first(stack) {
+                let key = keys.id(symbols, frame);
+                if key_ids.len() <= key {
+                    key_ids.resize(key + 1, None);
+                    let k = keys.key(key);
+                    key_ids[key] = k
+                        .has_source()
+                        .then(|| (names.id(&k.filename) as u32, names.id(&k.funcname) as u32));
+                }
+                // A frame without source breaks the caller -> callee link as a gap would.
+                let entry = key_ids[key].map_or((u32::MAX, 0, 0, None), |(file, func)| {
+                    let line = keys.key(key).lineno;
+                    (file, line, func, symbols.frame(frame).opcode)
+                });
+                frames.push(entry);
+            }
+            seen_lines.clear();
+            seen_files.clear();
+            for (i, &(file, line, func, opcode)) in frames.iter().enumerate() {
+                if file == u32::MAX {
                     continue;
                 }
-                first_line
-                    .entry((key.filename.clone(), key.funcname.clone()))
-                    .or_insert(key.lineno);
-                let stats = files.entry(key.filename.clone()).or_default();
-                let line = stats.lines.entry(key.lineno).or_default();
+                first_line.entry((file, func)).or_insert(line);
+                let stats = files.entry(file).or_default();
+                let counts = stats.lines.entry(line).or_default();
                 // A line counts once per sample however deep the recursion.
-                if seen.insert((&key.filename, key.lineno)) {
-                    line.total += w;
+                if !seen_lines.contains(&(file, line)) {
+                    seen_lines.push((file, line));
+                    counts.total += w;
                 }
                 if i + 1 == frames.len() {
-                    line.self_samples += w;
+                    counts.self_samples += w;
                     stats.self_samples += w;
                 }
-                if let Some(op) = symbols.frame(frame_ids[i]).opcode {
+                if let Some(op) = opcode {
                     *stats
                         .opcodes
-                        .entry(key.lineno)
+                        .entry(line)
                         .or_default()
                         .entry(op)
                         .or_default() += w;
                 }
-                if let Some(callee) = frames.get(i + 1).map(|&c| keys.key(c)) {
-                    if callee.has_source() {
-                        let defined = *first_line
-                            .entry((callee.filename.clone(), callee.funcname.clone()))
-                            .or_insert(callee.lineno);
-                        *stats
-                            .callees
-                            .entry(key.lineno)
-                            .or_default()
-                            .entry((callee.filename.clone(), defined, callee.funcname.clone()))
-                            .or_default() += w;
-                        *callers
-                            .entry(callee.filename.clone())
-                            .or_default()
-                            .entry(defined)
-                            .or_default()
-                            .entry((key.filename.clone(), key.lineno, key.funcname.clone()))
-                            .or_default() += w;
+                if let Some(&(cfile, cline, cfunc, _)) = frames.get(i + 1) {
+                    if cfile != u32::MAX {
+                        let defined = *first_line.entry((cfile, cfunc)).or_insert(cline);
+                        let links = stats.callees.entry(line).or_default();
+                        *links.entry((cfile, defined, cfunc)).or_default() += w;
+                        let links = callers.entry((cfile, defined)).or_default();
+                        *links.entry((file, line, func)).or_default() += w;
                     }
                 }
-            }
-            let mut counted: HashSet<&str> = HashSet::new();
-            for &id in &frames {
-                let key = keys.key(id);
-                if key.has_source() && counted.insert(&key.filename) {
-                    files.get_mut(&key.filename).expect("added above").total += w;
+                if !seen_files.contains(&file) {
+                    seen_files.push(file);
+                    stats.total += w;
                 }
             }
         }
-        for (file, lines) in callers {
+        for ((file, defined), links) in callers {
             if let Some(stats) = files.get_mut(&file) {
-                stats.callers = lines;
+                stats.callers.insert(defined, links);
             }
         }
-        files
+        Files {
+            names,
+            stats: files.into_iter().collect(),
+        }
     }
 
     fn write(&self, counts: &StackCounts, dir: &Path, ctx: &ExportContext<'_>) -> Result<usize> {
@@ -200,12 +235,16 @@ impl Heatmap {
             .python_version
             .and_then(|(major, minor, _)| Opcodes::for_version(major, minor));
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let mut order: Vec<(&String, &FileStats)> = files.iter().collect();
+        let mut order: Vec<(&str, &FileStats)> = files
+            .stats
+            .iter()
+            .map(|(f, s)| (files.name(*f), s))
+            .collect();
         order.sort_by(|a, b| b.1.total.cmp(&a.1.total).then(a.0.cmp(b.0)));
         let page_of: HashMap<&str, String> = order
             .iter()
             .enumerate()
-            .map(|(i, (f, _))| (f.as_str(), format!("file_{i:04}.html")))
+            .map(|(i, (f, _))| (*f, format!("file_{i:04}.html")))
             .collect();
         let total_samples = counts.total();
         let hottest = order.first().map_or(1, |(_, s)| s.total.max(1));
@@ -218,7 +257,7 @@ impl Heatmap {
             let source = sources.get(file);
             let lines: Vec<String> = match &source {
                 Some(text) => text.lines().map(str::to_owned).collect(),
-                None => vec![match sources.skipped().get(file.as_str()) {
+                None => vec![match sources.skipped().get(*file) {
                     Some(why) => format!("# Source file not shown ({why}): {file}"),
                     None => format!("# Source file not available: {file}"),
                 }],
@@ -234,13 +273,13 @@ impl Heatmap {
                 let n = i as i32 + 1;
                 let c = stats.lines.get(&n).copied().unwrap_or_default();
                 let mut nav = String::new();
-                for ((cfile, cline, cfunc), count) in stats.callers.get(&n).into_iter().flatten() {
-                    if let Some(page) = page_of.get(cfile.as_str()) {
+                for (cfile, cline, cfunc, count) in files.links(stats.callers.get(&n)) {
+                    if let Some(page) = page_of.get(cfile) {
                         let _ = write!(nav, "<a class=\"caller\" href=\"{page}#line-{cline}\" title=\"called from {}:{cline}, {count} samples\">▲ {}</a>", escape(cfile), escape(cfunc));
                     }
                 }
-                for ((cfile, cline, cfunc), count) in stats.callees.get(&n).into_iter().flatten() {
-                    if let Some(page) = page_of.get(cfile.as_str()) {
+                for (cfile, cline, cfunc, count) in files.links(stats.callees.get(&n)) {
+                    if let Some(page) = page_of.get(cfile) {
                         let _ = write!(nav, "<a class=\"callee\" href=\"{page}#line-{cline}\" title=\"calls into {}:{cline}, {count} samples\">▼ {}</a>", escape(cfile), escape(cfunc));
                     }
                 }
@@ -283,13 +322,13 @@ impl Heatmap {
             page.insert("self_samples", &stats.self_samples);
             page.insert("lines", &stats.lines.len());
             let html = tera.render("file.html", &page)?;
-            std::fs::write(dir.join(&page_of[file.as_str()]), html)?;
+            std::fs::write(dir.join(&page_of[file]), html)?;
         }
 
         let mut sections: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
         for (file, stats) in &order {
             sections.entry(kind_of(file)).or_default().push(serde_json::json!({
-                "path": printable(file), "page": page_of[file.as_str()], "total": stats.total, "self": stats.self_samples,
+                "path": printable(file), "page": page_of[file], "total": stats.total, "self": stats.self_samples,
                 "spark": sparkline(stats),
                 "pct": stats.total as f64 * 100.0 / hottest as f64,
             }));

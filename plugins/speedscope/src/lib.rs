@@ -4,12 +4,13 @@
 //! `--format speedscope` users, open it as it is.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 
 use anyhow::{Context, Result};
 use serde_json::json;
 use tachyon_plugin_api::{
-    Collector, CollectorConfig, ExportContext, Format, FrameKeys, Needs, Sample, StackId,
-    StackTable, Symbols,
+    Collector, CollectorConfig, ExportContext, Format, FrameKeys, FxHashMap, Needs, Sample,
+    StackId, StackTable, Symbols,
 };
 
 struct Speedscope {
@@ -34,29 +35,64 @@ impl Collector for Speedscope {
 
     fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
         let path = ctx.path.context("speedscope output needs a file")?;
+        let cannot = || format!("cannot write {}", path.display());
+        let file = std::fs::File::create(path).with_context(cannot)?;
+        let mut out = std::io::BufWriter::new(file);
+        self.write(ctx.symbols, &mut out).with_context(cannot)?;
+        // Dropping a BufWriter hides write errors (a full disk): flush explicitly.
+        out.flush().with_context(cannot)?;
+        eprintln!(
+            "speedscope output written to {}",
+            ctx.shown_path().display()
+        );
+        Ok(())
+    }
+}
+
+impl Speedscope {
+    /// The document, written as it goes (a sample's stack is as many numbers as frames, so
+    /// the file can be far larger than the profile); keys in the order serde_json sorts them.
+    fn write(&self, symbols: &Symbols, out: &mut impl Write) -> Result<()> {
         // speedscope frames are per function and line; ours are per location and opcode.
         let mut keys = FrameKeys::default();
+        // Each distinct stack's `[k,k,...]`, rendered once.
+        let mut rendered: FxHashMap<StackId, Box<[u8]>> = FxHashMap::default();
         let ms = self.interval_us as f64 / 1000.0;
-        let profiles: Vec<serde_json::Value> = self
-            .threads
-            .iter()
-            .map(|(tid, list)| {
-                let stacks: Vec<Vec<usize>> = list
-                    .iter()
-                    .map(|&(stack, _)| {
-                        self.stacks
-                            .frames_root_first(stack)
-                            .into_iter()
-                            .map(|id| keys.id(ctx.symbols, id))
-                            .collect()
-                    })
-                    .collect();
-                let weights: Vec<f64> = list.iter().map(|&(_, w)| w as f64 * ms).collect();
-                let total: f64 = weights.iter().sum();
-                json!({"type": "sampled", "name": format!("Thread {tid}"), "unit": "milliseconds",
-                       "startValue": 0, "endValue": total, "samples": stacks, "weights": weights})
-            })
-            .collect();
+        out.write_all(b"{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\",\"activeProfileIndex\":0,\"exporter\":")?;
+        serde_json::to_writer(&mut *out, &format!("tachyon {}", env!("CARGO_PKG_VERSION")))?;
+        out.write_all(b",\"name\":\"tachyon profile\",\"profiles\":[")?;
+        for (i, (tid, list)) in self.threads.iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            let weights: Vec<f64> = list.iter().map(|&(_, w)| w as f64 * ms).collect();
+            let total: f64 = weights.iter().sum();
+            out.write_all(b"{\"endValue\":")?;
+            serde_json::to_writer(&mut *out, &total)?;
+            write!(out, ",\"name\":\"Thread {tid}\",\"samples\":[")?;
+            for (j, &(stack, _)) in list.iter().enumerate() {
+                if j > 0 {
+                    out.write_all(b",")?;
+                }
+                let text = rendered.entry(stack).or_insert_with(|| {
+                    let mut text = Vec::new();
+                    let mut number = itoa::Buffer::new();
+                    for (k, frame) in self.stacks.frames_root_first(stack).into_iter().enumerate() {
+                        text.push(if k == 0 { b'[' } else { b',' });
+                        text.extend_from_slice(number.format(keys.id(symbols, frame)).as_bytes());
+                    }
+                    text.push(b']');
+                    text.into_boxed_slice()
+                });
+                out.write_all(text)?;
+            }
+            out.write_all(
+                b"],\"startValue\":0,\"type\":\"sampled\",\"unit\":\"milliseconds\",\"weights\":",
+            )?;
+            serde_json::to_writer(&mut *out, &weights)?;
+            out.write_all(b"}")?;
+        }
+        out.write_all(b"],\"shared\":{\"frames\":")?;
         let frames: Vec<serde_json::Value> = keys
             .list()
             .iter()
@@ -68,17 +104,8 @@ impl Collector for Speedscope {
                 }
             })
             .collect();
-        let doc = json!({
-            "$schema": "https://www.speedscope.app/file-format-schema.json",
-            "shared": {"frames": frames}, "profiles": profiles, "name": "tachyon profile",
-            "activeProfileIndex": 0, "exporter": format!("tachyon {}", env!("CARGO_PKG_VERSION")),
-        });
-        std::fs::write(path, serde_json::to_vec(&doc)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!(
-            "speedscope output written to {}",
-            ctx.shown_path().display()
-        );
+        serde_json::to_writer(&mut *out, &frames)?;
+        out.write_all(b"}}")?;
         Ok(())
     }
 }

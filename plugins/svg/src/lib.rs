@@ -15,10 +15,11 @@ struct Svg {
 impl AggregateOutput for Svg {
     fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> Result<()> {
         let path = ctx.path.context("svg output needs a file")?;
-        let lines: Vec<String> = tachyon_collapsed::lines(counts, ctx.symbols)
-            .into_iter()
-            .map(|(stack, n)| format!("{stack} {n}"))
-            .collect();
+        let mut lines: Vec<String> = Vec::new();
+        tachyon_collapsed::Lines::new(counts, ctx.symbols).for_each(|text, n| {
+            lines.push(format!("{text} {n}"));
+            Ok(())
+        })?;
         if lines.is_empty() {
             eprintln!(
                 "Warning: no samples were collected; {} not written",

@@ -14,10 +14,11 @@ struct V1Collapsed;
 impl AggregateOutput for V1Collapsed {
     fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> anyhow::Result<()> {
         let path = ctx.path.context("v1-collapsed needs -o")?;
-        let text: String = tachyon_collapsed::lines(counts, ctx.symbols)
-            .into_iter()
-            .map(|(line, count)| format!("{line} {count}\n"))
-            .collect();
+        let mut text = String::new();
+        tachyon_collapsed::Lines::new(counts, ctx.symbols).for_each(|line, count| {
+            text.push_str(&format!("{line} {count}\n"));
+            Ok(())
+        })?;
         std::fs::write(path, text)?;
         Ok(())
     }

@@ -6,6 +6,7 @@
 //! about 3,000 distinct stacks with Zipf weights, each thread keeping its stack for a few samples.
 //! *adversarial*: 4 threads, depth 30, 100,000 distinct stacks drawn uniformly every sample.
 //! Both written through tachyon's own writer (zstd), so they are the captures a sampler makes.
+//! SEED picks the samples, not the stacks: two seeds are two runs of one program (for `diff`).
 
 use anyhow::{bail, Context, Result};
 use tachyon::binary::BinaryWriter;
@@ -36,7 +37,8 @@ fn main() -> Result<()> {
     }
     let samples: u64 = args[1].parse().context("SAMPLES")?;
     let seed: u64 = args.get(3).map_or(Ok(1), |s| s.parse()).context("SEED")?;
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed.wrapping_mul(0x1000_0001));
+    // The stacks are the same for every seed (one program); the seed picks the samples (a run).
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (distinct, stay) = match args[0].as_str() {
         "realistic" => (3_000, 0.7),
         "adversarial" => (100_000, 0.0),
@@ -106,6 +108,7 @@ fn main() -> Result<()> {
             rng.below(stacks.len())
         }
     };
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed.wrapping_mul(0x1000_0001));
     let mut current: Vec<usize> = (0..4).map(|_| draw(&mut rng)).collect();
     let mut ts = 1_700_000_000_000_000u64;
     let mut written = 0;

@@ -92,8 +92,8 @@ fn load(paths: &[PathBuf], input: &InputArgs) -> Result<Vec<Run>> {
     open(paths, input)?
         .into_iter()
         .map(|(origin, capture)| {
-            let profile = capture
-                .to_profile()
+            let (profile, _) = capture
+                .to_profile(false, &mut |_, _| {})
                 .with_context(|| format!("{} is not a valid capture", origin.path.display()))?;
             Ok(Run { origin, profile })
         })

@@ -250,11 +250,8 @@ impl OutputArgs {
         if let Some(c) = &self.compression {
             config.options.insert("compression".into(), c.clone());
         }
-        if let Some(base) = &self.diff_flamegraph {
-            let profile = Capture::open(base, limits)
-                .and_then(|c| c.to_profile())
-                .with_context(|| format!("cannot load baseline {}", base.display()))?;
-            config.baseline = Some(Arc::new(profile));
+        if let (Some(base), None) = (&self.diff_flamegraph, &config.baseline) {
+            config.baseline = Some(Arc::new(load_baseline(base, limits)?));
         }
         Ok(())
     }
@@ -282,6 +279,13 @@ impl OutputArgs {
             None => Some(PathBuf::from(default_name())),
         }
     }
+}
+
+/// The baseline capture of a differential format, aggregated.
+pub fn load_baseline(path: &Path, limits: &ReadLimits) -> Result<tachyon_plugin_api::Profile> {
+    Capture::open(path, limits)
+        .and_then(|c| Ok(c.to_profile(false, &mut |_, _| {})?.0))
+        .with_context(|| format!("cannot load baseline {}", path.display()))
 }
 
 /// A command line that asks for something that cannot be done (exit status 2, as a usage

@@ -8,8 +8,8 @@ use tachyon_plugin_api::{CollectorConfig, SourceAccess};
 
 use crate::binary::{Capture, ReadLimits};
 use crate::output::{
-    build_collector, check_output_dir, export, find_format, open_in_browser, opens_in_browser,
-    OutputArgs,
+    build_collector, check_output_dir, export, find_format, load_baseline, open_in_browser,
+    opens_in_browser, OutputArgs,
 };
 use crate::progress::ProgressBar;
 
@@ -59,22 +59,6 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
     let limits = input_args.limits();
     let capture = Capture::open(input, &limits)?;
     let header = &capture.header;
-    let mut config = CollectorConfig {
-        interval_us: header.interval_us,
-        mode: capture.mode().unwrap_or_default(),
-        mode_unknown: capture.mode().is_none(),
-        python_version: Some(header.python_version),
-        start_time_us: Some(header.start_time_us),
-        capture_features: header.capture_features(),
-        sources: input_args.source_access()?,
-        provenance: capture.provenance.clone().map(std::sync::Arc::new),
-        ..Default::default()
-    };
-    out.fill_options(&mut config, &limits)?;
-    let path = out.output_path(&format, std::process::id());
-    check_output_dir(path.as_deref())?;
-    let mut collector = build_collector(&format, &config, out)?;
-
     eprintln!(
         "Replaying {} samples from {}",
         header.sample_count,
@@ -90,9 +74,47 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
         }
     );
     let mut bar = ProgressBar::new();
-    let counts = capture.replay(collector.as_mut(), &mut |done, total| {
-        bar.update(done, total);
-    });
+    let mut progress = |done, total| bar.update(done, total);
+    // A differential format needs the baseline before it starts: the baseline is read on a
+    // second core while the capture is aggregated (every sample kept in order, so replaying
+    // the aggregate is replaying the capture).
+    let (baseline, aggregated) = match &out.diff_flamegraph {
+        None => (None, None),
+        Some(base) => std::thread::scope(|scope| {
+            let baseline = scope.spawn(|| load_baseline(base, &limits));
+            let aggregated = capture.to_profile(true, &mut progress);
+            let baseline = baseline
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (Some(baseline), Some(aggregated))
+        }),
+    };
+    let mut config = CollectorConfig {
+        interval_us: header.interval_us,
+        mode: capture.mode().unwrap_or_default(),
+        mode_unknown: capture.mode().is_none(),
+        python_version: Some(header.python_version),
+        start_time_us: Some(header.start_time_us),
+        capture_features: header.capture_features(),
+        sources: input_args.source_access()?,
+        provenance: capture.provenance.clone().map(std::sync::Arc::new),
+        ..Default::default()
+    };
+    if let Some(baseline) = baseline {
+        config.baseline = Some(std::sync::Arc::new(baseline?));
+    }
+    out.fill_options(&mut config, &limits)?;
+    let path = out.output_path(&format, std::process::id());
+    check_output_dir(path.as_deref())?;
+    let mut collector = build_collector(&format, &config, out)?;
+
+    let counts = match aggregated {
+        None => capture.replay(collector.as_mut(), &mut progress),
+        Some(aggregated) => aggregated.map(|(profile, counts)| {
+            profile.replay_into(collector.as_mut());
+            counts
+        }),
+    };
     bar.finish();
     let counts = counts.with_context(|| format!("{} is not a valid capture", input.display()))?;
 

@@ -243,7 +243,8 @@ pub struct TreeNode {
     /// Inclusive samples.
     pub value: u64,
     pub self_value: u64,
-    pub children: Vec<usize>,
+    /// Node ids (u32: a tree has at most as many nodes as the stack table).
+    pub children: Vec<u32>,
     /// thread id -> (inclusive, self) samples.
     pub threads: SmallMap<u64, (u64, u64)>,
     pub opcodes: SmallMap<u8, u64>,
@@ -310,7 +311,7 @@ pub struct CallTree {
     pub keys: Interner<FrameKey>,
     /// Node 0 is the root (all samples).
     pub nodes: Vec<TreeNode>,
-    child_index: FxHashMap<(usize, usize), usize>,
+    child_index: FxHashMap<(u32, u32), u32>,
 }
 
 impl Default for CallTree {
@@ -335,16 +336,22 @@ impl CallTree {
     }
 
     fn child(&mut self, parent: usize, key: usize) -> usize {
-        if let Some(&c) = self.child_index.get(&(parent, key)) {
-            return c;
+        if let Some(&c) = self.child_index.get(&(parent as u32, key as u32)) {
+            return c as usize;
         }
         let id = self.nodes.len();
         self.nodes.push(TreeNode {
             key,
             ..Default::default()
         });
-        self.nodes[parent].children.push(id);
-        self.child_index.insert((parent, key), id);
+        let children = &mut self.nodes[parent].children;
+        // Most nodes have one or two children: grow by one until a few.
+        if children.len() < 4 {
+            children.reserve_exact(1);
+        }
+        children.push(id as u32);
+        self.child_index
+            .insert((parent as u32, key as u32), id as u32);
         id
     }
 
@@ -367,7 +374,11 @@ impl CallTree {
     fn add(&mut self, symbols: &Symbols, counts: &StackCounts, strip_bootstrap: bool) {
         let stacks = &counts.stacks;
         let mut frame_keys = FrameKeys::default();
+        // Frame key id -> this tree's key id (hashing a key's strings once, not per node).
+        let mut tree_key: Vec<usize> = Vec::new();
         let mut node_of: Vec<usize> = vec![usize::MAX; stacks.len()];
+        // No more nodes than stacks: sized once, never copied as it grows.
+        self.nodes.reserve_exact(stacks.len());
         node_of[StackTable::EMPTY as usize] = 0;
         let mut pending: Vec<StackId> = Vec::new();
         for &(tid, stack, weight) in counts.entries() {
@@ -385,8 +396,13 @@ impl CallTree {
                     node_of[s as usize] = 0;
                     continue;
                 }
-                let key = self.keys.id(frame_keys.key(key));
-                node_of[s as usize] = self.child(parent, key);
+                if tree_key.len() <= key {
+                    tree_key.resize(key + 1, usize::MAX);
+                }
+                if tree_key[key] == usize::MAX {
+                    tree_key[key] = self.keys.id(frame_keys.key(key));
+                }
+                node_of[s as usize] = self.child(parent, tree_key[key]);
             }
             self.bump(0, tid, weight, node_of[stack as usize] == 0, None);
             let mut s = stack;
@@ -454,16 +470,19 @@ mod tests {
         assert_eq!(counts.total(), 6);
         let tree = counts.tree(&symbols, true);
         assert_eq!(tree.nodes[0].value, 6);
-        let top = tree.nodes[0].children.clone();
+        let top: Vec<usize> = tree.nodes[0].children.iter().map(|&c| c as usize).collect();
         assert_eq!(top.len(), 1);
         assert_eq!(tree.key(top[0]).funcname, "main");
         assert_eq!(
             (tree.nodes[top[0]].value, tree.nodes[top[0]].self_value),
             (6, 1)
         );
-        let leaf = tree.nodes[top[0]].children[0];
+        let leaf = tree.nodes[top[0]].children[0] as usize;
         assert_eq!(tree.nodes[leaf].threads.get(&2), Some(&(2, 2)));
         let kept = counts.tree(&symbols, false);
-        assert_eq!(kept.key(kept.nodes[0].children[0]).funcname, "_run_code");
+        assert_eq!(
+            kept.key(kept.nodes[0].children[0] as usize).funcname,
+            "_run_code"
+        );
     }
 }

@@ -7,11 +7,11 @@
 //! share of the path's baseline by weight. Beyond CPython: a noise test per node and per
 //! function, inclusive deltas, and per-function changes for regression tables and gates.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use crate::hash::FxBuildHasher;
+use crate::hash::FxHashMap;
 
-use crate::aggregate::{CallTree, FrameKey};
+use crate::aggregate::CallTree;
 use crate::model::Interner;
 
 /// |z| below this is sampling noise (3 keeps false alarms rare when hundreds of functions
@@ -48,11 +48,61 @@ impl Normalize {
     }
 }
 
-/// A call path: function ids from the root.
-pub type CallPath = Vec<u32>;
+/// A call path of (filename, function) ids from the root, as a node of [`CallPaths`];
+/// [`CallPaths::ROOT`] is the empty path.
+pub type PathId = u32;
 
-/// Samples per call path (hashed with Fx: the keys are our own small ids).
-pub type PathMap = HashMap<CallPath, PathStats, FxBuildHasher>;
+/// Every call path of both compared trees, interned as a trie: a path is its parent path and
+/// its last function, so a million paths cost a million small entries, not a million vectors.
+#[derive(Default)]
+pub struct CallPaths {
+    /// (parent, function) of every path but the root (index 0 is the root's placeholder).
+    nodes: Vec<(PathId, u32)>,
+    index: FxHashMap<(PathId, u32), PathId>,
+}
+
+impl CallPaths {
+    pub const ROOT: PathId = 0;
+
+    fn new() -> CallPaths {
+        CallPaths {
+            nodes: vec![(0, u32::MAX)],
+            index: FxHashMap::default(),
+        }
+    }
+
+    fn intern(&mut self, parent: PathId, func: u32) -> PathId {
+        *self.index.entry((parent, func)).or_insert_with(|| {
+            self.nodes.push((parent, func));
+            (self.nodes.len() - 1) as PathId
+        })
+    }
+
+    /// The path `parent` + `func`, if either tree has it.
+    #[must_use]
+    pub fn find(&self, parent: PathId, func: u32) -> Option<PathId> {
+        self.index.get(&(parent, func)).copied()
+    }
+
+    /// The function a path ends in (None for the root).
+    #[must_use]
+    pub fn last(&self, path: PathId) -> Option<u32> {
+        (path != Self::ROOT).then(|| self.nodes[path as usize].1)
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.nodes.len() == 1
+    }
+}
+
+/// Samples per call path, indexed by [`PathId`]; a path one tree lacks has zero samples.
+pub type PathMap = Vec<PathStats>;
 
 /// (filename, function) pairs as small ids shared by both profiles; a known pair is looked
 /// up without allocating.
@@ -90,8 +140,13 @@ pub struct PathStats {
     pub self_samples: u64,
 }
 
-/// Samples per call path of (filename, function), every node of the tree counted.
-fn path_stats(tree: &CallTree, funcs: &mut FunctionIds) -> PathMap {
+/// Samples per call path of (filename, function), every node of the tree counted, and the
+/// path of every node.
+fn path_stats(
+    tree: &CallTree,
+    funcs: &mut FunctionIds,
+    paths: &mut CallPaths,
+) -> (PathMap, Vec<PathId>) {
     let func_of_key: Vec<u32> = tree
         .keys
         .list()
@@ -99,19 +154,24 @@ fn path_stats(tree: &CallTree, funcs: &mut FunctionIds) -> PathMap {
         .map(|k| funcs.id(&k.filename, &k.funcname))
         .collect();
     let mut stats = PathMap::default();
-    let mut stack: Vec<(usize, CallPath)> = vec![(0, Vec::new())];
-    while let Some((id, path)) = stack.pop() {
+    let mut node_paths = vec![CallPaths::ROOT; tree.nodes.len()];
+    // A node is made under an existing one, so a parent's id is below its children's.
+    for id in 0..tree.nodes.len() {
+        let path = node_paths[id];
         for &child in &tree.nodes[id].children {
+            let child = child as usize;
             let n = &tree.nodes[child];
-            let mut p = path.clone();
-            p.push(func_of_key[n.key]);
-            let e = stats.entry(p.clone()).or_default();
+            let p = paths.intern(path, func_of_key[n.key]);
+            node_paths[child] = p;
+            if stats.len() <= p as usize {
+                stats.resize(paths.len(), PathStats::default());
+            }
+            let e = &mut stats[p as usize];
             e.total += n.value;
             e.self_samples += n.self_value;
-            stack.push((child, p));
         }
     }
-    stats
+    (stats, node_paths)
 }
 
 /// The factor that turns baseline samples into current-run samples.
@@ -205,21 +265,21 @@ pub struct FunctionDiff {
 fn function_diffs(
     cur: &PathMap,
     base: &PathMap,
+    paths: &CallPaths,
     funcs: &FunctionIds,
     noise: &Noise,
 ) -> Vec<FunctionDiff> {
     let mut per_fn: HashMap<u32, (u64, u64)> = HashMap::new();
-    for (path, s) in base {
-        per_fn
-            .entry(*path.last().expect("non-empty path"))
-            .or_default()
-            .0 += s.self_samples;
-    }
-    for (path, s) in cur {
-        per_fn
-            .entry(*path.last().expect("non-empty path"))
-            .or_default()
-            .1 += s.self_samples;
+    for (side, map) in [(0, base), (1, cur)] {
+        for (path, s) in map.iter().enumerate().filter(|(_, s)| s.total > 0) {
+            let func = paths.last(path as PathId).expect("non-empty path");
+            let entry = per_fn.entry(func).or_default();
+            if side == 0 {
+                entry.0 += s.self_samples;
+            } else {
+                entry.1 += s.self_samples;
+            }
+        }
     }
     let mut out: Vec<FunctionDiff> = per_fn
         .into_iter()
@@ -247,6 +307,11 @@ fn function_diffs(
 /// and the noise test. Renderers ask it about the nodes they draw.
 pub struct Comparison {
     pub funcs: FunctionIds,
+    pub paths: CallPaths,
+    /// The path of every node of the current tree, by node id.
+    pub current_nodes: Vec<PathId>,
+    /// The path of every node of the baseline tree, by node id.
+    pub baseline_nodes: Vec<PathId>,
     pub current: PathMap,
     pub baseline: PathMap,
     pub noise: Noise,
@@ -279,8 +344,11 @@ impl Comparison {
         normalize: Normalize,
     ) -> Comparison {
         let mut funcs = FunctionIds::default();
-        let cur_paths = path_stats(current, &mut funcs);
-        let base_paths = path_stats(baseline, &mut funcs);
+        let mut paths = CallPaths::new();
+        let (mut cur_paths, current_nodes) = path_stats(current, &mut funcs, &mut paths);
+        let (mut base_paths, baseline_nodes) = path_stats(baseline, &mut funcs, &mut paths);
+        cur_paths.resize(paths.len(), PathStats::default());
+        base_paths.resize(paths.len(), PathStats::default());
         let (cur_total, base_total) = (current.nodes[0].value, baseline.nodes[0].value);
         let noise = Noise {
             normalize,
@@ -294,7 +362,7 @@ impl Comparison {
             cur_total: cur_total as f64,
             base_total: base_total as f64,
         };
-        let functions = function_diffs(&cur_paths, &base_paths, &funcs, &noise);
+        let functions = function_diffs(&cur_paths, &base_paths, &paths, &funcs, &noise);
         let function_index = functions
             .iter()
             .enumerate()
@@ -302,6 +370,9 @@ impl Comparison {
             .collect();
         Comparison {
             funcs,
+            paths,
+            current_nodes,
+            baseline_nodes,
             current: cur_paths,
             baseline: base_paths,
             noise,
@@ -310,39 +381,29 @@ impl Comparison {
         }
     }
 
-    /// The path of a node of either compared tree: its parent's path and its own (filename,
-    /// function). Empty for a frame neither tree has.
-    #[must_use]
-    pub fn path(&self, parent: &[u32], key: &FrameKey) -> CallPath {
-        match self.funcs.find(&key.filename, &key.funcname) {
-            Some(id) => parent.iter().copied().chain([id]).collect(),
-            None => Vec::new(),
-        }
-    }
-
     /// The self-time change of the function a path ends in.
     #[must_use]
-    pub fn function(&self, path: &[u32]) -> Option<&FunctionDiff> {
-        let id = path.last()?;
-        self.function_index.get(id).map(|&i| &self.functions[i])
+    pub fn function(&self, path: PathId) -> Option<&FunctionDiff> {
+        let id = self.paths.last(path)?;
+        self.function_index.get(&id).map(|&i| &self.functions[i])
     }
 
-    /// Baseline paths the current run never reached ("elided").
+    /// Whether the baseline has this path and the current run never reached it ("elided").
     #[must_use]
-    pub fn elided(&self) -> HashSet<CallPath, FxBuildHasher> {
-        self.baseline
-            .keys()
-            .filter(|p| !self.current.contains_key(*p))
-            .cloned()
-            .collect()
+    pub fn is_elided(&self, path: PathId) -> bool {
+        self.baseline[path as usize].total > 0 && self.current[path as usize].total == 0
+    }
+
+    /// Every elided path.
+    pub fn elided(&self) -> impl Iterator<Item = PathId> + '_ {
+        (0..self.paths.len() as PathId).filter(|&p| self.is_elided(p))
     }
 
     /// A rendered node of `value` inclusive and `self_value` self samples on `path`: its share
     /// of the path's baseline, and the change.
     #[must_use]
-    pub fn node(&self, path: &[u32], value: u64, self_value: u64) -> NodeDiff {
-        let cur = self.current.get(path).copied().unwrap_or_default();
-        let base = self.baseline.get(path).copied().unwrap_or_default();
+    pub fn node(&self, path: PathId, value: u64, self_value: u64) -> NodeDiff {
+        let (cur, base) = (self.current[path as usize], self.baseline[path as usize]);
         let (cs, ct) = (self_value as f64, value as f64);
         let self_weight = sample_weight(cs, cur.self_samples as f64, ct, cur.total as f64);
         let nonself_weight = sample_weight(

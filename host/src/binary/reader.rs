@@ -1,13 +1,14 @@
 //! Reading `.bin` captures. Every field is validated; corrupt or truncated input is a one-line
 //! error (worded as CPython's reader words it), never a panic.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use tachyon_plugin_api::{
-    Collector, FrameInfo, Mode, Profile, ProfileBuilder, RunStats, Sample, Symbols, ThreadStatus,
+    Collector, FrameInfo, FxHashMap, Mode, Profile, ProfileBuilder, RunStats, Sample, Symbols,
+    ThreadStatus,
 };
 
 use super::varint::Cursor;
@@ -297,7 +298,7 @@ impl Capture {
         let total = self.header.sample_count;
         let frame_count = self.symbols.frames().len() as u64;
         let mut counts = ReplayCounts::default();
-        let mut threads: HashMap<(u64, u32), (Vec<u32>, u64)> = HashMap::new();
+        let mut threads: FxHashMap<(u64, u32), (Vec<u32>, u64)> = FxHashMap::default();
         let mut scratch: Vec<u32> = Vec::with_capacity(MAX_DEPTH);
         let mut timestamps: Vec<u64> = Vec::with_capacity(MAX_BATCH);
         let mut next_progress = 0u64;
@@ -340,17 +341,16 @@ impl Capture {
             if encoding > ENC_POP_PUSH {
                 bail!("Unknown stack encoding: {encoding}");
             }
-            let key = (thread_id, interpreter_id);
-            if !threads.contains_key(&key) && threads.len() >= self.header.thread_count as usize {
-                bail!(
+            let known = threads.len();
+            let (stack, last_ts) = match threads.entry((thread_id, interpreter_id)) {
+                Entry::Occupied(thread) => thread.into_mut(),
+                Entry::Vacant(_) if known >= self.header.thread_count as usize => bail!(
                     "Invalid thread count: sample data contains more unique threads than declared in header (declared {}, found at least {})",
                     self.header.thread_count,
-                    threads.len() + 1
-                );
-            }
-            let (stack, last_ts) = threads
-                .entry(key)
-                .or_insert_with(|| (Vec::new(), self.header.start_time_us));
+                    known + 1
+                ),
+                Entry::Vacant(new) => new.insert((Vec::new(), self.header.start_time_us)),
+            };
             let mut sample = |ts: &[u64], status: u8, frames: &[u32], c: &mut dyn Collector| {
                 let frames = if any_internal {
                     visible.clear();
@@ -468,10 +468,19 @@ impl Capture {
         Ok(counts)
     }
 
-    /// The whole capture aggregated in memory (used for baselines).
-    pub fn to_profile(&self) -> Result<Profile> {
-        let mut builder = ProfileBuilder::new();
-        self.replay(&mut builder, &mut |_, _| {})?;
+    /// The whole capture aggregated in memory (baselines); with `timeline`, every sample's
+    /// stack and time kept too, so replaying the profile is replaying the capture.
+    pub fn to_profile(
+        &self,
+        timeline: bool,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(Profile, ReplayCounts)> {
+        let mut builder = if timeline {
+            ProfileBuilder::with_timeline()
+        } else {
+            ProfileBuilder::new()
+        };
+        let counts = self.replay(&mut builder, progress)?;
         let mut profile = builder.finish(
             self.symbols.clone(),
             self.header.interval_us,
@@ -480,7 +489,7 @@ impl Capture {
         );
         profile.python_version = Some(self.header.python_version).filter(|&v| v != (0, 0, 0));
         profile.capture_features = self.header.capture_features();
-        Ok(profile)
+        Ok((profile, counts))
     }
 }
 

@@ -4,20 +4,18 @@
 
 mod html;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
-use tachyon_plugin_api::compare::{
-    CallPath, Comparison, FunctionDiff, NodeDiff, Normalize, NOISE_Z,
-};
+use tachyon_plugin_api::compare::{Comparison, FunctionDiff, NodeDiff, Normalize, NOISE_Z};
 use tachyon_plugin_api::opcodes;
 use tachyon_plugin_api::runs::{Compared, Verdict};
 use tachyon_plugin_api::{
     AggregateOutput, Aggregating, CallTree, Collector, CollectorConfig, ExportContext, Format,
-    FrameKey, FxBuildHasher, Interner, Needs, Profile, RegressionDetected, Sample, SourceReader,
-    StackCounts, Symbols, ThreadStatus,
+    FrameKey, Interner, Needs, Profile, RegressionDetected, Sample, SourceReader, StackCounts,
+    Symbols, ThreadStatus,
 };
 
 /// Nodes with fewer samples than this fraction of all samples (and of every thread's) are
@@ -209,7 +207,7 @@ enum Annotation<'a> {
     /// The current run's nodes: how each compares with the baseline.
     Diff(&'a Comparison),
     /// The baseline's nodes: which paths the current run no longer reaches.
-    Elided(&'a Comparison, &'a HashSet<CallPath, FxBuildHasher>),
+    Elided(&'a Comparison),
 }
 
 /// A call tree as CPython 3.15.2's `_convert_to_flamegraph_format` writes it: nodes with
@@ -224,6 +222,8 @@ struct JsonBuilder<'a> {
     min_samples: u64,
     /// Sets of runs compared: each function's verdict across the runs, by (file, function).
     verdicts: HashMap<(&'a str, &'a str), &'a Compared>,
+    /// Only these tree nodes are written (by node id), when set.
+    only: Option<Vec<bool>>,
 }
 
 impl JsonBuilder<'_> {
@@ -242,8 +242,8 @@ impl JsonBuilder<'_> {
         let mut kids: Vec<usize> = self.tree.nodes[id]
             .children
             .iter()
-            .copied()
-            .filter(|&c| self.kept(c))
+            .map(|&c| c as usize)
+            .filter(|&c| self.kept(c) && self.only.as_ref().is_none_or(|only| only[c]))
             .collect();
         // Each name is formatted once, not at every comparison.
         kids.sort_by_cached_key(|&c| {
@@ -256,7 +256,7 @@ impl JsonBuilder<'_> {
         kids
     }
 
-    fn node(&mut self, id: usize, path: &[u32], with: Annotation<'_>) -> Value {
+    fn node(&mut self, id: usize, with: Annotation<'_>) -> Value {
         let n = &self.tree.nodes[id];
         let k = self.tree.keys.get(n.key);
         let module = module_name(&k.filename, self.cwd.as_deref());
@@ -299,13 +299,12 @@ impl JsonBuilder<'_> {
                 .collect();
             m.insert("opcodes".into(), Value::Object(ops));
         }
-        let mut here = Vec::new();
         match with {
             Annotation::None => {}
             Annotation::Diff(d) => {
-                here = d.path(path, k);
-                annotate(&mut m, n.self_value, &d.node(&here, n.value, n.self_value));
-                if let Some(f) = d.function(&here) {
+                let here = d.current_nodes[id];
+                annotate(&mut m, n.self_value, &d.node(here, n.value, n.self_value));
+                if let Some(f) = d.function(here) {
                     m.insert("function_diff".into(), json!(f.diff));
                     m.insert("function_diff_pct".into(), json!(f.diff_pct));
                 }
@@ -327,15 +326,14 @@ impl JsonBuilder<'_> {
                     }
                 }
             }
-            Annotation::Elided(d, elided) => {
-                here = d.path(path, k);
-                m.insert("elided".into(), json!(elided.contains(&here)));
+            Annotation::Elided(d) => {
+                m.insert("elided".into(), json!(d.is_elided(d.baseline_nodes[id])));
             }
         }
         let children: Vec<Value> = self
             .children(id)
             .into_iter()
-            .map(|c| self.node(c, &here, with))
+            .map(|c| self.node(c, with))
             .collect();
         m.insert("children".into(), Value::Array(children));
         Value::Object(m)
@@ -356,7 +354,7 @@ impl JsonBuilder<'_> {
                     .all(|(t, v)| root.threads.get(t).is_some_and(|r| r.0 == v.0))
         };
         if covers_all {
-            let mut only = self.node(kids[0], &[], with);
+            let mut only = self.node(kids[0], with);
             for field in ["name", "label"] {
                 let text = self
                     .strings
@@ -367,7 +365,7 @@ impl JsonBuilder<'_> {
             return only;
         }
         let name = self.strings.id("Program Root");
-        let children: Vec<Value> = kids.into_iter().map(|c| self.node(c, &[], with)).collect();
+        let children: Vec<Value> = kids.into_iter().map(|c| self.node(c, with)).collect();
         let tv: Map<String, Value> = root
             .threads
             .iter()
@@ -390,14 +388,30 @@ fn annotate(m: &mut Map<String, Value>, self_value: u64, d: &NodeDiff) {
     m.insert("significant".into(), json!(d.significant));
 }
 
+/// The baseline's nodes on an elided path or above one: only they are written.
+fn elided_nodes(base: &CallTree, comparison: &Comparison) -> Vec<bool> {
+    let n = base.nodes.len();
+    let mut parent = vec![0; n];
+    let mut keep: Vec<bool> = (0..n)
+        .map(|id| comparison.is_elided(comparison.baseline_nodes[id]))
+        .collect();
+    for id in 0..n {
+        for &child in &base.nodes[id].children {
+            parent[child as usize] = id;
+        }
+    }
+    // A node is made under an existing one, so a parent's id is below its children's.
+    for id in (1..n).rev() {
+        if keep[id] {
+            keep[parent[id]] = true;
+        }
+    }
+    keep
+}
+
 /// CPython's elided flame graph: the baseline (nothing pruned) cut down to the paths that are
 /// gone, values in current-run units; ancestors only carry what is kept below them.
-fn elided_json(
-    base: &CallTree,
-    comparison: &Comparison,
-    elided: &HashSet<CallPath, FxBuildHasher>,
-    cwd: Option<PathBuf>,
-) -> Option<Value> {
+fn elided_json(base: &CallTree, comparison: &Comparison, cwd: Option<PathBuf>) -> Option<Value> {
     let mut builder = JsonBuilder {
         tree: base,
         strings: Interner::default(),
@@ -405,8 +419,9 @@ fn elided_json(
         cwd,
         min_samples: 1,
         verdicts: HashMap::new(),
+        only: Some(elided_nodes(base, comparison)),
     };
-    let mut data = builder.root(Annotation::Elided(comparison, elided));
+    let mut data = builder.root(Annotation::Elided(comparison));
     // A frame node carries "elided"; the synthetic "Program Root" does not.
     let is_elided = |node: &Value| node.get("elided").and_then(Value::as_bool);
     // Keep elided nodes and the ancestors of elided nodes.
@@ -532,6 +547,7 @@ impl Flamegraph {
                 .flat_map(|r| &r.functions)
                 .map(|c| ((c.filename.as_str(), c.name.as_str()), c))
                 .collect(),
+            only: None,
         };
         let mut title = "Tachyon Profiler - Flamegraph Report";
         let mut stats = self.stats_json(ctx);
@@ -558,10 +574,9 @@ impl Flamegraph {
                 title = "Tachyon Profiler - Differential Flamegraph Report";
                 functions = &comparison.functions;
                 let data = builder.root(Annotation::Diff(comparison));
-                let elided = comparison.elided();
-                let elided_count = elided
-                    .iter()
-                    .filter(|p| comparison.baseline[*p].self_samples > 0)
+                let elided_count = comparison
+                    .elided()
+                    .filter(|&p| comparison.baseline[p as usize].self_samples > 0)
                     .count();
                 let base_total = base_tree.nodes[0].value;
                 stats.insert("is_differential".into(), json!(true));
@@ -580,8 +595,8 @@ impl Flamegraph {
                     stats.insert("baseline_runs".into(), json!(runs.baseline_runs));
                     stats.insert("current_runs".into(), json!(runs.current_runs));
                 }
-                if !elided.is_empty() {
-                    if let Some(mut e) = elided_json(base_tree, comparison, &elided, cwd) {
+                if comparison.elided().next().is_some() {
+                    if let Some(mut e) = elided_json(base_tree, comparison, cwd) {
                         let mut estats = Map::new();
                         for key in [
                             "sample_interval_usec",

@@ -1,14 +1,23 @@
 #!/usr/bin/env python3
-"""Replay throughput and bytes per sample of a 1,000,000-sample capture: tachyon vs CPython
-3.15.2's own `profiling.sampling replay` (when tests/setup_debian_pythons.sh has unpacked it),
-measured in the same run.
+"""Issue 21's replay and diff rows: tachyon against its goals and against CPython 3.15.2's own
+`profiling.sampling replay`, measured in the same run, on the two workloads of the issue:
 
-    python3 bench/replay_bench.py [--samples N]
+  realistic   1M samples, 4 threads, depth 20-40, about 3,000 stacks with Zipf weights
+  adversarial 1M samples, 4 threads, depth 30, 100,000 stacks drawn uniformly
 
-Needs a release build (cargo build --release) and the test venv's `zstandard` for binref."""
+Both are made by host/examples/synth_capture.rs through tachyon's writer (zstd); a second
+seed of each is a second run of the same program, for the diff rows. Every replay is its own
+process: wall time (best of --repeat) and peak resident memory (wait4). Each output is checked
+(collapsed files must count every sample) so a peer that did less is not reported as faster.
+
+    python3 bench/replay_bench.py [--samples 1000000] [--repeat 3] [--cpython realistic|all|none]
+
+CPython takes 10-50 s per format on the realistic capture and 40-200 s on the adversarial
+one, so by default it is measured on the realistic capture and for collapsed/pstats/diff on
+the adversarial one (`--cpython all` measures everything, about 15 minutes)."""
 import argparse
 import os
-import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,76 +25,112 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from conftest import TACHYON, binref, cpython_oracle  # noqa: E402
+from conftest import TACHYON, cpython_oracle  # noqa: E402
+
+FORMATS = ["collapsed", "pstats", "flamegraph", "gecko", "heatmap", "jsonl", "pprof", "speedscope", "svg"]
+CPYTHON_FORMATS = {"collapsed", "pstats", "flamegraph", "gecko", "heatmap", "jsonl"}
+# Goals of issue 21: samples per second and megabytes, per workload.
+GOALS = {"realistic": (5e6, None), "adversarial": (1e6, 300)}
+DIFF_GOALS = {"realistic": 0.3, "adversarial": 3.0}
 
 
-def make_samples(n, seed=1):
-    """Realistic shape: 4 threads, 200 distinct stacks of depth 5-40 sharing roots, long runs."""
-    rng = random.Random(seed)
-    frames = [(f"/app/pkg/mod{i % 17}.py", f"func_{i}", 10 + i, 10 + i, 4, 20, None) for i in range(400)]
-    roots = [frames[i] for i in range(5)]
-    stacks = []
-    for _ in range(200):
-        depth = rng.randint(5, 40)
-        stacks.append([rng.choice(frames) for _ in range(depth - 5)] + roots)
-    out, ts = [], 0
-    current = {t: rng.choice(stacks) for t in range(4)}
-    while len(out) < n:
-        ts += 1000
-        for t in range(4):
-            if rng.random() < 0.15:
-                current[t] = rng.choice(stacks)
-            out.append((1000 + t, 0, ts, 3 if t == 0 else 0, current[t]))
-    return out[:n]
-
-
-def timed(cmd):
+def measure(cmd):
+    """(wall seconds, peak RSS in MB) of one process."""
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
-    return time.perf_counter() - t0
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{cmd} failed: {err[-500:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def best(cmd, repeat, out):
+    runs = []
+    for _ in range(repeat):
+        if os.path.isdir(out):
+            shutil.rmtree(out)
+        runs.append(measure(cmd))
+    return min(r[0] for r in runs), max(r[1] for r in runs)
+
+
+def counted(collapsed):
+    return sum(int(line.rsplit(" ", 1)[1]) for line in open(collapsed))
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=1_000_000)
-    args = ap.parse_args()
-    n = args.samples
-    with tempfile.TemporaryDirectory() as d:
-        full = os.path.join(d, "full.bin")
-        t0 = time.perf_counter()
-        binref.write(full, make_samples(n))
-        print(f"generated {n:,} samples with tests/binref.py (FULL records only) in {time.perf_counter() - t0:.1f} s")
-        zst, raw = os.path.join(d, "z.bin"), os.path.join(d, "r.bin")
-        encode = timed([TACHYON, "replay", full, "-f", "binary", "-o", zst])
-        timed([TACHYON, "replay", full, "-f", "binary", "--compression", "none", "-o", raw])
-        rows = []
-        for name, path in (("binref FULL-only", full), ("tachyon raw", raw), ("tachyon zstd", zst)):
-            size = os.path.getsize(path)
-            rows.append((name, size, size / n))
-        print(f"\n{'capture':<22}{'bytes':>14}{'bytes/sample':>14}")
-        for name, size, per in rows:
-            print(f"{name:<22}{size:>14,}{per:>14.3f}")
-        print(f"\ntachyon re-encode FULL -> zstd binary: {encode:.2f} s ({n / encode:,.0f} samples/s)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--cpython", choices=["realistic", "all", "none"], default="realistic")
+    a = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--example", "synth_capture"], cwd=ROOT, check=True,
+                   capture_output=True)
+    synth = os.path.join(ROOT, "target", "release", "examples", "synth_capture")
+    python = None if a.cpython == "none" else cpython_oracle()
+    if a.cpython != "none" and python is None:
+        print("CPython 3.15 is not unpacked (tests/setup_debian_pythons.sh): tachyon only")
+    n = a.samples
 
-        print(f"\n{'replay of tachyon zstd capture':<40}{'seconds':>9}{'samples/s':>14}")
-        results = {}
-        for fmt in ("collapsed", "pstats"):
-            out = os.path.join(d, "out." + fmt)
-            secs = min(timed([TACHYON, "replay", zst, "-f", fmt, "-o", out]) for _ in range(3))
-            results[fmt] = secs
-            print(f"{'tachyon replay -f ' + fmt:<40}{secs:>9.3f}{n / secs:>14,.0f}")
-        python = cpython_oracle()
+    def cpython_measures(workload, fmt):
         if python is None:
-            print("CPython 3.15 is not unpacked (tests/setup_debian_pythons.sh): no comparison")
-            return
-        for fmt in ("collapsed", "pstats"):
-            out = os.path.join(d, "cpython." + fmt)
-            secs = timed([python, "-m", "profiling.sampling", "replay", "--" + fmt, "-o", out, zst])
-            if fmt == "collapsed":  # check it really replayed every sample
-                counted = sum(int(line.rsplit(" ", 1)[1]) for line in open(out))
-                assert counted == n, (counted, n)
-            print(f"{'CPython 3.15 replay --' + fmt:<40}{secs:>9.3f}{n / secs:>14,.0f}"
-                  f"   (tachyon {secs / results[fmt]:.0f}x faster)")
+            return False
+        return a.cpython == "all" or workload == "realistic" or fmt in ("collapsed", "pstats", "diff")
+
+    with tempfile.TemporaryDirectory() as d:
+        captures = {}
+        for workload in ("realistic", "adversarial"):
+            for seed in (1, 2):
+                path = os.path.join(d, f"{workload}_{seed}.bin")
+                subprocess.run([synth, workload, str(n), path, str(seed)], check=True)
+                captures[workload, seed] = path
+            print(f"{workload}: {os.path.getsize(captures[workload, 1]) / n:.2f} bytes/sample (zstd)")
+
+        print(f"\n{'replay of ' + format(n, ',') + ' samples':<34}{'tachyon':>22}{'goal':>22}"
+              f"{'CPython 3.15.2':>22}{'faster':>8}")
+        gecko_bytes = {}
+        for workload in ("realistic", "adversarial"):
+            rate_goal, mb_goal = GOALS[workload]
+            for fmt in FORMATS:
+                out = os.path.join(d, "out." + fmt)
+                secs, mb = best([TACHYON, "replay", captures[workload, 1], "-f", fmt, "-o", out], a.repeat, out)
+                if fmt == "collapsed":
+                    assert counted(out) == n, (workload, "tachyon", counted(out))
+                if fmt == "gecko":
+                    gecko_bytes[workload] = mb * 1024 * 1024 / n
+                ok = n / secs >= rate_goal and (mb_goal is None or mb <= mb_goal)
+                goal = f">={rate_goal / 1e6:.0f}M/s" + (f" <={mb_goal}MB" if mb_goal else "")
+                row = (f"{workload + ' ' + fmt:<34}{f'{n / secs / 1e6:5.2f}M/s {secs:6.2f}s {mb:5.0f}MB':>22}"
+                       f"{goal + (' ok' if ok else ' --'):>22}")
+                if fmt in CPYTHON_FORMATS and cpython_measures(workload, fmt):
+                    cout = os.path.join(d, "cpython." + fmt)
+                    csecs, cmb = best([python, "-m", "profiling.sampling", "replay", "--" + fmt, "-o", cout,
+                                       captures[workload, 1]], 1, cout)
+                    if fmt == "collapsed":
+                        assert counted(cout) == n, (workload, "CPython", counted(cout))
+                    row += f"{f'{csecs:7.2f}s {cmb:5.0f}MB':>22}{csecs / secs:7.0f}x"
+                print(row, flush=True)
+
+        print(f"\n{'gecko replay memory':<34}" + "".join(
+            f"{w}: {b:.0f} bytes/sample (goal <=100)   " for w, b in gecko_bytes.items()))
+
+        print(f"\n{'diff of two runs':<34}{'tachyon':>22}{'goal':>22}{'CPython 3.15.2':>22}{'faster':>8}")
+        for workload in ("realistic", "adversarial"):
+            out = os.path.join(d, "diff.html")
+            base, cur = captures[workload, 1], captures[workload, 2]
+            secs, mb = best([TACHYON, "diff", base, cur, "-o", out], a.repeat, out)
+            goal = DIFF_GOALS[workload]
+            row = (f"{workload + ' diff':<34}{f'{secs:6.2f}s {mb:5.0f}MB':>22}"
+                   f"{f'<={goal}s' + (' ok' if secs <= goal else ' --'):>22}")
+            if cpython_measures(workload, "diff"):
+                cout = os.path.join(d, "cpython_diff.html")
+                csecs, cmb = best([python, "-m", "profiling.sampling", "replay", "--diff-flamegraph", base,
+                                   "-o", cout, cur], 1, cout)
+                assert os.path.getsize(cout) > 0
+                row += f"{f'{csecs:7.2f}s {cmb:5.0f}MB':>22}{csecs / secs:7.0f}x"
+            print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -362,6 +362,7 @@ impl UnwindState {
     fn walk_object_frames(&mut self, target: &Target, mut frame: u64) -> Result<(), ReadError> {
         let l = &target.layout;
         let (code_off, back_off, lasti_off) = (l.frame_code, l.frame_previous, l.frame_instr);
+        let mut cycle = CycleGuard::new(frame);
         while frame != 0 {
             if self.raw.len() >= MAX_FRAMES {
                 return Err(ReadError::Fault);
@@ -377,6 +378,9 @@ impl UnwindState {
                 });
             }
             frame = u64_at(&self.frame_buf, back_off);
+            if cycle.looped(frame) {
+                return Err(ReadError::Fault);
+            }
         }
         Ok(())
     }
@@ -409,6 +413,7 @@ impl UnwindState {
         }
         let mut emitted = 0usize;
         let mut visited = 0usize;
+        let mut cycle = CycleGuard::new(frame);
         while frame != 0 {
             visited += 1;
             if visited > MAX_FRAMES {
@@ -439,6 +444,12 @@ impl UnwindState {
                 if is_entry && self.opts.native && previous != 0 {
                     self.raw.push(RawFrame::Native);
                 }
+            }
+            // In one chunk, a frame's caller sits below it: a caller above it (or itself) is a
+            // torn read of frames that changed while the chunk was copied.
+            let in_copy = |f: u64| f >= chunk && f - chunk < self.stack_copy.len() as u64;
+            if in_copy(frame) && in_copy(previous) && previous >= frame || cycle.looped(previous) {
+                return Err(ReadError::Fault);
             }
             frame = previous;
         }
@@ -659,6 +670,39 @@ fn instruction_offset(python: (u8, u8), instr: u64, code_start: u64) -> i64 {
     }
 }
 
+/// Brent's cycle detection over a chain of frames: a torn `previous` pointer can lead back to
+/// a frame already walked (one that points to itself, such as a type object read as a frame),
+/// which would otherwise cost MAX_FRAMES reads before failing.
+struct CycleGuard {
+    mark: u64,
+    steps: usize,
+    limit: usize,
+}
+
+impl CycleGuard {
+    fn new(start: u64) -> Self {
+        CycleGuard {
+            mark: start,
+            steps: 0,
+            limit: 1,
+        }
+    }
+
+    /// Whether stepping to `next` closed a loop (found within twice the loop's length).
+    fn looped(&mut self, next: u64) -> bool {
+        if next != 0 && next == self.mark {
+            return true;
+        }
+        self.steps += 1;
+        if self.steps == self.limit {
+            self.mark = next;
+            self.limit *= 2;
+            self.steps = 0;
+        }
+        false
+    }
+}
+
 pub(super) fn synthetic(symbols: &mut Symbols, name: &str) -> FrameId {
     frame_without_location(symbols, "~", name)
 }
@@ -676,4 +720,34 @@ pub(super) fn frame_without_location(symbols: &mut Symbols, file: &str, name: &s
         end_column: -1,
         opcode: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CycleGuard;
+
+    /// Walks `next` from `start` until 0 or a loop; the steps taken, or None if it looped.
+    fn walk(start: u64, next: impl Fn(u64) -> u64) -> Option<usize> {
+        let (mut at, mut steps, mut guard) = (start, 0, CycleGuard::new(start));
+        while at != 0 {
+            at = next(at);
+            steps += 1;
+            if guard.looped(at) {
+                return None;
+            }
+            assert!(steps < 10_000, "never stopped");
+        }
+        Some(steps)
+    }
+
+    #[test]
+    fn cycle_guard_stops_loops_and_passes_chains() {
+        // A frame whose `previous` is itself (a type object read as a frame).
+        assert_eq!(walk(0xbf_b4a0, |a| a), None);
+        // Two frames pointing at each other, and a loop entered after a tail.
+        assert_eq!(walk(1, |a| if a == 1 { 2 } else { 1 }), None);
+        assert_eq!(walk(100, |a| if a > 10 { a - 1 } else { a + 5 }), None);
+        // A 3,000-frame chain ending in 0 is walked whole.
+        assert_eq!(walk(3000, |a| a - 1), Some(3000));
+    }
 }

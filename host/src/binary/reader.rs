@@ -290,18 +290,57 @@ impl Capture {
     /// Decode every record and hand the samples to `collector` in file order (per-thread order
     /// is guaranteed, global time order is not). `progress(done, total)` is called about every
     /// 100,000 samples. Fails if the records contradict the header.
+    ///
+    /// The records are decoded (decompressed, varints, stacks rebuilt) on a second thread in
+    /// batches while this one feeds the collector: the two halves of a replay take similar
+    /// time, so on two cores it takes about as long as the slower one.
     pub fn replay(
         &self,
         collector: &mut dyn Collector,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<ReplayCounts> {
         let total = self.header.sample_count;
+        std::thread::scope(|scope| {
+            let (sender, batches) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT);
+            // Replayed batches go back to be filled again: no allocation once the first few
+            // are made.
+            let (give_back, spare) = std::sync::mpsc::channel::<Batch>();
+            let decoder = scope.spawn(move || {
+                let mut sink = BatchSink {
+                    batch: Batch::default(),
+                    sender,
+                    spare,
+                    closed: false,
+                };
+                let counts = self.decode(&mut sink);
+                sink.send();
+                counts
+            });
+            let (mut done, mut next_progress) = (0u64, 0u64);
+            for batch in batches {
+                done += batch.replay_into(&self.symbols, collector);
+                let _ = give_back.send(batch);
+                if done >= next_progress {
+                    progress(done, total);
+                    next_progress = done + 100_000;
+                }
+            }
+            let counts = decoder
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            progress(counts.samples, total);
+            Ok(counts)
+        })
+    }
+
+    /// Decode every record into `sink`, in file order.
+    fn decode(&self, collector: &mut dyn Collector) -> Result<ReplayCounts> {
+        let total = self.header.sample_count;
         let frame_count = self.symbols.frames().len() as u64;
         let mut counts = ReplayCounts::default();
         let mut threads: FxHashMap<(u64, u32), (Vec<u32>, u64)> = FxHashMap::default();
         let mut scratch: Vec<u32> = Vec::with_capacity(MAX_DEPTH);
         let mut timestamps: Vec<u64> = Vec::with_capacity(MAX_BATCH);
-        let mut next_progress = 0u64;
         let mut stream = self.record_stream()?;
         // Stacks without CPython's profiler frames, as its collectors see them.
         let internal: Vec<bool> = self
@@ -453,10 +492,6 @@ impl Capture {
             if counts.samples > total {
                 bail!("Sample count mismatch: the records hold more than the {total} samples the header declares");
             }
-            if counts.samples >= next_progress {
-                progress(counts.samples, total);
-                next_progress = counts.samples + 100_000;
-            }
         }
         if counts.samples != total {
             bail!(
@@ -464,7 +499,6 @@ impl Capture {
                 counts.samples
             );
         }
-        progress(counts.samples, total);
         Ok(counts)
     }
 
@@ -555,6 +589,87 @@ fn parse_header(data: &[u8], file_size: u64, limits: &ReadLimits) -> Result<(Hea
         bail!("Invalid profiling mode in header: {}", header.config & 7);
     }
     Ok((header, big_endian))
+}
+
+/// Batches queued between the decoding thread and the collector (each about 64k samples).
+const BATCHES_IN_FLIGHT: usize = 2;
+/// Samples (timestamps) in a batch before it is sent.
+const BATCH_SAMPLES: usize = 1 << 16;
+
+/// Decoded samples on their way to the collector, in columns: (thread, interpreter, status,
+/// end of its timestamps, end of its frames) per sample batch.
+#[derive(Default)]
+struct Batch {
+    samples: Vec<(u64, u32, u8, u32, u32)>,
+    timestamps: Vec<u64>,
+    frames: Vec<u32>,
+}
+
+impl Batch {
+    /// Hand every sample to `collector`; the number of samples (timestamps).
+    fn replay_into(&self, symbols: &Symbols, collector: &mut dyn Collector) -> u64 {
+        let (mut ts_at, mut frames_at) = (0usize, 0usize);
+        for &(thread_id, interpreter_id, status, ts_end, frames_end) in &self.samples {
+            let (ts_end, frames_end) = (ts_end as usize, frames_end as usize);
+            collector.collect(
+                symbols,
+                &Sample {
+                    thread_id,
+                    interpreter_id,
+                    status: ThreadStatus(status),
+                    timestamps_us: &self.timestamps[ts_at..ts_end],
+                    frames: &self.frames[frames_at..frames_end],
+                },
+            );
+            (ts_at, frames_at) = (ts_end, frames_end);
+        }
+        self.timestamps.len() as u64
+    }
+}
+
+/// The decoding thread's collector: copies samples into batches and sends each when full.
+struct BatchSink {
+    batch: Batch,
+    sender: std::sync::mpsc::SyncSender<Batch>,
+    spare: std::sync::mpsc::Receiver<Batch>,
+    /// The collector's side is gone (it panicked): the rest is decoded without copying.
+    closed: bool,
+}
+
+impl BatchSink {
+    fn send(&mut self) {
+        let mut next = self.spare.try_recv().unwrap_or_default();
+        next.samples.clear();
+        next.timestamps.clear();
+        next.frames.clear();
+        let batch = std::mem::replace(&mut self.batch, next);
+        self.closed |= self.sender.send(batch).is_err();
+    }
+}
+
+impl Collector for BatchSink {
+    fn collect(&mut self, _symbols: &Symbols, sample: &Sample<'_>) {
+        if self.closed {
+            return;
+        }
+        let b = &mut self.batch;
+        b.timestamps.extend_from_slice(sample.timestamps_us);
+        b.frames.extend_from_slice(sample.frames);
+        b.samples.push((
+            sample.thread_id,
+            sample.interpreter_id,
+            sample.status.0,
+            b.timestamps.len() as u32,
+            b.frames.len() as u32,
+        ));
+        if b.timestamps.len() >= BATCH_SAMPLES {
+            self.send();
+        }
+    }
+
+    fn export(&mut self, _ctx: &tachyon_plugin_api::ExportContext<'_>) -> Result<()> {
+        Ok(())
+    }
 }
 
 fn read_frame(cur: &mut Cursor<'_>, string_count: u32) -> Result<Result<FrameInfo>> {

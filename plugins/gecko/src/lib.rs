@@ -251,11 +251,10 @@ impl Collector for GeckoCollector {
         let in_gc = sample.frames.first().is_some_and(|&f| symbols.is_gc(f));
         let s = sample.status;
         let t = self.threads.get_mut(&tid).expect("thread exists");
-        for &ts in sample.timestamps_us {
-            let now = ts.saturating_sub(first) as f64 / 1000.0;
-            t.sample_stacks.push(prefix);
-            t.sample_times.push(now);
-            t.last_time = t.last_time.max(now);
+        let to_ms = |ts: u64| ts.saturating_sub(first) as f64 / 1000.0;
+        // Every sample of a batch has the same state: a marker can only open or close at its
+        // first one.
+        if let Some(&ts) = sample.timestamps_us.first() {
             for (track, state) in [
                 s.has(ThreadStatus::HAS_GIL),
                 s.has(ThreadStatus::ON_CPU),
@@ -265,8 +264,14 @@ impl Collector for GeckoCollector {
             .into_iter()
             .enumerate()
             {
-                ThreadData::track(t, &mut self.strings, (tid, track), state, now);
+                ThreadData::track(t, &mut self.strings, (tid, track), state, to_ms(ts));
             }
+        }
+        for &ts in sample.timestamps_us {
+            let now = to_ms(ts);
+            t.sample_stacks.push(prefix);
+            t.sample_times.push(now);
+            t.last_time = t.last_time.max(now);
         }
     }
 

@@ -376,25 +376,15 @@ impl CallTree {
         let mut frame_keys = FrameKeys::default();
         // Frame key id -> this tree's key id (hashing a key's strings once, not per node).
         let mut tree_key: Vec<usize> = Vec::new();
-        let mut node_of: Vec<usize> = vec![usize::MAX; stacks.len()];
+        let mut node_of: Vec<u32> = vec![u32::MAX; stacks.len()];
         // No more nodes than stacks: sized once, never copied as it grows.
         self.nodes.reserve_exact(stacks.len());
         node_of[StackTable::EMPTY as usize] = 0;
-        let mut pending: Vec<StackId> = Vec::new();
         for &(tid, stack, weight) in counts.entries() {
-            // Resolve the tree node of this stack and of any unresolved prefixes.
-            let mut s = stack;
-            while node_of[s as usize] == usize::MAX {
-                pending.push(s);
-                s = stacks.parent(s);
-            }
-            while let Some(s) = pending.pop() {
-                let frame = stacks.leaf(s).expect("non-empty stack");
-                let parent = node_of[stacks.parent(s) as usize];
+            stacks.map_prefixes(stack, &mut node_of, |parent, frame| {
                 let key = frame_keys.id(symbols, frame);
                 if strip_bootstrap && parent == 0 && frame_keys.key(key).is_bootstrap() {
-                    node_of[s as usize] = 0;
-                    continue;
+                    return 0;
                 }
                 if tree_key.len() <= key {
                     tree_key.resize(key + 1, usize::MAX);
@@ -402,14 +392,14 @@ impl CallTree {
                 if tree_key[key] == usize::MAX {
                     tree_key[key] = self.keys.id(frame_keys.key(key));
                 }
-                node_of[s as usize] = self.child(parent, tree_key[key]);
-            }
+                self.child(parent as usize, tree_key[key]) as u32
+            });
             self.bump(0, tid, weight, node_of[stack as usize] == 0, None);
             let mut s = stack;
             while s != StackTable::EMPTY && node_of[s as usize] != 0 {
                 let frame = stacks.leaf(s).expect("non-empty stack");
                 self.bump(
-                    node_of[s as usize],
+                    node_of[s as usize] as usize,
                     tid,
                     weight,
                     s == stack,

@@ -9,10 +9,9 @@
 
 use std::collections::HashMap;
 
-use crate::hash::FxHashMap;
-
 use crate::aggregate::CallTree;
 use crate::model::Interner;
+use crate::stacks::Trie;
 
 /// |z| below this is sampling noise (3 keeps false alarms rare when hundreds of functions
 /// are compared at once).
@@ -49,57 +48,12 @@ impl Normalize {
 }
 
 /// A call path of (filename, function) ids from the root, as a node of [`CallPaths`];
-/// [`CallPaths::ROOT`] is the empty path.
+/// [`Trie::ROOT`] is the empty path.
 pub type PathId = u32;
 
-/// Every call path of both compared trees, interned as a trie: a path is its parent path and
-/// its last function, so a million paths cost a million small entries, not a million vectors.
-#[derive(Default)]
-pub struct CallPaths {
-    /// (parent, function) of every path but the root (index 0 is the root's placeholder).
-    nodes: Vec<(PathId, u32)>,
-    index: FxHashMap<(PathId, u32), PathId>,
-}
-
-impl CallPaths {
-    pub const ROOT: PathId = 0;
-
-    fn new() -> CallPaths {
-        CallPaths {
-            nodes: vec![(0, u32::MAX)],
-            index: FxHashMap::default(),
-        }
-    }
-
-    fn intern(&mut self, parent: PathId, func: u32) -> PathId {
-        *self.index.entry((parent, func)).or_insert_with(|| {
-            self.nodes.push((parent, func));
-            (self.nodes.len() - 1) as PathId
-        })
-    }
-
-    /// The path `parent` + `func`, if either tree has it.
-    #[must_use]
-    pub fn find(&self, parent: PathId, func: u32) -> Option<PathId> {
-        self.index.get(&(parent, func)).copied()
-    }
-
-    /// The function a path ends in (None for the root).
-    #[must_use]
-    pub fn last(&self, path: PathId) -> Option<u32> {
-        (path != Self::ROOT).then(|| self.nodes[path as usize].1)
-    }
-
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.nodes.len() == 1
-    }
-}
+/// Every call path of both compared trees, as one trie: a million paths cost a million small
+/// entries, not a million vectors.
+pub type CallPaths = Trie;
 
 /// Samples per call path, indexed by [`PathId`]; a path one tree lacks has zero samples.
 pub type PathMap = Vec<PathStats>;
@@ -154,14 +108,14 @@ fn path_stats(
         .map(|k| funcs.id(&k.filename, &k.funcname))
         .collect();
     let mut stats = PathMap::default();
-    let mut node_paths = vec![CallPaths::ROOT; tree.nodes.len()];
+    let mut node_paths = vec![Trie::ROOT; tree.nodes.len()];
     // A node is made under an existing one, so a parent's id is below its children's.
     for id in 0..tree.nodes.len() {
         let path = node_paths[id];
         for &child in &tree.nodes[id].children {
             let child = child as usize;
             let n = &tree.nodes[child];
-            let p = paths.intern(path, func_of_key[n.key]);
+            let p = paths.child(path, func_of_key[n.key]);
             node_paths[child] = p;
             if stats.len() <= p as usize {
                 stats.resize(paths.len(), PathStats::default());
@@ -272,7 +226,7 @@ fn function_diffs(
     let mut per_fn: HashMap<u32, (u64, u64)> = HashMap::new();
     for (side, map) in [(0, base), (1, cur)] {
         for (path, s) in map.iter().enumerate().filter(|(_, s)| s.total > 0) {
-            let func = paths.last(path as PathId).expect("non-empty path");
+            let func = paths.item(path as PathId).expect("non-empty path");
             let entry = per_fn.entry(func).or_default();
             if side == 0 {
                 entry.0 += s.self_samples;
@@ -344,7 +298,7 @@ impl Comparison {
         normalize: Normalize,
     ) -> Comparison {
         let mut funcs = FunctionIds::default();
-        let mut paths = CallPaths::new();
+        let mut paths = CallPaths::default();
         let (mut cur_paths, current_nodes) = path_stats(current, &mut funcs, &mut paths);
         let (mut base_paths, baseline_nodes) = path_stats(baseline, &mut funcs, &mut paths);
         cur_paths.resize(paths.len(), PathStats::default());
@@ -384,7 +338,7 @@ impl Comparison {
     /// The self-time change of the function a path ends in.
     #[must_use]
     pub fn function(&self, path: PathId) -> Option<&FunctionDiff> {
-        let id = self.paths.last(path)?;
+        let id = self.paths.item(path)?;
         self.function_index.get(&id).map(|&i| &self.functions[i])
     }
 

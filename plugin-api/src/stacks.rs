@@ -7,11 +7,79 @@ use crate::model::FrameId;
 /// Id of an interned stack; [`StackTable::EMPTY`] is the empty stack.
 pub type StackId = u32;
 
+/// Paths of small ids interned as a tree: a node is its parent and one item, found with one
+/// hash. Stacks of frames, call paths of functions and collapsed texts of segments are tries.
 #[derive(Debug, Clone)]
+pub struct Trie {
+    /// (parent, item) of every node; node 0 is the empty path.
+    nodes: Vec<(u32, u32)>,
+    index: FxHashMap<(u32, u32), u32>,
+}
+
+impl Default for Trie {
+    fn default() -> Self {
+        Trie {
+            nodes: vec![(0, u32::MAX)],
+            index: FxHashMap::default(),
+        }
+    }
+}
+
+impl Trie {
+    /// The empty path.
+    pub const ROOT: u32 = 0;
+
+    /// The node for `parent` followed by `item`, made if new.
+    pub fn child(&mut self, parent: u32, item: u32) -> u32 {
+        *self.index.entry((parent, item)).or_insert_with(|| {
+            self.nodes.push((parent, item));
+            (self.nodes.len() - 1) as u32
+        })
+    }
+
+    /// The node for `parent` followed by `item`, if it was made.
+    #[must_use]
+    pub fn find(&self, parent: u32, item: u32) -> Option<u32> {
+        self.index.get(&(parent, item)).copied()
+    }
+
+    #[must_use]
+    pub fn parent(&self, node: u32) -> u32 {
+        self.nodes[node as usize].0
+    }
+
+    /// The last item of a path (None for the root).
+    #[must_use]
+    pub fn item(&self, node: u32) -> Option<u32> {
+        (node != Self::ROOT).then(|| self.nodes[node as usize].1)
+    }
+
+    /// Every node's (parent, item); index 0 is the root's placeholder.
+    #[must_use]
+    pub fn nodes(&self) -> &[(u32, u32)] {
+        &self.nodes
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.nodes.len() == 1
+    }
+
+    /// Drop the lookup index: nodes are kept, no more are made.
+    pub fn freeze(&mut self) {
+        self.index = FxHashMap::default();
+    }
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct StackTable {
-    /// (parent, frame) for every node; node 0 is the empty stack.
-    nodes: Vec<(StackId, FrameId)>,
-    index: FxHashMap<(StackId, FrameId), StackId>,
+    /// Node = stack: its parent is the stack without its innermost frame.
+    trie: Trie,
     /// The last interned stack, root first, and the node of each of its prefixes: the next
     /// stack usually shares its outer frames, so the walk starts where they diverge.
     last_frames: Vec<FrameId>,
@@ -26,18 +94,6 @@ pub struct StackTable {
 /// At most this many frames (4 bytes each) are kept in the whole-stack cache.
 const WHOLE_STACK_FRAMES: usize = 1 << 24;
 
-impl Default for StackTable {
-    fn default() -> Self {
-        StackTable {
-            nodes: vec![(0, FrameId::MAX)],
-            index: FxHashMap::default(),
-            last_frames: Vec::new(),
-            last_ids: Vec::new(),
-            whole: FxHashMap::default(),
-            whole_frames: 0,
-        }
-    }
-}
 
 impl StackTable {
     pub const EMPTY: StackId = 0;
@@ -63,14 +119,7 @@ impl StackTable {
         self.last_ids.truncate(shared);
         let mut node = self.last_ids.last().copied().unwrap_or(Self::EMPTY);
         for &frame in frames[..n - shared].iter().rev() {
-            node = if let Some(&child) = self.index.get(&(node, frame)) {
-                child
-            } else {
-                let child = self.nodes.len() as StackId;
-                self.nodes.push((node, frame));
-                self.index.insert((node, frame), child);
-                child
-            };
+            node = self.trie.child(node, frame);
             self.last_frames.push(frame);
             self.last_ids.push(node);
         }
@@ -84,12 +133,12 @@ impl StackTable {
     /// The innermost frame of a non-empty stack.
     #[must_use]
     pub fn leaf(&self, id: StackId) -> Option<FrameId> {
-        (id != Self::EMPTY).then(|| self.nodes[id as usize].1)
+        self.trie.item(id)
     }
 
     #[must_use]
     pub fn parent(&self, id: StackId) -> StackId {
-        self.nodes[id as usize].0
+        self.trie.parent(id)
     }
 
     /// The stack's frames, outermost (root) first.
@@ -97,23 +146,48 @@ impl StackTable {
     pub fn frames_root_first(&self, id: StackId) -> Vec<FrameId> {
         let mut out = Vec::new();
         let mut node = id;
-        while node != Self::EMPTY {
-            let (parent, frame) = self.nodes[node as usize];
+        while let Some(frame) = self.trie.item(node) {
             out.push(frame);
-            node = parent;
+            node = self.trie.parent(node);
         }
         out.reverse();
         out
     }
 
+    /// Map `stack` and each of its prefixes not mapped yet (`memo[node] == u32::MAX`) to a
+    /// value made from its parent's value and its innermost frame, outer prefixes first; the
+    /// stack's value. `memo[EMPTY]` must be set. How a call tree, a gecko thread's stack table
+    /// or collapsed texts are built from the stacks, each prefix once.
+    pub fn map_prefixes(
+        &self,
+        stack: StackId,
+        memo: &mut Vec<u32>,
+        mut map: impl FnMut(u32, FrameId) -> u32,
+    ) -> u32 {
+        if memo.len() < self.len() {
+            memo.resize(self.len(), u32::MAX);
+        }
+        let mut pending = Vec::new();
+        let mut node = stack;
+        while memo[node as usize] == u32::MAX {
+            pending.push(node);
+            node = self.parent(node);
+        }
+        while let Some(node) = pending.pop() {
+            let parent = memo[self.parent(node) as usize];
+            memo[node as usize] = map(parent, self.leaf(node).expect("non-empty stack"));
+        }
+        memo[stack as usize]
+    }
+
     #[must_use]
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.trie.len()
     }
 
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.nodes.len() == 1
+        self.trie.is_empty()
     }
 }
 

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use tachyon_plugin_api::{
     printable, AggregateOutput, Aggregating, Collector, CollectorConfig, ExportContext, Format,
     FrameKey, FrameKeys, FxHashMap, Interner, Needs, StackCounts, StackId, StackTable, Symbols,
+    Trie,
 };
 
 /// `file.py:func:line`, or the bare name for synthetic frames (`<GC>`, `<native>`).
@@ -37,8 +38,8 @@ struct Line {
 /// happen to match (same base name, different directory) stay two lines, as there.
 pub struct Lines {
     segments: Interner<String>,
-    /// (parent, segment); node 0 is the empty text.
-    trie: Vec<(u32, u32)>,
+    /// Texts as paths of segments; the root is the empty text.
+    trie: Trie,
     lines: Vec<Line>,
 }
 
@@ -50,24 +51,17 @@ impl Lines {
         let mut segments: Interner<String> = Interner::default();
         // Frame key id -> the segment ids of its label (one unless the label holds a ';').
         let mut label_segments: Vec<Option<Vec<u32>>> = Vec::new();
-        let mut trie: Vec<(u32, u32)> = vec![(0, u32::MAX)];
-        let mut child: FxHashMap<(u32, u32), u32> = FxHashMap::default();
+        let mut trie = Trie::default();
         let mut text_of: Vec<u32> = vec![u32::MAX; stacks.len()];
-        text_of[StackTable::EMPTY as usize] = 0;
-        let mut pending: Vec<StackId> = Vec::new();
+        text_of[StackTable::EMPTY as usize] = Trie::ROOT;
         let mut lines: Vec<Line> = Vec::new();
         // (thread, text) -> the first line with it; further lines of the same text chain on.
         let mut first_with_text: FxHashMap<(u64, u32), usize> = FxHashMap::default();
         let mut next_with_text: Vec<usize> = Vec::new();
 
         for &(tid, stack, count) in counts.entries() {
-            let mut s = stack;
-            while text_of[s as usize] == u32::MAX {
-                pending.push(s);
-                s = stacks.parent(s);
-            }
-            while let Some(s) = pending.pop() {
-                let key = keys.id(symbols, stacks.leaf(s).expect("non-empty stack"));
+            let text = stacks.map_prefixes(stack, &mut text_of, |parent, frame| {
+                let key = keys.id(symbols, frame);
                 if label_segments.len() <= key {
                     label_segments.resize(key + 1, None);
                 }
@@ -77,16 +71,8 @@ impl Lines {
                         .map(|part| segments.id(part) as u32)
                         .collect()
                 });
-                let mut node = text_of[stacks.parent(s) as usize];
-                for &seg in segs.iter() {
-                    node = *child.entry((node, seg)).or_insert_with(|| {
-                        trie.push((node, seg));
-                        (trie.len() - 1) as u32
-                    });
-                }
-                text_of[s as usize] = node;
-            }
-            let text = text_of[stack as usize];
+                segs.iter().fold(parent, |node, &seg| trie.child(node, seg))
+            });
             let same_keys = |a: StackId, keys: &mut FrameKeys| {
                 let (mut a, mut b) = (a, stack);
                 while a != b {
@@ -130,8 +116,8 @@ impl Lines {
                 }
             }
         }
-        drop(child);
-        let text_rank = text_order(&trie, &segments);
+        trie.freeze();
+        let text_rank = text_order(trie.nodes(), &segments);
         let mut tids: Vec<u64> = lines.iter().map(|l| l.tid).collect();
         tids.sort_unstable();
         tids.dedup();
@@ -171,10 +157,9 @@ impl Lines {
         for line in &self.lines {
             path.clear();
             let mut node = line.text;
-            while node != 0 {
-                let (parent, seg) = self.trie[node as usize];
+            while let Some(seg) = self.trie.item(node) {
                 path.push(seg);
-                node = parent;
+                node = self.trie.parent(node);
             }
             text.clear();
             use std::fmt::Write as _;

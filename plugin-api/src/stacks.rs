@@ -94,7 +94,6 @@ pub struct StackTable {
 /// At most this many frames (4 bytes each) are kept in the whole-stack cache.
 const WHOLE_STACK_FRAMES: usize = 1 << 24;
 
-
 impl StackTable {
     pub const EMPTY: StackId = 0;
 

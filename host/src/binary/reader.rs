@@ -593,8 +593,9 @@ fn parse_header(data: &[u8], file_size: u64, limits: &ReadLimits) -> Result<(Hea
 
 /// Batches queued between the decoding thread and the collector (each about 64k samples).
 const BATCHES_IN_FLIGHT: usize = 2;
-/// Samples (timestamps) in a batch before it is sent.
+/// Samples (timestamps), or frames, in a batch before it is sent.
 const BATCH_SAMPLES: usize = 1 << 16;
+const BATCH_FRAMES: usize = 1 << 18;
 
 /// Decoded samples on their way to the collector, in columns: (thread, interpreter, status,
 /// end of its timestamps, end of its frames) per sample batch.
@@ -662,7 +663,7 @@ impl Collector for BatchSink {
             b.timestamps.len() as u32,
             b.frames.len() as u32,
         ));
-        if b.timestamps.len() >= BATCH_SAMPLES {
+        if b.timestamps.len() >= BATCH_SAMPLES || b.frames.len() >= BATCH_FRAMES {
             self.send();
         }
     }

@@ -58,6 +58,8 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
     out.check(&format)?;
     let limits = input_args.limits();
     let capture = Capture::open(input, &limits)?;
+    let path = out.output_path(&format, std::process::id());
+    check_output_dir(path.as_deref())?;
     let header = &capture.header;
     eprintln!(
         "Replaying {} samples from {}",
@@ -104,8 +106,6 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
         config.baseline = Some(std::sync::Arc::new(baseline?));
     }
     out.fill_options(&mut config, &limits)?;
-    let path = out.output_path(&format, std::process::id());
-    check_output_dir(path.as_deref())?;
     let mut collector = build_collector(&format, &config, out)?;
 
     let counts = match aggregated {

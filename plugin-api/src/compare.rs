@@ -58,8 +58,7 @@ pub type CallPaths = Trie;
 /// Samples per call path, indexed by [`PathId`]; a path one tree lacks has zero samples.
 pub type PathMap = Vec<PathStats>;
 
-/// (filename, function) pairs as small ids shared by both profiles; a known pair is looked
-/// up without allocating.
+/// (filename, function) pairs as small ids shared by both profiles.
 #[derive(Default)]
 pub struct FunctionIds {
     names: Interner<String>,
@@ -70,13 +69,6 @@ impl FunctionIds {
     pub fn id(&mut self, filename: &str, funcname: &str) -> u32 {
         let pair = (self.names.id(filename), self.names.id(funcname));
         self.pairs.id(&pair) as u32
-    }
-
-    /// The id of a pair already numbered.
-    #[must_use]
-    pub fn find(&self, filename: &str, funcname: &str) -> Option<u32> {
-        let pair = (self.names.find(filename)?, self.names.find(funcname)?);
-        self.pairs.find(&pair).map(|id| id as u32)
     }
 
     /// (filename, function) of an id.
@@ -223,16 +215,14 @@ fn function_diffs(
     funcs: &FunctionIds,
     noise: &Noise,
 ) -> Vec<FunctionDiff> {
+    // Both maps cover every path (one tree's absent paths are zero).
     let mut per_fn: HashMap<u32, (u64, u64)> = HashMap::new();
-    for (side, map) in [(0, base), (1, cur)] {
-        for (path, s) in map.iter().enumerate().filter(|(_, s)| s.total > 0) {
+    for (path, (b, c)) in base.iter().zip(cur).enumerate() {
+        if b.total > 0 || c.total > 0 {
             let func = paths.item(path as PathId).expect("non-empty path");
             let entry = per_fn.entry(func).or_default();
-            if side == 0 {
-                entry.0 += s.self_samples;
-            } else {
-                entry.1 += s.self_samples;
-            }
+            entry.0 += b.self_samples;
+            entry.1 += c.self_samples;
         }
     }
     let mut out: Vec<FunctionDiff> = per_fn

@@ -37,12 +37,6 @@ impl Trie {
         })
     }
 
-    /// The node for `parent` followed by `item`, if it was made.
-    #[must_use]
-    pub fn find(&self, parent: u32, item: u32) -> Option<u32> {
-        self.index.get(&(parent, item)).copied()
-    }
-
     #[must_use]
     pub fn parent(&self, node: u32) -> u32 {
         self.nodes[node as usize].0

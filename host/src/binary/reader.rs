@@ -3,7 +3,7 @@
 
 use std::collections::hash_map::Entry;
 use std::io::{BufRead, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use tachyon_plugin_api::{
@@ -54,9 +54,10 @@ pub struct Capture {
     max_record_bytes: u64,
 }
 
-/// Where the sample records are: read again from the file by every replay, or in memory.
+/// Where the sample records are: read again from the opened file by every replay (`len`
+/// bytes after the header), or in memory.
 enum Records {
-    File { path: PathBuf, len: u64 },
+    File { file: std::fs::File, len: u64 },
     InMemory(Vec<u8>),
 }
 
@@ -71,6 +72,7 @@ const MAX_REPEAT_PAIR: usize = 11;
 /// whenever a record could run past its end.
 struct RecordStream<'a> {
     reader: std::io::Take<Box<dyn Read + 'a>>,
+    compressed: bool,
     max_bytes: u64,
     buf: Vec<u8>,
     pos: usize,
@@ -91,15 +93,12 @@ impl RecordStream<'_> {
         while !self.at_end && self.buf.len() < n.max(STREAM_CHUNK) {
             let filled = self.buf.len();
             self.buf.resize(filled + STREAM_CHUNK, 0);
-            let got = self.reader.read(&mut self.buf[filled..]).map_err(|e| {
-                anyhow::anyhow!("Incomplete or corrupted zstd frame: data may be truncated ({e})")
-            });
-            let got = match got {
+            let got = match self.reader.read(&mut self.buf[filled..]) {
                 Ok(got) => got,
-                Err(e) => {
-                    self.buf.truncate(filled);
-                    return Err(e);
+                Err(e) if self.compressed => {
+                    bail!("Incomplete or corrupted zstd frame: data may be truncated ({e})")
                 }
+                Err(e) => bail!("cannot read the sample records ({e})"),
             };
             self.buf.truncate(filled + got);
             self.at_end = got == 0;
@@ -112,6 +111,15 @@ impl RecordStream<'_> {
 
     fn is_done(&self) -> bool {
         self.at_end && self.pos == self.buf.len()
+    }
+
+    /// What a record that ran out of bytes says: only the last one can (the window holds a
+    /// whole record), so what is left is what trails the records.
+    fn truncated(&self) -> String {
+        format!(
+            "Truncated sample data: {} trailing bytes",
+            self.buf.len() - self.pos
+        )
     }
 }
 
@@ -180,7 +188,7 @@ impl Capture {
             file.seek(SeekFrom::Start(tables_at))?;
             file.read_to_end(&mut tables)?;
             let records = Records::File {
-                path: path.to_owned(),
+                file,
                 len: tables_at - HEADER_SIZE as u64,
             };
             Capture::from_tables(header, big_endian, &tables, records, limits)
@@ -251,9 +259,8 @@ impl Capture {
     fn record_stream(&self) -> Result<RecordStream<'_>> {
         let raw: Box<dyn Read + '_> = match &self.records {
             Records::InMemory(bytes) => Box::new(&bytes[..]),
-            Records::File { path, len } => {
-                let mut file = std::fs::File::open(path)
-                    .with_context(|| format!("cannot read capture {}", path.display()))?;
+            Records::File { file, len } => {
+                let mut file = file.try_clone()?;
                 file.seek(SeekFrom::Start(HEADER_SIZE as u64))?;
                 Box::new(file.take(*len))
             }
@@ -275,6 +282,7 @@ impl Capture {
         };
         Ok(RecordStream {
             reader: reader.take(max_bytes + 1),
+            compressed: self.header.compression == COMPRESSION_ZSTD,
             max_bytes,
             buf: Vec::with_capacity(2 * STREAM_CHUNK),
             pos: 0,
@@ -334,7 +342,7 @@ impl Capture {
     }
 
     /// Decode every record into `sink`, in file order.
-    fn decode(&self, collector: &mut dyn Collector) -> Result<ReplayCounts> {
+    fn decode(&self, sink: &mut dyn Collector) -> Result<ReplayCounts> {
         let total = self.header.sample_count;
         let frame_count = self.symbols.frames().len() as u64;
         let mut counts = ReplayCounts::default();
@@ -361,9 +369,7 @@ impl Capture {
                 break;
             }
             let mut cur = Cursor::new(&stream.buf, stream.pos);
-            // Only the last record can run out of bytes: the window holds a whole one.
-            let trailing = stream.buf.len() - stream.pos;
-            let truncated = || format!("Truncated sample data: {trailing} trailing bytes");
+            let truncated = || stream.truncated();
             let prefix = cur.bytes(13).with_context(truncated)?;
             let (thread_id, interpreter_id) = if self.big_endian {
                 (
@@ -418,14 +424,13 @@ impl Capture {
                 for _ in 0..count {
                     stream.want(MAX_REPEAT_PAIR)?;
                     let mut cur = Cursor::new(&stream.buf, stream.pos);
-                    let trailing = stream.buf.len() - stream.pos;
-                    let truncated = || format!("Truncated sample data: {trailing} trailing bytes");
+                    let truncated = || stream.truncated();
                     let delta = cur.uvar().with_context(truncated)?;
                     let status = cur.u8().with_context(truncated)?;
                     stream.pos = cur.pos;
                     if batch_status != Some(status) || timestamps.len() == MAX_BATCH {
                         if let Some(s) = batch_status {
-                            sample(&timestamps, s, stack, collector);
+                            sample(&timestamps, s, stack, sink);
                         }
                         timestamps.clear();
                         batch_status = Some(status);
@@ -434,7 +439,7 @@ impl Capture {
                     timestamps.push(*last_ts);
                 }
                 if let Some(s) = batch_status {
-                    sample(&timestamps, s, stack, collector);
+                    sample(&timestamps, s, stack, sink);
                 }
                 timestamps.clear();
                 counts.repeat_samples += u64::from(count);
@@ -486,7 +491,7 @@ impl Capture {
                     _ => counts.pop_push += 1,
                 }
                 counts.samples += 1;
-                sample(std::slice::from_ref(last_ts), status, stack, collector);
+                sample(std::slice::from_ref(last_ts), status, stack, sink);
             }
             // The header's count was checked against the limit: hold the records to it.
             if counts.samples > total {

@@ -414,6 +414,8 @@ impl UnwindState {
         let mut emitted = 0usize;
         let mut visited = 0usize;
         let mut cycle = CycleGuard::new(frame);
+        let copied_len = self.stack_copy.len() as u64;
+        let in_copy = |f: u64| f >= chunk && f - chunk < copied_len;
         while frame != 0 {
             visited += 1;
             if visited > MAX_FRAMES {
@@ -447,7 +449,6 @@ impl UnwindState {
             }
             // In one chunk, a frame's caller sits below it: a caller above it (or itself) is a
             // torn read of frames that changed while the chunk was copied.
-            let in_copy = |f: u64| f >= chunk && f - chunk < self.stack_copy.len() as u64;
             if in_copy(frame) && in_copy(previous) && previous >= frame || cycle.looped(previous) {
                 return Err(ReadError::Fault);
             }

@@ -140,16 +140,6 @@ impl Lines {
         }
     }
 
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.lines.len()
-    }
-
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
-    }
-
     /// Each line's text (without the count) and count, in order.
     pub fn for_each(&self, mut emit: impl FnMut(&str, u64) -> Result<()>) -> Result<()> {
         let mut text = String::new();

@@ -390,20 +390,13 @@ fn annotate(m: &mut Map<String, Value>, self_value: u64, d: &NodeDiff) {
 
 /// The baseline's nodes on an elided path or above one: only they are written.
 fn elided_nodes(base: &CallTree, comparison: &Comparison) -> Vec<bool> {
-    let n = base.nodes.len();
-    let mut parent = vec![0; n];
-    let mut keep: Vec<bool> = (0..n)
+    let mut keep: Vec<bool> = (0..base.nodes.len())
         .map(|id| comparison.is_elided(comparison.baseline_nodes[id]))
         .collect();
-    for id in 0..n {
-        for &child in &base.nodes[id].children {
-            parent[child as usize] = id;
-        }
-    }
-    // A node is made under an existing one, so a parent's id is below its children's.
-    for id in (1..n).rev() {
-        if keep[id] {
-            keep[parent[id]] = true;
+    // A node is made under an existing one, so its children have higher ids: deepest first.
+    for id in (0..base.nodes.len()).rev() {
+        if base.nodes[id].children.iter().any(|&c| keep[c as usize]) {
+            keep[id] = true;
         }
     }
     keep

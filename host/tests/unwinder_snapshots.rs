@@ -83,7 +83,7 @@ fn unwinds_the_recorded_stacks(version: &str) {
 fn torn_reads_are_errors(version: &str) {
     let f = fixture(version);
     let mut faults = 0;
-    for start in f.snapshot.starts() {
+    for (start, _) in f.snapshot.regions() {
         let mut torn = f.snapshot.clone();
         torn.cut(start);
         match sample(&f, torn, 1) {
@@ -96,6 +96,39 @@ fn torn_reads_are_errors(version: &str) {
         faults > 0,
         "{version}: no missing region made the sample fail"
     );
+}
+
+/// 3.11+: a frame of the thread's data stack whose code pointer reads as null is a frame
+/// popped (its executable cleared) while the sample read the stack; the sample fails rather
+/// than skip it and report the callers its stale `previous` leads to. Every aligned word of
+/// the snapshot is cleared in turn: the deep recursion's stack is then whole, cut short (a
+/// null `previous` ends it), or an error, never short of exactly one `recurse` frame with its
+/// outermost frame still there.
+fn a_popped_frame_is_an_error(version: &str) {
+    let f = fixture(version);
+    let outermost = |s: &Vec<ExpectedFrame>| s.last().cloned();
+    let deep = f
+        .expected
+        .iter()
+        .find(|s| s.iter().any(|fr| fr.1 == "recurse"))
+        .unwrap();
+    let mut cleared = 0;
+    for (start, len) in f.snapshot.regions() {
+        for at in (start.next_multiple_of(8)..start + len as u64 - 7).step_by(8) {
+            let mut snapshot = f.snapshot.clone();
+            snapshot.write(at, &[0; 8]);
+            let Ok(seen) = sample(&f, snapshot, 1) else {
+                continue;
+            };
+            for s in seen {
+                let recursion = s.iter().filter(|fr| fr.1 == "recurse").count();
+                if recursion == 40 && outermost(&s) == outermost(deep) {
+                    cleared += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(cleared, 0, "{version}: a frame was skipped");
 }
 
 macro_rules! versions {
@@ -114,6 +147,27 @@ macro_rules! versions {
             }
         )*
     };
+}
+
+macro_rules! data_stack_versions {
+    ($($name:ident => $version:literal),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn a_popped_frame_is_an_error() {
+                    super::a_popped_frame_is_an_error($version);
+                }
+            }
+        )*
+    };
+}
+
+data_stack_versions! {
+    data_stack_3_11 => "3.11",
+    data_stack_3_12 => "3.12",
+    data_stack_3_13 => "3.13",
+    data_stack_3_14 => "3.14",
+    data_stack_3_15 => "3.15",
 }
 
 versions! {

@@ -124,9 +124,19 @@ impl Snapshot {
         }
     }
 
-    /// Where each region starts.
-    pub fn starts(&self) -> Vec<u64> {
-        self.regions.keys().copied().collect()
+    /// Where each region starts, and its length.
+    pub fn regions(&self) -> Vec<(u64, usize)> {
+        self.regions.iter().map(|(&a, b)| (a, b.len())).collect()
+    }
+
+    /// Overwrite recorded bytes at `addr`, as the target writing between two reads would.
+    pub fn write(&mut self, addr: u64, bytes: &[u8]) {
+        if let Some((&a, region)) = self.regions.range_mut(..=addr).next_back() {
+            let at = (addr - a) as usize;
+            if let Some(dest) = region.get_mut(at..at + bytes.len()) {
+                dest.copy_from_slice(bytes);
+            }
+        }
     }
 }
 

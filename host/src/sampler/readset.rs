@@ -15,30 +15,48 @@ const MAX_WANTED: usize = 1 << 16;
 
 const PAGE: u64 = 4096;
 
-/// Sort regions and merge those that overlap or share a page: the kernel's cost is mostly per
-/// region and page (pinning), not per byte, and staying within touched pages never reaches
-/// into memory that is not mapped.
-fn coalesce(mut regions: Vec<(u64, usize)>) -> Vec<(u64, usize)> {
-    regions.sort_unstable();
-    let mut out: Vec<(u64, usize)> = Vec::with_capacity(regions.len());
-    for (addr, len) in regions {
+/// Merge regions that overlap or share a page (the kernel's cost is mostly per region and
+/// page, pinning, not per byte, and staying within touched pages never reaches into memory
+/// that is not mapped), then put them back in the order they were first asked for.
+///
+/// Why that order: the kernel copies the regions one after another, microseconds apart on a
+/// loaded machine, and a sample's reads are in the order it follows pointers (thread state,
+/// then its frames): read back to back, a thread state and the frames it points at are
+/// copied as close together in time as possible. Sorted by address instead, code objects
+/// could fall between them, and a thread that returned meanwhile leaves a top frame that is
+/// no longer there: those samples fail, and only at the end of a call, which leans the
+/// profile toward what runs next.
+fn coalesce(regions: &[(u64, usize)]) -> Vec<(u64, usize)> {
+    let mut by_addr: Vec<(u64, usize, usize)> = regions
+        .iter()
+        .enumerate()
+        .map(|(order, &(addr, len))| (addr, len, order))
+        .collect();
+    by_addr.sort_unstable();
+    let mut merged: Vec<(u64, usize, usize)> = Vec::with_capacity(by_addr.len());
+    for (addr, len, order) in by_addr {
         let end = addr + len as u64;
-        if let Some(last) = out.last_mut() {
+        if let Some(last) = merged.last_mut() {
             let last_end = last.0 + last.1 as u64;
             let same_page = last_end.saturating_sub(1) / PAGE == addr / PAGE;
             if addr <= last_end || same_page {
                 last.1 = (end.max(last_end) - last.0) as usize;
+                last.2 = last.2.min(order);
                 continue;
             }
         }
-        out.push((addr, len));
+        merged.push((addr, len, order));
     }
-    out
+    merged.sort_unstable_by_key(|&(.., order)| order);
+    merged
+        .into_iter()
+        .map(|(addr, len, _)| (addr, len))
+        .collect()
 }
 
 #[derive(Default)]
 pub struct ReadSet {
-    /// Bytes prefetched for this sample, and where each region sits in them.
+    /// Bytes prefetched for this sample, and where each region sits in them (by address).
     data: Vec<u8>,
     regions: Vec<(u64, usize, usize)>,
     /// Regions this sample asked for: the next sample's prefetch.
@@ -50,7 +68,8 @@ pub struct ReadSet {
 impl ReadSet {
     /// Start a sample: fetch last sample's regions in one read.
     pub fn begin(&mut self, p: &Process) -> Result<(), ReadError> {
-        let wanted = coalesce(std::mem::take(&mut self.wanted));
+        let wanted = coalesce(&self.wanted);
+        self.wanted.clear();
         self.regions.clear();
         let mut total = 0usize;
         let mut layout = Vec::with_capacity(wanted.len());
@@ -76,6 +95,8 @@ impl ReadSet {
             .into_iter()
             .filter(|&(_, off, len)| off + len <= read)
             .collect();
+        // `cached` looks regions up by address.
+        self.regions.sort_unstable();
         Ok(())
     }
 
@@ -135,15 +156,16 @@ mod tests {
     use super::coalesce;
 
     #[test]
-    fn merges_regions_that_share_a_page_only() {
-        let merged = coalesce(vec![
+    fn merges_regions_that_share_a_page_only_and_keeps_request_order() {
+        let merged = coalesce(&[
+            (0x9000, 8),
             (0x1010, 8),
             (0x1000, 8),
+            (0x2004, 4),
             (0x1100, 16),
             (0x1ffc, 4),
-            (0x2004, 4),
-            (0x9000, 8),
         ]);
-        assert_eq!(merged, vec![(0x1000, 0x1000), (0x2004, 4), (0x9000, 8)]);
+        // In the order first asked for.
+        assert_eq!(merged, vec![(0x9000, 8), (0x1000, 0x1000), (0x2004, 4)]);
     }
 }

@@ -35,6 +35,9 @@ int main(void) {
     P("runtime_tstate_current", offsetof(_PyRuntimeState, gilstate.tstate_current));
 #endif
     P("interp_next", offsetof(PyInterpreterState, next));
+#if PY_VERSION_HEX >= 0x03070000
+    P("interp_id", offsetof(PyInterpreterState, id));
+#endif
 #if PY_VERSION_HEX >= 0x030B0000
     P("interp_tstate_head", offsetof(PyInterpreterState, threads.head));
 #else

@@ -480,7 +480,7 @@
       for (const t of threads) {
         const o = document.createElement("option");
         o.value = String(t);
-        o.textContent = "Thread " + t;
+        o.textContent = (data.thread_labels || {})[t] || "Thread " + t;
         $("thread-filter").appendChild(o);
       }
       $("thread-filter").value = state.thread;

@@ -15,6 +15,8 @@ pub struct Layout {
     /// `_PyRuntime.gilstate.tstate_current` (3.7-3.11): the thread holding the GIL.
     pub runtime_tstate_current: Option<usize>,
     pub interp_next: usize,
+    /// 3.7+: the interpreter's id (0 for the main interpreter), which samples carry.
+    pub interp_id: Option<usize>,
     pub interp_tstate_head: usize,
     /// 3.13+: the main thread's state.
     pub interp_threads_main: Option<usize>,
@@ -235,6 +237,7 @@ impl Layout {
             python: (major, minor),
             runtime_interpreters_head: get("runtime_state.interpreters_head"),
             interp_next: need("interpreter_state.next")?,
+            interp_id: get("interpreter_state.id"),
             interp_tstate_head: threads_head,
             interp_threads_main: get("interpreter_state.threads_main").or(Some(threads_head + 8)),
             interp_gc_collecting: get("interpreter_state.gc")

@@ -15,6 +15,7 @@ use super::process::{field_addr, ReadError};
 
 const MAX_FRAMES: usize = 4096;
 const MAX_THREADS: usize = 4096;
+const MAX_INTERPRETERS: usize = 256;
 /// Largest data-stack span copied in one read.
 const MAX_STACK_COPY: u64 = 1 << 20;
 /// Data-stack copies are rounded up to this, so a slightly deeper stack next sample is still
@@ -60,6 +61,14 @@ struct CodeEntry {
     frames: HashMap<(i64, u8), FrameId>,
 }
 
+/// What the threads of one interpreter are sampled with.
+struct InterpreterContext {
+    id: u32,
+    main: Option<u64>,
+    gil_holder: u64,
+    gc_running: bool,
+}
+
 #[derive(Default)]
 struct CopySpan {
     bytes: u64,
@@ -96,8 +105,7 @@ impl Unwinder {
             opts,
             mem: memory,
             codes: HashMap::new(),
-            main_tstate: None,
-            ceval_gil: None,
+            main_tstates: HashMap::new(),
             pthread_tids: HashMap::new(),
             thread_count: 0,
             stat_files: HashMap::new(),
@@ -128,8 +136,8 @@ pub(super) struct UnwindState {
     pub(super) opts: UnwindOptions,
     pub(super) mem: Box<dyn Memory>,
     codes: HashMap<u64, CodeEntry>,
-    main_tstate: Option<u64>,
-    ceval_gil: Option<u64>,
+    /// ≤3.12 (no `threads.main`): each interpreter's main thread state, found once.
+    main_tstates: HashMap<u64, u64>,
     pthread_tids: HashMap<u64, u64>,
     thread_count: usize,
     stat_files: HashMap<u64, File>,
@@ -153,16 +161,68 @@ impl UnwindState {
         out: &mut Vec<ThreadSample>,
     ) -> Result<(), ReadError> {
         out.clear();
-        let l = &target.layout;
         self.mem.begin()?;
-        let interp = self.mem.read_u64(target.interp_head_addr)?;
-        if interp == 0 {
+        let interpreters = self.interpreters(target)?;
+        // The main interpreter is the oldest: new ones are pushed at the list's head. Without
+        // `-a` only its main thread is sampled (CPython 3.15.2 samples the head's, which is
+        // the newest sub-interpreter's when there is one); asyncio tasks are read from it too.
+        let Some(&main) = interpreters.last() else {
             return Ok(());
+        };
+        let sampled = if self.opts.all_threads && self.opts.asyncio.is_none() {
+            interpreters
+        } else {
+            vec![main]
+        };
+        self.thread_frames.clear();
+        let mut thread_count = 0;
+        for interp in sampled {
+            thread_count += self.sample_interpreter(target, symbols, interp, out)?;
         }
-        if let (GilSource::CevalPointer { gil, .. }, None) = (target.gil, self.ceval_gil) {
-            self.ceval_gil = Some(self.mem.read_u64(field_addr(interp, gil))?);
+        if thread_count != self.thread_count {
+            self.thread_count = thread_count;
+            self.pthread_tids.clear();
         }
-        // Interpreter-wide state: thread list head, main thread, GC, GIL holder.
+        if let Some(mode) = self.opts.asyncio {
+            let threads = std::mem::take(out);
+            self.task_stacks(target, symbols, main, mode, threads, out)?;
+        }
+        Ok(())
+    }
+
+    /// Every interpreter of the process, newest first.
+    fn interpreters(&mut self, target: &Target) -> Result<Vec<u64>, ReadError> {
+        let mut interp = self.mem.read_u64(target.interp_head_addr)?;
+        let mut out = Vec::new();
+        while interp != 0 {
+            if out.len() >= MAX_INTERPRETERS || out.contains(&interp) {
+                return Err(ReadError::Fault);
+            }
+            out.push(interp);
+            interp = self
+                .mem
+                .read_u64(field_addr(interp, target.layout.interp_next))?;
+        }
+        Ok(out)
+    }
+
+    /// Sample one interpreter's selected threads into `out`; how many threads it has (when
+    /// they were listed).
+    fn sample_interpreter(
+        &mut self,
+        target: &Target,
+        symbols: &mut Symbols,
+        interp: u64,
+        out: &mut Vec<ThreadSample>,
+    ) -> Result<usize, ReadError> {
+        let l = &target.layout;
+        // 3.12: the GIL state is behind a pointer (each interpreter may have its own GIL).
+        let ceval_gil = match target.gil {
+            GilSource::CevalPointer { gil, .. } => self.mem.read_u64(field_addr(interp, gil))?,
+            _ => 0,
+        };
+        // Interpreter-wide state: id, thread list head, main thread, GC, GIL holder.
+        let mut id = [0u8; 8];
         let mut head = [0u8; 8];
         let mut main = [0u8; 8];
         let mut gc = [0u8; 4];
@@ -171,6 +231,9 @@ impl UnwindState {
         let complete = {
             let mut regions: Vec<(u64, &mut [u8])> =
                 vec![(field_addr(interp, l.interp_tstate_head), &mut head)];
+            if let Some(off) = l.interp_id {
+                regions.push((field_addr(interp, off), &mut id));
+            }
             if let Some(off) = l.interp_threads_main {
                 regions.push((field_addr(interp, off), &mut main));
             }
@@ -187,10 +250,9 @@ impl UnwindState {
                     holder: holder_at,
                     ..
                 } => {
-                    // Read just above; a null pointer reads as a fault.
-                    let gil = self.ceval_gil.unwrap_or_default();
-                    regions.push((field_addr(gil, locked_at), &mut locked));
-                    regions.push((field_addr(gil, holder_at), &mut holder));
+                    // A null pointer reads as a fault.
+                    regions.push((field_addr(ceval_gil, locked_at), &mut locked));
+                    regions.push((field_addr(ceval_gil, holder_at), &mut holder));
                 }
                 GilSource::Embedded {
                     locked: locked_at,
@@ -211,42 +273,50 @@ impl UnwindState {
         } else {
             0
         };
-        let gc_running = i32::from_le_bytes(gc) != 0;
-        if l.interp_threads_main.is_some() {
-            self.main_tstate = Some(u64::from_le_bytes(main));
-        }
-
-        let threads =
-            if self.opts.all_threads || self.opts.asyncio.is_some() || self.main_tstate.is_none() {
-                self.thread_list(target, head)?
-            } else {
-                Vec::new()
-            };
-        if self.main_tstate.is_none() {
-            self.main_tstate = self.find_main(target, &threads)?;
-        }
-        if threads.len() != self.thread_count {
-            self.thread_count = threads.len();
-            self.pthread_tids.clear();
-        }
-        let selected: Vec<u64> = if self.opts.all_threads || self.opts.asyncio.is_some() {
+        let listed = self.opts.all_threads || self.opts.asyncio.is_some();
+        let cached_main = self.main_tstates.get(&interp).copied();
+        let threads = if listed || (l.interp_threads_main.is_none() && cached_main.is_none()) {
+            self.thread_list(target, head)?
+        } else {
+            Vec::new()
+        };
+        let main = if l.interp_threads_main.is_some() {
+            Some(u64::from_le_bytes(main))
+        } else {
+            // Found once, and again if it left the list (an interpreter gone, another at
+            // its address).
+            match cached_main.filter(|m| !listed || threads.contains(m)) {
+                Some(m) => Some(m),
+                None => {
+                    let found = self.find_main(target, &threads)?;
+                    if self.main_tstates.len() >= MAX_INTERPRETERS {
+                        self.main_tstates.clear();
+                    }
+                    if let Some(m) = found {
+                        self.main_tstates.insert(interp, m);
+                    }
+                    found
+                }
+            }
+        };
+        let context = InterpreterContext {
+            id: u32::try_from(u64::from_le_bytes(id)).unwrap_or(u32::MAX),
+            main,
+            gil_holder,
+            gc_running: i32::from_le_bytes(gc) != 0,
+        };
+        let thread_count = threads.len();
+        let selected = if listed {
             threads
         } else {
-            self.main_tstate.into_iter().collect()
+            main.into_iter().collect()
         };
-        self.thread_frames.clear();
         for tstate in selected {
-            if let Some(thread) =
-                self.sample_thread(target, symbols, tstate, gil_holder, gc_running)?
-            {
+            if let Some(thread) = self.sample_thread(target, symbols, tstate, &context)? {
                 out.push(thread);
             }
         }
-        if let Some(mode) = self.opts.asyncio {
-            let threads = std::mem::take(out);
-            self.task_stacks(target, symbols, interp, mode, threads, out)?;
-        }
-        Ok(())
+        Ok(thread_count)
     }
 
     fn thread_list(&mut self, target: &Target, mut tstate: u64) -> Result<Vec<u64>, ReadError> {
@@ -280,13 +350,13 @@ impl UnwindState {
         target: &Target,
         symbols: &mut Symbols,
         tstate: u64,
-        gil_holder: u64,
-        gc_running: bool,
+        context: &InterpreterContext,
     ) -> Result<Option<ThreadSample>, ReadError> {
         let mut ts = std::mem::take(&mut self.tstate_buf);
-        let result = self.mem.read(tstate, &mut ts).and_then(|()| {
-            self.thread_from_state(target, symbols, tstate, &ts, gil_holder, gc_running)
-        });
+        let result = self
+            .mem
+            .read(tstate, &mut ts)
+            .and_then(|()| self.thread_from_state(target, symbols, tstate, &ts, context));
         self.tstate_buf = ts;
         result
     }
@@ -297,8 +367,7 @@ impl UnwindState {
         symbols: &mut Symbols,
         tstate: u64,
         ts: &[u8],
-        gil_holder: u64,
-        gc_running: bool,
+        context: &InterpreterContext,
     ) -> Result<Option<ThreadSample>, ReadError> {
         let l = &target.layout;
         let field = |off: Option<usize>| off.map_or(0, |o| u64_at(ts, o));
@@ -316,10 +385,10 @@ impl UnwindState {
             None => self.os_tid(u64_at(ts, l.tstate_thread_id)),
         };
         let mut status = 0u8;
-        if tstate == gil_holder {
+        if tstate == context.gil_holder {
             status |= ThreadStatus::HAS_GIL;
         }
-        if Some(tstate) == self.main_tstate {
+        if Some(tstate) == context.main {
             status |= ThreadStatus::MAIN_THREAD;
         }
         if self.has_exception(target, ts)? {
@@ -339,7 +408,7 @@ impl UnwindState {
             self.walk_interpreter_frames(target, frame, chunk)?;
         }
         let mut frames = Vec::with_capacity(self.raw.len() + 1);
-        if gc_running && status & ThreadStatus::HAS_GIL != 0 {
+        if context.gc_running && status & ThreadStatus::HAS_GIL != 0 {
             frames.push(synthetic(symbols, "<GC>"));
         }
         let gc_frames = frames.len();
@@ -363,7 +432,7 @@ impl UnwindState {
         }
         Ok(Some(ThreadSample {
             thread_id,
-            interpreter_id: 0,
+            interpreter_id: context.id,
             status,
             frames,
             task: None,

@@ -84,6 +84,8 @@ pub struct Flamegraph {
     gc_samples: u64,
     /// Per thread: its status counts and its samples in garbage collection.
     per_thread: BTreeMap<u64, (StatusCounts, u64)>,
+    /// The interpreters each thread was sampled in, for its label.
+    interpreters: BTreeMap<u64, BTreeSet<u32>>,
 }
 
 impl Flamegraph {
@@ -117,6 +119,7 @@ impl Flamegraph {
             status: StatusCounts::default(),
             gc_samples: 0,
             per_thread: BTreeMap::new(),
+            interpreters: BTreeMap::new(),
         })
     }
 }
@@ -641,6 +644,30 @@ impl Flamegraph {
         let threads: BTreeSet<u64> = counts.threads().into_iter().collect();
         data["stats"] = Value::Object(stats);
         data["threads"] = json!(threads);
+        if self.interpreters.values().flatten().any(|&id| id != 0) {
+            // The thread filter's labels, once a sub-interpreter was sampled: which
+            // interpreters each thread ran in.
+            let labels: Map<String, Value> = threads
+                .iter()
+                .map(|tid| {
+                    let ids: Vec<String> = self
+                        .interpreters
+                        .get(tid)
+                        .into_iter()
+                        .flatten()
+                        .map(u32::to_string)
+                        .collect();
+                    let noun = if ids.len() == 1 {
+                        "interpreter"
+                    } else {
+                        "interpreters"
+                    };
+                    let label = format!("Thread {tid} ({noun} {})", ids.join(", "));
+                    (tid.to_string(), Value::String(label))
+                })
+                .collect();
+            data["thread_labels"] = Value::Object(labels);
+        }
         data["strings"] = json!(strings.list());
         for (k, v) in extra {
             data[k] = v;
@@ -748,6 +775,10 @@ impl AggregateOutput for Flamegraph {
     fn observe(&mut self, symbols: &Symbols, sample: &Sample<'_>) {
         let w = sample.weight();
         self.status.add(sample.status, w);
+        self.interpreters
+            .entry(sample.thread_id)
+            .or_default()
+            .insert(sample.interpreter_id);
         let thread = self.per_thread.entry(sample.thread_id).or_default();
         thread.0.add(sample.status, w);
         // <GC> is always the innermost frame.

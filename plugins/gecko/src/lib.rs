@@ -89,7 +89,9 @@ pub struct GeckoCollector {
     first_us: Option<u64>,
     strings: Interner<String>,
     stacks: StackTable,
-    threads: BTreeMap<u64, ThreadData>,
+    /// Each (thread id, interpreter id): a thread running in a sub-interpreter is sampled
+    /// there too, as a track of its own.
+    threads: BTreeMap<(u64, u32), ThreadData>,
     /// The target's opcode names, for opcode interval markers (frames carry opcodes only
     /// with --opcodes).
     opcodes: Option<Opcodes>,
@@ -112,7 +114,7 @@ impl GeckoCollector {
     }
 
     /// Follow the leaf frame's opcode; a change closes the previous span's marker.
-    fn track_opcode(&mut self, symbols: &Symbols, tid: u64, leaf: FrameId, now: f64) {
+    fn track_opcode(&mut self, symbols: &Symbols, key: (u64, u32), leaf: FrameId, now: f64) {
         let f = symbols.frame(leaf);
         let span: OpcodeSpan = (
             f.opcode,
@@ -121,13 +123,13 @@ impl GeckoCollector {
             symbols.str(f.funcname).to_owned(),
             symbols.str(f.filename).to_owned(),
         );
-        let t = self.threads.get_mut(&tid).expect("thread exists");
+        let t = self.threads.get_mut(&key).expect("thread exists");
         match t.opcode_state.take() {
             Some((open, start)) if open != span => {
                 t.opcode_state = Some((span, now));
                 if let Some(m) = self.opcode_marker(&open, start, now) {
                     self.threads
-                        .get_mut(&tid)
+                        .get_mut(&key)
                         .expect("thread exists")
                         .markers
                         .push(m);
@@ -211,10 +213,11 @@ impl Collector for GeckoCollector {
             .first_us
             .get_or_insert(sample.timestamps_us.first().copied().unwrap_or(0));
         let tid = sample.thread_id;
-        self.threads.entry(tid).or_default().is_main |=
+        let key = (tid, sample.interpreter_id);
+        self.threads.entry(key).or_default().is_main |=
             sample.status.has(ThreadStatus::MAIN_THREAD);
         let stack = self.stacks.intern(sample.frames);
-        let t = self.threads.get_mut(&tid).expect("thread exists");
+        let t = self.threads.get_mut(&key).expect("thread exists");
         let prefix = match t.of_stack.get(&stack) {
             Some(&prefix) => prefix,
             None => {
@@ -246,11 +249,11 @@ impl Collector for GeckoCollector {
                 .timestamps_us
                 .first()
                 .map_or(0.0, |&ts| ts.saturating_sub(first) as f64 / 1000.0);
-            self.track_opcode(symbols, tid, sample.frames[0], first_time);
+            self.track_opcode(symbols, key, sample.frames[0], first_time);
         }
         let in_gc = sample.frames.first().is_some_and(|&f| symbols.is_gc(f));
         let s = sample.status;
-        let t = self.threads.get_mut(&tid).expect("thread exists");
+        let t = self.threads.get_mut(&key).expect("thread exists");
         let to_ms = |ts: u64| ts.saturating_sub(first) as f64 / 1000.0;
         // Every sample of a batch has the same state: a marker can only open or close at its
         // first one.
@@ -278,31 +281,31 @@ impl Collector for GeckoCollector {
     fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
         let path = ctx.path.context("gecko output needs a file")?;
         let pid = std::process::id().to_string();
-        let open_spans: Vec<(u64, OpcodeSpan, f64, f64)> = self
+        let open_spans: Vec<((u64, u32), OpcodeSpan, f64, f64)> = self
             .threads
             .iter_mut()
-            .filter_map(|(&tid, t)| {
+            .filter_map(|(&key, t)| {
                 t.opcode_state
                     .take()
-                    .map(|(span, start)| (tid, span, start, t.last_time))
+                    .map(|(span, start)| (key, span, start, t.last_time))
             })
             .collect();
-        for (tid, span, start, end) in open_spans {
+        for (key, span, start, end) in open_spans {
             if let Some(m) = self.opcode_marker(&span, start, end) {
                 self.threads
-                    .get_mut(&tid)
+                    .get_mut(&key)
                     .expect("thread exists")
                     .markers
                     .push(m);
             }
         }
-        for (tid, t) in &mut self.threads {
+        for (&(tid, _), t) in &mut self.threads {
             // Close every open marker at the last sample.
             for (open, (on, off, cat)) in t.open.iter_mut().zip(TRACKS) {
                 if let Some((state, start)) = open.take() {
                     if let Some(name) = if state { Some(on) } else { off } {
                         let marker =
-                            state_marker(&mut self.strings, name, start, t.last_time, cat, *tid);
+                            state_marker(&mut self.strings, name, start, t.last_time, cat, tid);
                         t.markers.push(marker);
                     }
                 }
@@ -315,10 +318,17 @@ impl Collector for GeckoCollector {
             .map(|t| t.last_time)
             .fold(0.0, f64::max);
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        // Tracks are named by interpreter too once a sub-interpreter was sampled.
+        let interpreters = self.threads.keys().any(|&(_, iid)| iid != 0);
         let threads: Vec<ThreadJson<'_>> = self
             .threads
             .iter()
-            .map(|(&tid, t)| ThreadJson { tid, pid: &pid, t })
+            .map(|(&(tid, iid), t)| ThreadJson {
+                tid,
+                interpreter: interpreters.then_some(iid),
+                pid: &pid,
+                t,
+            })
             .collect();
         let profile = json!({
             "meta": {
@@ -478,6 +488,7 @@ table!(MarkersJson, |t, m| {
 /// One thread of the processed profile.
 struct ThreadJson<'a> {
     tid: u64,
+    interpreter: Option<u32>,
     pid: &'a str,
     t: &'a ThreadData,
 }
@@ -490,7 +501,11 @@ impl serde::Serialize for ThreadJson<'_> {
         use serde::ser::SerializeMap;
         let (t, tid) = (self.t, self.tid);
         let mut m = serializer.serialize_map(None)?;
-        m.serialize_entry("name", &format!("Thread-{tid}"))?;
+        let name = match self.interpreter {
+            Some(iid) => format!("Thread-{tid} (interpreter {iid})"),
+            None => format!("Thread-{tid}"),
+        };
+        m.serialize_entry("name", &name)?;
         m.serialize_entry("isMainThread", &t.is_main)?;
         m.serialize_entry("processType", "default")?;
         m.serialize_entry("processName", "Python Process")?;

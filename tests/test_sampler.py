@@ -245,6 +245,25 @@ def test_native_frames_mark_c_calling_python(tmp, version):
     assert "nat.py:outer:7;<native>;nat.py:key:3" in text, text
 
 
+@pytest.mark.parametrize("version", ["2.7", "3.10", "3.11"])
+def test_native_and_opcodes_say_when_the_version_cannot_give_them(tmp, version):
+    python = require_python(version)
+    script = tmp / "s.py"
+    script.write_text("import time\nwhile True:\n    time.sleep(0.01)\n")
+    out = tmp / "f.html"
+    err = tachyon("run", "--python", python, "--native", "--opcodes", "-d", "0.3", "-f", "flamegraph",
+                  "-o", out, script).stderr
+    warnings = [l for l in err.splitlines() if l.startswith("Warning: --")]
+    if version == "3.11":
+        assert warnings == [], err
+    else:
+        assert warnings == [
+            "Warning: --native needs Python 3.11 or newer (the target is %s): no <native> frames were recorded" % version,
+            "Warning: --opcodes needs Python 3.11 or newer (the target is %s): no opcodes were recorded" % version,
+        ], err
+    assert out.exists()
+
+
 def test_blocking_mode_samples_a_paused_target(tmp):
     python = require_python("3.12")
     script = tmp / "b.py"

@@ -559,6 +559,22 @@ fn print_summary(stats: &RunStats, counts: &Counts, interval_us: u64) {
     }
 }
 
+/// What the options asked for that the target's Python cannot give: `<native>` frames and
+/// opcodes come from 3.11's interpreter frames.
+fn unavailable_options(args: &SampleArgs, (major, minor, _): (u8, u8, u8)) -> Vec<String> {
+    let old = (major, minor) < (3, 11);
+    [
+        (args.native, "--native", "no <native> frames were recorded"),
+        (args.opcodes, "--opcodes", "no opcodes were recorded"),
+    ]
+    .into_iter()
+    .filter(|&(asked, ..)| asked && old)
+    .map(|(_, option, what)| {
+        format!("{option} needs Python 3.11 or newer (the target is {major}.{minor}): {what}")
+    })
+    .collect()
+}
+
 /// Attach (retrying while a freshly started interpreter initialises), sample, export.
 /// Returns the target's own exit status when it ended by itself while being profiled.
 fn profile(
@@ -666,6 +682,9 @@ fn profile(
         m.finish();
     }
     print_summary(&stats, &lp.counts, args.interval_us);
+    for missing in unavailable_options(args, lp.unwinder.target.version) {
+        eprintln!("Warning: {missing}");
+    }
     if lp.counts.thread_samples == 0 && args.mode != ModeArg::Wall {
         eprintln!(
             "No samples were collected in {:?} mode (no thread matched it while sampling).",

@@ -476,8 +476,15 @@ pub fn check_output_dir(path: Option<&Path>) -> Result<()> {
         .and_then(Path::parent)
         .filter(|p| !p.as_os_str().is_empty())
     {
-        if !parent.is_dir() {
-            bail!("output directory {} does not exist", parent.display());
+        match std::fs::metadata(parent) {
+            Ok(m) if m.is_dir() => {}
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                bail!(
+                    "output directory {} is not accessible (permission denied)",
+                    parent.display()
+                )
+            }
+            _ => bail!("output directory {} does not exist", parent.display()),
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! Read-only access to another process's memory (process_vm_readv) and its memory map.
 //! Nothing here ever writes to the target.
 
+use std::collections::HashMap;
 use std::io::IoSliceMut;
 use std::path::PathBuf;
 
@@ -184,6 +185,32 @@ impl Process {
         }
     }
 
+    /// Each thread's id as the process itself sees it (in its PID namespace, as
+    /// `native_thread_id` holds it) mapped to ours, from the tasks' `NSpid`; empty when the
+    /// process is in our PID namespace.
+    pub fn namespace_tids(&self) -> HashMap<u64, u32> {
+        let mut map = HashMap::new();
+        for tid in self.thread_ids() {
+            let ids = status_field(&format!("/proc/{}/task/{tid}/status", self.pid), "NSpid");
+            let ids: Vec<u64> = ids
+                .iter()
+                .flat_map(|v| v.split_whitespace())
+                .filter_map(|id| id.parse().ok())
+                .collect();
+            if let (true, Some(&own)) = (ids.len() > 1, ids.last()) {
+                map.insert(own, tid);
+            }
+        }
+        map
+    }
+
+    /// The process's id in its own PID namespace (its main thread's `native_thread_id`).
+    pub fn namespace_pid(&self) -> i32 {
+        status_field(&format!("/proc/{}/status", self.pid), "NSpid")
+            .and_then(|v| v.split_whitespace().last()?.parse().ok())
+            .unwrap_or(self.pid)
+    }
+
     pub fn exe(&self) -> Result<PathBuf> {
         std::fs::read_link(format!("/proc/{}/exe", self.pid))
             .with_context(|| format!("cannot read /proc/{}/exe", self.pid))
@@ -261,6 +288,28 @@ pub fn permission_help(pid: i32) -> String {
                 .to_owned(),
         ),
         _ => {}
+    }
+    // Capabilities count only over processes in tachyon's user namespace or one it owns: a
+    // container's root cannot read processes outside its container. The initial namespace
+    // maps every uid to itself.
+    let uid_map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    let initial = uid_map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"];
+    let user_ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/user")).ok();
+    if !uid_map.is_empty() && !initial && user_ns("self") != user_ns(&pid.to_string()) {
+        reasons.push(
+            "tachyon runs in a user namespace of its own (a rootless container's), where its \
+             capabilities do not reach processes outside it: run it in the target's container, \
+             or on the host"
+                .to_owned(),
+        );
+    }
+    // A seccomp filter (Docker's default profile before 20.10) may refuse process_vm_readv
+    // even with the capability.
+    if has_cap && status_field("/proc/self/status", "Seccomp").as_deref() == Some("2") {
+        reasons.push(
+            "a seccomp filter is active (Seccomp: 2 in /proc/self/status) and may refuse              process_vm_readv: in Docker, --cap-add=SYS_PTRACE or --security-opt seccomp=unconfined"
+                .to_owned(),
+        );
     }
     if reasons.is_empty() {
         reasons.push(

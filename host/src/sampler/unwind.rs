@@ -109,6 +109,8 @@ impl Unwinder {
             pthread_tids: HashMap::new(),
             thread_count: 0,
             stat_files: HashMap::new(),
+            namespace_pid: None,
+            namespace_tids: HashMap::new(),
             tstate_buf: vec![0u8; target.layout.tstate_read_size()],
             frame_buf: vec![0u8; target.layout.frame_read_size()],
             stack_copy: Vec::new(),
@@ -141,6 +143,9 @@ pub(super) struct UnwindState {
     pthread_tids: HashMap<u64, u64>,
     thread_count: usize,
     stat_files: HashMap<u64, File>,
+    namespace_pid: Option<u64>,
+    /// In another PID namespace: the target's thread ids mapped to ours.
+    namespace_tids: HashMap<u64, u32>,
     tstate_buf: Vec<u8>,
     frame_buf: Vec<u8>,
     stack_copy: Vec<u8>,
@@ -337,7 +342,7 @@ impl UnwindState {
     fn find_main(&mut self, target: &Target, threads: &[u64]) -> Result<Option<u64>, ReadError> {
         if let Some(off) = target.layout.tstate_native_thread_id {
             for &t in threads {
-                if self.mem.read_u64(field_addr(t, off))? == target.process.pid as u64 {
+                if self.mem.read_u64(field_addr(t, off))? == self.namespace_pid(target) {
                     return Ok(Some(t));
                 }
             }
@@ -709,8 +714,28 @@ impl UnwindState {
     }
 
     /// ON_CPU if the kernel says the thread is running, UNKNOWN if it cannot tell.
+    /// The target's own pid (1 in a container's PID namespace), read once.
+    fn namespace_pid(&mut self, target: &Target) -> u64 {
+        *self
+            .namespace_pid
+            .get_or_insert_with(|| target.process.namespace_pid() as u64)
+    }
+
+    /// Our id of a thread the target knows as `tid` (different inside a container's PID
+    /// namespace); the map is read again when a thread is not in it.
+    fn our_tid(&mut self, target: &Target, tid: u64) -> u64 {
+        if self.namespace_pid(target) == target.process.pid as u64 {
+            return tid;
+        }
+        if !self.namespace_tids.contains_key(&tid) {
+            self.namespace_tids = target.process.namespace_tids();
+        }
+        self.namespace_tids.get(&tid).map_or(0, |&t| u64::from(t))
+    }
+
     fn cpu_state(&mut self, target: &Target, tid: u64) -> u8 {
         let pid = target.process.pid;
+        let tid = self.our_tid(target, tid);
         let file = match self.stat_files.entry(tid) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {

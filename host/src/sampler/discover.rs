@@ -255,8 +255,15 @@ impl Target {
             let head = layout
                 .runtime_interpreters_head
                 .ok_or_else(|| missing("the layout lacks `interpreters.head`"))?;
+            let tstate_current = if (major, minor) == (3, 7) {
+                layout.runtime_tstate_current.map(|off| {
+                    tstate_current_3_7(process, runtime, head as u64, off as u64) as usize
+                })
+            } else {
+                layout.runtime_tstate_current
+            };
             let gil = match (
-                layout.runtime_tstate_current,
+                tstate_current,
                 layout.interp_ceval_gil,
                 layout.gil_locked,
                 layout.gil_last_holder,
@@ -304,9 +311,55 @@ impl Target {
     }
 }
 
+/// 3.7.0-3.7.3 keep `_PyRuntime.gilstate.tstate_current` 88 bytes before where 3.7.4+ (whose
+/// headers the table comes from) keep it; neither says its patch level. The right one is
+/// followed, 16 bytes on, by `autoInterpreterState`, which holds the main interpreter
+/// (`interpreters.main`, 8 bytes after `interpreters.head`). Before the runtime is initialised
+/// both read zero and 3.7.4+'s is kept.
+pub const TSTATE_CURRENT_3_7_EARLY: u64 = 1392;
+
+fn tstate_current_3_7(process: &Process, runtime: u64, head: u64, table: u64) -> u64 {
+    let main = process.read_u64(runtime + head + 8).unwrap_or(0);
+    [table, TSTATE_CURRENT_3_7_EARLY]
+        .into_iter()
+        .find(|&off| main != 0 && process.read_u64(runtime + off + 16) == Ok(main))
+        .unwrap_or(table)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `_PyRuntime` laid out as 3.7.0-3.7.3 or 3.7.4+ lay it out (in this process's own
+    /// memory): the GIL holder's offset is the one followed by the main interpreter.
+    #[test]
+    fn tstate_current_of_3_7_follows_the_patch_levels_layout() {
+        let me = Process::new(std::process::id() as i32);
+        let layout = Layout::for_version(3, 7).unwrap();
+        let head = layout.runtime_interpreters_head.unwrap() as u64;
+        let table = layout.runtime_tstate_current.unwrap() as u64;
+        assert_eq!(table, 1480, "3.7.4+'s header offset");
+        let main = 0x5555_0000_1000u64;
+        for (auto_at, want) in [
+            (Some(TSTATE_CURRENT_3_7_EARLY), TSTATE_CURRENT_3_7_EARLY),
+            (Some(table), table),
+            (None, table),
+        ] {
+            let mut runtime = vec![0u64; 256];
+            runtime[(head / 8 + 1) as usize] = main;
+            if let Some(at) = auto_at {
+                runtime[(at / 8 + 2) as usize] = main;
+            }
+            let addr = runtime.as_ptr() as u64;
+            assert_eq!(tstate_current_3_7(&me, addr, head, table), want);
+        }
+        // Not initialised: no main interpreter yet, 3.7.4+'s offset.
+        let runtime = vec![0u64; 256];
+        assert_eq!(
+            tstate_current_3_7(&me, runtime.as_ptr() as u64, head, table),
+            table
+        );
+    }
 
     #[test]
     fn versions_from_binary_names() {

@@ -231,6 +231,14 @@ impl Layout {
                 format!("the debug offsets of Python {major}.{minor} lack `{name}`")
             })
         };
+        check_shape(&names, |i| word(i).unwrap_or(0)).map_err(|field| {
+            anyhow::anyhow!(
+                "the debug offsets of Python {major}.{minor} do not have the shape tachyon knows \
+                 (3.{}'s): `{field}` lies outside its struct, so fields were added or moved; \
+                 this Python needs a newer tachyon",
+                minor.min(NEWEST_KNOWN_MINOR)
+            )
+        })?;
         let threads_head = need("interpreter_state.threads_head")?;
         let exception = get("thread_state.current_exception").or(Some(112));
         let layout = Layout {
@@ -294,6 +302,42 @@ impl Layout {
         };
         Ok((layout, version))
     }
+}
+
+/// The newest minor version whose `_Py_DebugOffsets` field order is known; newer ones are
+/// read as it, and checked (`check_shape`).
+const NEWEST_KNOWN_MINOR: u8 = 15;
+
+/// Fields that are sizes or counts, not offsets inside their group's struct.
+const NOT_OFFSETS: [&str; 3] = [
+    "unicode_object.asciiobject_size",
+    "unicode_object.compactunicodeobject_size",
+    "gc.generation_stats_size",
+];
+
+/// Whether a `_Py_DebugOffsets` block read by `names` has that shape: in each struct that
+/// states its size, every offset lies inside it. A version that added or moved a field reads
+/// shifted, and some offset then lands outside its struct (or a size reads as an offset);
+/// the first such field, else Ok.
+fn check_shape(names: &[String], word: impl Fn(usize) -> u64) -> Result<(), String> {
+    for (i, name) in names.iter().enumerate() {
+        let Some((group, field)) = name.split_once('.') else {
+            continue;
+        };
+        let size = names
+            .iter()
+            .position(|n| *n == format!("{group}.size"))
+            .map(&word);
+        if let (Some(size), false) = (
+            size,
+            field == "size" || NOT_OFFSETS.contains(&name.as_str()),
+        ) {
+            if word(i) >= size {
+                return Err(name.clone());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Field order of `_Py_DebugOffsets` for 3.13, 3.14 and 3.15 (all u64 after the cookie).
@@ -485,6 +529,50 @@ pub fn debug_offsets_size(minor: u8) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `_Py_DebugOffsets` block of 3.15's shape claiming to be `minor`, `extra` inserted
+    /// after `thread_state.prev` (a field a newer version might add): sizes 4096, offsets
+    /// 8, 16, ... within each struct.
+    fn debug_block(minor: u8, extra: Option<u64>) -> Vec<u8> {
+        let names = debug_offset_fields(15);
+        let mut words = vec![0u64, 0x0300_0000 | u64::from(minor) << 16, 0];
+        let mut in_group = 0;
+        for (i, name) in names.iter().enumerate().skip(3) {
+            let group = name.split_once('.').map(|g| g.0);
+            if i > 3 && group != names[i - 1].split_once('.').map(|g| g.0) {
+                in_group = 0;
+            }
+            in_group += 1;
+            words.push(if name.ends_with(".size") {
+                4096
+            } else {
+                8 * in_group
+            });
+            if name == "thread_state.prev" {
+                words.extend(extra);
+            }
+        }
+        let mut raw: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        raw[..8].copy_from_slice(b"xdebugpy");
+        raw
+    }
+
+    #[test]
+    fn a_newer_python_is_read_as_the_newest_known_shape_or_refused_naming_the_field() {
+        let (layout, _) = Layout::from_debug_offsets(&debug_block(16, None)).unwrap();
+        assert_eq!(layout.python, (3, 16));
+        assert!(layout.checked().is_ok());
+        let err = Layout::from_debug_offsets(&debug_block(16, Some(24)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "the debug offsets of Python 3.16 do not have the shape tachyon knows (3.15's): `"
+            ),
+            "{err}"
+        );
+        assert!(err.ends_with("this Python needs a newer tachyon"), "{err}");
+    }
 
     #[test]
     fn every_generated_layout_has_what_its_version_reads() {

@@ -100,7 +100,13 @@ def test_a_function_30_percent_slower_is_caught(run_sets):
     assert abs(changed["current"]["mean"] - 100 * 52 / 112) < 4 and abs(changed["baseline"]["mean"] - 40) < 4
     assert changed["test"]["change_low_pct"] > 0
     markdown = out.with_suffix(".md").read_text()
-    assert "### Regressions (1)" in markdown and "| `changed` | `prog.py` |" in markdown
+    regressions = markdown.split("### Regressions (", 1)[1].split("### Improvements", 1)[0]
+    rows = [l for l in regressions.splitlines() if l.startswith("| `")]
+    assert any(l.startswith("| `changed` | `prog.py` |") for l in rows), markdown
+    # Of the program's own functions only `changed` regressed (`steady`'s share fell). A busy
+    # machine can slow the interpreter's start-up between runs, which is a real change in
+    # the profile of frames in other files, and not the program's.
+    assert [l for l in rows if "| `prog.py` |" in l and not l.startswith("| `changed` |")] == [], markdown
     assert "### Baseline runs" in markdown and "| `same0.bin` | 3.12." in markdown
     page = out.read_text()
     assert '"run_verdict":"regressed"' in page and '"run_confidence":99.0' in page

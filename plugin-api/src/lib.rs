@@ -83,7 +83,8 @@ pub use aggregate::{
     SmallMap, StackCounts, TreeNode,
 };
 pub use collector::{
-    formats, Collector, CollectorConfig, ExportContext, Format, Needs, RegressionDetected, RunStats,
+    formats, output_file, Collector, CollectorConfig, ExportContext, Format, Needs,
+    RegressionDetected, RunStats,
 };
 pub use hash::{FxBuildHasher, FxHashMap, FxHasher};
 pub use model::{FrameId, FrameInfo, Interner, Mode, Sample, StrId, Symbols, ThreadStatus};

@@ -223,7 +223,7 @@ impl AggregateOutput for Collapsed {
     fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> Result<()> {
         let path = ctx.path.context("collapsed output needs a file")?;
         let cannot = || format!("cannot write {}", path.display());
-        let mut out = std::io::BufWriter::new(std::fs::File::create(path).with_context(cannot)?);
+        let mut out = tachyon_plugin_api::output_file(path)?;
         Lines::new(counts, ctx.symbols)
             .for_each(|text, count| writeln!(out, "{text} {count}").with_context(cannot))?;
         // Dropping a BufWriter hides write errors (a full disk): flush explicitly.

@@ -351,9 +351,7 @@ impl Collector for GeckoCollector {
             threads: &threads,
             strings: self.strings.list(),
         };
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        let mut out = std::io::BufWriter::new(file);
+        let mut out = tachyon_plugin_api::output_file(path)?;
         serde_json::to_writer(&mut out, &document)?;
         std::io::Write::flush(&mut out)
             .with_context(|| format!("cannot write {}", path.display()))?;

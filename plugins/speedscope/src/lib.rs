@@ -36,8 +36,7 @@ impl Collector for Speedscope {
     fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
         let path = ctx.path.context("speedscope output needs a file")?;
         let cannot = || format!("cannot write {}", path.display());
-        let file = std::fs::File::create(path).with_context(cannot)?;
-        let mut out = std::io::BufWriter::new(file);
+        let mut out = tachyon_plugin_api::output_file(path)?;
         self.write(ctx.symbols, &mut out).with_context(cannot)?;
         // Dropping a BufWriter hides write errors (a full disk): flush explicitly.
         out.flush().with_context(cannot)?;

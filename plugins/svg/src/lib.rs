@@ -30,9 +30,7 @@ impl AggregateOutput for Svg {
         let mut opts = Options::default();
         opts.title = self.title.clone();
         opts.count_name = "samples".into();
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        let mut writer = std::io::BufWriter::new(file);
+        let mut writer = tachyon_plugin_api::output_file(path)?;
         flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut writer)
             .with_context(|| format!("cannot draw the flame graph {}", path.display()))?;
         // Dropping a BufWriter hides write errors (a full disk): flush explicitly.

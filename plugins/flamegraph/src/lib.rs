@@ -77,15 +77,22 @@ impl StatusCounts {
     }
 }
 
+/// One thread's share of the run, for the page's per-thread statistics and thread filter.
+#[derive(Default)]
+struct ThreadStats {
+    status: StatusCounts,
+    /// Its samples in garbage collection.
+    gc_samples: u64,
+    /// The interpreters it was sampled in.
+    interpreters: BTreeSet<u32>,
+}
+
 /// The flame graph, drawn from aggregated samples ([`Aggregating`] collects them).
 pub struct Flamegraph {
     config: CollectorConfig,
     status: StatusCounts,
     gc_samples: u64,
-    /// Per thread: its status counts and its samples in garbage collection.
-    per_thread: BTreeMap<u64, (StatusCounts, u64)>,
-    /// The interpreters each thread was sampled in, for its label.
-    interpreters: BTreeMap<u64, BTreeSet<u32>>,
+    per_thread: BTreeMap<u64, ThreadStats>,
 }
 
 impl Flamegraph {
@@ -119,7 +126,6 @@ impl Flamegraph {
             status: StatusCounts::default(),
             gc_samples: 0,
             per_thread: BTreeMap::new(),
-            interpreters: BTreeMap::new(),
         })
     }
 }
@@ -494,7 +500,7 @@ impl Flamegraph {
         let per_thread: Map<String, Value> = self
             .per_thread
             .iter()
-            .map(|(tid, (st, gc))| (tid.to_string(), st.json(*gc)))
+            .map(|(tid, t)| (tid.to_string(), t.status.json(t.gc_samples)))
             .collect();
         m.insert("per_thread_stats".into(), Value::Object(per_thread));
         m.insert(
@@ -644,17 +650,21 @@ impl Flamegraph {
         let threads: BTreeSet<u64> = counts.threads().into_iter().collect();
         data["stats"] = Value::Object(stats);
         data["threads"] = json!(threads);
-        if self.interpreters.values().flatten().any(|&id| id != 0) {
+        if self
+            .per_thread
+            .values()
+            .any(|t| t.interpreters.iter().any(|&id| id != 0))
+        {
             // The thread filter's labels, once a sub-interpreter was sampled: which
             // interpreters each thread ran in.
             let labels: Map<String, Value> = threads
                 .iter()
                 .map(|tid| {
                     let ids: Vec<String> = self
-                        .interpreters
+                        .per_thread
                         .get(tid)
                         .into_iter()
-                        .flatten()
+                        .flat_map(|t| &t.interpreters)
                         .map(u32::to_string)
                         .collect();
                     let noun = if ids.len() == 1 {
@@ -775,16 +785,13 @@ impl AggregateOutput for Flamegraph {
     fn observe(&mut self, symbols: &Symbols, sample: &Sample<'_>) {
         let w = sample.weight();
         self.status.add(sample.status, w);
-        self.interpreters
-            .entry(sample.thread_id)
-            .or_default()
-            .insert(sample.interpreter_id);
         let thread = self.per_thread.entry(sample.thread_id).or_default();
-        thread.0.add(sample.status, w);
+        thread.status.add(sample.status, w);
+        thread.interpreters.insert(sample.interpreter_id);
         // <GC> is always the innermost frame.
         if sample.frames.first().is_some_and(|&f| symbols.is_gc(f)) {
             self.gc_samples += w;
-            thread.1 += w;
+            thread.gc_samples += w;
         }
     }
 

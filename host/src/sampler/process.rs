@@ -307,7 +307,8 @@ pub fn permission_help(pid: i32) -> String {
     // even with the capability.
     if has_cap && status_field("/proc/self/status", "Seccomp").as_deref() == Some("2") {
         reasons.push(
-            "a seccomp filter is active (Seccomp: 2 in /proc/self/status) and may refuse              process_vm_readv: in Docker, --cap-add=SYS_PTRACE or --security-opt seccomp=unconfined"
+            "a seccomp filter is active (Seccomp: 2 in /proc/self/status) and may refuse \
+             process_vm_readv: in Docker, --cap-add=SYS_PTRACE or --security-opt seccomp=unconfined"
                 .to_owned(),
         );
     }

@@ -722,7 +722,8 @@ impl UnwindState {
     }
 
     /// Our id of a thread the target knows as `tid` (different inside a container's PID
-    /// namespace); the map is read again when a thread is not in it.
+    /// namespace), 0 if none; the map is read again when a thread is not in it, and a thread
+    /// still missing then is remembered as 0 (not read again at every sample).
     fn our_tid(&mut self, target: &Target, tid: u64) -> u64 {
         if self.namespace_pid(target) == target.process.pid as u64 {
             return tid;
@@ -730,7 +731,7 @@ impl UnwindState {
         if !self.namespace_tids.contains_key(&tid) {
             self.namespace_tids = target.process.namespace_tids();
         }
-        self.namespace_tids.get(&tid).map_or(0, |&t| u64::from(t))
+        u64::from(*self.namespace_tids.entry(tid).or_insert(0))
     }
 
     fn cpu_state(&mut self, target: &Target, tid: u64) -> u8 {

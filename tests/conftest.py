@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -26,6 +27,20 @@ def tachyon(*args, check=True, **kw):
 
 
 DEBIAN_PYTHONS = os.path.join(ROOT, "target", "debian-pythons")
+
+
+def wait_for(path, proc, timeout=20):
+    """The JSON a target process writes to `path` once it is ready (it renames it into
+    place); fails if the process dies first or takes longer than `timeout` seconds."""
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        if proc.poll() is not None:
+            raise AssertionError("target died: " + proc.stderr.read().decode())
+        if time.time() > deadline:
+            raise AssertionError("target never got ready")
+        time.sleep(0.02)
+    with open(path) as f:
+        return json.load(f)
 
 
 def one_error_line(proc):

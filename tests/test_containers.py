@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import DEBIAN_PYTHONS, ROOT, TACHYON, decoded_samples, one_error_line, require_python, tachyon
+from conftest import DEBIAN_PYTHONS, TACHYON, decoded_samples, one_error_line, require_python, tachyon, wait_for
 
 TARGET = '''import json, os, threading, time
 def worker_wait():
@@ -56,17 +56,6 @@ def needs(*tools):
             pytest.skip("needs %s" % tool)
 
 
-def wait_ready(path, proc, timeout=30):
-    deadline = time.time() + timeout
-    while not os.path.exists(path):
-        if proc.poll() is not None:
-            raise AssertionError("container died: " + proc.stderr.read().decode())
-        assert time.time() < deadline, "the container's Python never got ready"
-        time.sleep(0.02)
-    with open(path) as f:
-        return json.load(f)
-
-
 @pytest.fixture(scope="module")
 def rootfs(tmp_path_factory):
     """A root filesystem holding its own copy of CPython 3.15 and the libraries it loads."""
@@ -101,7 +90,7 @@ def container(rootfs, tmp):
     proc = subprocess.Popen(["unshare", "--pid", "--mount", "--fork", "sh", str(enter), str(rootfs)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        oracle = wait_ready(str(ready), proc)
+        oracle = wait_for(str(ready), proc, timeout=30)
         # The Python process: the one whose /proc/PID/root is the container's.
         pids = subprocess.run(["pgrep", "-f", "python3.15 /tmp/target.py"], capture_output=True, text=True).stdout.split()
         (pid,) = [int(p) for p in pids if os.readlink("/proc/%s/exe" % p) == "/usr/bin/python3.15"]

@@ -4,11 +4,10 @@ each interpreter's stacks exact and carrying its id, read back by CPython 3.15.2
 import json
 import os
 import subprocess
-import time
 
 import pytest
 
-from conftest import ROOT, decoded_samples, require_python, tachyon
+from conftest import ROOT, decoded_samples, require_python, tachyon, wait_for
 
 SCRIPT = os.path.join(ROOT, "tests", "scripts", "subinterpreters.py")
 WORKERS = ["alpha_work", "beta_work"]
@@ -20,14 +19,7 @@ def target(tmp, request):
     oracle = str(tmp / "oracle.json")
     proc = subprocess.Popen([python, SCRIPT, oracle], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 30
-        while not os.path.exists(oracle):
-            if proc.poll() is not None:
-                raise AssertionError("target died: " + proc.stderr.read().decode())
-            assert time.time() < deadline, "the sub-interpreters never started"
-            time.sleep(0.02)
-        with open(oracle) as f:
-            yield proc, json.load(f), request.param
+        yield proc, wait_for(oracle, proc, timeout=30), request.param
     finally:
         proc.kill()
         proc.wait()

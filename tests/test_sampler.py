@@ -1,6 +1,5 @@
 """The sampler against real CPython processes: exact stacks on every installed version,
 run/attach/dump, modes, and the failures a user can meet."""
-import json
 import os
 import re
 import signal
@@ -10,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import one_error_line, ROOT, decoded_samples, read_capture, require_python, tachyon
+from conftest import one_error_line, ROOT, decoded_samples, read_capture, require_python, tachyon, wait_for
 
 SCRIPTS = os.path.join(ROOT, "tests", "scripts")
 VERSIONS = ["2.7", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
@@ -20,18 +19,6 @@ def start(python, script, *args):
     proc = subprocess.Popen([python, os.path.join(SCRIPTS, script), *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     return proc
-
-
-def wait_for(path, proc, timeout=20):
-    deadline = time.time() + timeout
-    while not os.path.exists(path):
-        if proc.poll() is not None:
-            raise AssertionError("target died: " + proc.stderr.read().decode())
-        if time.time() > deadline:
-            raise AssertionError("target never got ready")
-        time.sleep(0.02)
-    with open(path) as f:
-        return json.load(f)
 
 
 @pytest.fixture

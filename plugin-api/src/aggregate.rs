@@ -133,7 +133,14 @@ pub struct StackCounts {
 impl StackCounts {
     /// Count one sample (batch); `false` if it was skipped for having no frame.
     pub fn add(&mut self, sample: &Sample<'_>) -> bool {
-        self.add_weighted(sample.thread_id, sample.frames, sample.weight())
+        if sample.frames.is_empty() {
+            return false;
+        }
+        let stack = self
+            .stacks
+            .intern_for((sample.thread_id, sample.interpreter_id), sample.frames);
+        self.count(sample.thread_id, stack, sample.weight());
+        true
     }
 
     /// Count `weight` samples of a stack given innermost frame first.
@@ -142,13 +149,17 @@ impl StackCounts {
             return false;
         }
         let stack = self.stacks.intern(frames);
+        self.count(thread_id, stack, weight);
+        true
+    }
+
+    fn count(&mut self, thread_id: u64, stack: StackId, weight: u64) {
         if let Some(&i) = self.index.get(&(thread_id, stack)) {
             self.entries[i].2 += weight
         } else {
             self.index.insert((thread_id, stack), self.entries.len());
             self.entries.push((thread_id, stack, weight));
         }
-        true
     }
 
     /// (thread id, stack, samples), in order of first appearance.
@@ -355,28 +366,18 @@ impl CallTree {
         id
     }
 
-    fn bump(&mut self, node: usize, tid: u64, weight: u64, leaf: bool, opcode: Option<u8>) {
-        let n = &mut self.nodes[node];
-        n.value += weight;
-        let t = n.threads.entry(tid);
-        t.0 += weight;
-        if leaf {
-            n.self_value += weight;
-            t.1 += weight;
-        }
-        if let Some(op) = opcode {
-            *n.opcodes.entry(op) += weight;
-        }
-    }
-
     /// Add every (thread, stack). The stack table is itself a tree, so each interned prefix
-    /// maps to one tree node, found once.
+    /// maps to one tree node, found once. Each stack's samples go to its own node, then every
+    /// node's inclusive values to its parent's, deepest nodes first (a child is made after its
+    /// parent): one pass over the nodes instead of a walk of every stack's depth, which missed
+    /// the cache at each of its nodes.
     fn add(&mut self, symbols: &Symbols, counts: &StackCounts, strip_bootstrap: bool) {
         let stacks = &counts.stacks;
         let mut frame_keys = FrameKeys::default();
         // Frame key id -> this tree's key id (hashing a key's strings once, not per node).
         let mut tree_key: Vec<usize> = Vec::new();
         let mut node_of: Vec<u32> = vec![u32::MAX; stacks.len()];
+        let mut parent_of: Vec<u32> = vec![0; self.nodes.len()];
         // No more nodes than stacks: sized once, never copied as it grows.
         self.nodes.reserve_exact(stacks.len());
         node_of[StackTable::EMPTY as usize] = 0;
@@ -392,20 +393,52 @@ impl CallTree {
                 if tree_key[key] == usize::MAX {
                     tree_key[key] = self.keys.id(frame_keys.key(key));
                 }
-                self.child(parent as usize, tree_key[key]) as u32
+                let child = self.child(parent as usize, tree_key[key]);
+                if child == parent_of.len() {
+                    parent_of.push(parent);
+                }
+                child as u32
             });
-            self.bump(0, tid, weight, node_of[stack as usize] == 0, None);
-            let mut s = stack;
-            while s != StackTable::EMPTY && node_of[s as usize] != 0 {
-                let frame = stacks.leaf(s).expect("non-empty stack");
-                self.bump(
-                    node_of[s as usize] as usize,
-                    tid,
-                    weight,
-                    s == stack,
-                    symbols.frame(frame).opcode,
-                );
-                s = stacks.parent(s);
+            let n = &mut self.nodes[node_of[stack as usize] as usize];
+            n.value += weight;
+            n.self_value += weight;
+            let t = n.threads.entry(tid);
+            t.0 += weight;
+            t.1 += weight;
+        }
+        for node in (1..self.nodes.len()).rev() {
+            let (before, after) = self.nodes.split_at_mut(node);
+            let (child, parent) = (&after[0], &mut before[parent_of[node] as usize]);
+            parent.value += child.value;
+            for (&tid, &(inclusive, _)) in child.threads.iter() {
+                parent.threads.entry(tid).0 += inclusive;
+            }
+        }
+        if symbols.frames().iter().any(|f| f.opcode.is_some()) {
+            self.add_opcodes(symbols, counts, &node_of);
+        }
+    }
+
+    /// Each node's samples by the opcode its frame was at: a tree node may be several frames
+    /// (one function line, several opcodes), so this is counted per stack prefix.
+    fn add_opcodes(&mut self, symbols: &Symbols, counts: &StackCounts, node_of: &[u32]) {
+        let stacks = &counts.stacks;
+        let mut through = vec![0u64; stacks.len()];
+        for &(_, stack, weight) in counts.entries() {
+            through[stack as usize] += weight;
+        }
+        // A prefix is interned before every stack that extends it.
+        for s in (1..stacks.len()).rev() {
+            through[stacks.parent(s as StackId) as usize] += through[s];
+        }
+        for (s, &weight) in through.iter().enumerate().skip(1) {
+            let node = node_of[s];
+            if weight == 0 || node == 0 || node == u32::MAX {
+                continue;
+            }
+            let frame = stacks.leaf(s as StackId).expect("non-empty stack");
+            if let Some(op) = symbols.frame(frame).opcode {
+                *self.nodes[node as usize].opcodes.entry(op) += weight;
             }
         }
     }
@@ -469,10 +502,59 @@ mod tests {
         );
         let leaf = tree.nodes[top[0]].children[0] as usize;
         assert_eq!(tree.nodes[leaf].threads.get(&2), Some(&(2, 2)));
+        // Inclusive and self per thread at an inner node and at the root.
+        assert_eq!(tree.nodes[top[0]].threads.get(&1), Some(&(4, 1)));
+        assert_eq!(tree.nodes[top[0]].threads.get(&2), Some(&(2, 0)));
+        assert_eq!(tree.nodes[0].threads.get(&1), Some(&(4, 0)));
         let kept = counts.tree(&symbols, false);
         assert_eq!(
             kept.key(kept.nodes[0].children[0] as usize).funcname,
             "_run_code"
         );
+    }
+
+    #[test]
+    fn tree_counts_opcodes_of_each_frame_of_a_line() {
+        let mut symbols = Symbols::new();
+        let mut at = |op: u8, line: i32, func: &str| {
+            let frame = FrameInfo {
+                filename: symbols.intern_str("/app.py"),
+                funcname: symbols.intern_str(func),
+                lineno: line,
+                end_lineno: line,
+                column: 4,
+                end_column: 9,
+                opcode: Some(op),
+            };
+            symbols.intern_frame(frame)
+        };
+        // One line of `main` at two opcodes, each calling `work` at one.
+        let (main_call, main_load) = (at(171, 3, "main"), at(90, 3, "main"));
+        let work = at(100, 9, "work");
+        let mut counts = StackCounts::default();
+        counts.add_weighted(1, &[work, main_call], 5);
+        counts.add_weighted(1, &[main_load], 2);
+        counts.add_weighted(2, &[work, main_load], 1);
+        let tree = counts.tree(&symbols, false);
+        let main = tree.nodes[0].children[0] as usize;
+        assert_eq!(tree.nodes[0].children.len(), 1);
+        assert_eq!(
+            (tree.nodes[main].value, tree.nodes[main].self_value),
+            (8, 2)
+        );
+        let ops: Vec<(u8, u64)> = tree.nodes[main]
+            .opcodes
+            .iter()
+            .map(|(&o, &n)| (o, n))
+            .collect();
+        assert_eq!(ops, vec![(90, 3), (171, 5)]);
+        let work = tree.nodes[main].children[0] as usize;
+        let ops: Vec<(u8, u64)> = tree.nodes[work]
+            .opcodes
+            .iter()
+            .map(|(&o, &n)| (o, n))
+            .collect();
+        assert_eq!(ops, vec![(100, 6)]);
+        assert!(tree.nodes[0].opcodes.is_empty());
     }
 }

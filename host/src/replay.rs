@@ -9,7 +9,7 @@ use tachyon_plugin_api::{CollectorConfig, SourceAccess};
 use crate::binary::{Capture, ReadLimits};
 use crate::output::{
     build_collector, check_output_dir, export, find_format, load_baseline, open_in_browser,
-    opens_in_browser, OutputArgs,
+    opens_in_browser, Durability, OutputArgs,
 };
 use crate::progress::ProgressBar;
 
@@ -78,13 +78,13 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
     let mut bar = ProgressBar::new();
     let mut progress = |done, total| bar.update(done, total);
     // A differential format needs the baseline before it starts: the baseline is read on a
-    // second core while the capture is aggregated (every sample kept in order, so replaying
-    // the aggregate is replaying the capture).
+    // second core while the capture is aggregated. An aggregating format is then given each
+    // stack once with its weight; one that asks for a timeline, every sample in order.
     let (baseline, aggregated) = match &out.diff_flamegraph {
         None => (None, None),
         Some(base) => std::thread::scope(|scope| {
             let baseline = scope.spawn(|| load_baseline(base, &limits));
-            let aggregated = capture.to_profile(true, &mut progress);
+            let aggregated = capture.to_profile(format.needs().timeline, &mut progress);
             let baseline = baseline
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -124,6 +124,7 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
         path.as_deref(),
         &capture.symbols,
         &stats,
+        Durability::Regenerable,
     )?;
     if out.browser && opens_in_browser(&format) {
         if let Some(p) = &path {

@@ -13,7 +13,9 @@ use tachyon_plugin_api::runs::{Compared, RunsComparison, RunsOptions, StackClass
 use tachyon_plugin_api::{CollectorConfig, Mode, Profile, RegressionDetected};
 
 use crate::binary::Capture;
-use crate::output::{build_collector, check_output_dir, export, find_format, OutputArgs};
+use crate::output::{
+    build_collector, check_output_dir, export, find_format, Durability, OutputArgs,
+};
 use crate::replay::InputArgs;
 
 /// How the run sets are tested.
@@ -216,6 +218,7 @@ pub fn diff_runs(runs: &RunsArgs, out: &OutputArgs, input: &InputArgs) -> Result
         path.as_deref(),
         &pooled.symbols,
         &pooled.stats,
+        Durability::Regenerable,
     )?;
 
     let report_base = path.clone().unwrap_or_else(|| PathBuf::from("diff"));

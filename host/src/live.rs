@@ -329,7 +329,13 @@ impl LiveView {
             std::process::id(),
             self.snapshots_written
         ));
-        self.status = match crate::output::export(collector.as_mut(), Some(&path), symbols, stats) {
+        self.status = match crate::output::export(
+            collector.as_mut(),
+            Some(&path),
+            symbols,
+            stats,
+            crate::output::Durability::Synced,
+        ) {
             Ok(()) => format!("Flame graph snapshot written to {}", path.display()),
             Err(e) => format!("Snapshot failed: {e:#}"),
         };

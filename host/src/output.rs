@@ -440,7 +440,13 @@ impl Collector for SaveCapture {
     }
 
     fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
-        export(&mut self.capture, Some(&self.path), ctx.symbols, ctx.stats)?;
+        export(
+            &mut self.capture,
+            Some(&self.path),
+            ctx.symbols,
+            ctx.stats,
+            Durability::Synced,
+        )?;
         self.main.export(ctx)
     }
 }
@@ -499,6 +505,7 @@ pub fn export(
     destination: Option<&Path>,
     symbols: &Symbols,
     stats: &RunStats,
+    durability: Durability,
 ) -> Result<()> {
     let Some(destination) = destination else {
         return crate::guard::catch("the export", || {
@@ -527,7 +534,7 @@ pub fn export(
     };
     // A format may decline to write (no samples): then there is nothing to move.
     if complete && temporary.symlink_metadata().is_ok() {
-        if let Err(e) = replace(&temporary, destination) {
+        if let Err(e) = replace(&temporary, destination, durability) {
             remove_path(&temporary);
             return Err(e);
         }
@@ -553,11 +560,22 @@ fn remove_path(path: &Path) {
     }
 }
 
-/// Move a finished output into place. A file is synced first, so the new name never points
-/// at data still in flight; a directory (heatmap) replaces an earlier one of the same name.
-fn replace(temporary: &Path, destination: &Path) -> Result<()> {
+/// Whether an output must be on disk before it takes its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// A sampling run's output: it cannot be made again, so a crash of the machine must not
+    /// leave its name pointing at data still in flight.
+    Synced,
+    /// Made from captures that are still there (replay, diff): the sync would only add its
+    /// milliseconds.
+    Regenerable,
+}
+
+/// Move a finished output into place (a file synced first if it must be); a directory
+/// (heatmap) replaces an earlier one of the same name.
+fn replace(temporary: &Path, destination: &Path, durability: Durability) -> Result<()> {
     let cannot = || format!("cannot write {}", destination.display());
-    if temporary.is_file() {
+    if durability == Durability::Synced && temporary.is_file() {
         std::fs::File::open(temporary)
             .and_then(|f| f.sync_all())
             .with_context(cannot)?;

@@ -25,7 +25,7 @@ use crate::binary::{features, ReadLimits};
 use crate::live::{LiveView, Next, Nothing};
 use crate::output::{
     all_formats, build_collector, check_output_dir, export, find_format, open_in_browser,
-    opens_in_browser, with_capture, FormatChoice, OutputArgs, UsageError,
+    opens_in_browser, with_capture, Durability, FormatChoice, OutputArgs, UsageError,
 };
 use crate::progress::RealtimeStats;
 use crate::sampler::asyncio::AsyncMode;
@@ -696,7 +696,13 @@ fn profile(
     }
     let symbols = std::mem::take(&mut lp.symbols);
     drop(lp);
-    let exported = export(collector.as_mut(), path.as_deref(), &symbols, &stats);
+    let exported = export(
+        collector.as_mut(),
+        path.as_deref(),
+        &symbols,
+        &stats,
+        Durability::Synced,
+    );
     if let Err(e) = sampled {
         let kept = match (&exported, &path) {
             (Ok(()), Some(p)) => format!("what was collected is in {}", p.display()),

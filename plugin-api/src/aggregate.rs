@@ -133,14 +133,7 @@ pub struct StackCounts {
 impl StackCounts {
     /// Count one sample (batch); `false` if it was skipped for having no frame.
     pub fn add(&mut self, sample: &Sample<'_>) -> bool {
-        if sample.frames.is_empty() {
-            return false;
-        }
-        let stack = self
-            .stacks
-            .intern_for((sample.thread_id, sample.interpreter_id), sample.frames);
-        self.count(sample.thread_id, stack, sample.weight());
-        true
+        self.add_weighted(sample.thread_id, sample.frames, sample.weight())
     }
 
     /// Count `weight` samples of a stack given innermost frame first.
@@ -149,17 +142,13 @@ impl StackCounts {
             return false;
         }
         let stack = self.stacks.intern(frames);
-        self.count(thread_id, stack, weight);
-        true
-    }
-
-    fn count(&mut self, thread_id: u64, stack: StackId, weight: u64) {
         if let Some(&i) = self.index.get(&(thread_id, stack)) {
             self.entries[i].2 += weight
         } else {
             self.index.insert((thread_id, stack), self.entries.len());
             self.entries.push((thread_id, stack, weight));
         }
+        true
     }
 
     /// (thread id, stack, samples), in order of first appearance.

@@ -209,8 +209,7 @@ impl ProfileBuilder {
             sample.thread_id,
             sample.interpreter_id,
             sample.status.0,
-            self.stacks
-                .intern_for((sample.thread_id, sample.interpreter_id), sample.frames),
+            self.stacks.intern(sample.frames),
         );
         let index = if let Some(&i) = self.index.get(&key) {
             self.order[i].1 += sample.weight();

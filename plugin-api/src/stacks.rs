@@ -83,9 +83,6 @@ pub struct StackTable {
     whole: FxHashMap<Box<[FrameId]>, StackId>,
     /// Frames held by `whole`; past [`WHOLE_STACK_FRAMES`] it stops growing.
     whole_frames: usize,
-    /// Each thread's last stack and its id: a thread's next sample often has the same stack
-    /// (a capture's REPEAT records follow the record that set it), found without hashing it.
-    last_of_thread: FxHashMap<(u64, u32), (Vec<FrameId>, StackId)>,
 }
 
 /// At most this many frames (4 bytes each) are kept in the whole-stack cache.
@@ -124,21 +121,6 @@ impl StackTable {
             self.whole.insert(frames.into(), node);
         }
         node
-    }
-
-    /// [`intern`](Self::intern) for a sample of one (thread, interpreter).
-    pub fn intern_for(&mut self, thread: (u64, u32), frames: &[FrameId]) -> StackId {
-        if let Some((last, id)) = self.last_of_thread.get(&thread) {
-            if last.as_slice() == frames {
-                return *id;
-            }
-        }
-        let id = self.intern(frames);
-        let (last, last_id) = self.last_of_thread.entry(thread).or_default();
-        last.clear();
-        last.extend_from_slice(frames);
-        *last_id = id;
-        id
     }
 
     /// The innermost frame of a non-empty stack.

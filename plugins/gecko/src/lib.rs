@@ -216,7 +216,7 @@ impl Collector for GeckoCollector {
         let key = (tid, sample.interpreter_id);
         self.threads.entry(key).or_default().is_main |=
             sample.status.has(ThreadStatus::MAIN_THREAD);
-        let stack = self.stacks.intern_for(key, sample.frames);
+        let stack = self.stacks.intern(sample.frames);
         let t = self.threads.get_mut(&key).expect("thread exists");
         let prefix = match t.of_stack.get(&stack) {
             Some(&prefix) => prefix,

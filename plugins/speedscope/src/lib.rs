@@ -25,9 +25,7 @@ impl Collector for Speedscope {
         if sample.frames.is_empty() {
             return;
         }
-        let stack = self
-            .stacks
-            .intern_for((sample.thread_id, sample.interpreter_id), sample.frames);
+        let stack = self.stacks.intern(sample.frames);
         let samples = self.threads.entry(sample.thread_id).or_default();
         match samples.last_mut() {
             Some((last, weight)) if *last == stack => *weight += sample.weight(),

@@ -243,11 +243,15 @@ pub struct TreeNode {
     /// Inclusive samples.
     pub value: u64,
     pub self_value: u64,
-    /// Node ids (u32: a tree has at most as many nodes as the stack table).
-    pub children: Vec<u32>,
-    /// thread id -> (inclusive, self) samples.
-    pub threads: SmallMap<u64, (u64, u64)>,
     pub opcodes: SmallMap<u8, u64>,
+}
+
+/// One thread's samples at a call-tree node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadValue {
+    pub tid: u64,
+    pub inclusive: u64,
+    pub self_value: u64,
 }
 
 /// A map kept as a sorted vector: a call-tree node has a few threads and opcodes, and a
@@ -305,12 +309,23 @@ impl<K: Ord + Copy, V: Default> SmallMap<K, V> {
 }
 
 /// The call tree: one node per path of frame keys from the root, with inclusive and self
-/// samples, per-thread values and opcode counts.
+/// samples, per-thread values and opcode counts. Children and thread values are two flat
+/// arrays indexed by node, not two vectors per node: a tree of millions of nodes would spend
+/// more on their headers and heap blocks than on the values.
 #[derive(Clone, Debug)]
 pub struct CallTree {
     pub keys: Interner<FrameKey>,
     /// Node 0 is the root (all samples).
     pub nodes: Vec<TreeNode>,
+    /// Node n's children are `children[child_start[n]..child_start[n + 1]]`, in order of
+    /// first appearance.
+    child_start: Vec<u32>,
+    children: Vec<u32>,
+    /// Node n's threads are `thread_values[thread_bound[n + 1]..thread_bound[n]]`, by thread
+    /// id (the blocks are written deepest node first).
+    thread_bound: Vec<usize>,
+    thread_values: Vec<ThreadValue>,
+    /// (parent, key) -> child, while the tree is built.
     child_index: FxHashMap<(u32, u32), u32>,
 }
 
@@ -326,6 +341,10 @@ impl CallTree {
         CallTree {
             keys: Interner::default(),
             nodes: vec![TreeNode::default()],
+            child_start: vec![0, 0],
+            children: Vec::new(),
+            thread_bound: vec![0, 0],
+            thread_values: Vec::new(),
             child_index: FxHashMap::default(),
         }
     }
@@ -333,6 +352,28 @@ impl CallTree {
     #[must_use]
     pub fn key(&self, node: usize) -> &FrameKey {
         self.keys.get(self.nodes[node].key)
+    }
+
+    /// A node's children, in order of first appearance.
+    #[must_use]
+    pub fn children(&self, node: usize) -> &[u32] {
+        &self.children[self.child_start[node] as usize..self.child_start[node + 1] as usize]
+    }
+
+    /// A node's samples per thread, by thread id.
+    #[must_use]
+    pub fn threads(&self, node: usize) -> &[ThreadValue] {
+        &self.thread_values[self.thread_bound[node + 1]..self.thread_bound[node]]
+    }
+
+    /// One thread's samples at a node.
+    #[must_use]
+    pub fn thread(&self, node: usize, tid: u64) -> Option<&ThreadValue> {
+        let threads = self.threads(node);
+        threads
+            .binary_search_by_key(&tid, |t| t.tid)
+            .ok()
+            .map(|at| &threads[at])
     }
 
     fn child(&mut self, parent: usize, key: usize) -> usize {
@@ -344,12 +385,6 @@ impl CallTree {
             key,
             ..Default::default()
         });
-        let children = &mut self.nodes[parent].children;
-        // Most nodes have one or two children: grow by one until a few.
-        if children.len() < 4 {
-            children.reserve_exact(1);
-        }
-        children.push(id as u32);
         self.child_index
             .insert((parent as u32, key as u32), id as u32);
         id
@@ -359,14 +394,16 @@ impl CallTree {
     /// maps to one tree node, found once. Each stack's samples go to its own node, then every
     /// node's inclusive values to its parent's, deepest nodes first (a child is made after its
     /// parent): one pass over the nodes instead of a walk of every stack's depth, which missed
-    /// the cache at each of its nodes.
+    /// the cache at each of its nodes. Called once, on a new tree.
     fn add(&mut self, symbols: &Symbols, counts: &StackCounts, strip_bootstrap: bool) {
         let stacks = &counts.stacks;
         let mut frame_keys = FrameKeys::default();
         // Frame key id -> this tree's key id (hashing a key's strings once, not per node).
         let mut tree_key: Vec<usize> = Vec::new();
         let mut node_of: Vec<u32> = vec![u32::MAX; stacks.len()];
-        let mut parent_of: Vec<u32> = vec![0; self.nodes.len()];
+        let mut parent_of: Vec<u32> = vec![0];
+        // (node, thread, samples) of every entry.
+        let mut own: Vec<(u32, u64, u64)> = Vec::with_capacity(counts.entries().len());
         // No more nodes than stacks: sized once, never copied as it grows.
         self.nodes.reserve_exact(stacks.len());
         node_of[StackTable::EMPTY as usize] = 0;
@@ -388,23 +425,84 @@ impl CallTree {
                 }
                 child as u32
             });
-            let n = &mut self.nodes[node_of[stack as usize] as usize];
+            let node = node_of[stack as usize];
+            let n = &mut self.nodes[node as usize];
             n.value += weight;
             n.self_value += weight;
-            let t = n.threads.entry(tid);
-            t.0 += weight;
-            t.1 += weight;
+            own.push((node, tid, weight));
         }
+        self.child_index = FxHashMap::default();
         for node in (1..self.nodes.len()).rev() {
-            let (before, after) = self.nodes.split_at_mut(node);
-            let (child, parent) = (&after[0], &mut before[parent_of[node] as usize]);
-            parent.value += child.value;
-            for (&tid, &(inclusive, _)) in child.threads.iter() {
-                parent.threads.entry(tid).0 += inclusive;
-            }
+            let value = self.nodes[node].value;
+            self.nodes[parent_of[node] as usize].value += value;
         }
+        self.link_children(&parent_of);
+        self.add_thread_values(own);
         if symbols.frames().iter().any(|f| f.opcode.is_some()) {
             self.add_opcodes(symbols, counts, &node_of);
+        }
+    }
+
+    /// Every node's children, in the order they were made.
+    fn link_children(&mut self, parent_of: &[u32]) {
+        let mut start = vec![0u32; self.nodes.len() + 1];
+        for &parent in &parent_of[1..] {
+            start[parent as usize + 1] += 1;
+        }
+        for i in 1..start.len() {
+            start[i] += start[i - 1];
+        }
+        let mut next = start.clone();
+        self.children = vec![0; parent_of.len() - 1];
+        for (node, &parent) in parent_of.iter().enumerate().skip(1) {
+            self.children[next[parent as usize] as usize] = node as u32;
+            next[parent as usize] += 1;
+        }
+        self.child_start = start;
+    }
+
+    /// Every node's samples per thread: its own samples and its children's, deepest node first
+    /// (children are made after their parent, so they are done before it).
+    fn add_thread_values(&mut self, mut own: Vec<(u32, u64, u64)>) {
+        own.sort_unstable_by_key(|&(node, tid, _)| (node, tid));
+        let nodes = self.nodes.len();
+        self.thread_bound = vec![0; nodes + 1];
+        self.thread_values.clear();
+        let mut merged: Vec<ThreadValue> = Vec::new();
+        for node in (0..nodes).rev() {
+            merged.clear();
+            while let Some(&(n, tid, weight)) = own.last() {
+                if n as usize != node {
+                    break;
+                }
+                own.pop();
+                merged.push(ThreadValue {
+                    tid,
+                    inclusive: weight,
+                    self_value: weight,
+                });
+            }
+            for &child in self.children(node) {
+                let child = child as usize;
+                let span = self.thread_bound[child + 1]..self.thread_bound[child];
+                merged.extend(self.thread_values[span].iter().map(|t| ThreadValue {
+                    self_value: 0,
+                    ..*t
+                }));
+            }
+            merged.sort_unstable_by_key(|t| t.tid);
+            let start = self.thread_values.len();
+            for t in &merged {
+                match self.thread_values[start..].last_mut() {
+                    Some(last) if last.tid == t.tid => {
+                        last.inclusive += t.inclusive;
+                        last.self_value += t.self_value;
+                    }
+                    _ => self.thread_values.push(*t),
+                }
+            }
+            // Written deepest node first: node n's block starts where node n + 1's ends.
+            self.thread_bound[node] = self.thread_values.len();
         }
     }
 
@@ -482,24 +580,35 @@ mod tests {
         assert_eq!(counts.total(), 6);
         let tree = counts.tree(&symbols, true);
         assert_eq!(tree.nodes[0].value, 6);
-        let top: Vec<usize> = tree.nodes[0].children.iter().map(|&c| c as usize).collect();
+        let top: Vec<usize> = tree.children(0).iter().map(|&c| c as usize).collect();
         assert_eq!(top.len(), 1);
         assert_eq!(tree.key(top[0]).funcname, "main");
         assert_eq!(
             (tree.nodes[top[0]].value, tree.nodes[top[0]].self_value),
             (6, 1)
         );
-        let leaf = tree.nodes[top[0]].children[0] as usize;
-        assert_eq!(tree.nodes[leaf].threads.get(&2), Some(&(2, 2)));
-        // Inclusive and self per thread at an inner node and at the root.
-        assert_eq!(tree.nodes[top[0]].threads.get(&1), Some(&(4, 1)));
-        assert_eq!(tree.nodes[top[0]].threads.get(&2), Some(&(2, 0)));
-        assert_eq!(tree.nodes[0].threads.get(&1), Some(&(4, 0)));
-        let kept = counts.tree(&symbols, false);
+        let leaf = tree.children(top[0])[0] as usize;
         assert_eq!(
-            kept.key(kept.nodes[0].children[0] as usize).funcname,
-            "_run_code"
+            tree.thread(leaf, 2).map(|t| (t.inclusive, t.self_value)),
+            Some((2, 2))
         );
+        // Inclusive and self per thread at an inner node and at the root.
+        assert_eq!(
+            tree.thread(top[0], 1).map(|t| (t.inclusive, t.self_value)),
+            Some((4, 1))
+        );
+        assert_eq!(
+            tree.thread(top[0], 2).map(|t| (t.inclusive, t.self_value)),
+            Some((2, 0))
+        );
+        assert_eq!(
+            tree.thread(0, 1).map(|t| (t.inclusive, t.self_value)),
+            Some((4, 0))
+        );
+        let tids: Vec<u64> = tree.threads(0).iter().map(|t| t.tid).collect();
+        assert_eq!(tids, vec![1, 2]);
+        let kept = counts.tree(&symbols, false);
+        assert_eq!(kept.key(kept.children(0)[0] as usize).funcname, "_run_code");
     }
 
     #[test]
@@ -525,8 +634,8 @@ mod tests {
         counts.add_weighted(1, &[main_load], 2);
         counts.add_weighted(2, &[work, main_load], 1);
         let tree = counts.tree(&symbols, false);
-        let main = tree.nodes[0].children[0] as usize;
-        assert_eq!(tree.nodes[0].children.len(), 1);
+        let main = tree.children(0)[0] as usize;
+        assert_eq!(tree.children(0).len(), 1);
         assert_eq!(
             (tree.nodes[main].value, tree.nodes[main].self_value),
             (8, 2)
@@ -537,7 +646,7 @@ mod tests {
             .map(|(&o, &n)| (o, n))
             .collect();
         assert_eq!(ops, vec![(90, 3), (171, 5)]);
-        let work = tree.nodes[main].children[0] as usize;
+        let work = tree.children(main)[0] as usize;
         let ops: Vec<(u8, u64)> = tree.nodes[work]
             .opcodes
             .iter()

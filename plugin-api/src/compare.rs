@@ -104,7 +104,7 @@ fn path_stats(
     // A node is made under an existing one, so a parent's id is below its children's.
     for id in 0..tree.nodes.len() {
         let path = node_paths[id];
-        for &child in &tree.nodes[id].children {
+        for &child in tree.children(id) {
             let child = child as usize;
             let n = &tree.nodes[child];
             let p = paths.child(path, func_of_key[n.key]);

@@ -237,19 +237,18 @@ struct JsonBuilder<'a> {
 
 impl JsonBuilder<'_> {
     fn kept(&self, id: usize) -> bool {
-        let n = &self.tree.nodes[id];
-        let root = &self.tree.nodes[0];
-        let significant_for_thread = n.threads.iter().any(|(tid, &(samples, _))| {
-            let thread_total = root.threads.get(tid).map_or(0, |t| t.0);
-            samples >= ((thread_total as f64 * PRUNE_FRACTION) as u64).max(1)
+        let significant_for_thread = self.tree.threads(id).iter().any(|t| {
+            let thread_total = self.tree.thread(0, t.tid).map_or(0, |r| r.inclusive);
+            t.inclusive >= ((thread_total as f64 * PRUNE_FRACTION) as u64).max(1)
         });
-        n.value >= self.min_samples || significant_for_thread
+        self.tree.nodes[id].value >= self.min_samples || significant_for_thread
     }
 
     /// The children of `id` that are kept, biggest first.
     fn children(&self, id: usize) -> Vec<usize> {
-        let mut kids: Vec<usize> = self.tree.nodes[id]
-            .children
+        let mut kids: Vec<usize> = self
+            .tree
+            .children(id)
             .iter()
             .map(|&c| c as usize)
             .filter(|&c| self.kept(c) && self.only.as_ref().is_none_or(|only| only[c]))
@@ -281,14 +280,14 @@ impl JsonBuilder<'_> {
         m.insert("module".into(), json!(self.strings.id(&module)));
         m.insert("lineno".into(), json!(k.lineno));
         m.insert("funcname".into(), json!(self.strings.id(&k.funcname)));
+        let threads = self.tree.threads(id);
         m.insert(
             "threads".into(),
-            json!(n.threads.keys().collect::<Vec<_>>()),
+            json!(threads.iter().map(|t| t.tid).collect::<Vec<_>>()),
         );
-        let tv: Map<String, Value> = n
-            .threads
+        let tv: Map<String, Value> = threads
             .iter()
-            .map(|(t, (v, s))| (t.to_string(), json!([v, s])))
+            .map(|t| (t.tid.to_string(), json!([t.inclusive, t.self_value])))
             .collect();
         m.insert("thread_values".into(), Value::Object(tv));
         if let Some(sources) = self.sources.as_mut() {
@@ -354,13 +353,13 @@ impl JsonBuilder<'_> {
         let root = &self.tree.nodes[0];
         let kids = self.children(0);
         let covers_all = kids.len() == 1 && {
-            let only = &self.tree.nodes[kids[0]];
-            only.value == root.value
-                && only.threads.len() == root.threads.len()
+            let (only, all) = (self.tree.threads(kids[0]), self.tree.threads(0));
+            self.tree.nodes[kids[0]].value == root.value
+                && only.len() == all.len()
                 && only
-                    .threads
                     .iter()
-                    .all(|(t, v)| root.threads.get(t).is_some_and(|r| r.0 == v.0))
+                    .zip(all)
+                    .all(|(t, r)| (t.tid, t.inclusive) == (r.tid, r.inclusive))
         };
         if covers_all {
             let mut only = self.node(kids[0], with);
@@ -375,10 +374,11 @@ impl JsonBuilder<'_> {
         }
         let name = self.strings.id("Program Root");
         let children: Vec<Value> = kids.into_iter().map(|c| self.node(c, with)).collect();
-        let tv: Map<String, Value> = root
-            .threads
+        let tv: Map<String, Value> = self
+            .tree
+            .threads(0)
             .iter()
-            .map(|(t, (v, _))| (t.to_string(), json!([v, 0])))
+            .map(|t| (t.tid.to_string(), json!([t.inclusive, 0])))
             .collect();
         json!({ "name": name, "label": name, "value": root.value, "children": children,
                 "thread_values": tv })
@@ -404,7 +404,7 @@ fn elided_nodes(base: &CallTree, comparison: &Comparison) -> Vec<bool> {
         .collect();
     // A node is made under an existing one, so its children have higher ids: deepest first.
     for id in (0..base.nodes.len()).rev() {
-        if base.nodes[id].children.iter().any(|&c| keep[c as usize]) {
+        if base.children(id).iter().any(|&c| keep[c as usize]) {
             keep[id] = true;
         }
     }

@@ -243,7 +243,6 @@ pub struct TreeNode {
     /// Inclusive samples.
     pub value: u64,
     pub self_value: u64,
-    pub opcodes: SmallMap<u8, u64>,
 }
 
 /// One thread's samples at a call-tree node.
@@ -252,60 +251,6 @@ pub struct ThreadValue {
     pub tid: u64,
     pub inclusive: u64,
     pub self_value: u64,
-}
-
-/// A map kept as a sorted vector: a call-tree node has a few threads and opcodes, and a
-/// million nodes of `BTreeMap`s (a heap node each) would cost hundreds of megabytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SmallMap<K, V>(Vec<(K, V)>);
-
-impl<K, V> Default for SmallMap<K, V> {
-    fn default() -> Self {
-        SmallMap(Vec::new())
-    }
-}
-
-impl<K: Ord + Copy, V: Default> SmallMap<K, V> {
-    /// The value under `key`, inserted as the default if absent.
-    pub fn entry(&mut self, key: K) -> &mut V {
-        let at = match self.0.binary_search_by(|(k, _)| k.cmp(&key)) {
-            Ok(at) => at,
-            Err(at) => {
-                // One more slot, not the doubling a Vec grows by: most hold one or two.
-                self.0.reserve_exact(1);
-                self.0.insert(at, (key, V::default()));
-                at
-            }
-        };
-        &mut self.0[at].1
-    }
-
-    #[must_use]
-    pub fn get(&self, key: &K) -> Option<&V> {
-        self.0
-            .binary_search_by(|(k, _)| k.cmp(key))
-            .ok()
-            .map(|at| &self.0[at].1)
-    }
-
-    /// In key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.0.iter().map(|(k, v)| (k, v))
-    }
-
-    pub fn keys(&self) -> impl Iterator<Item = &K> {
-        self.0.iter().map(|(k, _)| k)
-    }
-
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// The call tree: one node per path of frame keys from the root, with inclusive and self
@@ -325,6 +270,10 @@ pub struct CallTree {
     /// id (the blocks are written deepest node first).
     thread_bound: Vec<usize>,
     thread_values: Vec<ThreadValue>,
+    /// Node n's samples by opcode are `opcode_counts[opcode_start[n]..opcode_start[n + 1]]`;
+    /// both empty unless a frame recorded its opcode.
+    opcode_start: Vec<usize>,
+    opcode_counts: Vec<(u8, u64)>,
     /// (parent, key) -> child, while the tree is built.
     child_index: FxHashMap<(u32, u32), u32>,
 }
@@ -345,6 +294,8 @@ impl CallTree {
             children: Vec::new(),
             thread_bound: vec![0, 0],
             thread_values: Vec::new(),
+            opcode_start: Vec::new(),
+            opcode_counts: Vec::new(),
             child_index: FxHashMap::default(),
         }
     }
@@ -374,6 +325,15 @@ impl CallTree {
             .binary_search_by_key(&tid, |t| t.tid)
             .ok()
             .map(|at| &threads[at])
+    }
+
+    /// A node's samples by the opcode its frame was at, by opcode (with `--opcodes`).
+    #[must_use]
+    pub fn opcodes(&self, node: usize) -> &[(u8, u64)] {
+        match self.opcode_start.get(node..node + 2) {
+            Some(&[start, end]) => &self.opcode_counts[start..end],
+            _ => &[],
+        }
     }
 
     fn child(&mut self, parent: usize, key: usize) -> usize {
@@ -518,6 +478,8 @@ impl CallTree {
         for s in (1..stacks.len()).rev() {
             through[stacks.parent(s as StackId) as usize] += through[s];
         }
+        // (node, opcode, samples) of every prefix, then summed per node and opcode.
+        let mut counted: Vec<(u32, u8, u64)> = Vec::new();
         for (s, &weight) in through.iter().enumerate().skip(1) {
             let node = node_of[s];
             if weight == 0 || node == 0 || node == u32::MAX {
@@ -525,8 +487,25 @@ impl CallTree {
             }
             let frame = stacks.leaf(s as StackId).expect("non-empty stack");
             if let Some(op) = symbols.frame(frame).opcode {
-                *self.nodes[node as usize].opcodes.entry(op) += weight;
+                counted.push((node, op, weight));
             }
+        }
+        counted.sort_unstable_by_key(|&(node, op, _)| (node, op));
+        self.opcode_start = vec![0; self.nodes.len() + 1];
+        for (node, op, weight) in counted {
+            match self.opcode_counts.last_mut() {
+                Some(last) if self.opcode_start[node as usize + 1] > 0 && last.0 == op => {
+                    last.1 += weight;
+                }
+                _ => {
+                    self.opcode_counts.push((op, weight));
+                    self.opcode_start[node as usize + 1] = self.opcode_counts.len();
+                }
+            }
+        }
+        // Nodes without opcodes end where the node before them ends.
+        for i in 1..self.opcode_start.len() {
+            self.opcode_start[i] = self.opcode_start[i].max(self.opcode_start[i - 1]);
         }
     }
 }
@@ -640,19 +619,11 @@ mod tests {
             (tree.nodes[main].value, tree.nodes[main].self_value),
             (8, 2)
         );
-        let ops: Vec<(u8, u64)> = tree.nodes[main]
-            .opcodes
-            .iter()
-            .map(|(&o, &n)| (o, n))
-            .collect();
+        let ops = tree.opcodes(main).to_vec();
         assert_eq!(ops, vec![(90, 3), (171, 5)]);
         let work = tree.children(main)[0] as usize;
-        let ops: Vec<(u8, u64)> = tree.nodes[work]
-            .opcodes
-            .iter()
-            .map(|(&o, &n)| (o, n))
-            .collect();
+        let ops = tree.opcodes(work).to_vec();
         assert_eq!(ops, vec![(100, 6)]);
-        assert!(tree.nodes[0].opcodes.is_empty());
+        assert!(tree.opcodes(0).is_empty());
     }
 }

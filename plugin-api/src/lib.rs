@@ -80,7 +80,7 @@ mod stacks;
 
 pub use aggregate::{
     is_synthetic, short_path, AggregateOutput, Aggregating, CallTree, FrameKey, FrameKeys,
-    SmallMap, StackCounts, ThreadValue, TreeNode,
+    StackCounts, ThreadValue, TreeNode,
 };
 pub use collector::{
     formats, output_file, Collector, CollectorConfig, ExportContext, Format, Needs,

@@ -299,9 +299,9 @@ impl JsonBuilder<'_> {
                 m.insert("source".into(), json!(src));
             }
         }
-        if !n.opcodes.is_empty() {
-            let ops: Map<String, Value> = n
-                .opcodes
+        let opcodes = self.tree.opcodes(id);
+        if !opcodes.is_empty() {
+            let ops: Map<String, Value> = opcodes
                 .iter()
                 .map(|(op, c)| (op.to_string(), json!(c)))
                 .collect();
@@ -638,7 +638,7 @@ impl Flamegraph {
                 self.table(functions, &mut strings, false),
             );
         }
-        if tree.nodes.iter().any(|n| !n.opcodes.is_empty()) {
+        if (0..tree.nodes.len()).any(|n| !tree.opcodes(n).is_empty()) {
             if let Some(table) = self
                 .config
                 .python_version

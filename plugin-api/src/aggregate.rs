@@ -189,11 +189,14 @@ impl StackCounts {
     }
 
     /// The call tree of these samples. With `strip_bootstrap`, leading runpy frames are left
-    /// out, so the same script profiled by CPython's `run` and by tachyon matches.
+    /// out, so the same script profiled by CPython's `run` and by tachyon matches. Per-thread
+    /// values are kept for the nodes of at least `thread_detail` samples (1: every node): a
+    /// flame graph that leaves out smaller nodes need not hold them, and on a capture of many
+    /// distinct stacks they are most of the tree.
     #[must_use]
-    pub fn tree(&self, symbols: &Symbols, strip_bootstrap: bool) -> CallTree {
+    pub fn tree(&self, symbols: &Symbols, strip_bootstrap: bool, thread_detail: u64) -> CallTree {
         let mut tree = CallTree::new();
-        tree.add(symbols, self, strip_bootstrap);
+        tree.add(symbols, self, strip_bootstrap, thread_detail);
         tree
     }
 }
@@ -355,7 +358,13 @@ impl CallTree {
     /// node's inclusive values to its parent's, deepest nodes first (a child is made after its
     /// parent): one pass over the nodes instead of a walk of every stack's depth, which missed
     /// the cache at each of its nodes. Called once, on a new tree.
-    fn add(&mut self, symbols: &Symbols, counts: &StackCounts, strip_bootstrap: bool) {
+    fn add(
+        &mut self,
+        symbols: &Symbols,
+        counts: &StackCounts,
+        strip_bootstrap: bool,
+        thread_detail: u64,
+    ) {
         let stacks = &counts.stacks;
         let mut frame_keys = FrameKeys::default();
         // Frame key id -> this tree's key id (hashing a key's strings once, not per node).
@@ -397,7 +406,7 @@ impl CallTree {
             self.nodes[parent_of[node] as usize].value += value;
         }
         self.link_children(&parent_of);
-        self.add_thread_values(own);
+        self.add_thread_values(own, &parent_of, thread_detail);
         if symbols.frames().iter().any(|f| f.opcode.is_some()) {
             self.add_opcodes(symbols, counts, &node_of);
         }
@@ -422,24 +431,44 @@ impl CallTree {
     }
 
     /// Every node's samples per thread: its own samples and its children's, deepest node first
-    /// (children are made after their parent, so they are done before it).
-    fn add_thread_values(&mut self, mut own: Vec<(u32, u64, u64)>) {
-        own.sort_unstable_by_key(|&(node, tid, _)| (node, tid));
+    /// (children are made after their parent, so they are done before it). A node under
+    /// `detail` samples keeps none: its samples count for its nearest ancestor that does.
+    fn add_thread_values(&mut self, mut own: Vec<(u32, u64, u64)>, parent_of: &[u32], detail: u64) {
+        // The node each node's samples are listed under: itself, or its nearest ancestor
+        // with `detail` samples (whose are all listed); parents come first.
+        let mut listed_under: Vec<u32> = Vec::with_capacity(self.nodes.len());
+        listed_under.push(0);
+        for node in 1..self.nodes.len() {
+            listed_under.push(if self.nodes[node].value >= detail {
+                node as u32
+            } else {
+                listed_under[parent_of[node] as usize]
+            });
+        }
+        // (listed under, thread, inclusive, self).
+        let mut own: Vec<(u32, u64, u64, u64)> = own
+            .drain(..)
+            .map(|(node, tid, weight)| {
+                let under = listed_under[node as usize];
+                (under, tid, weight, if under == node { weight } else { 0 })
+            })
+            .collect();
+        own.sort_unstable_by_key(|&(node, tid, _, _)| (node, tid));
         let nodes = self.nodes.len();
         self.thread_bound = vec![0; nodes + 1];
         self.thread_values.clear();
         let mut merged: Vec<ThreadValue> = Vec::new();
         for node in (0..nodes).rev() {
             merged.clear();
-            while let Some(&(n, tid, weight)) = own.last() {
+            while let Some(&(n, tid, inclusive, self_value)) = own.last() {
                 if n as usize != node {
                     break;
                 }
                 own.pop();
                 merged.push(ThreadValue {
                     tid,
-                    inclusive: weight,
-                    self_value: weight,
+                    inclusive,
+                    self_value,
                 });
             }
             for &child in self.children(node) {
@@ -557,7 +586,7 @@ mod tests {
         counts.add_weighted(2, &[work, main, runpy], 2);
         assert!(!counts.add_weighted(2, &[], 5));
         assert_eq!(counts.total(), 6);
-        let tree = counts.tree(&symbols, true);
+        let tree = counts.tree(&symbols, true, 1);
         assert_eq!(tree.nodes[0].value, 6);
         let top: Vec<usize> = tree.children(0).iter().map(|&c| c as usize).collect();
         assert_eq!(top.len(), 1);
@@ -586,8 +615,42 @@ mod tests {
         );
         let tids: Vec<u64> = tree.threads(0).iter().map(|t| t.tid).collect();
         assert_eq!(tids, vec![1, 2]);
-        let kept = counts.tree(&symbols, false);
+        let kept = counts.tree(&symbols, false, 1);
         assert_eq!(kept.key(kept.children(0)[0] as usize).funcname, "_run_code");
+    }
+
+    #[test]
+    fn small_nodes_keep_no_thread_values_but_count_for_their_ancestors() {
+        let mut symbols = Symbols::new();
+        let main = frame(&mut symbols, "/app.py", "main", 3);
+        let big = frame(&mut symbols, "/app.py", "big", 5);
+        let small = frame(&mut symbols, "/app.py", "small", 7);
+        let tiny = frame(&mut symbols, "/app.py", "tiny", 9);
+        let mut counts = StackCounts::default();
+        counts.add_weighted(1, &[big, main], 5);
+        counts.add_weighted(2, &[small, main], 1);
+        counts.add_weighted(1, &[tiny, small, main], 1);
+        let tree = counts.tree(&symbols, false, 3);
+        let main_node = tree.children(0)[0] as usize;
+        let [big_node, small_node] = [0, 1].map(|i| tree.children(main_node)[i] as usize);
+        assert_eq!(tree.nodes[small_node].value, 2);
+        assert!(tree.threads(small_node).is_empty());
+        assert!(tree
+            .threads(tree.children(small_node)[0] as usize)
+            .is_empty());
+        let values = |node| -> Vec<(u64, u64, u64)> {
+            tree.threads(node)
+                .iter()
+                .map(|t| (t.tid, t.inclusive, t.self_value))
+                .collect()
+        };
+        assert_eq!(values(big_node), vec![(1, 5, 5)]);
+        assert_eq!(values(main_node), vec![(1, 6, 0), (2, 1, 0)]);
+        assert_eq!(values(0), vec![(1, 6, 0), (2, 1, 0)]);
+        // Every node keeps them with 1.
+        let full = counts.tree(&symbols, false, 1);
+        let small_node = full.children(full.children(0)[0] as usize)[1] as usize;
+        assert_eq!(full.threads(small_node).len(), 2);
     }
 
     #[test]
@@ -612,7 +675,7 @@ mod tests {
         counts.add_weighted(1, &[work, main_call], 5);
         counts.add_weighted(1, &[main_load], 2);
         counts.add_weighted(2, &[work, main_load], 1);
-        let tree = counts.tree(&symbols, false);
+        let tree = counts.tree(&symbols, false, 1);
         let main = tree.children(0)[0] as usize;
         assert_eq!(tree.children(0).len(), 1);
         assert_eq!(

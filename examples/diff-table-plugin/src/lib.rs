@@ -39,8 +39,8 @@ impl AggregateOutput for DiffTable {
             Some(text) => Normalize::parse(text)
                 .with_context(|| format!("normalize={text}: use interval or total"))?,
         };
-        let current = counts.tree(ctx.symbols, false);
-        let before = baseline.counts().tree(&baseline.symbols, false);
+        let current = counts.tree(ctx.symbols, false, 1);
+        let before = baseline.counts().tree(&baseline.symbols, false, 1);
         let comparison = Comparison::new(
             &current,
             self.config.interval_us,

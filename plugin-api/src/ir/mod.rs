@@ -138,8 +138,8 @@ impl Ir {
     #[must_use]
     pub fn new(profile: &Profile, config: &CollectorConfig, normalize: Normalize) -> Ir {
         let comparison = config.baseline.as_ref().map(|base| {
-            let tree = profile.counts().tree(&profile.symbols, false);
-            let base_tree = base.counts().tree(&base.symbols, false);
+            let tree = profile.counts().tree(&profile.symbols, false, 1);
+            let base_tree = base.counts().tree(&base.symbols, false, 1);
             let c = Comparison::new(
                 &tree,
                 profile.interval_us,

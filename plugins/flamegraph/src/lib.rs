@@ -235,6 +235,20 @@ struct JsonBuilder<'a> {
     only: Option<Vec<bool>>,
 }
 
+/// The fewest samples a node may have and be kept ([`JsonBuilder::kept`]): 0.1 % of the
+/// smallest thread's samples. Smaller nodes need no per-thread values.
+fn fewest_kept(counts: &StackCounts) -> u64 {
+    let mut per_thread: HashMap<u64, u64> = HashMap::new();
+    for &(tid, _, weight) in counts.entries() {
+        *per_thread.entry(tid).or_default() += weight;
+    }
+    per_thread
+        .values()
+        .map(|&samples| ((samples as f64 * PRUNE_FRACTION) as u64).max(1))
+        .min()
+        .unwrap_or(1)
+}
+
 impl JsonBuilder<'_> {
     fn kept(&self, id: usize) -> bool {
         let significant_for_thread = self.tree.threads(id).iter().any(|t| {
@@ -529,7 +543,7 @@ impl Flamegraph {
         let baseline = self.config.baseline.as_deref();
         let strip_bootstrap =
             baseline.is_some() && self.config.option("keep_bootstrap_frames").is_none();
-        let tree = counts.tree(ctx.symbols, strip_bootstrap);
+        let tree = counts.tree(ctx.symbols, strip_bootstrap, fewest_kept(counts));
         let total = tree.nodes[0].value;
         if total == 0 {
             eprintln!("Warning: No functions found in profiling data. Check if sampling captured any data.");
@@ -559,7 +573,7 @@ impl Flamegraph {
             None => None,
             Some(b) => {
                 self.warn_on_mismatch(b);
-                let base_tree = b.counts().tree(&b.symbols, strip_bootstrap);
+                let base_tree = b.counts().tree(&b.symbols, strip_bootstrap, 1);
                 let comparison = Comparison::new(
                     &tree,
                     self.config.interval_us,

@@ -7,7 +7,9 @@ target in the same run:
    records; every tachyon capture is also read back by CPython 3.15.2's reader, which must
    count every sample the header declares. The two profilers see different samples (how
    often the top frame's line changes between samples decides the size), so CPython's capture
-   is also re-encoded by tachyon's writer: the same samples, the writers compared alone.
+   is also re-encoded by tachyon's writer: the same samples, the writers compared alone. What
+   the samples hold is shown too: how often a thread's stack changes from one sample to the
+   next, and the entropy of the time between its samples (wake-up jitter).
 2. Target slowdown: the steady workload's own loop count while sampled at 1 kHz and 10 kHz, as
    a share of an unprofiled run (medians of --pairs interleaved runs).
 
@@ -15,6 +17,8 @@ target in the same run:
 
 Needs tests/setup_debian_pythons.sh (CPython 3.15) and the test venv (`zstandard`)."""
 import argparse
+import collections
+import math
 import os
 import statistics
 import struct
@@ -40,7 +44,8 @@ def header(path):
     return samples, str_off, compression
 
 
-def record_bytes(path):
+def records(path):
+    """The capture's decompressed sample records."""
     import zstandard
     samples, str_off, compression = header(path)
     with open(path, "rb") as f:
@@ -48,7 +53,49 @@ def record_bytes(path):
         raw = f.read(str_off - 64)
     if compression == 1:
         raw = zstandard.ZstdDecompressor().stream_reader(raw).read()
-    return len(raw)
+    return raw
+
+
+def what_varies(path):
+    """(share of samples whose stack differs from their thread's previous one, entropy of
+    the time between a thread's samples in bits): what a capture's size is made of."""
+    data = records(path)
+    pos = 0
+
+    def uvar():
+        nonlocal pos
+        value = shift = 0
+        while True:
+            byte = data[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+            shift += 7
+
+    samples = changed = 0
+    deltas = collections.Counter()
+    while pos < len(data):
+        encoding = data[pos + 12]  # after the thread and interpreter ids
+        pos += 13
+        if encoding == 0:  # REPEAT: (delta, status) pairs of the same stack
+            for _ in range(uvar()):
+                deltas[uvar()] += 1
+                pos += 1
+                samples += 1
+            continue
+        deltas[uvar()] += 1
+        pos += 1
+        if encoding != 1:  # SUFFIX / POP_PUSH: how many frames are kept or popped
+            uvar()
+        for _ in range(uvar()):
+            uvar()
+        # Both writers write a stack again only when it is not the thread's last one.
+        changed += 1
+        samples += 1
+    total = sum(deltas.values())
+    entropy = -sum(n / total * math.log2(n / total) for n in deltas.values())
+    return changed / samples, entropy
 
 
 def profile(python, tool, pid, rate, seconds, out, all_threads):
@@ -89,13 +136,14 @@ def main():
         for workload in ("steady", "mixed", "threads"):
             target = subprocess.Popen([python, TARGET, workload, str(2 * a.seconds + 10)])
             time.sleep(1)
-            row = {}
+            row, varies = {}, {}
             try:
                 for tool in ("tachyon", "cpython"):
                     out = os.path.join(d, f"{workload}.{tool}.bin")
                     profile(python, tool, target.pid, "10khz", a.seconds, out, workload == "threads")
                     samples = header(out)[0]
-                    row[tool] = (os.path.getsize(out) / samples, record_bytes(out) / samples, samples)
+                    row[tool] = (os.path.getsize(out) / samples, len(records(out)) / samples, samples)
+                    varies[tool] = what_varies(out)
             finally:
                 target.kill()
                 target.wait()
@@ -113,6 +161,9 @@ def main():
             same = os.path.getsize(again) / header(again)[0]
             print(f"{workload:<10}{t:>12.3f} ({tn // 1000}k){tr:>9.2f}{c:>12.3f} ({cn // 1000}k){cr:>9.2f}"
                   f"{t / c:>7.2f}{same:>14.3f} = {same / c:.3f}x CPython's", flush=True)
+            print("          what varies: " + ", ".join(
+                f"{tool} {share:.0%} of samples change stack, {bits:.2f} bits of timing"
+                for tool, (share, bits) in varies.items()), flush=True)
 
         print(f"\ntarget speed while sampled (steady workload, {a.seconds} s; % of unprofiled, "
               f"medians of {a.pairs}; goal: within 5 %)")

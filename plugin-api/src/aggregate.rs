@@ -433,7 +433,7 @@ impl CallTree {
     /// Every node's samples per thread: its own samples and its children's, deepest node first
     /// (children are made after their parent, so they are done before it). A node under
     /// `detail` samples keeps none: its samples count for its nearest ancestor that does.
-    fn add_thread_values(&mut self, mut own: Vec<(u32, u64, u64)>, parent_of: &[u32], detail: u64) {
+    fn add_thread_values(&mut self, own: Vec<(u32, u64, u64)>, parent_of: &[u32], detail: u64) {
         // The node each node's samples are listed under: itself, or its nearest ancestor
         // with `detail` samples (whose are all listed); parents come first.
         let mut listed_under: Vec<u32> = Vec::with_capacity(self.nodes.len());
@@ -447,7 +447,7 @@ impl CallTree {
         }
         // (listed under, thread, inclusive, self).
         let mut own: Vec<(u32, u64, u64, u64)> = own
-            .drain(..)
+            .into_iter()
             .map(|(node, tid, weight)| {
                 let under = listed_under[node as usize];
                 (under, tid, weight, if under == node { weight } else { 0 })

@@ -29,7 +29,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from conftest import TACHYON, cpython_oracle  # noqa: E402
+from conftest import TACHYON, binref, cpython_oracle  # noqa: E402
 
 TARGET = os.path.join(ROOT, "bench", "target_workloads.py")
 
@@ -59,43 +59,20 @@ def records(path):
 def what_varies(path):
     """(share of samples whose stack differs from their thread's previous one, entropy of
     the time between a thread's samples in bits): what a capture's size is made of."""
-    data = records(path)
-    pos = 0
-
-    def uvar():
-        nonlocal pos
-        value = shift = 0
-        while True:
-            byte = data[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                return value
-            shift += 7
-
-    samples = changed = 0
+    _, samples = binref.decode(path)
+    last = {}
+    changed = 0
     deltas = collections.Counter()
-    while pos < len(data):
-        encoding = data[pos + 12]  # after the thread and interpreter ids
-        pos += 13
-        if encoding == 0:  # REPEAT: (delta, status) pairs of the same stack
-            for _ in range(uvar()):
-                deltas[uvar()] += 1
-                pos += 1
-                samples += 1
-            continue
-        deltas[uvar()] += 1
-        pos += 1
-        if encoding != 1:  # SUFFIX / POP_PUSH: how many frames are kept or popped
-            uvar()
-        for _ in range(uvar()):
-            uvar()
-        # Both writers write a stack again only when it is not the thread's last one.
-        changed += 1
-        samples += 1
+    for tid, iid, ts, _status, stack in samples:
+        previous = last.get((tid, iid))
+        if previous is not None:
+            deltas[ts - previous[0]] += 1
+        if previous is None or previous[1] != stack:
+            changed += 1
+        last[(tid, iid)] = (ts, stack)
     total = sum(deltas.values())
     entropy = -sum(n / total * math.log2(n / total) for n in deltas.values())
-    return changed / samples, entropy
+    return changed / len(samples), entropy
 
 
 def profile(python, tool, pid, rate, seconds, out, all_threads):

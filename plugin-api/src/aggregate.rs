@@ -557,6 +557,14 @@ mod tests {
         symbols.intern_frame(frame)
     }
 
+    /// (thread, inclusive, self) of a node.
+    fn thread_values(tree: &CallTree, node: usize) -> Vec<(u64, u64, u64)> {
+        tree.threads(node)
+            .iter()
+            .map(|t| (t.tid, t.inclusive, t.self_value))
+            .collect()
+    }
+
     #[test]
     fn one_key_and_label_rule() {
         let mut symbols = Symbols::new();
@@ -595,26 +603,11 @@ mod tests {
             (tree.nodes[top[0]].value, tree.nodes[top[0]].self_value),
             (6, 1)
         );
+        // (thread, inclusive, self) at the leaf, an inner node and the root.
         let leaf = tree.children(top[0])[0] as usize;
-        assert_eq!(
-            tree.thread(leaf, 2).map(|t| (t.inclusive, t.self_value)),
-            Some((2, 2))
-        );
-        // Inclusive and self per thread at an inner node and at the root.
-        assert_eq!(
-            tree.thread(top[0], 1).map(|t| (t.inclusive, t.self_value)),
-            Some((4, 1))
-        );
-        assert_eq!(
-            tree.thread(top[0], 2).map(|t| (t.inclusive, t.self_value)),
-            Some((2, 0))
-        );
-        assert_eq!(
-            tree.thread(0, 1).map(|t| (t.inclusive, t.self_value)),
-            Some((4, 0))
-        );
-        let tids: Vec<u64> = tree.threads(0).iter().map(|t| t.tid).collect();
-        assert_eq!(tids, vec![1, 2]);
+        assert_eq!(thread_values(&tree, leaf), vec![(1, 3, 3), (2, 2, 2)]);
+        assert_eq!(thread_values(&tree, top[0]), vec![(1, 4, 1), (2, 2, 0)]);
+        assert_eq!(thread_values(&tree, 0), vec![(1, 4, 0), (2, 2, 0)]);
         let kept = counts.tree(&symbols, false, 1);
         assert_eq!(kept.key(kept.children(0)[0] as usize).funcname, "_run_code");
     }
@@ -638,15 +631,9 @@ mod tests {
         assert!(tree
             .threads(tree.children(small_node)[0] as usize)
             .is_empty());
-        let values = |node| -> Vec<(u64, u64, u64)> {
-            tree.threads(node)
-                .iter()
-                .map(|t| (t.tid, t.inclusive, t.self_value))
-                .collect()
-        };
-        assert_eq!(values(big_node), vec![(1, 5, 5)]);
-        assert_eq!(values(main_node), vec![(1, 6, 0), (2, 1, 0)]);
-        assert_eq!(values(0), vec![(1, 6, 0), (2, 1, 0)]);
+        assert_eq!(thread_values(&tree, big_node), vec![(1, 5, 5)]);
+        assert_eq!(thread_values(&tree, main_node), vec![(1, 6, 0), (2, 1, 0)]);
+        assert_eq!(thread_values(&tree, 0), vec![(1, 6, 0), (2, 1, 0)]);
         // Every node keeps them with 1.
         let full = counts.tree(&symbols, false, 1);
         let small_node = full.children(full.children(0)[0] as usize)[1] as usize;

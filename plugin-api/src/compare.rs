@@ -215,19 +215,24 @@ fn function_diffs(
     funcs: &FunctionIds,
     noise: &Noise,
 ) -> Vec<FunctionDiff> {
-    // Both maps cover every path (one tree's absent paths are zero).
-    let mut per_fn: HashMap<u32, (u64, u64)> = HashMap::new();
+    // Both maps cover every path (one tree's absent paths are zero). Function ids are
+    // small and dense: (seen, baseline self, current self) by id.
+    let mut per_fn: Vec<(bool, u64, u64)> = vec![(false, 0, 0); funcs.pairs.len()];
     for (path, (b, c)) in base.iter().zip(cur).enumerate() {
         if b.total > 0 || c.total > 0 {
             let func = paths.item(path as PathId).expect("non-empty path");
-            let entry = per_fn.entry(func).or_default();
-            entry.0 += b.self_samples;
-            entry.1 += c.self_samples;
+            let entry = &mut per_fn[func as usize];
+            entry.0 = true;
+            entry.1 += b.self_samples;
+            entry.2 += c.self_samples;
         }
     }
     let mut out: Vec<FunctionDiff> = per_fn
         .into_iter()
-        .map(|(id, (b, c))| {
+        .enumerate()
+        .filter(|&(_, (seen, _, _))| seen)
+        .map(|(id, (_, b, c))| {
+            let id = id as u32;
             let (filename, funcname) = funcs.name(id);
             let (b, c) = (b as f64, c as f64);
             let diff = c - b * noise.scale;

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The sampler against py-spy (--nonblocking) and austin on the same target, in one run:
 maximum sustained samples/s and cost per sample at stack depth 5 and 50, reads per sample vs
-the measured cost of one process_vm_readv, and the target's slowdown at 10 kHz.
+the measured cost of one process_vm_readv, and the target's slowdown at 10 kHz; then against
+CPython 3.15.2's own sampler on a 3.15 target (when tests/setup_debian_pythons.sh has unpacked
+it), samples/s and the profiler's CPU per sample (the figure least moved by other load).
 
     python3 bench/sampler_bench.py [--python ~/.pyenv/versions/3.12.1/bin/python] [--seconds 3]
 
@@ -10,6 +12,7 @@ import argparse
 import glob
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -55,26 +58,67 @@ def samples_in(path):
 
 def stopped_after(cmd, seconds):
     """Run a profiler, stop it with SIGINT after `seconds` (py-spy 0.4.3 ignores -d at very high
-    rates: `-d 1` ran 7.35 s), and return how long it really sampled."""
+    rates: `-d 1` ran 7.35 s), and return how long it really sampled and the CPU it used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(seconds)
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=60)
-    return time.perf_counter() - t0
+    proc.wait(timeout=120)
+    elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def rate_and_cost(cmd, out, seconds):
+    """(samples per second, µs of the profiler's CPU per sample), samples counted in its output."""
+    elapsed, cpu = stopped_after(cmd, seconds)
+    samples = samples_in(out)
+    return samples / elapsed, 1e6 * cpu / samples
 
 
 def tachyon_rate(pid, rate, seconds):
     out = os.path.join(WORK, "t.txt")
-    elapsed = stopped_after([TACHYON, "attach", str(pid), "-r", rate, "-f", "collapsed", "-o", out], seconds)
-    return samples_in(out) / elapsed
+    return rate_and_cost([TACHYON, "attach", str(pid), "-r", rate, "-f", "collapsed", "-o", out], out, seconds)[0]
 
 
 def pyspy_rate(pyspy, pid, rate, seconds):
     out = os.path.join(WORK, "p.txt")
-    elapsed = stopped_after([pyspy, "record", "--pid", str(pid), "--nonblocking", "-r", str(rate), "-d", "3600",
-                             "-f", "raw", "-o", out], seconds)
-    return samples_in(out) / elapsed
+    return rate_and_cost([pyspy, "record", "--pid", str(pid), "--nonblocking", "-r", str(rate), "-d", "3600",
+                          "-f", "raw", "-o", out], out, seconds)[0]
+
+
+def cpython_rate_and_cost(python, pid, seconds):
+    """CPython 3.15.2's sampler flat out for `seconds`. It does not stop on SIGINT (it samples
+    until the target exits), so it is given -d, and it must have stopped by itself."""
+    out = os.path.join(WORK, "c315.txt")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    sh([python, "-m", "profiling.sampling", "attach", str(pid), "-r", "1000khz", "-d", str(seconds),
+        "--collapsed", "-o", out], check=True, timeout=seconds + 60)
+    elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if elapsed > seconds + 3:
+        raise RuntimeError(f"CPython's sampler ran {elapsed:.1f} s when asked for {seconds} s")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    samples = samples_in(out)
+    return samples / elapsed, 1e6 * cpu / samples
+
+
+def against_cpython(python, seconds):
+    """Tachyon and CPython 3.15.2's `profiling.sampling attach`, each flat out on the same 3.15
+    target, one after the other: rows of (depth, (rate, µs/sample) of each)."""
+    rows = []
+    for depth in (5, 50):
+        proc = start_target(python, depth, 2 * seconds + 10)
+        out = os.path.join(WORK, "t315.txt")
+        t = rate_and_cost([TACHYON, "attach", str(proc.pid), "-r", "1000khz", "-f", "collapsed", "-o", out],
+                          out, seconds)
+        c = cpython_rate_and_cost(python, proc.pid, seconds)
+        proc.kill()
+        proc.wait()
+        rows.append((depth, t, c))
+    return rows
 
 
 def austin_run(austin, python, depth, interval_us, seconds, report=None):
@@ -158,6 +202,18 @@ def main():
     print("\ntarget speed while sampled at 10 kHz (depth 5; 100%% = unprofiled, %d iterations):" % base)
     for name, n in slow.items():
         print("  %-22s %6.1f%%" % (name, 100.0 * n / base))
+
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from conftest import cpython_oracle  # noqa: E402
+    python315 = cpython_oracle()
+    if python315 is None:
+        print("\nCPython 3.15 is not unpacked (tests/setup_debian_pythons.sh): no comparison with its sampler")
+        return
+    print("\non a 3.15 target, flat out for %d s each: tachyon against CPython 3.15.2's sampler" % a.seconds)
+    print("%-6s %12s %14s %12s %14s %10s %12s" % ("depth", "tachyon/s", "µs CPU/sample", "CPython/s", "µs CPU/sample",
+                                                   "rate", "CPU/sample"))
+    for depth, (t, tcpu), (c, ccpu) in against_cpython(python315, a.seconds):
+        print("%-6d %12.0f %14.2f %12.0f %14.2f %9.1fx %11.1fx" % (depth, t, tcpu, c, ccpu, t / c, ccpu / tcpu))
 
 
 

@@ -54,8 +54,9 @@ impl Pstats {
         })
     }
 
-    /// The marshal bytes of the stats dictionary.
-    pub fn marshal(&self, table: &FuncTable) -> Vec<u8> {
+    /// Write the marshal bytes of the stats dictionary, a megabyte at a time (on a capture of
+    /// many stacks the file is hundreds of megabytes of caller edges).
+    pub fn marshal(&self, table: &FuncTable, out: &mut impl Write) -> std::io::Result<()> {
         // Each function's key tuple, encoded once: it recurs among many callers.
         let keys: Vec<Vec<u8>> = table
             .keys
@@ -89,9 +90,14 @@ impl Pstats {
                 m.float(edge.samples as f64 * self.interval_s);
             }
             m.dict_end();
+            if m.out.len() >= 1 << 20 {
+                out.write_all(&m.out)?;
+                m.out.clear();
+            }
         }
         m.dict_end();
-        m.out
+        out.write_all(&m.out)?;
+        out.flush()
     }
 }
 
@@ -99,7 +105,9 @@ impl AggregateOutput for Pstats {
     fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> Result<()> {
         let table = FuncTable::build(counts, ctx.symbols);
         if let Some(path) = ctx.path {
-            std::fs::write(path, self.marshal(&table))
+            let mut file = std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            self.marshal(&table, &mut file)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!(
                 "pstats profile written to {} ({} functions)",

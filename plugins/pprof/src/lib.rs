@@ -110,7 +110,18 @@ impl AggregateOutput for Pprof {
         let mut function_list: Vec<(FrameKey, i32)> = Vec::new();
         let mut location_of: Vec<Option<u64>> = Vec::new();
         let mut location_list: Vec<proto::Location> = Vec::new();
-        let mut samples = Vec::new();
+        // The profile is encoded as it is built, in prost's field order (sample types, then
+        // samples, then the rest): on a capture of many stacks the samples are most of it, and
+        // are not kept. A megabyte of encoding at a time goes to the gzip stream.
+        // The fastest level, as Go's runtime/pprof writes its profiles: a profile of many
+        // distinct stacks is tens of megabytes, and level 6 took half the export.
+        let cannot = || format!("cannot write {}", path.display());
+        let mut gz = flate2::write::GzEncoder::new(
+            tachyon_plugin_api::output_file(path)?,
+            flate2::Compression::fast(),
+        );
+        let mut encoded: Vec<u8> = Vec::new();
+        prost::encoding::message::encode_repeated(1, &sample_type, &mut encoded);
         let (thread_id, thread_name) = (strings.id("thread_id"), strings.id("thread_name"));
         for &(tid, stack, count) in counts.entries() {
             let mut location_ids = Vec::new();
@@ -151,7 +162,7 @@ impl AggregateOutput for Pprof {
             } else {
                 format!("Thread {tid}")
             };
-            samples.push(proto::Sample {
+            let sample = proto::Sample {
                 location_id: location_ids,
                 value: vec![count as i64, count as i64 * period_ns],
                 label: vec![
@@ -166,7 +177,12 @@ impl AggregateOutput for Pprof {
                         ..Default::default()
                     },
                 ],
-            });
+            };
+            prost::encoding::message::encode(2, &sample, &mut encoded);
+            if encoded.len() >= 1 << 20 {
+                gz.write_all(&encoded).with_context(cannot)?;
+                encoded.clear();
+            }
         }
         let mut sources = SourceReader::new(self.config.sources.clone());
         let function = function_list
@@ -192,9 +208,8 @@ impl AggregateOutput for Pprof {
             r#type: strings.id(time_kind),
             unit: strings.id("nanoseconds"),
         });
-        let profile = proto::Profile {
-            sample_type,
-            sample: samples,
+        // Sample types and samples are written already.
+        let rest = proto::Profile {
             location: location_list,
             function,
             string_table: strings.strings,
@@ -204,12 +219,12 @@ impl AggregateOutput for Pprof {
             default_sample_type: 1,
             ..Default::default()
         };
-        // The fastest level, as Go's runtime/pprof writes its profiles: a profile of many
-        // distinct stacks is tens of megabytes, and level 6 took half the export.
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&prost::Message::encode_to_vec(&profile))?;
-        std::fs::write(path, gz.finish()?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        prost::Message::encode(&rest, &mut encoded)?;
+        gz.write_all(&encoded).with_context(cannot)?;
+        // Dropping a BufWriter hides write errors (a full disk): finish and flush explicitly.
+        gz.finish()
+            .and_then(|mut file| file.flush())
+            .with_context(cannot)?;
         eprintln!("pprof profile written to {}", ctx.shown_path().display());
         Ok(())
     }

@@ -373,8 +373,9 @@ impl CallTree {
         let mut parent_of: Vec<u32> = vec![0];
         // (node, thread, samples) of every entry.
         let mut own: Vec<(u32, u64, u64)> = Vec::with_capacity(counts.entries().len());
-        // No more nodes than stacks: sized once, never copied as it grows.
+        // No more nodes than stacks: sized once, never copied (nor rehashed) as they grow.
         self.nodes.reserve_exact(stacks.len());
+        self.child_index.reserve(stacks.len());
         node_of[StackTable::EMPTY as usize] = 0;
         for &(tid, stack, weight) in counts.entries() {
             stacks.map_prefixes(stack, &mut node_of, |parent, frame| {

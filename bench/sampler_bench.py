@@ -56,25 +56,35 @@ def samples_in(path):
     return sum(int(l.rsplit(" ", 1)[1]) for l in open(path) if l.strip())
 
 
-def stopped_after(cmd, seconds):
-    """Run a profiler, stop it with SIGINT after `seconds` (py-spy 0.4.3 ignores -d at very high
-    rates: `-d 1` ran 7.35 s), and return how long it really sampled and the CPU it used."""
+def measured(run):
+    """(wall seconds, CPU seconds of the child processes) of `run()`."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(seconds)
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=120)
+    run()
     elapsed = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def rate_and_cost(cmd, out, seconds):
+def stopped_after(cmd, seconds):
+    """Run a profiler, stop it with SIGINT after `seconds` (py-spy 0.4.3 ignores -d at very high
+    rates: `-d 1` ran 7.35 s), and return how long it really sampled and the CPU it used."""
+    def run():
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(seconds)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    return measured(run)
+
+
+def per_sample(out, elapsed, cpu):
     """(samples per second, µs of the profiler's CPU per sample), samples counted in its output."""
-    elapsed, cpu = stopped_after(cmd, seconds)
     samples = samples_in(out)
     return samples / elapsed, 1e6 * cpu / samples
+
+
+def rate_and_cost(cmd, out, seconds):
+    return per_sample(out, *stopped_after(cmd, seconds))
 
 
 def tachyon_rate(pid, rate, seconds):
@@ -92,17 +102,12 @@ def cpython_rate_and_cost(python, pid, seconds):
     """CPython 3.15.2's sampler flat out for `seconds`. It does not stop on SIGINT (it samples
     until the target exits), so it is given -d, and it must have stopped by itself."""
     out = os.path.join(WORK, "c315.txt")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    sh([python, "-m", "profiling.sampling", "attach", str(pid), "-r", "1000khz", "-d", str(seconds),
-        "--collapsed", "-o", out], check=True, timeout=seconds + 60)
-    elapsed = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    elapsed, cpu = measured(lambda: sh([python, "-m", "profiling.sampling", "attach", str(pid), "-r", "1000khz",
+                                        "-d", str(seconds), "--collapsed", "-o", out],
+                                       check=True, timeout=seconds + 60))
     if elapsed > seconds + 3:
         raise RuntimeError(f"CPython's sampler ran {elapsed:.1f} s when asked for {seconds} s")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    samples = samples_in(out)
-    return samples / elapsed, 1e6 * cpu / samples
+    return per_sample(out, elapsed, cpu)
 
 
 def against_cpython(python, seconds):

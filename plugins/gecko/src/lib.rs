@@ -214,10 +214,9 @@ impl Collector for GeckoCollector {
             .get_or_insert(sample.timestamps_us.first().copied().unwrap_or(0));
         let tid = sample.thread_id;
         let key = (tid, sample.interpreter_id);
-        self.threads.entry(key).or_default().is_main |=
-            sample.status.has(ThreadStatus::MAIN_THREAD);
         let stack = self.stacks.intern(sample.frames);
-        let t = self.threads.get_mut(&key).expect("thread exists");
+        let mut t = self.threads.entry(key).or_default();
+        t.is_main |= sample.status.has(ThreadStatus::MAIN_THREAD);
         let prefix = match t.of_stack.get(&stack) {
             Some(&prefix) => prefix,
             None => {
@@ -250,10 +249,10 @@ impl Collector for GeckoCollector {
                 .first()
                 .map_or(0.0, |&ts| ts.saturating_sub(first) as f64 / 1000.0);
             self.track_opcode(symbols, key, sample.frames[0], first_time);
+            t = self.threads.get_mut(&key).expect("thread exists");
         }
         let in_gc = sample.frames.first().is_some_and(|&f| symbols.is_gc(f));
         let s = sample.status;
-        let t = self.threads.get_mut(&key).expect("thread exists");
         let to_ms = |ts: u64| ts.saturating_sub(first) as f64 / 1000.0;
         // Every sample of a batch has the same state: a marker can only open or close at its
         // first one.

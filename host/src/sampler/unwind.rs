@@ -713,7 +713,6 @@ impl UnwindState {
         }
     }
 
-    /// ON_CPU if the kernel says the thread is running, UNKNOWN if it cannot tell.
     /// The target's own pid (1 in a container's PID namespace), read once.
     fn namespace_pid(&mut self, target: &Target) -> u64 {
         *self
@@ -734,6 +733,7 @@ impl UnwindState {
         u64::from(*self.namespace_tids.entry(tid).or_insert(0))
     }
 
+    /// ON_CPU if the kernel says the thread is running, UNKNOWN if it cannot tell.
     fn cpu_state(&mut self, target: &Target, tid: u64) -> u8 {
         let pid = target.process.pid;
         let tid = self.our_tid(target, tid);

@@ -235,7 +235,12 @@ struct JsonBuilder<'a> {
     only: Option<Vec<bool>>,
 }
 
-/// The fewest samples a node may have and be kept ([`JsonBuilder::kept`]): 0.1 % of the
+/// The fewest samples a node needs to be kept for its share of `total` samples.
+fn pruned_below(total: u64) -> u64 {
+    ((total as f64 * PRUNE_FRACTION) as u64).max(1)
+}
+
+/// The fewest samples a node may have and be kept ([`JsonBuilder::kept`]): its share of the
 /// smallest thread's samples. Smaller nodes need no per-thread values.
 fn fewest_kept(counts: &StackCounts) -> u64 {
     let mut per_thread: HashMap<u64, u64> = HashMap::new();
@@ -244,7 +249,7 @@ fn fewest_kept(counts: &StackCounts) -> u64 {
     }
     per_thread
         .values()
-        .map(|&samples| ((samples as f64 * PRUNE_FRACTION) as u64).max(1))
+        .map(|&samples| pruned_below(samples))
         .min()
         .unwrap_or(1)
 }
@@ -253,7 +258,7 @@ impl JsonBuilder<'_> {
     fn kept(&self, id: usize) -> bool {
         let significant_for_thread = self.tree.threads(id).iter().any(|t| {
             let thread_total = self.tree.thread(0, t.tid).map_or(0, |r| r.inclusive);
-            t.inclusive >= ((thread_total as f64 * PRUNE_FRACTION) as u64).max(1)
+            t.inclusive >= pruned_below(thread_total)
         });
         self.tree.nodes[id].value >= self.min_samples || significant_for_thread
     }
@@ -555,7 +560,7 @@ impl Flamegraph {
             strings: Interner::default(),
             sources: Some(SourceReader::new(self.config.sources.clone())),
             cwd: cwd.clone(),
-            min_samples: ((total as f64 * PRUNE_FRACTION) as u64).max(1),
+            min_samples: pruned_below(total),
             verdicts: self
                 .config
                 .runs

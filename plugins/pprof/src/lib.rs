@@ -113,9 +113,9 @@ impl AggregateOutput for Pprof {
         // The profile is encoded as it is built, in prost's field order (sample types, then
         // samples, then the rest): on a capture of many stacks the samples are most of it, and
         // are not kept. A megabyte of encoding at a time goes to the gzip stream.
+        let cannot = || format!("cannot write {}", path.display());
         // The fastest level, as Go's runtime/pprof writes its profiles: a profile of many
         // distinct stacks is tens of megabytes, and level 6 took half the export.
-        let cannot = || format!("cannot write {}", path.display());
         let mut gz = flate2::write::GzEncoder::new(
             tachyon_plugin_api::output_file(path)?,
             flate2::Compression::fast(),

@@ -54,8 +54,8 @@ impl Pstats {
         })
     }
 
-    /// Write the marshal bytes of the stats dictionary, a megabyte at a time (on a capture of
-    /// many stacks the file is hundreds of megabytes of caller edges).
+    /// Write the marshal bytes of the stats dictionary as they are made, a megabyte at a time
+    /// (on a capture of many stacks the file is hundreds of megabytes of caller edges).
     pub fn marshal(&self, table: &FuncTable, out: &mut impl Write) -> std::io::Result<()> {
         // Each function's key tuple, encoded once: it recurs among many callers.
         let keys: Vec<Vec<u8>> = table
@@ -105,8 +105,7 @@ impl AggregateOutput for Pstats {
     fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> Result<()> {
         let table = FuncTable::build(counts, ctx.symbols);
         if let Some(path) = ctx.path {
-            let mut file = std::fs::File::create(path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            let mut file = tachyon_plugin_api::output_file(path)?;
             self.marshal(&table, &mut file)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!(

@@ -57,7 +57,7 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
     let format = find_format(out.format_name())?;
     out.check(&format)?;
     let limits = input_args.limits();
-    let capture = Capture::open(input, &limits)?;
+    let mut capture = Capture::open(input, &limits)?;
     let path = out.output_path(&format, std::process::id());
     check_output_dir(path.as_deref())?;
     let header = &capture.header;
@@ -75,22 +75,6 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
             "none"
         }
     );
-    let mut bar = ProgressBar::new();
-    let mut progress = |done, total| bar.update(done, total);
-    // A differential format needs the baseline before it starts: the baseline is read on a
-    // second core while the capture is aggregated. An aggregating format is then given each
-    // stack once with its weight; one that asks for a timeline, every sample in order.
-    let (baseline, aggregated) = match &out.diff_flamegraph {
-        None => (None, None),
-        Some(base) => std::thread::scope(|scope| {
-            let baseline = scope.spawn(|| load_baseline(base, &limits));
-            let aggregated = capture.to_profile(format.needs().timeline, &mut progress);
-            let baseline = baseline
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            (Some(baseline), Some(aggregated))
-        }),
-    };
     let mut config = CollectorConfig {
         interval_us: header.interval_us,
         mode: capture.mode().unwrap_or_default(),
@@ -102,27 +86,45 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
         provenance: capture.provenance.clone().map(std::sync::Arc::new),
         ..Default::default()
     };
-    if let Some(baseline) = baseline {
-        config.baseline = Some(std::sync::Arc::new(baseline?));
-    }
-    out.fill_options(&mut config, &limits)?;
-    let mut collector = build_collector(&format, &config, out)?;
-
-    let counts = match aggregated {
-        None => capture.replay(collector.as_mut(), &mut progress),
-        Some(aggregated) => aggregated.map(|(profile, counts)| {
-            profile.replay_into(collector.as_mut());
-            counts
-        }),
+    let stats = capture.stats.clone().unwrap_or_default();
+    let mut bar = ProgressBar::new();
+    let mut progress = |done, total| bar.update(done, total);
+    let replayed = match &out.diff_flamegraph {
+        None => {
+            out.fill_options(&mut config, &limits)?;
+            let mut collector = build_collector(&format, &config, out)?;
+            let counts = capture.replay(collector.as_mut(), &mut progress);
+            counts.map(|counts| (collector, capture.symbols, counts))
+        }
+        // A differential format needs the baseline before it starts: the baseline is read
+        // on a second core while the capture is aggregated. An aggregating format is then
+        // given each stack once with its weight; one that asks for a timeline, every sample
+        // in order.
+        Some(base) => {
+            let (baseline, aggregated) = std::thread::scope(|scope| {
+                let baseline = scope.spawn(|| load_baseline(base, &limits));
+                let aggregated = capture.to_profile(format.needs().timeline, &mut progress);
+                let baseline = baseline
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (baseline, aggregated)
+            });
+            config.baseline = Some(std::sync::Arc::new(baseline?));
+            out.fill_options(&mut config, &limits)?;
+            let mut collector = build_collector(&format, &config, out)?;
+            aggregated.map(|(profile, counts)| {
+                profile.replay_into(collector.as_mut());
+                (collector, profile.symbols, counts)
+            })
+        }
     };
     bar.finish();
-    let counts = counts.with_context(|| format!("{} is not a valid capture", input.display()))?;
-
-    let stats = capture.stats.clone().unwrap_or_default();
+    let (mut collector, symbols, counts) =
+        replayed.with_context(|| format!("{} is not a valid capture", input.display()))?;
     export(
         collector.as_mut(),
         path.as_deref(),
-        &capture.symbols,
+        &symbols,
         &stats,
         Durability::Regenerable,
     )?;

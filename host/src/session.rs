@@ -447,6 +447,7 @@ impl Loop<'_> {
                         status: ThreadStatus(t.status),
                         timestamps_us: &[now],
                         frames: &t.frames,
+                        stack: self.symbols.intern_stack(&t.frames),
                     };
                     self.collector.collect(&self.symbols, &sample);
                     if let Some(live) = self.live.as_mut() {

@@ -12,6 +12,8 @@ struct Rows(Vec<Row>);
 
 impl Collector for Rows {
     fn collect(&mut self, symbols: &Symbols, s: &Sample<'_>) {
+        // The stack id names these frames in the table as it is while the replay runs.
+        assert_eq!(symbols.stacks().frames(s.stack), s.frames);
         let frames: Vec<_> = s
             .frames
             .iter()
@@ -72,7 +74,7 @@ fn write(rows: &[(u64, u32, u64, u8, Vec<i32>)], zstd: bool) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8]) -> anyhow::Result<Vec<Row>> {
-    let capture = Capture::parse(bytes, &ReadLimits::default())?;
+    let mut capture = Capture::parse(bytes, &ReadLimits::default())?;
     let mut rows = Rows::default();
     capture.replay(&mut rows, &mut |_, _| {})?;
     Ok(rows.0)
@@ -164,6 +166,21 @@ proptest! {
     }
 }
 
+/// Stacks are interned on the decoding thread and reach the collector's table batch by
+/// batch: a replay of many batches, each with new stacks, keeps ids and frames together.
+#[test]
+fn stacks_new_in_every_batch_replay_whole() {
+    let rows: Vec<_> = (0..150_000u64)
+        .map(|i| {
+            let line = |n: u64| 1 + (n % 500) as i32;
+            let stack = vec![line(i), line(i / 7), line(i / 300), 2, 1];
+            (1 + i % 3, 0, 10 + 10 * i, 1, stack)
+        })
+        .collect();
+    let decoded = decode(&write(&rows, true)).unwrap();
+    assert_eq!(per_thread(decoded), per_thread(expected(&rows)));
+}
+
 #[test]
 fn every_truncation_is_a_one_line_error() {
     let rows: Vec<_> = (0..50)
@@ -192,7 +209,7 @@ fn records_are_chosen_as_cpython_chooses_them() {
         (7, 0, 6, 1, vec![9, 8, 7, 6, 1]), // FULL (shares only 1 of 5)
     ];
     let bytes = write(&rows, false);
-    let capture = Capture::parse(&bytes, &ReadLimits::default()).unwrap();
+    let mut capture = Capture::parse(&bytes, &ReadLimits::default()).unwrap();
     let counts = capture
         .replay(&mut Rows::default(), &mut |_, _| {})
         .unwrap();

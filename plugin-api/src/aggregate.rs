@@ -5,7 +5,7 @@
 use crate::collector::{Collector, ExportContext};
 use crate::hash::FxHashMap;
 use crate::model::{FrameId, Interner, Sample, Symbols};
-use crate::stacks::{StackId, StackTable};
+use crate::stacks::{StackId, StackTable, Trie};
 
 /// What makes two frames the same function line: (filename, line, function), as CPython
 /// 3.15.2 keys its flame graph nodes and cProfile keys its entries. Unknown lines are 0.
@@ -118,13 +118,12 @@ impl FrameKeys {
     }
 }
 
-/// Samples aggregated once, for every format that aggregates: weight per (thread, stack),
-/// the stacks interned in one table, in order of first appearance (the order CPython's
-/// collectors fill their dictionaries in, which decides ties and ids). Samples with no frame
-/// are skipped, as CPython 3.15's collectors skip them.
+/// Samples aggregated once, for every format that aggregates: weight per (thread, stack), in
+/// order of first appearance (the order CPython's collectors fill their dictionaries in,
+/// which decides ties and ids). Stacks are ids in the samples' [`Symbols::stacks`]. Samples
+/// with no frame are skipped, as CPython 3.15's collectors skip them.
 #[derive(Debug, Default)]
 pub struct StackCounts {
-    pub stacks: StackTable,
     /// (thread id, stack, samples).
     entries: Vec<(u64, StackId, u64)>,
     index: FxHashMap<(u64, StackId), usize>,
@@ -133,15 +132,14 @@ pub struct StackCounts {
 impl StackCounts {
     /// Count one sample (batch); `false` if it was skipped for having no frame.
     pub fn add(&mut self, sample: &Sample<'_>) -> bool {
-        self.add_weighted(sample.thread_id, sample.frames, sample.weight())
+        self.add_weighted(sample.thread_id, sample.stack, sample.weight())
     }
 
-    /// Count `weight` samples of a stack given innermost frame first.
-    pub fn add_weighted(&mut self, thread_id: u64, frames: &[FrameId], weight: u64) -> bool {
-        if frames.is_empty() {
+    /// Count `weight` samples of an interned stack.
+    pub fn add_weighted(&mut self, thread_id: u64, stack: StackId, weight: u64) -> bool {
+        if stack == StackTable::EMPTY {
             return false;
         }
-        let stack = self.stacks.intern(frames);
         if let Some(&i) = self.index.get(&(thread_id, stack)) {
             self.entries[i].2 += weight
         } else {
@@ -277,8 +275,6 @@ pub struct CallTree {
     /// both empty unless a frame recorded its opcode.
     opcode_start: Vec<usize>,
     opcode_counts: Vec<(u8, u64)>,
-    /// (parent, key) -> child, while the tree is built.
-    child_index: FxHashMap<(u32, u32), u32>,
 }
 
 impl Default for CallTree {
@@ -299,7 +295,6 @@ impl CallTree {
             thread_values: Vec::new(),
             opcode_start: Vec::new(),
             opcode_counts: Vec::new(),
-            child_index: FxHashMap::default(),
         }
     }
 
@@ -339,20 +334,6 @@ impl CallTree {
         }
     }
 
-    fn child(&mut self, parent: usize, key: usize) -> usize {
-        if let Some(&c) = self.child_index.get(&(parent as u32, key as u32)) {
-            return c as usize;
-        }
-        let id = self.nodes.len();
-        self.nodes.push(TreeNode {
-            key,
-            ..Default::default()
-        });
-        self.child_index
-            .insert((parent as u32, key as u32), id as u32);
-        id
-    }
-
     /// Add every (thread, stack). The stack table is itself a tree, so each interned prefix
     /// maps to one tree node, found once. Each stack's samples go to its own node, then every
     /// node's inclusive values to its parent's, deepest nodes first (a child is made after its
@@ -365,17 +346,18 @@ impl CallTree {
         strip_bootstrap: bool,
         thread_detail: u64,
     ) {
-        let stacks = &counts.stacks;
+        let stacks = symbols.stacks();
         let mut frame_keys = FrameKeys::default();
         // Frame key id -> this tree's key id (hashing a key's strings once, not per node).
         let mut tree_key: Vec<usize> = Vec::new();
         let mut node_of: Vec<u32> = vec![u32::MAX; stacks.len()];
         let mut parent_of: Vec<u32> = vec![0];
+        // The tree's nodes as paths of keys, while it is built (node ids are the same).
+        let mut paths = Trie::default();
         // (node, thread, samples) of every entry.
         let mut own: Vec<(u32, u64, u64)> = Vec::with_capacity(counts.entries().len());
-        // No more nodes than stacks: sized once, never copied (nor rehashed) as they grow.
+        // No more nodes than stacks: sized once, never copied as they grow.
         self.nodes.reserve_exact(stacks.len());
-        self.child_index.reserve(stacks.len());
         node_of[StackTable::EMPTY as usize] = 0;
         for &(tid, stack, weight) in counts.entries() {
             stacks.map_prefixes(stack, &mut node_of, |parent, frame| {
@@ -389,11 +371,15 @@ impl CallTree {
                 if tree_key[key] == usize::MAX {
                     tree_key[key] = self.keys.id(frame_keys.key(key));
                 }
-                let child = self.child(parent as usize, tree_key[key]);
-                if child == parent_of.len() {
+                let child = paths.child(parent, tree_key[key] as u32);
+                if child as usize == self.nodes.len() {
+                    self.nodes.push(TreeNode {
+                        key: tree_key[key],
+                        ..Default::default()
+                    });
                     parent_of.push(parent);
                 }
-                child as u32
+                child
             });
             let node = node_of[stack as usize];
             let n = &mut self.nodes[node as usize];
@@ -401,7 +387,7 @@ impl CallTree {
             n.self_value += weight;
             own.push((node, tid, weight));
         }
-        self.child_index = FxHashMap::default();
+        drop(paths);
         for node in (1..self.nodes.len()).rev() {
             let value = self.nodes[node].value;
             self.nodes[parent_of[node] as usize].value += value;
@@ -499,7 +485,7 @@ impl CallTree {
     /// Each node's samples by the opcode its frame was at: a tree node may be several frames
     /// (one function line, several opcodes), so this is counted per stack prefix.
     fn add_opcodes(&mut self, symbols: &Symbols, counts: &StackCounts, node_of: &[u32]) {
-        let stacks = &counts.stacks;
+        let stacks = symbols.stacks();
         let mut through = vec![0u64; stacks.len()];
         for &(_, stack, weight) in counts.entries() {
             through[stack as usize] += weight;
@@ -590,10 +576,10 @@ mod tests {
         let main = frame(&mut symbols, "/app.py", "main", 3);
         let work = frame(&mut symbols, "/app.py", "work", 9);
         let mut counts = StackCounts::default();
-        counts.add_weighted(1, &[work, main, runpy], 3);
-        counts.add_weighted(1, &[main, runpy], 1);
-        counts.add_weighted(2, &[work, main, runpy], 2);
-        assert!(!counts.add_weighted(2, &[], 5));
+        counts.add_weighted(1, symbols.intern_stack(&[work, main, runpy]), 3);
+        counts.add_weighted(1, symbols.intern_stack(&[main, runpy]), 1);
+        counts.add_weighted(2, symbols.intern_stack(&[work, main, runpy]), 2);
+        assert!(!counts.add_weighted(2, symbols.intern_stack(&[]), 5));
         assert_eq!(counts.total(), 6);
         let tree = counts.tree(&symbols, true, 1);
         assert_eq!(tree.nodes[0].value, 6);
@@ -621,9 +607,9 @@ mod tests {
         let small = frame(&mut symbols, "/app.py", "small", 7);
         let tiny = frame(&mut symbols, "/app.py", "tiny", 9);
         let mut counts = StackCounts::default();
-        counts.add_weighted(1, &[big, main], 5);
-        counts.add_weighted(2, &[small, main], 1);
-        counts.add_weighted(1, &[tiny, small, main], 1);
+        counts.add_weighted(1, symbols.intern_stack(&[big, main]), 5);
+        counts.add_weighted(2, symbols.intern_stack(&[small, main]), 1);
+        counts.add_weighted(1, symbols.intern_stack(&[tiny, small, main]), 1);
         let tree = counts.tree(&symbols, false, 3);
         let main_node = tree.children(0)[0] as usize;
         let [big_node, small_node] = [0, 1].map(|i| tree.children(main_node)[i] as usize);
@@ -660,9 +646,9 @@ mod tests {
         let (main_call, main_load) = (at(171, 3, "main"), at(90, 3, "main"));
         let work = at(100, 9, "work");
         let mut counts = StackCounts::default();
-        counts.add_weighted(1, &[work, main_call], 5);
-        counts.add_weighted(1, &[main_load], 2);
-        counts.add_weighted(2, &[work, main_load], 1);
+        counts.add_weighted(1, symbols.intern_stack(&[work, main_call]), 5);
+        counts.add_weighted(1, symbols.intern_stack(&[main_load]), 2);
+        counts.add_weighted(2, symbols.intern_stack(&[work, main_load]), 1);
         let tree = counts.tree(&symbols, false, 1);
         let main = tree.children(0)[0] as usize;
         assert_eq!(tree.children(0).len(), 1);

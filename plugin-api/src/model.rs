@@ -4,6 +4,8 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use crate::stacks::{StackId, StackTable};
+
 /// Index into [`Symbols`]' string table.
 pub type StrId = u32;
 /// Index into [`Symbols`]' frame table.
@@ -23,12 +25,13 @@ pub struct FrameInfo {
     pub opcode: Option<u8>,
 }
 
-/// Append-only intern tables for strings and frames. Ids never change once given, so
-/// collectors may key their own caches by [`FrameId`].
+/// Append-only intern tables for strings, frames and stacks. Ids never change once given, so
+/// collectors may key their own caches by [`FrameId`] and [`StackId`].
 #[derive(Default, Debug, Clone)]
 pub struct Symbols {
     strings: Interner<String>,
     frames: Interner<FrameInfo>,
+    stacks: StackTable,
 }
 
 impl Symbols {
@@ -43,6 +46,7 @@ impl Symbols {
         Symbols {
             strings: Interner::from_list(strings),
             frames: Interner::from_list(frames),
+            stacks: StackTable::new(),
         }
     }
 
@@ -52,6 +56,22 @@ impl Symbols {
 
     pub fn intern_frame(&mut self, frame: FrameInfo) -> FrameId {
         self.frames.id(&frame) as FrameId
+    }
+
+    /// The id of a stack given innermost frame first, as [`Sample::stack`] holds it.
+    pub fn intern_stack(&mut self, frames: &[FrameId]) -> StackId {
+        self.stacks.intern(frames)
+    }
+
+    /// Every interned stack: a sample's frames are `stacks().frames(sample.stack)`.
+    #[must_use]
+    pub fn stacks(&self) -> &StackTable {
+        &self.stacks
+    }
+
+    /// The stack table, for the capture reader, which fills it on another thread.
+    pub fn stacks_mut(&mut self) -> &mut StackTable {
+        &mut self.stacks
     }
 
     #[must_use]
@@ -161,6 +181,9 @@ pub struct Sample<'a> {
     pub timestamps_us: &'a [u64],
     /// Innermost frame first.
     pub frames: &'a [FrameId],
+    /// `frames` interned in the [`Symbols`] the sample comes with: collectors count stacks by
+    /// this id instead of hashing frames (the empty stack is [`StackTable::EMPTY`]).
+    pub stack: StackId,
 }
 
 impl Sample<'_> {

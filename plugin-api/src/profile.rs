@@ -7,13 +7,13 @@ use crate::hash::FxHashMap;
 use crate::model::{FrameId, FrameInfo, Mode, Sample, Symbols, ThreadStatus};
 use crate::stacks::{StackId, StackTable};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WeightedStack {
     pub thread_id: u64,
     pub interpreter_id: u32,
     pub status: ThreadStatus,
-    /// Innermost frame first.
-    pub frames: Vec<FrameId>,
+    /// In the profile's [`Symbols::stacks`].
+    pub stack: StackId,
     pub weight: u64,
 }
 
@@ -47,16 +47,18 @@ impl Profile {
     #[must_use]
     pub fn pool(profiles: &[&Profile]) -> Profile {
         let mut symbols = Symbols::default();
-        let mut index: FxHashMap<(u64, u32, u8, Vec<FrameId>), usize> = FxHashMap::default();
+        let mut index: FxHashMap<(u64, u32, u8, StackId), usize> = FxHashMap::default();
         let mut stacks: Vec<WeightedStack> = Vec::new();
         let mut duration = 0.0;
         for p in profiles {
             let mut mapped: FxHashMap<FrameId, FrameId> = FxHashMap::default();
             for s in &p.stacks {
-                let frames: Vec<FrameId> = s
-                    .frames
-                    .iter()
-                    .map(|&id| {
+                let frames: Vec<FrameId> = p
+                    .symbols
+                    .stacks()
+                    .frames(s.stack)
+                    .into_iter()
+                    .map(|id| {
                         *mapped.entry(id).or_insert_with(|| {
                             let f = p.symbols.frame(id).clone();
                             let filename = symbols.intern_str(p.symbols.str(f.filename));
@@ -69,18 +71,13 @@ impl Profile {
                         })
                     })
                     .collect();
-                let key = (s.thread_id, s.interpreter_id, s.status.0, frames);
+                let stack = symbols.intern_stack(&frames);
+                let key = (s.thread_id, s.interpreter_id, s.status.0, stack);
                 match index.get(&key) {
                     Some(&i) => stacks[i].weight += s.weight,
                     None => {
-                        index.insert(key.clone(), stacks.len());
-                        stacks.push(WeightedStack {
-                            thread_id: s.thread_id,
-                            interpreter_id: s.interpreter_id,
-                            status: s.status,
-                            frames: key.3,
-                            weight: s.weight,
-                        });
+                        index.insert(key, stacks.len());
+                        stacks.push(WeightedStack { stack, ..*s });
                     }
                 }
             }
@@ -119,7 +116,7 @@ impl Profile {
     pub fn counts(&self) -> StackCounts {
         let mut counts = StackCounts::default();
         for stack in &self.stacks {
-            counts.add_weighted(stack.thread_id, &stack.frames, stack.weight);
+            counts.add_weighted(stack.thread_id, stack.stack, stack.weight);
         }
         counts
     }
@@ -127,6 +124,7 @@ impl Profile {
     /// Feed the samples to a collector: with a timeline each at its own time, in arrival
     /// order; without, every stack with synthetic timestamps one interval apart.
     pub fn replay_into(&self, collector: &mut dyn Collector) {
+        let mut frames = Vec::new();
         if let Some(timeline) = &self.timeline {
             // Consecutive samples of one stack go as one batch, as the sampler sends them.
             let mut at = 0;
@@ -137,9 +135,10 @@ impl Profile {
                     .take_while(|&&s| s == index)
                     .count();
                 if let Some(stack) = self.stacks.get(index as usize) {
+                    self.symbols.stacks().frames_into(stack.stack, &mut frames);
                     collector.collect(
                         &self.symbols,
-                        &stack.sample(&timeline.time_us[at..at + run]),
+                        &stack.sample(&timeline.time_us[at..at + run], &frames),
                     );
                 }
                 at += run;
@@ -154,20 +153,22 @@ impl Profile {
                 t += self.interval_us;
                 timestamps.push(t);
             }
-            collector.collect(&self.symbols, &stack.sample(&timestamps));
+            self.symbols.stacks().frames_into(stack.stack, &mut frames);
+            collector.collect(&self.symbols, &stack.sample(&timestamps, &frames));
         }
     }
 }
 
 impl WeightedStack {
-    /// This stack as a batch of samples taken at `timestamps_us`.
-    fn sample<'a>(&'a self, timestamps_us: &'a [u64]) -> Sample<'a> {
+    /// This stack (whose `frames` are given) as a batch of samples taken at `timestamps_us`.
+    fn sample<'a>(&self, timestamps_us: &'a [u64], frames: &'a [FrameId]) -> Sample<'a> {
         Sample {
             thread_id: self.thread_id,
             interpreter_id: self.interpreter_id,
             status: self.status,
             timestamps_us,
-            frames: &self.frames,
+            frames,
+            stack: self.stack,
         }
     }
 }
@@ -175,10 +176,10 @@ impl WeightedStack {
 /// (thread, interpreter, status, stack)
 type StackKey = (u64, u32, u8, StackId);
 
-/// A collector that aggregates samples into a [`Profile`].
+/// A collector that aggregates samples into a [`Profile`]; `finish` must be given the
+/// symbols the samples came with.
 #[derive(Default)]
 pub struct ProfileBuilder {
-    stacks: StackTable,
     index: FxHashMap<StackKey, usize>,
     /// Keys and weights in order of first appearance.
     order: Vec<(StackKey, u64)>,
@@ -202,14 +203,14 @@ impl ProfileBuilder {
 
     pub fn add(&mut self, sample: &Sample<'_>) {
         // CPython 3.15's collectors skip samples with no Python frame.
-        if sample.frames.is_empty() {
+        if sample.stack == StackTable::EMPTY {
             return;
         }
         let key = (
             sample.thread_id,
             sample.interpreter_id,
             sample.status.0,
-            self.stacks.intern(sample.frames),
+            sample.stack,
         );
         let index = if let Some(&i) = self.index.get(&key) {
             self.order[i].1 += sample.weight();
@@ -238,17 +239,15 @@ impl ProfileBuilder {
         let stacks = self
             .order
             .iter()
-            .map(|&((thread_id, interpreter_id, status, stack), weight)| {
-                let mut frames = self.stacks.frames_root_first(stack);
-                frames.reverse();
-                WeightedStack {
+            .map(
+                |&((thread_id, interpreter_id, status, stack), weight)| WeightedStack {
                     thread_id,
                     interpreter_id,
                     status: ThreadStatus(status),
-                    frames,
+                    stack,
                     weight,
-                }
-            })
+                },
+            )
             .collect();
         Profile {
             symbols,

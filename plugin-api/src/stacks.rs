@@ -13,13 +13,28 @@ pub type StackId = u32;
 pub struct Trie {
     /// (parent, item) of every node; node 0 is the empty path.
     nodes: Vec<(u32, u32)>,
+    /// Each node's first child ([`NO_CHILD`] if none). Most nodes of a stack table or a call
+    /// tree have one child at most: they are found here, and never hashed, and a new path's
+    /// nodes are made one after another without a random write into the index.
+    first_child: Vec<u32>,
+    /// Every later child, by (parent, item).
     index: FxHashMap<(u32, u32), u32>,
+}
+
+const NO_CHILD: u32 = u32::MAX;
+
+/// A new node, with no child yet.
+fn push(nodes: &mut Vec<(u32, u32)>, first_child: &mut Vec<u32>, parent: u32, item: u32) -> u32 {
+    nodes.push((parent, item));
+    first_child.push(NO_CHILD);
+    (nodes.len() - 1) as u32
 }
 
 impl Default for Trie {
     fn default() -> Self {
         Trie {
             nodes: vec![(0, u32::MAX)],
+            first_child: vec![NO_CHILD],
             index: FxHashMap::default(),
         }
     }
@@ -31,10 +46,23 @@ impl Trie {
 
     /// The node for `parent` followed by `item`, made if new.
     pub fn child(&mut self, parent: u32, item: u32) -> u32 {
-        *self.index.entry((parent, item)).or_insert_with(|| {
-            self.nodes.push((parent, item));
-            (self.nodes.len() - 1) as u32
-        })
+        let first = self.first_child[parent as usize];
+        if first == NO_CHILD {
+            let node = push(&mut self.nodes, &mut self.first_child, parent, item);
+            self.first_child[parent as usize] = node;
+            return node;
+        }
+        if self.nodes[first as usize].1 == item {
+            return first;
+        }
+        let Trie {
+            nodes,
+            first_child,
+            index,
+        } = self;
+        *index
+            .entry((parent, item))
+            .or_insert_with(|| push(nodes, first_child, parent, item))
     }
 
     #[must_use]
@@ -66,7 +94,14 @@ impl Trie {
 
     /// Drop the lookup index: nodes are kept, no more are made.
     pub fn freeze(&mut self) {
+        self.first_child = Vec::new();
         self.index = FxHashMap::default();
+    }
+
+    /// Nodes made by another trie, appended in the order it made them, without indexing
+    /// them: a copy that is read while its original grows on another thread.
+    fn append_unindexed(&mut self, nodes: &[(u32, u32)]) {
+        self.nodes.extend_from_slice(nodes);
     }
 }
 
@@ -123,6 +158,20 @@ impl StackTable {
         node
     }
 
+    /// The nodes made after the first `from`, as (parent stack, innermost frame): what a copy
+    /// of `from` nodes lacks.
+    #[must_use]
+    pub fn nodes_since(&self, from: usize) -> &[(StackId, FrameId)] {
+        &self.trie.nodes()[from.min(self.len())..]
+    }
+
+    /// Append the nodes its original made since this copy was taken ([`Self::nodes_since`]).
+    /// The copy can be read while the original interns on another thread, but it cannot
+    /// intern itself: it does not index them. Replace it with the original when that is done.
+    pub fn append_copied(&mut self, nodes: &[(StackId, FrameId)]) {
+        self.trie.append_unindexed(nodes);
+    }
+
     /// The innermost frame of a non-empty stack.
     #[must_use]
     pub fn leaf(&self, id: StackId) -> Option<FrameId> {
@@ -137,14 +186,27 @@ impl StackTable {
     /// The stack's frames, outermost (root) first.
     #[must_use]
     pub fn frames_root_first(&self, id: StackId) -> Vec<FrameId> {
+        let mut out = self.frames(id);
+        out.reverse();
+        out
+    }
+
+    /// The stack's frames, innermost first (as samples carry them).
+    #[must_use]
+    pub fn frames(&self, id: StackId) -> Vec<FrameId> {
         let mut out = Vec::new();
+        self.frames_into(id, &mut out);
+        out
+    }
+
+    /// The stack's frames, innermost first, into `out` (cleared first).
+    pub fn frames_into(&self, id: StackId, out: &mut Vec<FrameId>) {
+        out.clear();
         let mut node = id;
         while let Some(frame) = self.trie.item(node) {
             out.push(frame);
             node = self.trie.parent(node);
         }
-        out.reverse();
-        out
     }
 
     /// Map `stack` and each of its prefixes not mapped yet (`memo[node] == u32::MAX`) to a

@@ -23,7 +23,6 @@ const PID: u64 = 1;
 
 struct ChromeTrace {
     config: CollectorConfig,
-    stacks: StackTable,
     /// (thread, time µs, stack) in arrival order.
     samples: Vec<(u64, u64, StackId)>,
 }
@@ -37,10 +36,10 @@ struct Open {
 
 impl Collector for ChromeTrace {
     fn collect(&mut self, _symbols: &Symbols, sample: &Sample<'_>) {
-        if sample.frames.is_empty() {
+        let stack = sample.stack;
+        if stack == StackTable::EMPTY {
             return;
         }
-        let stack = self.stacks.intern(sample.frames);
         for &t in sample.timestamps_us {
             self.samples.push((sample.thread_id, t, stack));
         }
@@ -69,7 +68,7 @@ impl Collector for ChromeTrace {
             }));
             let mut open: Vec<Open> = Vec::new();
             for &(time, stack) in samples.iter() {
-                let frames = self.stacks.frames_root_first(stack);
+                let frames = symbols.stacks().frames_root_first(stack);
                 let mut node = None;
                 for &frame in &frames {
                     let next = nodes.len();
@@ -156,7 +155,6 @@ fn slice(symbols: &Symbols, open: &Open, thread: u64, end: u64) -> Value {
 fn create(config: &CollectorConfig) -> anyhow::Result<Box<dyn Collector>> {
     Ok(Box::new(ChromeTrace {
         config: config.clone(),
-        stacks: StackTable::default(),
         samples: Vec::new(),
     }))
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use tachyon_plugin_api::{
-    Collector, FrameInfo, FxHashMap, Mode, Profile, ProfileBuilder, RunStats, Sample, Symbols,
-    ThreadStatus,
+    Collector, FrameInfo, FxHashMap, Mode, Profile, ProfileBuilder, RunStats, Sample, StackId,
+    StackTable, Symbols, ThreadStatus,
 };
 
 use super::varint::Cursor;
@@ -59,6 +59,43 @@ pub struct Capture {
 enum Records {
     File { file: std::fs::File, len: u64 },
     InMemory(Vec<u8>),
+}
+
+impl Records {
+    /// The sample records, decompressed as they are read.
+    fn stream(&self, compression: u32, max_bytes: u64) -> Result<RecordStream<'_>> {
+        let raw: Box<dyn Read + '_> = match self {
+            Records::InMemory(bytes) => Box::new(&bytes[..]),
+            Records::File { file, len } => {
+                let mut file = file.try_clone()?;
+                file.seek(SeekFrom::Start(HEADER_SIZE as u64))?;
+                Box::new(file.take(*len))
+            }
+        };
+        let mut raw = std::io::BufReader::with_capacity(1 << 16, raw);
+        let reader: Box<dyn Read + '_> = if compression == COMPRESSION_ZSTD {
+            // A frame that declares more than the limit is refused before it is decompressed.
+            let declared = zstd::zstd_safe::get_frame_content_size(raw.fill_buf()?);
+            if declared.ok().flatten().is_some_and(|n| n > max_bytes) {
+                return Err(too_big(max_bytes).into());
+            }
+            Box::new(
+                zstd::stream::read::Decoder::with_buffer(raw)
+                    .map_err(|e| anyhow::anyhow!("Corrupted zstd frame header: {e}"))?,
+            )
+        } else {
+            Box::new(raw)
+        };
+        Ok(RecordStream {
+            reader: reader.take(max_bytes + 1),
+            compressed: compression == COMPRESSION_ZSTD,
+            max_bytes,
+            buf: Vec::with_capacity(2 * STREAM_CHUNK),
+            pos: 0,
+            read: 0,
+            at_end: false,
+        })
+    }
 }
 
 /// Bytes of records decompressed per read: a record is at most a few kilobytes.
@@ -255,42 +292,6 @@ impl Capture {
         })
     }
 
-    /// The sample records, decompressed as they are read.
-    fn record_stream(&self) -> Result<RecordStream<'_>> {
-        let raw: Box<dyn Read + '_> = match &self.records {
-            Records::InMemory(bytes) => Box::new(&bytes[..]),
-            Records::File { file, len } => {
-                let mut file = file.try_clone()?;
-                file.seek(SeekFrom::Start(HEADER_SIZE as u64))?;
-                Box::new(file.take(*len))
-            }
-        };
-        let max_bytes = self.max_record_bytes;
-        let mut raw = std::io::BufReader::with_capacity(1 << 16, raw);
-        let reader: Box<dyn Read + '_> = if self.header.compression == COMPRESSION_ZSTD {
-            // A frame that declares more than the limit is refused before it is decompressed.
-            let declared = zstd::zstd_safe::get_frame_content_size(raw.fill_buf()?);
-            if declared.ok().flatten().is_some_and(|n| n > max_bytes) {
-                return Err(too_big(max_bytes).into());
-            }
-            Box::new(
-                zstd::stream::read::Decoder::with_buffer(raw)
-                    .map_err(|e| anyhow::anyhow!("Corrupted zstd frame header: {e}"))?,
-            )
-        } else {
-            Box::new(raw)
-        };
-        Ok(RecordStream {
-            reader: reader.take(max_bytes + 1),
-            compressed: self.header.compression == COMPRESSION_ZSTD,
-            max_bytes,
-            buf: Vec::with_capacity(2 * STREAM_CHUNK),
-            pos: 0,
-            read: 0,
-            at_end: false,
-        })
-    }
-
     pub fn mode(&self) -> Option<Mode> {
         self.header.mode_code().and_then(Mode::from_code)
     }
@@ -299,69 +300,132 @@ impl Capture {
     /// is guaranteed, global time order is not). `progress(done, total)` is called about every
     /// 100,000 samples. Fails if the records contradict the header.
     ///
-    /// The records are decoded (decompressed, varints, stacks rebuilt) on a second thread in
-    /// batches while this one feeds the collector: the two halves of a replay take similar
-    /// time, so on two cores it takes about as long as the slower one.
+    /// The records are decoded (decompressed, varints, stacks rebuilt and interned) on a
+    /// second thread in batches while this one feeds the collector, so on two cores a replay
+    /// takes about as long as the slower half. The capture's stack table is made anew: each
+    /// sample's `stack` is an id in it.
     pub fn replay(
-        &self,
+        &mut self,
         collector: &mut dyn Collector,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<ReplayCounts> {
         let total = self.header.sample_count;
+        let Capture {
+            header,
+            symbols,
+            records,
+            big_endian,
+            max_record_bytes,
+            ..
+        } = self;
+        let decoder = Decoder {
+            header,
+            records,
+            max_record_bytes: *max_record_bytes,
+            big_endian: *big_endian,
+            frame_count: symbols.frames().len() as u64,
+            internal: internal_frames(symbols),
+        };
         std::thread::scope(|scope| {
             let (sender, batches) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT);
             // Replayed batches go back to be filled again: no allocation once the first few
             // are made.
             let (give_back, spare) = std::sync::mpsc::channel::<Batch>();
-            let decoder = scope.spawn(move || {
-                let mut sink = BatchSink {
-                    batch: Batch::default(),
-                    sender,
-                    spare,
-                    closed: false,
-                };
-                let counts = self.decode(&mut sink);
+            let decoding = scope.spawn(move || {
+                let mut sink = BatchSink::new(sender, spare);
+                let counts = decoder.decode(&mut sink);
                 sink.send();
-                counts
+                (counts, sink.stacks)
             });
+            // The decoder interns the stacks; this copy of its table grows batch by batch, so
+            // collectors can read every stack they are given.
+            *symbols.stacks_mut() = StackTable::new();
             let (mut done, mut next_progress) = (0u64, 0u64);
             for batch in batches {
-                done += batch.replay_into(&self.symbols, collector);
+                symbols.stacks_mut().append_copied(&batch.new_stacks);
+                done += batch.replay_into(symbols, collector);
                 let _ = give_back.send(batch);
                 if done >= next_progress {
                     progress(done, total);
                     next_progress = done + 100_000;
                 }
             }
-            let counts = decoder
+            let (counts, stacks) = decoding
                 .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            // The original, which can intern more.
+            *symbols.stacks_mut() = stacks;
+            let counts = counts?;
             progress(counts.samples, total);
             Ok(counts)
         })
     }
 
+    /// The whole capture aggregated in memory (baselines), with its symbols; with
+    /// `timeline`, every sample's stack and time kept too, so replaying the profile is
+    /// replaying the capture.
+    pub fn to_profile(
+        mut self,
+        timeline: bool,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(Profile, ReplayCounts)> {
+        let mut builder = if timeline {
+            ProfileBuilder::with_timeline()
+        } else {
+            ProfileBuilder::new()
+        };
+        let counts = self.replay(&mut builder, progress)?;
+        let mode = self.mode();
+        let mut profile = builder.finish(
+            self.symbols,
+            self.header.interval_us,
+            mode,
+            self.stats.unwrap_or_default(),
+        );
+        profile.python_version = Some(self.header.python_version).filter(|&v| v != (0, 0, 0));
+        profile.capture_features = self.header.capture_features();
+        Ok((profile, counts))
+    }
+}
+
+/// What the decoding thread reads: the records and what it needs of the header and tables.
+struct Decoder<'a> {
+    header: &'a Header,
+    records: &'a Records,
+    max_record_bytes: u64,
+    big_endian: bool,
+    frame_count: u64,
+    /// Per frame: one of CPython's profiler frames, left out of the stacks as its
+    /// collectors leave them out.
+    internal: Vec<bool>,
+}
+
+/// Which frames are CPython's profiler's own (see [`Decoder::internal`]).
+fn internal_frames(symbols: &Symbols) -> Vec<bool> {
+    symbols
+        .frames()
+        .iter()
+        .map(|f| {
+            let file = symbols.str(f.filename);
+            INTERNAL_FRAME_SUFFIXES.iter().any(|s| file.ends_with(s))
+        })
+        .collect()
+}
+
+impl Decoder<'_> {
     /// Decode every record into `sink`, in file order.
-    fn decode(&self, sink: &mut dyn Collector) -> Result<ReplayCounts> {
+    fn decode(&self, sink: &mut BatchSink) -> Result<ReplayCounts> {
         let total = self.header.sample_count;
-        let frame_count = self.symbols.frames().len() as u64;
+        let frame_count = self.frame_count;
         let mut counts = ReplayCounts::default();
-        let mut threads: FxHashMap<(u64, u32), (Vec<u32>, u64)> = FxHashMap::default();
+        let mut threads: FxHashMap<(u64, u32), ThreadRecords> = FxHashMap::default();
         let mut scratch: Vec<u32> = Vec::with_capacity(MAX_DEPTH);
         let mut timestamps: Vec<u64> = Vec::with_capacity(MAX_BATCH);
-        let mut stream = self.record_stream()?;
-        // Stacks without CPython's profiler frames, as its collectors see them.
-        let internal: Vec<bool> = self
-            .symbols
-            .frames()
-            .iter()
-            .map(|f| {
-                let file = self.symbols.str(f.filename);
-                INTERNAL_FRAME_SUFFIXES.iter().any(|s| file.ends_with(s))
-            })
-            .collect();
+        let mut stream = self
+            .records
+            .stream(self.header.compression, self.max_record_bytes)?;
+        let internal = &self.internal;
         let any_internal = internal.contains(&true);
-        let mut visible: Vec<u32> = Vec::new();
 
         loop {
             stream.want(MAX_RECORD)?;
@@ -387,33 +451,23 @@ impl Capture {
                 bail!("Unknown stack encoding: {encoding}");
             }
             let known = threads.len();
-            let (stack, last_ts) = match threads.entry((thread_id, interpreter_id)) {
+            let thread = match threads.entry((thread_id, interpreter_id)) {
                 Entry::Occupied(thread) => thread.into_mut(),
                 Entry::Vacant(_) if known >= self.header.thread_count as usize => bail!(
                     "Invalid thread count: sample data contains more unique threads than declared in header (declared {}, found at least {})",
                     self.header.thread_count,
                     known + 1
                 ),
-                Entry::Vacant(new) => new.insert((Vec::new(), self.header.start_time_us)),
+                Entry::Vacant(new) => new.insert(ThreadRecords {
+                    stack: Vec::new(),
+                    visible: Vec::new(),
+                    last_ts: self.header.start_time_us,
+                    stack_id: StackTable::EMPTY,
+                }),
             };
-            let mut sample = |ts: &[u64], status: u8, frames: &[u32], c: &mut dyn Collector| {
-                let frames = if any_internal {
-                    visible.clear();
-                    visible.extend(frames.iter().filter(|&&f| !internal[f as usize]));
-                    &visible[..]
-                } else {
-                    frames
-                };
-                c.collect(
-                    &self.symbols,
-                    &Sample {
-                        thread_id,
-                        interpreter_id,
-                        status: ThreadStatus(status),
-                        timestamps_us: ts,
-                        frames,
-                    },
-                );
+            let sample = |sink: &mut BatchSink, ts: &[u64], status: u8, t: &ThreadRecords| {
+                let frames = if any_internal { &t.visible } else { &t.stack };
+                sink.push(thread_id, interpreter_id, status, ts, frames, t.stack_id);
             };
 
             if encoding == ENC_REPEAT {
@@ -430,16 +484,16 @@ impl Capture {
                     stream.pos = cur.pos;
                     if batch_status != Some(status) || timestamps.len() == MAX_BATCH {
                         if let Some(s) = batch_status {
-                            sample(&timestamps, s, stack, sink);
+                            sample(sink, &timestamps, s, thread);
                         }
                         timestamps.clear();
                         batch_status = Some(status);
                     }
-                    *last_ts = last_ts.wrapping_add(delta);
-                    timestamps.push(*last_ts);
+                    thread.last_ts = thread.last_ts.wrapping_add(delta);
+                    timestamps.push(thread.last_ts);
                 }
                 if let Some(s) = batch_status {
-                    sample(&timestamps, s, stack, sink);
+                    sample(sink, &timestamps, s, thread);
                 }
                 timestamps.clear();
                 counts.repeat_samples += u64::from(count);
@@ -448,20 +502,26 @@ impl Capture {
                 let delta = cur.uvar().with_context(truncated)?;
                 let status = cur.u8().with_context(truncated)?;
                 let (keep_from, n) = match encoding {
-                    ENC_FULL => (stack.len(), cur.uvar32().with_context(truncated)?),
+                    ENC_FULL => (thread.stack.len(), cur.uvar32().with_context(truncated)?),
                     ENC_SUFFIX => {
                         let shared = cur.uvar32().with_context(truncated)? as usize;
-                        if shared > stack.len() {
+                        if shared > thread.stack.len() {
                             bail!(
                                 "Invalid suffix: shares {shared} frames but previous stack has {}",
-                                stack.len()
+                                thread.stack.len()
                             );
                         }
-                        (stack.len() - shared, cur.uvar32().with_context(truncated)?)
+                        (
+                            thread.stack.len() - shared,
+                            cur.uvar32().with_context(truncated)?,
+                        )
                     }
                     _ => {
                         let pop = cur.uvar32().with_context(truncated)? as usize;
-                        (pop.min(stack.len()), cur.uvar32().with_context(truncated)?)
+                        (
+                            pop.min(thread.stack.len()),
+                            cur.uvar32().with_context(truncated)?,
+                        )
                     }
                 };
                 if n as usize > MAX_DEPTH {
@@ -475,7 +535,7 @@ impl Capture {
                     }
                     scratch.push(idx);
                 }
-                scratch.extend_from_slice(&stack[keep_from..]);
+                scratch.extend_from_slice(&thread.stack[keep_from..]);
                 if scratch.len() > MAX_DEPTH {
                     bail!(
                         "Final stack depth {} exceeds capacity {MAX_DEPTH}",
@@ -483,15 +543,23 @@ impl Capture {
                     );
                 }
                 stream.pos = cur.pos;
-                std::mem::swap(stack, &mut scratch);
-                *last_ts = last_ts.wrapping_add(delta);
+                std::mem::swap(&mut thread.stack, &mut scratch);
+                thread.last_ts = thread.last_ts.wrapping_add(delta);
                 match encoding {
                     ENC_FULL => counts.full += 1,
                     ENC_SUFFIX => counts.suffix += 1,
                     _ => counts.pop_push += 1,
                 }
                 counts.samples += 1;
-                sample(std::slice::from_ref(last_ts), status, stack, sink);
+                thread.stack_id = if any_internal {
+                    thread.visible.clear();
+                    let visible = thread.stack.iter().filter(|&&f| !internal[f as usize]);
+                    thread.visible.extend(visible);
+                    sink.stacks.intern(&thread.visible)
+                } else {
+                    sink.stacks.intern(&thread.stack)
+                };
+                sample(sink, std::slice::from_ref(&thread.last_ts), status, thread);
             }
             // The header's count was checked against the limit: hold the records to it.
             if counts.samples > total {
@@ -505,30 +573,6 @@ impl Capture {
             );
         }
         Ok(counts)
-    }
-
-    /// The whole capture aggregated in memory (baselines); with `timeline`, every sample's
-    /// stack and time kept too, so replaying the profile is replaying the capture.
-    pub fn to_profile(
-        &self,
-        timeline: bool,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<(Profile, ReplayCounts)> {
-        let mut builder = if timeline {
-            ProfileBuilder::with_timeline()
-        } else {
-            ProfileBuilder::new()
-        };
-        let counts = self.replay(&mut builder, progress)?;
-        let mut profile = builder.finish(
-            self.symbols.clone(),
-            self.header.interval_us,
-            self.mode(),
-            self.stats.clone().unwrap_or_default(),
-        );
-        profile.python_version = Some(self.header.python_version).filter(|&v| v != (0, 0, 0));
-        profile.capture_features = self.header.capture_features();
-        Ok((profile, counts))
     }
 }
 
@@ -603,19 +647,21 @@ const BATCH_SAMPLES: usize = 1 << 16;
 const BATCH_FRAMES: usize = 1 << 18;
 
 /// Decoded samples on their way to the collector, in columns: (thread, interpreter, status,
-/// end of its timestamps, end of its frames) per sample batch.
+/// stack, end of its timestamps, end of its frames) per sample batch, and the stacks the
+/// decoder interned since the last batch.
 #[derive(Default)]
 struct Batch {
-    samples: Vec<(u64, u32, u8, u32, u32)>,
+    samples: Vec<(u64, u32, u8, StackId, u32, u32)>,
     timestamps: Vec<u64>,
     frames: Vec<u32>,
+    new_stacks: Vec<(StackId, u32)>,
 }
 
 impl Batch {
     /// Hand every sample to `collector`; the number of samples (timestamps).
     fn replay_into(&self, symbols: &Symbols, collector: &mut dyn Collector) -> u64 {
         let (mut ts_at, mut frames_at) = (0usize, 0usize);
-        for &(thread_id, interpreter_id, status, ts_end, frames_end) in &self.samples {
+        for &(thread_id, interpreter_id, status, stack, ts_end, frames_end) in &self.samples {
             let (ts_end, frames_end) = (ts_end as usize, frames_end as usize);
             collector.collect(
                 symbols,
@@ -625,6 +671,7 @@ impl Batch {
                     status: ThreadStatus(status),
                     timestamps_us: &self.timestamps[ts_at..ts_end],
                     frames: &self.frames[frames_at..frames_end],
+                    stack,
                 },
             );
             (ts_at, frames_at) = (ts_end, frames_end);
@@ -633,38 +680,70 @@ impl Batch {
     }
 }
 
-/// The decoding thread's collector: copies samples into batches and sends each when full.
+/// The decoding thread's end: interns each stack, copies samples into batches and sends each
+/// when full, with the stacks interned since the last.
 struct BatchSink {
     batch: Batch,
     sender: std::sync::mpsc::SyncSender<Batch>,
     spare: std::sync::mpsc::Receiver<Batch>,
     /// The collector's side is gone (it panicked): the rest is decoded without copying.
     closed: bool,
+    stacks: StackTable,
+    /// Stacks sent so far.
+    stacks_sent: usize,
 }
 
 impl BatchSink {
+    fn new(
+        sender: std::sync::mpsc::SyncSender<Batch>,
+        spare: std::sync::mpsc::Receiver<Batch>,
+    ) -> Self {
+        // The collector's copy of the table starts as new as this one.
+        let stacks = StackTable::new();
+        BatchSink {
+            batch: Batch::default(),
+            sender,
+            spare,
+            closed: false,
+            stacks_sent: stacks.len(),
+            stacks,
+        }
+    }
+
     fn send(&mut self) {
         let mut next = self.spare.try_recv().unwrap_or_default();
         next.samples.clear();
         next.timestamps.clear();
         next.frames.clear();
-        let batch = std::mem::replace(&mut self.batch, next);
+        next.new_stacks.clear();
+        let mut batch = std::mem::replace(&mut self.batch, next);
+        batch
+            .new_stacks
+            .extend_from_slice(self.stacks.nodes_since(self.stacks_sent));
+        self.stacks_sent = self.stacks.len();
         self.closed |= self.sender.send(batch).is_err();
     }
-}
 
-impl Collector for BatchSink {
-    fn collect(&mut self, _symbols: &Symbols, sample: &Sample<'_>) {
+    fn push(
+        &mut self,
+        thread_id: u64,
+        interpreter_id: u32,
+        status: u8,
+        timestamps_us: &[u64],
+        frames: &[u32],
+        stack: StackId,
+    ) {
         if self.closed {
             return;
         }
         let b = &mut self.batch;
-        b.timestamps.extend_from_slice(sample.timestamps_us);
-        b.frames.extend_from_slice(sample.frames);
+        b.timestamps.extend_from_slice(timestamps_us);
+        b.frames.extend_from_slice(frames);
         b.samples.push((
-            sample.thread_id,
-            sample.interpreter_id,
-            sample.status.0,
+            thread_id,
+            interpreter_id,
+            status,
+            stack,
             b.timestamps.len() as u32,
             b.frames.len() as u32,
         ));
@@ -672,10 +751,17 @@ impl Collector for BatchSink {
             self.send();
         }
     }
+}
 
-    fn export(&mut self, _ctx: &tachyon_plugin_api::ExportContext<'_>) -> Result<()> {
-        Ok(())
-    }
+/// A thread's state from one of its records to the next.
+struct ThreadRecords {
+    /// Its stack, innermost first, as the records encode it.
+    stack: Vec<u32>,
+    /// The stack without CPython's profiler frames (when the capture has any).
+    visible: Vec<u32>,
+    last_ts: u64,
+    /// The id of the stack collectors are given.
+    stack_id: StackId,
 }
 
 fn read_frame(cur: &mut Cursor<'_>, string_count: u32) -> Result<Result<FrameInfo>> {

@@ -196,7 +196,7 @@ impl IrProfile {
             stacks.interpreter_id.push(s.interpreter_id);
             stacks.status.push(s.status.0);
             stacks.weight.push(s.weight);
-            stacks.frames.push(s.frames.clone());
+            stacks.frames.push(p.symbols.stacks().frames(s.stack));
         }
         let samples = p.timeline.as_ref().map(|t| {
             let mut previous = 0i64;
@@ -283,6 +283,7 @@ impl IrProfile {
             .all(|&n| n == count),
             "stack columns of different lengths"
         );
+        let mut symbols = Symbols::from_tables(self.strings.clone(), frames);
         let stacks = (0..count)
             .map(|i| {
                 anyhow::ensure!(
@@ -293,7 +294,7 @@ impl IrProfile {
                     thread_id: s.thread_id[i],
                     interpreter_id: s.interpreter_id[i],
                     status: ThreadStatus(s.status[i]),
-                    frames: s.frames[i].clone(),
+                    stack: symbols.intern_stack(&s.frames[i]),
                     weight: s.weight[i],
                 })
             })
@@ -324,7 +325,7 @@ impl IrProfile {
             }
         };
         Ok(Profile {
-            symbols: Symbols::from_tables(self.strings.clone(), frames),
+            symbols,
             stacks,
             interval_us: self.run.interval_us,
             mode: self.run.mode.as_deref().and_then(Mode::parse),
@@ -403,6 +404,7 @@ mod tests {
             status: ThreadStatus(2),
             timestamps_us: &times,
             frames: &[work, main],
+            stack: symbols.intern_stack(&[work, main]),
         });
         builder.add(&Sample {
             thread_id: 2,
@@ -410,6 +412,7 @@ mod tests {
             status: ThreadStatus(0),
             timestamps_us: &[999_000],
             frames: &[idle, main],
+            stack: symbols.intern_stack(&[idle, main]),
         });
         let mut p = builder.finish(
             symbols,

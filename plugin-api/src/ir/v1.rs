@@ -67,7 +67,7 @@ impl Ir {
                     thread_id: s.thread_id,
                     interpreter_id: s.interpreter_id,
                     status: s.status.0,
-                    frames: s.frames.clone(),
+                    frames: p.symbols.stacks().frames(s.stack),
                     weight: s.weight,
                 })
                 .collect(),
@@ -103,6 +103,7 @@ impl Ir {
                 },
             )
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut symbols = Symbols::from_tables(self.strings.clone(), frames);
         let stacks = self
             .stacks
             .iter()
@@ -115,13 +116,13 @@ impl Ir {
                     thread_id: s.thread_id,
                     interpreter_id: s.interpreter_id,
                     status: ThreadStatus(s.status),
-                    frames: s.frames.clone(),
+                    stack: symbols.intern_stack(&s.frames),
                     weight: s.weight,
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Profile {
-            symbols: Symbols::from_tables(self.strings.clone(), frames),
+            symbols,
             stacks,
             interval_us: self.interval_us,
             mode: Mode::from_code(self.mode),

@@ -46,7 +46,7 @@ pub struct Lines {
 impl Lines {
     #[must_use]
     pub fn new(counts: &StackCounts, symbols: &Symbols) -> Lines {
-        let stacks = &counts.stacks;
+        let stacks = symbols.stacks();
         let mut keys = FrameKeys::default();
         let mut segments: Interner<String> = Interner::default();
         // Frame key id -> the segment ids of its label (one unless the label holds a ';').
@@ -321,7 +321,7 @@ mod tests {
                 .map(|_| frames[next(frames.len() as u64) as usize])
                 .collect();
             let weight = 1 + next(2);
-            counts.add_weighted(tid, &stack, weight);
+            counts.add_weighted(tid, symbols.intern_stack(&stack), weight);
             samples.push((tid, stack, weight));
         }
         let mut ours = Vec::new();

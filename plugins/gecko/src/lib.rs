@@ -88,7 +88,6 @@ pub struct GeckoCollector {
     interval_us: u64,
     first_us: Option<u64>,
     strings: Interner<String>,
-    stacks: StackTable,
     /// Each (thread id, interpreter id): a thread running in a sub-interpreter is sampled
     /// there too, as a track of its own.
     threads: BTreeMap<(u64, u32), ThreadData>,
@@ -214,7 +213,7 @@ impl Collector for GeckoCollector {
             .get_or_insert(sample.timestamps_us.first().copied().unwrap_or(0));
         let tid = sample.thread_id;
         let key = (tid, sample.interpreter_id);
-        let stack = self.stacks.intern(sample.frames);
+        let (stacks, stack) = (symbols.stacks(), sample.stack);
         let mut t = self.threads.entry(key).or_default();
         t.is_main |= sample.status.has(ThreadStatus::MAIN_THREAD);
         let prefix = match t.of_stack.get(&stack) {
@@ -230,10 +229,10 @@ impl Collector for GeckoCollector {
                         break;
                     }
                     missing.push(node);
-                    node = self.stacks.parent(node);
+                    node = stacks.parent(node);
                 }
                 for &node in missing.iter().rev() {
-                    let id = self.stacks.leaf(node).expect("non-empty stack");
+                    let id = stacks.leaf(node).expect("non-empty stack");
                     let frame = t.frame(&mut self.strings, symbols, id);
                     let category = t.frame_table[frame].3 as u8;
                     t.stack_table.push((frame as u32, category, prefix));

@@ -161,7 +161,7 @@ impl Heatmap {
         let mut seen_files: Vec<u32> = Vec::new();
         for (stack, w) in counts.by_stack() {
             frames.clear();
-            for frame in counts.stacks.frames_root_first(stack) {
+            for frame in symbols.stacks().frames_root_first(stack) {
                 let key = keys.id(symbols, frame);
                 if key_ids.len() <= key {
                     key_ids.resize(key + 1, None);

@@ -68,8 +68,7 @@ impl Tables {
         let mut seen_in: Vec<usize> = Vec::new();
         for (entry, &(_, stack, weight)) in counts.entries().iter().enumerate() {
             t.samples_total += weight;
-            let mut frames = counts.stacks.frames_root_first(stack);
-            frames.reverse();
+            let frames = symbols.stacks().frames(stack);
             for (i, frame) in frames.into_iter().enumerate() {
                 let id = if let Some(&id) = record_of.get(&frame) {
                     id

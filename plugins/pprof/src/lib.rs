@@ -126,7 +126,7 @@ impl AggregateOutput for Pprof {
         for &(tid, stack, count) in counts.entries() {
             let mut location_ids = Vec::new();
             // Innermost first, as pprof lists a sample's locations.
-            for frame in counts.stacks.frames_root_first(stack).into_iter().rev() {
+            for frame in ctx.symbols.stacks().frames(stack) {
                 let id = keys.id(ctx.symbols, frame);
                 if location_of.len() <= id {
                     location_of.resize(id + 1, None);

@@ -36,11 +36,10 @@ impl FuncTable {
         let mut seen_epoch: Vec<u64> = Vec::new();
         for (epoch, (stack, weight)) in counts.by_stack().into_iter().enumerate() {
             let epoch = epoch as u64 + 1;
-            let mut keys: Vec<usize> = counts
-                .stacks
-                .frames_root_first(stack)
+            let mut keys: Vec<usize> = symbols
+                .stacks()
+                .frames(stack)
                 .into_iter()
-                .rev()
                 .map(|frame| table.keys.id(symbols, frame))
                 .collect();
             keys.reverse();

@@ -15,17 +15,16 @@ use tachyon_plugin_api::{
 
 struct Speedscope {
     interval_us: u64,
-    stacks: StackTable,
     /// Thread -> (stack, samples) in arrival order, consecutive repeats merged.
     threads: BTreeMap<u64, Vec<(StackId, u64)>>,
 }
 
 impl Collector for Speedscope {
     fn collect(&mut self, _symbols: &Symbols, sample: &Sample<'_>) {
-        if sample.frames.is_empty() {
+        let stack = sample.stack;
+        if stack == StackTable::EMPTY {
             return;
         }
-        let stack = self.stacks.intern(sample.frames);
         let samples = self.threads.entry(sample.thread_id).or_default();
         match samples.last_mut() {
             Some((last, weight)) if *last == stack => *weight += sample.weight(),
@@ -76,7 +75,12 @@ impl Speedscope {
                 let text = rendered.entry(stack).or_insert_with(|| {
                     let mut text = Vec::new();
                     let mut number = itoa::Buffer::new();
-                    for (k, frame) in self.stacks.frames_root_first(stack).into_iter().enumerate() {
+                    for (k, frame) in symbols
+                        .stacks()
+                        .frames_root_first(stack)
+                        .into_iter()
+                        .enumerate()
+                    {
                         text.push(if k == 0 { b'[' } else { b',' });
                         text.extend_from_slice(number.format(keys.id(symbols, frame)).as_bytes());
                     }
@@ -112,7 +116,6 @@ impl Speedscope {
 fn create(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
     Ok(Box::new(Speedscope {
         interval_us: config.interval_us,
-        stacks: StackTable::default(),
         threads: BTreeMap::new(),
     }))
 }

@@ -44,8 +44,64 @@ pub struct Lines {
 }
 
 impl Lines {
+    /// The lines, in CPython's order.
     #[must_use]
     pub fn new(counts: &StackCounts, symbols: &Symbols) -> Lines {
+        let mut lines = Lines::build(counts, symbols);
+        lines.sort();
+        lines
+    }
+
+    /// The lines a flame graph draws, in no particular order (the drawing sorts them). A
+    /// frame with fewer than `min_samples` samples in its thread is too narrow to draw and so
+    /// is everything under it: it keeps its samples, and its place among its siblings, but
+    /// loses its descendants, and the lines that now end at it are one. On a profile of many
+    /// distinct stacks that is most of every line.
+    #[must_use]
+    pub fn cut_below(counts: &StackCounts, symbols: &Symbols, min_samples: f64) -> Lines {
+        let mut lines = Lines::build(counts, symbols);
+        let tree = lines.trie.nodes();
+        let mut threads: Vec<u64> = lines.lines.iter().map(|l| l.tid).collect();
+        threads.sort_unstable();
+        threads.dedup();
+        // Per thread: each text's samples (its own and its descendants'), then the node each
+        // text is cut to. Parents are made before their children.
+        let mut through = vec![0u64; tree.len()];
+        let mut cut = vec![0u32; tree.len()];
+        for tid in threads {
+            through.fill(0);
+            for line in lines.lines.iter().filter(|l| l.tid == tid) {
+                through[line.text as usize] += line.count;
+            }
+            for node in (1..tree.len()).rev() {
+                through[tree[node].0 as usize] += through[node];
+            }
+            let narrow = |node: u32| (through[node as usize] as f64) < min_samples;
+            cut[Trie::ROOT as usize] = Trie::ROOT;
+            for node in 1..tree.len() {
+                let parent = tree[node].0;
+                cut[node] = if narrow(parent) {
+                    cut[parent as usize]
+                } else {
+                    node as u32
+                };
+            }
+            for line in lines.lines.iter_mut().filter(|l| l.tid == tid) {
+                line.text = cut[line.text as usize];
+            }
+        }
+        lines.lines.sort_unstable_by_key(|l| (l.tid, l.text));
+        lines.lines.dedup_by(|later, kept| {
+            let same = (later.tid, later.text) == (kept.tid, kept.text);
+            if same {
+                kept.count += later.count;
+            }
+            same
+        });
+        lines
+    }
+
+    fn build(counts: &StackCounts, symbols: &Symbols) -> Lines {
         let stacks = symbols.stacks();
         let mut keys = FrameKeys::default();
         let mut segments: Interner<String> = Interner::default();
@@ -117,7 +173,22 @@ impl Lines {
             }
         }
         trie.freeze();
-        let text_rank = text_order(trie.nodes(), &segments);
+        Lines {
+            segments,
+            trie,
+            lines,
+        }
+    }
+
+    /// CPython's order: by count (descending), then thread, then text, then first
+    /// appearance.
+    fn sort(&mut self) {
+        let Lines {
+            segments,
+            trie,
+            lines,
+        } = self;
+        let text_rank = text_order(trie.nodes(), segments);
         let mut tids: Vec<u64> = lines.iter().map(|l| l.tid).collect();
         tids.sort_unstable();
         tids.dedup();
@@ -133,11 +204,6 @@ impl Lines {
                 text_rank[l.text as usize],
             )
         });
-        Lines {
-            segments,
-            trie,
-            lines,
-        }
     }
 
     /// Each line's text (without the count) and count, in order.

@@ -15,11 +15,17 @@ struct Svg {
 impl AggregateOutput for Svg {
     fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> Result<()> {
         let path = ctx.path.context("svg output needs a file")?;
+        let mut opts = options(&self.title);
+        // inferno leaves out frames of fewer samples than this (its own formula), and so
+        // everything under them: those are cut before it is given the lines.
+        let min_samples = opts.min_width / (100.0 / counts.total() as f64);
         let mut lines: Vec<String> = Vec::new();
-        tachyon_collapsed::Lines::new(counts, ctx.symbols).for_each(|text, n| {
-            lines.push(format!("{text} {n}"));
-            Ok(())
-        })?;
+        tachyon_collapsed::Lines::cut_below(counts, ctx.symbols, min_samples).for_each(
+            |text, n| {
+                lines.push(format!("{text} {n}"));
+                Ok(())
+            },
+        )?;
         if lines.is_empty() {
             eprintln!(
                 "Warning: no samples were collected; {} not written",
@@ -27,9 +33,6 @@ impl AggregateOutput for Svg {
             );
             return Ok(());
         }
-        let mut opts = Options::default();
-        opts.title = self.title.clone();
-        opts.count_name = "samples".into();
         let mut writer = tachyon_plugin_api::output_file(path)?;
         flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut writer)
             .with_context(|| format!("cannot draw the flame graph {}", path.display()))?;
@@ -42,6 +45,13 @@ impl AggregateOutput for Svg {
         );
         Ok(())
     }
+}
+
+fn options(title: &str) -> Options<'static> {
+    let mut opts = Options::default();
+    opts.title = title.to_owned();
+    opts.count_name = "samples".into();
+    opts
 }
 
 fn create(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
@@ -62,5 +72,86 @@ inventory::submit! {
         description: "Interactive SVG flame graph (search, zoom) drawn by inferno",
         extension: "svg", options: &[], needs: Needs::NOTHING,
         create,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tachyon_collapsed::Lines;
+    use tachyon_plugin_api::{FrameInfo, Symbols};
+
+    fn draw(lines: &Lines, opts: &mut Options<'_>) -> Vec<u8> {
+        let mut text: Vec<String> = Vec::new();
+        lines
+            .for_each(|t, n| {
+                text.push(format!("{t} {n}"));
+                Ok(())
+            })
+            .unwrap();
+        let mut svg = Vec::new();
+        flamegraph::from_lines(opts, text.iter().map(String::as_str), &mut svg).unwrap();
+        svg
+    }
+
+    /// Lines cut below the frames inferno leaves out draw the same picture, byte for byte:
+    /// three threads of skewed random stacks, with inferno's least drawn width and with a
+    /// larger one, under which most lines are cut.
+    #[test]
+    fn cut_lines_draw_the_same_svg() {
+        let mut symbols = Symbols::new();
+        let frames: Vec<u32> = (0..40)
+            .map(|i| {
+                let info = FrameInfo {
+                    filename: symbols.intern_str(&format!("/app/m{}.py", i % 5)),
+                    funcname: symbols.intern_str(&format!("f{}", i % 13)),
+                    lineno: 1 + i % 7,
+                    end_lineno: 1 + i % 7,
+                    column: 0,
+                    end_column: 1,
+                    opcode: None,
+                };
+                symbols.intern_frame(info)
+            })
+            .collect();
+        let mut state = 11u64;
+        let mut next = |n: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % n
+        };
+        let mut counts = StackCounts::default();
+        for _ in 0..20_000 {
+            let tid = [3, 70, 900][next(3) as usize];
+            let depth = 1 + next(12) as usize;
+            // Frames from a small set near the root, any frame deeper: a wide top, narrow tips.
+            let stack: Vec<u32> = (0..depth)
+                .map(|d| frames[next(if d < 3 { 3 } else { 40 }) as usize])
+                .rev()
+                .collect();
+            let weight = 1 + next(4) * next(4) * next(50);
+            counts.add_weighted(tid, symbols.intern_stack(&stack), weight);
+        }
+        let count = |lines: &Lines| {
+            let mut n = 0;
+            lines.for_each(|_, _| Ok(n += 1)).unwrap();
+            n
+        };
+        let full = Lines::new(&counts, &symbols);
+        for (min_width, most_cut) in [(options("t").min_width, false), (0.5, true)] {
+            let mut opts = options("t");
+            opts.min_width = min_width;
+            // Frames not named like any language's get random colours otherwise.
+            opts.deterministic = true;
+            let min = opts.min_width / (100.0 / counts.total() as f64);
+            let cut = Lines::cut_below(&counts, &symbols, min);
+            assert!(count(&cut) < count(&full));
+            assert_eq!(count(&cut) * 2 < count(&full), most_cut);
+            assert!(
+                draw(&cut, &mut opts) == draw(&full, &mut opts),
+                "{min_width}"
+            );
+        }
     }
 }

@@ -135,7 +135,12 @@ mod tests {
         }
         let count = |lines: &Lines| {
             let mut n = 0;
-            lines.for_each(|_, _| Ok(n += 1)).unwrap();
+            lines
+                .for_each(|_, _| {
+                    n += 1;
+                    Ok(())
+                })
+                .unwrap();
             n
         };
         let full = Lines::new(&counts, &symbols);

@@ -264,4 +264,30 @@ mod tests {
         assert_eq!(t.intern(&[]), StackTable::EMPTY);
         assert_eq!(t.len(), 5);
     }
+
+    #[test]
+    fn a_trie_finds_first_and_later_children_again() {
+        let mut t = Trie::default();
+        let a = t.child(Trie::ROOT, 7);
+        let b = t.child(Trie::ROOT, 8);
+        let c = t.child(a, 7);
+        let d = t.child(Trie::ROOT, 9);
+        assert_eq!([7, 8, 9].map(|item| t.child(Trie::ROOT, item)), [a, b, d]);
+        assert_eq!(t.child(a, 7), c);
+        assert_eq!(t.len(), 5);
+        assert_eq!((t.parent(c), t.item(c)), (a, Some(7)));
+    }
+
+    #[test]
+    fn a_copy_grows_with_its_original() {
+        let mut original = StackTable::new();
+        let mut copy = StackTable::new();
+        let first = original.intern(&[3, 2, 1]);
+        copy.append_copied(original.nodes_since(copy.len()));
+        let second = original.intern(&[4, 2, 1]);
+        copy.append_copied(original.nodes_since(copy.len()));
+        assert_eq!(copy.len(), original.len());
+        assert_eq!(copy.frames(first), vec![3, 2, 1]);
+        assert_eq!(copy.frames(second), vec![4, 2, 1]);
+    }
 }

@@ -166,8 +166,8 @@ proptest! {
     }
 }
 
-/// Stacks are interned on the decoding thread and reach the collector's table batch by
-/// batch: a replay of many batches, each with new stacks, keeps ids and frames together.
+/// A replay of many batches, each with new stacks and with repeated ones, gives every
+/// sample the id of its own frames (checked in `Rows::collect`).
 #[test]
 fn stacks_new_in_every_batch_replay_whole() {
     let rows: Vec<_> = (0..150_000u64)

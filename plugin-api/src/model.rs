@@ -69,11 +69,6 @@ impl Symbols {
         &self.stacks
     }
 
-    /// The stack table, for the capture reader, which fills it on another thread.
-    pub fn stacks_mut(&mut self) -> &mut StackTable {
-        &mut self.stacks
-    }
-
     #[must_use]
     pub fn str(&self, id: StrId) -> &str {
         self.strings.get(id as usize)

@@ -97,12 +97,6 @@ impl Trie {
         self.first_child = Vec::new();
         self.index = FxHashMap::default();
     }
-
-    /// Nodes made by another trie, appended in the order it made them, without indexing
-    /// them: a copy that is read while its original grows on another thread.
-    fn append_unindexed(&mut self, nodes: &[(u32, u32)]) {
-        self.nodes.extend_from_slice(nodes);
-    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -156,20 +150,6 @@ impl StackTable {
             self.whole.insert(frames.into(), node);
         }
         node
-    }
-
-    /// The nodes made after the first `from`, as (parent stack, innermost frame): what a copy
-    /// of `from` nodes lacks.
-    #[must_use]
-    pub fn nodes_since(&self, from: usize) -> &[(StackId, FrameId)] {
-        &self.trie.nodes()[from.min(self.len())..]
-    }
-
-    /// Append the nodes its original made since this copy was taken ([`Self::nodes_since`]).
-    /// The copy can be read while the original interns on another thread, but it cannot
-    /// intern itself: it does not index them. Replace it with the original when that is done.
-    pub fn append_copied(&mut self, nodes: &[(StackId, FrameId)]) {
-        self.trie.append_unindexed(nodes);
     }
 
     /// The innermost frame of a non-empty stack.
@@ -276,18 +256,5 @@ mod tests {
         assert_eq!(t.child(a, 7), c);
         assert_eq!(t.len(), 5);
         assert_eq!((t.parent(c), t.item(c)), (a, Some(7)));
-    }
-
-    #[test]
-    fn a_copy_grows_with_its_original() {
-        let mut original = StackTable::new();
-        let mut copy = StackTable::new();
-        let first = original.intern(&[3, 2, 1]);
-        copy.append_copied(original.nodes_since(copy.len()));
-        let second = original.intern(&[4, 2, 1]);
-        copy.append_copied(original.nodes_since(copy.len()));
-        assert_eq!(copy.len(), original.len());
-        assert_eq!(copy.frames(first), vec![3, 2, 1]);
-        assert_eq!(copy.frames(second), vec![4, 2, 1]);
     }
 }

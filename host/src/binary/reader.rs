@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use tachyon_plugin_api::{
     Collector, FrameInfo, FxHashMap, Mode, Profile, ProfileBuilder, RunStats, Sample, StackId,
-    StackTable, Symbols, ThreadStatus,
+    Symbols, ThreadStatus,
 };
 
 use super::varint::Cursor;
@@ -300,10 +300,10 @@ impl Capture {
     /// is guaranteed, global time order is not). `progress(done, total)` is called about every
     /// 100,000 samples. Fails if the records contradict the header.
     ///
-    /// The records are decoded (decompressed, varints, stacks rebuilt and interned) on a
-    /// second thread in batches while this one feeds the collector, so on two cores a replay
-    /// takes about as long as the slower half. The capture's stack table is made anew: each
-    /// sample's `stack` is an id in it.
+    /// The records are decoded (decompressed, varints, stacks rebuilt) on a second thread in
+    /// batches while this one interns each stack into the capture's symbols and feeds the
+    /// collector, so on two cores a replay takes about as long as the slower half. (Interning
+    /// on the decoding thread instead made that half the slower one on ordinary captures.)
     pub fn replay(
         &mut self,
         collector: &mut dyn Collector,
@@ -332,30 +332,30 @@ impl Capture {
             // are made.
             let (give_back, spare) = std::sync::mpsc::channel::<Batch>();
             let decoding = scope.spawn(move || {
-                let mut sink = BatchSink::new(sender, spare);
+                let mut sink = BatchSink {
+                    batch: Batch::default(),
+                    sender,
+                    spare,
+                    closed: false,
+                };
                 let counts = decoder.decode(&mut sink);
                 sink.send();
-                (counts, sink.stacks)
+                counts
             });
-            // The decoder interns the stacks; this copy of its table grows batch by batch, so
-            // collectors can read every stack they are given.
-            *symbols.stacks_mut() = StackTable::new();
+            // Each thread's last stack, for samples that repeat it.
+            let mut last_stack: FxHashMap<(u64, u32), StackId> = FxHashMap::default();
             let (mut done, mut next_progress) = (0u64, 0u64);
             for batch in batches {
-                symbols.stacks_mut().append_copied(&batch.new_stacks);
-                done += batch.replay_into(symbols, collector);
+                done += batch.replay_into(symbols, &mut last_stack, collector);
                 let _ = give_back.send(batch);
                 if done >= next_progress {
                     progress(done, total);
                     next_progress = done + 100_000;
                 }
             }
-            let (counts, stacks) = decoding
+            let counts = decoding
                 .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            // The original, which can intern more.
-            *symbols.stacks_mut() = stacks;
-            let counts = counts?;
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
             progress(counts.samples, total);
             Ok(counts)
         })
@@ -462,13 +462,14 @@ impl Decoder<'_> {
                     stack: Vec::new(),
                     visible: Vec::new(),
                     last_ts: self.header.start_time_us,
-                    stack_id: StackTable::EMPTY,
                 }),
             };
-            let sample = |sink: &mut BatchSink, ts: &[u64], status: u8, t: &ThreadRecords| {
-                let frames = if any_internal { &t.visible } else { &t.stack };
-                sink.push(thread_id, interpreter_id, status, ts, frames, t.stack_id);
-            };
+            // `repeat`: the thread's stack is the one of its last sample.
+            let sample =
+                |sink: &mut BatchSink, ts: &[u64], status: u8, t: &ThreadRecords, repeat| {
+                    let frames = if any_internal { &t.visible } else { &t.stack };
+                    sink.push(thread_id, interpreter_id, status, ts, frames, repeat);
+                };
 
             if encoding == ENC_REPEAT {
                 let count = cur.uvar32().with_context(truncated)?;
@@ -484,7 +485,7 @@ impl Decoder<'_> {
                     stream.pos = cur.pos;
                     if batch_status != Some(status) || timestamps.len() == MAX_BATCH {
                         if let Some(s) = batch_status {
-                            sample(sink, &timestamps, s, thread);
+                            sample(sink, &timestamps, s, thread, true);
                         }
                         timestamps.clear();
                         batch_status = Some(status);
@@ -493,7 +494,7 @@ impl Decoder<'_> {
                     timestamps.push(thread.last_ts);
                 }
                 if let Some(s) = batch_status {
-                    sample(sink, &timestamps, s, thread);
+                    sample(sink, &timestamps, s, thread, true);
                 }
                 timestamps.clear();
                 counts.repeat_samples += u64::from(count);
@@ -551,15 +552,18 @@ impl Decoder<'_> {
                     _ => counts.pop_push += 1,
                 }
                 counts.samples += 1;
-                thread.stack_id = if any_internal {
+                if any_internal {
                     thread.visible.clear();
                     let visible = thread.stack.iter().filter(|&&f| !internal[f as usize]);
                     thread.visible.extend(visible);
-                    sink.stacks.intern(&thread.visible)
-                } else {
-                    sink.stacks.intern(&thread.stack)
-                };
-                sample(sink, std::slice::from_ref(&thread.last_ts), status, thread);
+                }
+                sample(
+                    sink,
+                    std::slice::from_ref(&thread.last_ts),
+                    status,
+                    thread,
+                    false,
+                );
             }
             // The header's count was checked against the limit: hold the records to it.
             if counts.samples > total {
@@ -647,22 +651,38 @@ const BATCH_SAMPLES: usize = 1 << 16;
 const BATCH_FRAMES: usize = 1 << 18;
 
 /// Decoded samples on their way to the collector, in columns: (thread, interpreter, status,
-/// stack, end of its timestamps, end of its frames) per sample batch, and the stacks the
-/// decoder interned since the last batch.
+/// whether the thread's stack is its last sample's, end of its timestamps, end of its frames)
+/// per sample batch.
 #[derive(Default)]
 struct Batch {
-    samples: Vec<(u64, u32, u8, StackId, u32, u32)>,
+    samples: Vec<(u64, u32, u8, bool, u32, u32)>,
     timestamps: Vec<u64>,
     frames: Vec<u32>,
-    new_stacks: Vec<(StackId, u32)>,
 }
 
 impl Batch {
-    /// Hand every sample to `collector`; the number of samples (timestamps).
-    fn replay_into(&self, symbols: &Symbols, collector: &mut dyn Collector) -> u64 {
+    /// Hand every sample to `collector`, its stack interned (`last_stack`: each thread's
+    /// last, which a repeated stack is given again without hashing its frames); the number
+    /// of samples (timestamps).
+    fn replay_into(
+        &self,
+        symbols: &mut Symbols,
+        last_stack: &mut FxHashMap<(u64, u32), StackId>,
+        collector: &mut dyn Collector,
+    ) -> u64 {
         let (mut ts_at, mut frames_at) = (0usize, 0usize);
-        for &(thread_id, interpreter_id, status, stack, ts_end, frames_end) in &self.samples {
+        for &(thread_id, interpreter_id, status, repeat, ts_end, frames_end) in &self.samples {
             let (ts_end, frames_end) = (ts_end as usize, frames_end as usize);
+            let frames = &self.frames[frames_at..frames_end];
+            let thread = (thread_id, interpreter_id);
+            let stack = match last_stack.get(&thread) {
+                Some(&stack) if repeat => stack,
+                _ => {
+                    let stack = symbols.intern_stack(frames);
+                    last_stack.insert(thread, stack);
+                    stack
+                }
+            };
             collector.collect(
                 symbols,
                 &Sample {
@@ -670,7 +690,7 @@ impl Batch {
                     interpreter_id,
                     status: ThreadStatus(status),
                     timestamps_us: &self.timestamps[ts_at..ts_end],
-                    frames: &self.frames[frames_at..frames_end],
+                    frames,
                     stack,
                 },
             );
@@ -680,47 +700,22 @@ impl Batch {
     }
 }
 
-/// The decoding thread's end: interns each stack, copies samples into batches and sends each
-/// when full, with the stacks interned since the last.
+/// The decoding thread's end: copies samples into batches and sends each when full.
 struct BatchSink {
     batch: Batch,
     sender: std::sync::mpsc::SyncSender<Batch>,
     spare: std::sync::mpsc::Receiver<Batch>,
     /// The collector's side is gone (it panicked): the rest is decoded without copying.
     closed: bool,
-    stacks: StackTable,
-    /// Stacks sent so far.
-    stacks_sent: usize,
 }
 
 impl BatchSink {
-    fn new(
-        sender: std::sync::mpsc::SyncSender<Batch>,
-        spare: std::sync::mpsc::Receiver<Batch>,
-    ) -> Self {
-        // The collector's copy of the table starts as new as this one.
-        let stacks = StackTable::new();
-        BatchSink {
-            batch: Batch::default(),
-            sender,
-            spare,
-            closed: false,
-            stacks_sent: stacks.len(),
-            stacks,
-        }
-    }
-
     fn send(&mut self) {
         let mut next = self.spare.try_recv().unwrap_or_default();
         next.samples.clear();
         next.timestamps.clear();
         next.frames.clear();
-        next.new_stacks.clear();
-        let mut batch = std::mem::replace(&mut self.batch, next);
-        batch
-            .new_stacks
-            .extend_from_slice(self.stacks.nodes_since(self.stacks_sent));
-        self.stacks_sent = self.stacks.len();
+        let batch = std::mem::replace(&mut self.batch, next);
         self.closed |= self.sender.send(batch).is_err();
     }
 
@@ -731,7 +726,7 @@ impl BatchSink {
         status: u8,
         timestamps_us: &[u64],
         frames: &[u32],
-        stack: StackId,
+        repeat: bool,
     ) {
         if self.closed {
             return;
@@ -743,7 +738,7 @@ impl BatchSink {
             thread_id,
             interpreter_id,
             status,
-            stack,
+            repeat,
             b.timestamps.len() as u32,
             b.frames.len() as u32,
         ));
@@ -760,8 +755,6 @@ struct ThreadRecords {
     /// The stack without CPython's profiler frames (when the capture has any).
     visible: Vec<u32>,
     last_ts: u64,
-    /// The id of the stack collectors are given.
-    stack_id: StackId,
 }
 
 fn read_frame(cur: &mut Cursor<'_>, string_count: u32) -> Result<Result<FrameInfo>> {

@@ -93,16 +93,22 @@ pub fn short_path(path: &str) -> String {
 #[derive(Default, Debug)]
 pub struct FrameKeys {
     keys: Interner<FrameKey>,
-    of_frame: FxHashMap<FrameId, usize>,
+    /// Frame id -> key id ([`NO_KEY`] until the frame is seen): frame ids are dense.
+    of_frame: Vec<u32>,
 }
+
+const NO_KEY: u32 = u32::MAX;
 
 impl FrameKeys {
     pub fn id(&mut self, symbols: &Symbols, frame: FrameId) -> usize {
-        if let Some(&id) = self.of_frame.get(&frame) {
-            return id;
+        if let Some(&id) = self.of_frame.get(frame as usize).filter(|&&id| id != NO_KEY) {
+            return id as usize;
         }
         let id = self.keys.id(&FrameKey::of(symbols, frame));
-        self.of_frame.insert(frame, id);
+        if self.of_frame.len() <= frame as usize {
+            self.of_frame.resize(symbols.frames().len().max(frame as usize + 1), NO_KEY);
+        }
+        self.of_frame[frame as usize] = id as u32;
         id
     }
 

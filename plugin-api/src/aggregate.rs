@@ -101,12 +101,17 @@ const NO_KEY: u32 = u32::MAX;
 
 impl FrameKeys {
     pub fn id(&mut self, symbols: &Symbols, frame: FrameId) -> usize {
-        if let Some(&id) = self.of_frame.get(frame as usize).filter(|&&id| id != NO_KEY) {
+        if let Some(&id) = self
+            .of_frame
+            .get(frame as usize)
+            .filter(|&&id| id != NO_KEY)
+        {
             return id as usize;
         }
         let id = self.keys.id(&FrameKey::of(symbols, frame));
         if self.of_frame.len() <= frame as usize {
-            self.of_frame.resize(symbols.frames().len().max(frame as usize + 1), NO_KEY);
+            self.of_frame
+                .resize(symbols.frames().len().max(frame as usize + 1), NO_KEY);
         }
         self.of_frame[frame as usize] = id as u32;
         id

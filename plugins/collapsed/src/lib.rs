@@ -21,6 +21,10 @@ pub fn frame_label(key: &FrameKey) -> String {
     printable(&label).into_owned()
 }
 
+/// A thread of at least 1/this as many lines as the text tree has nodes is cut with passes
+/// over the whole tree; a smaller one along its lines' paths.
+const LINES_FOR_A_TREE_PASS: usize = 16;
+
 /// One output line: the samples of one thread's stack of frame keys.
 struct Line {
     tid: u64,
@@ -61,33 +65,63 @@ impl Lines {
     pub fn cut_below(counts: &StackCounts, symbols: &Symbols, min_samples: f64) -> Lines {
         let mut lines = Lines::build(counts, symbols);
         let tree = lines.trie.nodes();
-        let mut threads: Vec<u64> = lines.lines.iter().map(|l| l.tid).collect();
-        threads.sort_unstable();
-        threads.dedup();
-        // Per thread: each text's samples (its own and its descendants'), then the node each
-        // text is cut to. Parents are made before their children.
+        let parent = |node: u32| tree[node as usize].0;
+        // Per thread: each text's samples, its own and its descendants' (all zero between
+        // threads), and the node each text is cut to.
         let mut through = vec![0u64; tree.len()];
         let mut cut = vec![0u32; tree.len()];
-        for tid in threads {
-            through.fill(0);
-            for line in lines.lines.iter().filter(|l| l.tid == tid) {
-                through[line.text as usize] += line.count;
-            }
-            for node in (1..tree.len()).rev() {
-                through[tree[node].0 as usize] += through[node];
-            }
-            let narrow = |node: u32| (through[node as usize] as f64) < min_samples;
-            cut[Trie::ROOT as usize] = Trie::ROOT;
-            for node in 1..tree.len() {
-                let parent = tree[node].0;
-                cut[node] = if narrow(parent) {
-                    cut[parent as usize]
-                } else {
-                    node as u32
-                };
-            }
-            for line in lines.lines.iter_mut().filter(|l| l.tid == tid) {
-                line.text = cut[line.text as usize];
+        let mut touched: Vec<u32> = Vec::new();
+        lines.lines.sort_by_key(|l| l.tid);
+        for thread in lines.lines.chunk_by_mut(|a, b| a.tid == b.tid) {
+            if thread.len() * LINES_FOR_A_TREE_PASS >= tree.len() {
+                // Many lines: passes over the whole tree (children are made after parents).
+                for line in thread.iter() {
+                    through[line.text as usize] += line.count;
+                }
+                for node in (1..tree.len()).rev() {
+                    through[tree[node].0 as usize] += through[node];
+                }
+                for node in 1..tree.len() {
+                    let up = tree[node].0;
+                    let narrow = (through[up as usize] as f64) < min_samples;
+                    cut[node] = if narrow {
+                        cut[up as usize]
+                    } else {
+                        node as u32
+                    };
+                }
+                for line in thread.iter_mut() {
+                    line.text = cut[line.text as usize];
+                }
+                through.fill(0);
+            } else {
+                // Few lines: along each line's path, so that many small threads cost their
+                // lines, not the whole tree each.
+                for line in thread.iter() {
+                    let mut node = line.text;
+                    loop {
+                        if through[node as usize] == 0 {
+                            touched.push(node);
+                        }
+                        through[node as usize] += line.count;
+                        if node == Trie::ROOT {
+                            break;
+                        }
+                        node = parent(node);
+                    }
+                }
+                for line in thread.iter_mut() {
+                    let mut node = line.text;
+                    while node != Trie::ROOT
+                        && (through[parent(node) as usize] as f64) < min_samples
+                    {
+                        node = parent(node);
+                    }
+                    line.text = node;
+                }
+                for node in touched.drain(..) {
+                    through[node as usize] = 0;
+                }
             }
         }
         lines.lines.sort_unstable_by_key(|l| (l.tid, l.text));

@@ -95,8 +95,8 @@ mod tests {
     }
 
     /// Lines cut below the frames inferno leaves out draw the same picture, byte for byte:
-    /// three threads of skewed random stacks, with inferno's least drawn width and with a
-    /// larger one, under which most lines are cut.
+    /// skewed random stacks in threads of many lines and of few, with inferno's least drawn
+    /// width and with a larger one, under which most lines are cut.
     #[test]
     fn cut_lines_draw_the_same_svg() {
         let mut symbols = Symbols::new();
@@ -122,8 +122,14 @@ mod tests {
             (state >> 33) % n
         };
         let mut counts = StackCounts::default();
-        for _ in 0..20_000 {
-            let tid = [3, 70, 900][next(3) as usize];
+        // Three threads of many lines (cut with passes over the whole tree) and forty of a
+        // few (cut along their lines).
+        for i in 0..20_120 {
+            let tid = if i < 20_000 {
+                [3, 70, 900][next(3) as usize]
+            } else {
+                2000 + i / 3
+            };
             let depth = 1 + next(12) as usize;
             // Frames from a small set near the root, any frame deeper: a wide top, narrow tips.
             let stack: Vec<u32> = (0..depth)

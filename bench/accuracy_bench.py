@@ -11,7 +11,7 @@ changes where its time goes, and a stopped target cannot tear a read. (Blocking 
 reference: each stop cools the target's caches for much of the 100 µs it then runs, which
 inflates what runs just after a stop.)
 
-    python3 bench/accuracy_bench.py [--rounds 4] [--seconds 3]
+    .venv/bin/python bench/accuracy_bench.py [--rounds 4] [--seconds 3]
 
 Prints, per profiler, the share of each function and the largest deviation from the reference
 in percentage points, and the share of samples each profiler dropped as errors."""

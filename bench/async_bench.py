@@ -6,7 +6,7 @@ summary), the rate that makes, and the profiler's own CPU time per sample. tachy
 older targets (`--older`: no other profiler rebuilds task stacks there), where it reads
 asyncio's own objects instead of the 3.14+ debug offsets.
 
-    python3 bench/async_bench.py [--seconds S] [--rates 1khz,10khz] [--older 3.8,3.11,3.13]
+    .venv/bin/python bench/async_bench.py [--seconds S] [--rates 1khz,10khz] [--older 3.8,3.11,3.13]
 
 Needs a release build and tests/setup_debian_pythons.sh's 3.15."""
 import argparse

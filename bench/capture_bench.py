@@ -13,7 +13,7 @@ target in the same run:
 2. Target slowdown: the steady workload's own loop count while sampled at 1 kHz and 10 kHz, as
    a share of an unprofiled run (medians of --pairs interleaved runs).
 
-    python3 bench/capture_bench.py [--seconds 5] [--pairs 3]
+    .venv/bin/python bench/capture_bench.py [--seconds 5] [--pairs 3]
 
 Needs tests/setup_debian_pythons.sh (CPython 3.15) and the test venv (`zstandard`)."""
 import argparse

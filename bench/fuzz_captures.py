@@ -3,7 +3,7 @@
 2 GiB address-space limit and a timeout (tests/capture_fuzz.py does the work; the suite runs a
 short campaign in tests/test_fuzz.py).
 
-    python3 bench/fuzz_captures.py [--captures 5000] [--seed 1] [--jobs 2]
+    .venv/bin/python bench/fuzz_captures.py [--captures 5000] [--seed 1] [--jobs 2]
 """
 import os
 import sys

@@ -3,7 +3,7 @@
 Reports the export time of `flamegraph` and `diff_flamegraph`, the HTML size, and the time
 headless Chromium takes to load and draw it (tests/browser must have playwright-core).
 
-    python3 bench/html_bench.py [--samples N] [--stacks K]"""
+    .venv/bin/python bench/html_bench.py [--samples N] [--stacks K]"""
 import argparse
 import os
 import random

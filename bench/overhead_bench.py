@@ -4,7 +4,7 @@
 deadline (bench/wakeup_loop.c) for as long, in interleaved pairs; medians of the ratios.
 Issue 21's goal is a ratio of at most 1.3 at 1 kHz.
 
-    python3 bench/overhead_bench.py [--seconds 10] [--pairs 5]"""
+    .venv/bin/python bench/overhead_bench.py [--seconds 10] [--pairs 5]"""
 import argparse
 import glob
 import os

@@ -10,7 +10,7 @@ seed of each is a second run of the same program, for the diff rows. Every repla
 process: wall time (best of --repeat) and peak resident memory (wait4). Each output is checked
 (collapsed files must count every sample) so a peer that did less is not reported as faster.
 
-    python3 bench/replay_bench.py [--samples 1000000] [--repeat 3] [--cpython realistic|all|none]
+    .venv/bin/python bench/replay_bench.py [--samples 1000000] [--repeat 3] [--cpython realistic|all|none]
 
 CPython takes 10-50 s per format on the realistic capture and 40-200 s on the adversarial
 one, so by default it is measured on the realistic capture and for collapsed/pstats/diff on

@@ -5,7 +5,7 @@ the measured cost of one process_vm_readv, and the target's slowdown at 10 kHz; 
 CPython 3.15.2's own sampler on a 3.15 target (when tests/setup_debian_pythons.sh has unpacked
 it), samples/s and the profiler's CPU per sample (the figure least moved by other load).
 
-    python3 bench/sampler_bench.py [--python ~/.pyenv/versions/3.12.1/bin/python] [--seconds 3]
+    .venv/bin/python bench/sampler_bench.py [--python ~/.pyenv/versions/3.12.1/bin/python] [--seconds 3]
 
 Installs py-spy and austin-dist 3.7.0 (4.0 needs a newer glibc) into target/bench/ on first use."""
 import argparse

@@ -4,7 +4,7 @@ a mixed json/re/hashlib/sort workload and a thread-churn target (8 threads start
 at a time, -a), both at 10 kHz, each repeated; prints samples, error rate, exit status and
 whether anything panicked or lost its output.
 
-    python3 bench/stress.py [--mixed-seconds 180] [--churn-seconds 120] [--repeat 3] [--python PATH]
+    .venv/bin/python bench/stress.py [--mixed-seconds 180] [--churn-seconds 120] [--repeat 3] [--python PATH]
 """
 import argparse
 import os

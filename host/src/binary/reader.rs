@@ -323,7 +323,6 @@ impl Capture {
             records,
             max_record_bytes: *max_record_bytes,
             big_endian: *big_endian,
-            frame_count: symbols.frames().len() as u64,
             internal: internal_frames(symbols),
         };
         std::thread::scope(|scope| {
@@ -394,9 +393,8 @@ struct Decoder<'a> {
     records: &'a Records,
     max_record_bytes: u64,
     big_endian: bool,
-    frame_count: u64,
-    /// Per frame: one of CPython's profiler frames, left out of the stacks as its
-    /// collectors leave them out.
+    /// One per frame of the table (so its length is the frame count): one of CPython's
+    /// profiler frames, left out of the stacks as its collectors leave them out.
     internal: Vec<bool>,
 }
 
@@ -416,7 +414,7 @@ impl Decoder<'_> {
     /// Decode every record into `sink`, in file order.
     fn decode(&self, sink: &mut BatchSink) -> Result<ReplayCounts> {
         let total = self.header.sample_count;
-        let frame_count = self.frame_count;
+        let frame_count = self.internal.len() as u64;
         let mut counts = ReplayCounts::default();
         let mut threads: FxHashMap<(u64, u32), ThreadRecords> = FxHashMap::default();
         let mut scratch: Vec<u32> = Vec::with_capacity(MAX_DEPTH);

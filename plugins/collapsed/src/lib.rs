@@ -79,10 +79,10 @@ impl Lines {
                     through[line.text as usize] += line.count;
                 }
                 for node in (1..tree.len()).rev() {
-                    through[tree[node].0 as usize] += through[node];
+                    through[parent(node as u32) as usize] += through[node];
                 }
                 for node in 1..tree.len() {
-                    let up = tree[node].0;
+                    let up = parent(node as u32);
                     let narrow = (through[up as usize] as f64) < min_samples;
                     cut[node] = if narrow {
                         cut[up as usize]

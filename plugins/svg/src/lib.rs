@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use inferno::flamegraph::{self, Options};
+use tachyon_collapsed::Lines;
 use tachyon_plugin_api::{
     AggregateOutput, Aggregating, Collector, CollectorConfig, ExportContext, Format, Needs,
     StackCounts,
@@ -16,16 +17,8 @@ impl AggregateOutput for Svg {
     fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> Result<()> {
         let path = ctx.path.context("svg output needs a file")?;
         let mut opts = options(&self.title);
-        // inferno leaves out frames of fewer samples than this (its own formula), and so
-        // everything under them: those are cut before it is given the lines.
-        let min_samples = opts.min_width / (100.0 / counts.total() as f64);
-        let mut lines: Vec<String> = Vec::new();
-        tachyon_collapsed::Lines::cut_below(counts, ctx.symbols, min_samples).for_each(
-            |text, n| {
-                lines.push(format!("{text} {n}"));
-                Ok(())
-            },
-        )?;
+        let min_samples = fewest_drawn(&opts, counts.total());
+        let lines = inferno_lines(&Lines::cut_below(counts, ctx.symbols, min_samples))?;
         if lines.is_empty() {
             eprintln!(
                 "Warning: no samples were collected; {} not written",
@@ -45,6 +38,22 @@ impl AggregateOutput for Svg {
         );
         Ok(())
     }
+}
+
+/// The fewest samples of a frame inferno draws (its own formula): it leaves out narrower
+/// frames and everything under them, so those are cut before it is given the lines.
+fn fewest_drawn(opts: &Options<'_>, total: u64) -> f64 {
+    opts.min_width / (100.0 / total as f64)
+}
+
+/// The lines as inferno reads them: `text count`.
+fn inferno_lines(lines: &Lines) -> Result<Vec<String>> {
+    let mut text = Vec::new();
+    lines.for_each(|line, n| {
+        text.push(format!("{line} {n}"));
+        Ok(())
+    })?;
+    Ok(text)
 }
 
 fn options(title: &str) -> Options<'static> {
@@ -78,17 +87,10 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tachyon_collapsed::Lines;
     use tachyon_plugin_api::{FrameInfo, Symbols};
 
     fn draw(lines: &Lines, opts: &mut Options<'_>) -> Vec<u8> {
-        let mut text: Vec<String> = Vec::new();
-        lines
-            .for_each(|t, n| {
-                text.push(format!("{t} {n}"));
-                Ok(())
-            })
-            .unwrap();
+        let text = inferno_lines(lines).unwrap();
         let mut svg = Vec::new();
         flamegraph::from_lines(opts, text.iter().map(String::as_str), &mut svg).unwrap();
         svg
@@ -139,24 +141,14 @@ mod tests {
             let weight = 1 + next(4) * next(4) * next(50);
             counts.add_weighted(tid, symbols.intern_stack(&stack), weight);
         }
-        let count = |lines: &Lines| {
-            let mut n = 0;
-            lines
-                .for_each(|_, _| {
-                    n += 1;
-                    Ok(())
-                })
-                .unwrap();
-            n
-        };
+        let count = |lines: &Lines| inferno_lines(lines).unwrap().len();
         let full = Lines::new(&counts, &symbols);
         for (min_width, most_cut) in [(options("t").min_width, false), (0.5, true)] {
             let mut opts = options("t");
             opts.min_width = min_width;
             // Frames not named like any language's get random colours otherwise.
             opts.deterministic = true;
-            let min = opts.min_width / (100.0 / counts.total() as f64);
-            let cut = Lines::cut_below(&counts, &symbols, min);
+            let cut = Lines::cut_below(&counts, &symbols, fewest_drawn(&opts, counts.total()));
             assert!(count(&cut) < count(&full));
             assert_eq!(count(&cut) * 2 < count(&full), most_cut);
             assert!(

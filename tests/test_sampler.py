@@ -251,6 +251,34 @@ def test_native_and_opcodes_say_when_the_version_cannot_give_them(tmp, version):
     assert out.exists()
 
 
+@pytest.mark.parametrize("version", ["2.7", "3.12", "3.15"])
+@pytest.mark.parametrize("as_module", [False, True])
+def test_run_profiles_the_program_not_the_interpreter_starting_up(tmp, version, as_module):
+    """As CPython 3.15's `run`: a `sitecustomize` that spins for 0.3 s while the interpreter
+    starts is not in the profile; every sample is the program's (its script, or runpy for
+    -m)."""
+    python = require_python(version)
+    site = tmp / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import time\ndef starting():\n    end = time.time() + 0.3\n    while time.time() < end:\n"
+        "        pass\nstarting()\n")
+    (tmp / "prog.py").write_text(
+        "import time\ndef work():\n    end = time.time() + 0.3\n    while time.time() < end:\n"
+        "        pass\nwork()\n")
+    out = tmp / "p.bin"
+    target = ["-m", "prog"] if as_module else [tmp / "prog.py"]
+    tachyon("run", "--python", python, "-r", "200", "-f", "binary", "-o", out, *target,
+            cwd=tmp, env={**os.environ, "PYTHONPATH": str(site)})
+    samples = decoded_samples(out)
+    assert len(samples) > 20
+    # <GC> or no frame: the interpreter exiting, after the program.
+    roots = {frames[-1][1] for *_x, frames in samples if frames} - {"<GC>"}
+    assert roots == {"_run_module_as_main" if as_module else "<module>"}, roots
+    assert not any(f[1] == "starting" for *_x, frames in samples for f in frames)
+    assert any(frames[0][1] == "work" for *_x, frames in samples)
+
+
 def test_blocking_mode_samples_a_paused_target(tmp):
     python = require_python("3.12")
     script = tmp / "b.py"

@@ -8,7 +8,7 @@
 //! the duration ended the run.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 use tachyon_plugin_api::{
-    Collector, CollectorConfig, Mode, RunStats, Sample, Symbols, ThreadStatus,
+    Collector, CollectorConfig, FrameId, Mode, RunStats, Sample, Symbols, ThreadStatus,
 };
 
 use crate::binary::{features, ReadLimits};
@@ -584,13 +584,17 @@ fn profile(
     out: &OutputArgs,
     format: &FormatChoice,
     mut child: Option<&mut Child>,
+    script: Option<&Path>,
 ) -> Result<Option<ExitStatus>> {
     install_signal_handlers();
     // Only this thread's timer slack; without it the sleeps are as precise as before.
     let _ = nix::sys::prctl::set_timerslack(1);
     let path = out.output_path(format, pid as u32);
     check_output_dir(path.as_deref())?;
-    let target = wait_for_runtime(pid, child.as_deref_mut())?;
+    let mut target = wait_for_runtime(pid, child.as_deref_mut())?;
+    if let Some(c) = child.as_deref_mut() {
+        target = wait_for_program(target, script, c, args.interval_us)?;
+    }
     if args.async_aware {
         crate::sampler::asyncio::check_version(&target)?;
     }
@@ -756,6 +760,49 @@ fn exit_status(own_exit: Option<ExitStatus>) -> i32 {
     }
 }
 
+/// `tachyon run` profiles the program, not the interpreter starting up (its `site`,
+/// encodings and importlib frames), as CPython 3.15's `run` does: sampling begins once a
+/// thread's outermost frame is the script's own code, or runpy's `_run_module_as_main`
+/// (`-m`, a zip app, a directory). A start that never shows (a `sitecustomize` that runs for
+/// long, an unusual launcher) is sampled from after five seconds.
+fn wait_for_program(
+    target: Target,
+    script: Option<&Path>,
+    child: &mut Child,
+    interval_us: u64,
+) -> Result<Target> {
+    let script = script.and_then(|s| std::fs::canonicalize(s).ok());
+    let is_program = |symbols: &Symbols, frame: FrameId| {
+        let info = symbols.frame(frame);
+        symbols.str(info.funcname) == "_run_module_as_main"
+            || script.as_ref().is_some_and(|s| {
+                std::fs::canonicalize(symbols.str(info.filename)).is_ok_and(|f| &f == s)
+            })
+    };
+    // Its own unwinder and symbols: nothing seen before the start reaches the profile.
+    let mut unwinder = Unwinder::new(target, UnwindOptions::default());
+    let mut symbols = Symbols::new();
+    let mut threads = Vec::new();
+    let started = Instant::now();
+    let poll = Duration::from_micros(interval_us.min(1000));
+    while !stop_requested() && started.elapsed() < Duration::from_secs(5) {
+        let sampled = unwinder.sample(&mut symbols, &mut threads).is_ok();
+        if sampled
+            && threads
+                .iter()
+                .filter_map(|t| t.frames.last())
+                .any(|&frame| is_program(&symbols, frame))
+        {
+            break;
+        }
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        std::thread::sleep(poll);
+    }
+    Ok(unwinder.target)
+}
+
 fn wait_for_runtime(pid: i32, mut child: Option<&mut Child>) -> Result<Target> {
     let started = Instant::now();
     loop {
@@ -854,7 +901,8 @@ pub fn run(
         .spawn()
         .with_context(|| format!("cannot start {}", python.display()))?;
     let pid = child.id() as i32;
-    let result = profile(pid, args, out, &format, Some(&mut child));
+    let script = (!module).then(|| Path::new(target));
+    let result = profile(pid, args, out, &format, Some(&mut child), script);
     // Whatever happened, the program we started does not outlive us.
     stop_child(&mut child, false);
     if let Some(mut file) = stderr_copy {
@@ -899,7 +947,7 @@ fn tempfile_for_stderr() -> Result<std::fs::File> {
 pub fn attach(pid: i32, args: &SampleArgs, out: &OutputArgs) -> Result<i32> {
     let format = checked_format(args, out)?;
     check_pid(pid)?;
-    profile(pid, args, out, &format, None).map(|_| exit_status(None))
+    profile(pid, args, out, &format, None, None).map(|_| exit_status(None))
 }
 
 #[cfg(test)]

@@ -1,58 +1,132 @@
 #!/usr/bin/env python3
-"""The profiler's own CPU at an ordinary rate, against its floor: tachyon attached at 1 kHz
-(and 10 kHz) to a sleeping CPython 3.11 target, against a loop that only sleeps until each
-deadline (bench/wakeup_loop.c) for as long, in interleaved pairs; medians of the ratios.
-Issue 21's goal is a ratio of at most 1.3 at 1 kHz.
+"""The profiler's own CPU at an ordinary rate, against its floors and its peers. Tachyon
+attached at 1 kHz (and 10 kHz) to a sleeping CPython 3.11 target, in interleaved rounds with:
+- the empty loop: a loop that only sleeps until each deadline (bench/wakeup_loop.c);
+- the read loop: the same loop plus one process_vm_readv per wakeup of as many regions, each
+  in its own page of the target, as tachyon reads per sample of this target (READ_REGIONS):
+  the least any sampler that reads its target at each sample can cost;
+- py-spy 0.4 (--nonblocking --idle) at 1 kHz on the same target, and CPython 3.15.2's sampler
+  at 1 kHz on a sleeping 3.15 target beside tachyon on that target (when
+  tests/setup_debian_pythons.sh has unpacked it).
+CPU is user + system of each child (getrusage), as % of one core; ratios are medians of the
+per-round ratios. Each profiler's samples are counted in its output, to check it sampled at
+the rate asked for as long as asked. Issue 21's goal is a ratio of at most 1.3 to the empty
+loop at 1 kHz.
 
-    .venv/bin/python bench/overhead_bench.py [--seconds 10] [--pairs 5]"""
+    .venv/bin/python bench/overhead_bench.py [--seconds 10] [--rounds 3]"""
 import argparse
 import glob
 import os
-import resource
 import statistics
 import subprocess
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TACHYON = os.path.join(ROOT, "target", "release", "tachyon")
+from sampler_bench import ROOT, TACHYON, ensure_tools, measured, samples_in
+
+# Regions (distinct pages) in tachyon's one read per sample of IDLE_TARGET on 3.11: the
+# thread state, the interpreter, two frames' worth of the data stack, the C stack word
+# holding the current frame, two code objects (strace -e process_vm_readv).
+READ_REGIONS = 7
+IDLE_TARGET = "import time\ndef idle():\n    time.sleep(3600)\nidle()"
 
 
-def cpu_of(cmd):
-    """CPU seconds (user + system) the command used."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(cmd, check=True, capture_output=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+def cpu_percent(cmd, seconds):
+    """CPU of `cmd` as % of one core over `seconds`; it must stop by itself in time."""
+    elapsed, cpu = measured(lambda: subprocess.run(cmd, check=True, capture_output=True, timeout=seconds + 60))
+    if elapsed > seconds + 5:
+        raise RuntimeError(f"{cmd[0]} ran {elapsed:.1f} s when asked for {seconds} s")
+    return 100 * cpu / seconds
+
+
+def sampled(out, rate_hz, seconds, who):
+    """Check a profiler's output holds the samples asked for (within 10 %)."""
+    got, wanted = samples_in(out), rate_hz * seconds
+    if not 0.9 * wanted <= got <= 1.1 * wanted:
+        raise RuntimeError(f"{who} wrote {got} samples where {wanted} were asked for")
+
+
+def start_idle(python):
+    proc = subprocess.Popen([python, "-c", IDLE_TARGET])
+    time.sleep(0.5)
+    return proc
+
+
+def resident_pages(pid, count):
+    """Addresses (hex) 64 bytes into `count` consecutive pages of the target's heap."""
+    with open(f"/proc/{pid}/maps") as maps:
+        heap = next(l for l in maps if l.rstrip().endswith("[heap]"))
+    start = int(heap.split("-")[0], 16)
+    return ["%x" % (start + i * 4096 + 64) for i in range(count)]
+
+
+def row(label, figures, floor=None, read_floor=None):
+    ours = statistics.median(figures)
+    text = "%-34s %8.2f %%" % (label, ours)
+    if floor:
+        text += "   %5.2fx the empty loop" % statistics.median([o / f for o, f in zip(figures, floor)])
+    if read_floor:
+        text += "   %5.2fx the read loop" % statistics.median([o / f for o, f in zip(figures, read_floor)])
+    print(text)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
+    s = a.seconds
     python = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.11.*/bin/python3")))[-1]
+    pyspy, _austin, _readv = ensure_tools(python)
+    python315 = os.path.join(ROOT, "target", "debian-pythons", "py3.15")
     with tempfile.TemporaryDirectory() as d:
         loop = os.path.join(d, "wakeup_loop")
         subprocess.run(["gcc", "-O2", "-o", loop, os.path.join(ROOT, "bench", "wakeup_loop.c")], check=True)
-        target = subprocess.Popen([python, "-c", "import time\ndef idle():\n    time.sleep(3600)\nidle()"])
-        time.sleep(0.5)
+        out = os.path.join(d, "out.txt")
+        target = start_idle(python)
+        target315 = start_idle(python315) if os.path.exists(python315) else None
+        pages = resident_pages(target.pid, READ_REGIONS)
+        fig = {}
         try:
-            print("rate    tachyon CPU %%   floor CPU %%   ratio (median of %d pairs)" % a.pairs)
-            for rate, interval in (("1khz", 1000), ("10khz", 100)):
-                ratios, ours, floors = [], [], []
-                for _ in range(a.pairs):
-                    t = cpu_of([TACHYON, "attach", "-r", rate, "-d", str(a.seconds), "-f", "collapsed",
-                                "-o", os.path.join(d, "out.txt"), str(target.pid)])
-                    f = cpu_of([loop, str(interval), str(a.seconds)])
-                    ours.append(100 * t / a.seconds)
-                    floors.append(100 * f / a.seconds)
-                    ratios.append(t / f if f else float("inf"))
-                print("%-7s %13.2f %13.2f %8.2f" % (rate, statistics.median(ours), statistics.median(floors),
-                                                    statistics.median(ratios)))
+            for _ in range(a.rounds):
+                for rate, hz in (("1khz", 1000), ("10khz", 10000)):
+                    interval = str(1_000_000 // hz)
+                    fig.setdefault(("tachyon", rate), []).append(cpu_percent(
+                        [TACHYON, "attach", "-r", rate, "-d", str(s), "-f", "collapsed", "-o", out, str(target.pid)], s))
+                    sampled(out, hz, s, "tachyon")
+                    fig.setdefault(("empty", rate), []).append(cpu_percent([loop, interval, str(s)], s))
+                    fig.setdefault(("read", rate), []).append(
+                        cpu_percent([loop, interval, str(s), str(target.pid), *pages], s))
+                fig.setdefault("py-spy", []).append(cpu_percent(
+                    [pyspy, "record", "--pid", str(target.pid), "--nonblocking", "--idle", "-r", "1000",
+                     "-d", str(s), "-f", "raw", "-o", out], s))
+                sampled(out, 1000, s, "py-spy")
+                if target315:
+                    fig.setdefault("tachyon 3.15", []).append(cpu_percent(
+                        [TACHYON, "attach", "-r", "1khz", "-d", str(s), "-f", "collapsed", "-o", out,
+                         str(target315.pid)], s))
+                    sampled(out, 1000, s, "tachyon")
+                    fig.setdefault("cpython", []).append(cpu_percent(
+                        [python315, "-m", "profiling.sampling", "attach", str(target315.pid), "-r", "1khz",
+                         "-d", str(s), "--collapsed", "-o", out], s))
+                    sampled(out, 1000, s, "CPython 3.15's sampler")
         finally:
-            target.kill()
-            target.wait()
+            for p in (target, target315):
+                if p:
+                    p.kill()
+                    p.wait()
+    print("CPU as %% of one core, medians of %d rounds of %d s; target: a sleeping Python" % (a.rounds, s))
+    for rate in ("1khz", "10khz"):
+        floor, read_floor = fig[("empty", rate)], fig[("read", rate)]
+        print("-- %s" % rate)
+        row("empty loop (sleep to each deadline)", floor)
+        row("read loop (+1 read of %d pages)" % READ_REGIONS, read_floor, floor)
+        row("tachyon", fig[("tachyon", rate)], floor, read_floor)
+        if rate == "1khz":
+            row("py-spy 0.4 --nonblocking", fig["py-spy"], floor, read_floor)
+            if "cpython" in fig:
+                row("tachyon on a 3.15 target", fig["tachyon 3.15"], floor, read_floor)
+                row("CPython 3.15.2 on a 3.15 target", fig["cpython"], floor, read_floor)
 
 
 if __name__ == "__main__":

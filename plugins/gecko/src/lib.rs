@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tachyon_plugin_api::opcodes::Opcodes;
 use tachyon_plugin_api::{
     Collector, CollectorConfig, ExportContext, Format, FrameId, FxHashMap, Interner, Needs, Sample,
-    StackId, StackTable, Symbols, ThreadStatus,
+    StackId, StackTable, StrId, Symbols, ThreadStatus,
 };
 
 /// Categories (index = position), as Tachyon.
@@ -42,8 +42,9 @@ const TRACKS: [(&str, Option<&str>, usize); 4] = [
 /// An interval marker: (name, start ms, end ms, category, data).
 type Marker = (usize, f64, f64, usize, Value);
 
-/// What an opcode interval marker spans: (opcode, line, column, function, file).
-type OpcodeSpan = (Option<u8>, i32, i32, String, String);
+/// What an opcode interval marker spans: (opcode, line, column, function, file), the names
+/// as ids in the symbols (equal names, equal ids: no string is copied per sample).
+type OpcodeSpan = (Option<u8>, i32, i32, StrId, StrId);
 
 const CAT_OPCODES: usize = 7;
 
@@ -68,11 +69,15 @@ struct ThreadData {
     sample_times: Vec<f64>,
     /// (frame, category, prefix or [`NONE`]).
     stack_table: Vec<(u32, u8, u32)>,
-    /// The gecko stack of each interned stack (and prefix) this thread sampled: the stack
-    /// table is itself a tree of (parent, frame), so its nodes are the gecko stacks.
+    /// This thread's number, from 1 (see [`FirstUser`]).
+    number: u32,
+    /// The gecko stack of each interned stack (and prefix) this thread sampled after another
+    /// thread did: the stack table is itself a tree of (parent, frame), so its nodes are the
+    /// gecko stacks.
     of_stack: FxHashMap<StackId, u32>,
+    /// The same for frames: each frame's index in `frame_table`, if another thread had it first.
+    of_frame: FxHashMap<FrameId, u32>,
     frame_table: Vec<(usize, i32, Option<i32>, usize)>, // (func, line, column, category)
-    frame_index: FxHashMap<FrameId, usize>,
     func_table: Vec<(usize, bool, Option<usize>, Option<i32>)>, // (name, isJS, fileName, lineNumber)
     func_index: FxHashMap<(u32, u32), usize>,
     /// Open marker per track: (state, start ms).
@@ -83,6 +88,36 @@ struct ThreadData {
     last_time: f64,
 }
 
+/// By dense id (a stack's or a frame's): the first thread to use it (its number; 0: none yet)
+/// and its index in that thread's table. Most stacks and frames are used by one thread only:
+/// they need no hash lookup, and one that no thread has used is known at once. The table is as
+/// long as the ids, whatever the number of threads; a later thread keeps its own indexes in a
+/// map (`later`).
+#[derive(Default)]
+struct FirstUser(Vec<(u32, u32)>);
+
+impl FirstUser {
+    fn get(&self, thread: u32, later: &FxHashMap<u32, u32>, id: u32) -> Option<u32> {
+        match self.0.get(id as usize) {
+            Some(&(first, index)) if first == thread => Some(index),
+            Some(&(0, _)) | None => None,
+            Some(_) => later.get(&id).copied(),
+        }
+    }
+
+    fn set(&mut self, thread: u32, later: &mut FxHashMap<u32, u32>, id: u32, index: u32) {
+        let at = id as usize;
+        if self.0.len() <= at {
+            self.0.resize(at + 1, (0, 0));
+        }
+        if self.0[at].0 == 0 {
+            self.0[at] = (thread, index);
+        } else {
+            later.insert(id, index);
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct GeckoCollector {
     interval_us: u64,
@@ -91,6 +126,11 @@ pub struct GeckoCollector {
     /// Each (thread id, interpreter id): a thread running in a sub-interpreter is sampled
     /// there too, as a track of its own.
     threads: BTreeMap<(u64, u32), ThreadData>,
+    /// Each stack's and frame's index in the thread that used it first.
+    stack_users: FirstUser,
+    frame_users: FirstUser,
+    /// By frame id: its category, once a thread has it.
+    frame_categories: Vec<u8>,
     /// The target's opcode names, for opcode interval markers (frames carry opcodes only
     /// with --opcodes).
     opcodes: Option<Opcodes>,
@@ -98,7 +138,13 @@ pub struct GeckoCollector {
 
 impl GeckoCollector {
     /// CPython's `_add_opcode_interval_marker`.
-    fn opcode_marker(&mut self, span: &OpcodeSpan, start: f64, end: f64) -> Option<Marker> {
+    fn opcode_marker(
+        &mut self,
+        symbols: &Symbols,
+        span: &OpcodeSpan,
+        start: f64,
+        end: f64,
+    ) -> Option<Marker> {
         let (Some(op), Some(table)) = (span.0, self.opcodes.as_ref()) else {
             return None;
         };
@@ -107,7 +153,8 @@ impl GeckoCollector {
         let data = json!({
             "type": "Opcode", "opcode": op, "opname": formatted, "base_opname": info.base_opname,
             "is_specialized": info.is_specialized, "line": span.1,
-            "column": (span.2 >= 0).then_some(span.2), "function": span.3, "duration": end - start,
+            "column": (span.2 >= 0).then_some(span.2), "function": symbols.str(span.3),
+            "duration": end - start,
         });
         Some((self.strings.id(&formatted), start, end, CAT_OPCODES, data))
     }
@@ -115,18 +162,12 @@ impl GeckoCollector {
     /// Follow the leaf frame's opcode; a change closes the previous span's marker.
     fn track_opcode(&mut self, symbols: &Symbols, key: (u64, u32), leaf: FrameId, now: f64) {
         let f = symbols.frame(leaf);
-        let span: OpcodeSpan = (
-            f.opcode,
-            f.lineno,
-            f.column,
-            symbols.str(f.funcname).to_owned(),
-            symbols.str(f.filename).to_owned(),
-        );
+        let span: OpcodeSpan = (f.opcode, f.lineno, f.column, f.funcname, f.filename);
         let t = self.threads.get_mut(&key).expect("thread exists");
         match t.opcode_state.take() {
             Some((open, start)) if open != span => {
                 t.opcode_state = Some((span, now));
-                if let Some(m) = self.opcode_marker(&open, start, now) {
+                if let Some(m) = self.opcode_marker(symbols, &open, start, now) {
                     self.threads
                         .get_mut(&key)
                         .expect("thread exists")
@@ -148,11 +189,14 @@ fn or_null(index: u32) -> Option<u32> {
 }
 
 impl ThreadData {
-    fn frame(&mut self, strings: &mut Interner<String>, symbols: &Symbols, id: FrameId) -> usize {
+    /// Add a frame this thread had not used: (its index in `frame_table`, its category).
+    fn new_frame(
+        &mut self,
+        strings: &mut Interner<String>,
+        symbols: &Symbols,
+        id: FrameId,
+    ) -> (u32, u8) {
         let t = self;
-        if let Some(&f) = t.frame_index.get(&id) {
-            return f;
-        }
         let info = symbols.frame(id);
         let file = symbols.str(info.filename);
         // CPython's `_is_python`, except that tachyon's own synthetic frames are native.
@@ -175,8 +219,7 @@ impl ThreadData {
             (info.column >= 0).then_some(info.column),
             category,
         ));
-        t.frame_index.insert(id, t.frame_table.len() - 1);
-        t.frame_table.len() - 1
+        ((t.frame_table.len() - 1) as u32, category as u8)
     }
 
     fn track(
@@ -214,17 +257,22 @@ impl Collector for GeckoCollector {
         let tid = sample.thread_id;
         let key = (tid, sample.interpreter_id);
         let (stacks, stack) = (symbols.stacks(), sample.stack);
-        let mut t = self.threads.entry(key).or_default();
+        let new_number = self.threads.len() as u32 + 1;
+        let mut t = self.threads.entry(key).or_insert_with(|| ThreadData {
+            number: new_number,
+            ..ThreadData::default()
+        });
         t.is_main |= sample.status.has(ThreadStatus::MAIN_THREAD);
-        let prefix = match t.of_stack.get(&stack) {
-            Some(&prefix) => prefix,
+        let users = &mut self.stack_users;
+        let prefix = match users.get(t.number, &t.of_stack, stack) {
+            Some(prefix) => prefix,
             None => {
                 // The prefixes this thread has not sampled yet, then added from the root.
                 let mut missing = Vec::new();
                 let mut node = stack;
                 let mut prefix = NONE;
                 while node != StackTable::EMPTY {
-                    if let Some(&known) = t.of_stack.get(&node) {
+                    if let Some(known) = users.get(t.number, &t.of_stack, node) {
                         prefix = known;
                         break;
                     }
@@ -233,11 +281,22 @@ impl Collector for GeckoCollector {
                 }
                 for &node in missing.iter().rev() {
                     let id = stacks.leaf(node).expect("non-empty stack");
-                    let frame = t.frame(&mut self.strings, symbols, id);
-                    let category = t.frame_table[frame].3 as u8;
-                    t.stack_table.push((frame as u32, category, prefix));
+                    let frame = match self.frame_users.get(t.number, &t.of_frame, id) {
+                        Some(frame) => frame,
+                        None => {
+                            let (frame, category) = t.new_frame(&mut self.strings, symbols, id);
+                            self.frame_users.set(t.number, &mut t.of_frame, id, frame);
+                            if self.frame_categories.len() <= id as usize {
+                                self.frame_categories.resize(id as usize + 1, 0);
+                            }
+                            self.frame_categories[id as usize] = category;
+                            frame
+                        }
+                    };
+                    let category = self.frame_categories[id as usize];
+                    t.stack_table.push((frame, category, prefix));
                     prefix = (t.stack_table.len() - 1) as u32;
-                    t.of_stack.insert(node, prefix);
+                    users.set(t.number, &mut t.of_stack, node, prefix);
                 }
                 prefix
             }
@@ -289,7 +348,7 @@ impl Collector for GeckoCollector {
             })
             .collect();
         for (key, span, start, end) in open_spans {
-            if let Some(m) = self.opcode_marker(&span, start, end) {
+            if let Some(m) = self.opcode_marker(ctx.symbols, &span, start, end) {
                 self.threads
                     .get_mut(&key)
                     .expect("thread exists")
@@ -554,5 +613,72 @@ impl serde::Serialize for Document<'_> {
             }
         }
         m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tachyon_plugin_api::FrameInfo;
+
+    /// Threads that share stacks and frames each get their own stack and frame tables,
+    /// whichever thread sampled a stack first (the later threads' indexes live in their maps).
+    #[test]
+    fn threads_sharing_stacks_each_have_whole_tables() {
+        let mut symbols = Symbols::new();
+        let file = symbols.intern_str("app.py");
+        let frame = |symbols: &mut Symbols, name: &str, lineno| {
+            let funcname = symbols.intern_str(name);
+            symbols.intern_frame(FrameInfo {
+                filename: file,
+                funcname,
+                lineno,
+                end_lineno: lineno,
+                column: -1,
+                end_column: -1,
+                opcode: None,
+            })
+        };
+        let (main, work, leaf) = (
+            frame(&mut symbols, "main", 1),
+            frame(&mut symbols, "work", 2),
+            frame(&mut symbols, "leaf", 3),
+        );
+        let mut gecko = GeckoCollector::default();
+        // Thread 1 samples [work, main], then thread 2 samples [leaf, work, main] (sharing its
+        // prefix), then thread 1 the same stack.
+        for (tid, frames) in [
+            (1, vec![work, main]),
+            (2, vec![leaf, work, main]),
+            (1, vec![leaf, work, main]),
+        ] {
+            let stack = symbols.intern_stack(&frames);
+            let sample = Sample {
+                thread_id: tid,
+                interpreter_id: 0,
+                status: ThreadStatus(0),
+                timestamps_us: &[tid * 10],
+                frames: &frames,
+                stack,
+            };
+            gecko.collect(&symbols, &sample);
+        }
+        for tid in [1, 2] {
+            let t = &gecko.threads[&(tid, 0)];
+            let name = |frame: u32| {
+                gecko.strings.list()[t.func_table[t.frame_table[frame as usize].0].0].clone()
+            };
+            // Follow the last sample's stack to its root, leaf first.
+            let mut names = Vec::new();
+            let mut at = *t.sample_stacks.last().unwrap();
+            while at != NONE {
+                let (frame, _, prefix) = t.stack_table[at as usize];
+                names.push(name(frame));
+                at = prefix;
+            }
+            assert_eq!(names, ["leaf", "work", "main"], "thread {tid}");
+            assert_eq!(t.stack_table.len(), 3, "thread {tid}");
+            assert_eq!(t.frame_table.len(), 3, "thread {tid}");
+        }
     }
 }

@@ -34,22 +34,32 @@ type Callee = (u32, i32, u32);
 
 #[derive(Default)]
 struct FileStats {
+    /// The file's name id.
+    file: u32,
     lines: BTreeMap<i32, LineCounts>,
     /// line -> opcode -> samples executing it (frames carry opcodes with --opcodes).
     opcodes: FxHashMap<i32, FxHashMap<u8, u64>>,
-    /// line -> the functions it calls -> samples.
-    callees: FxHashMap<i32, FxHashMap<Callee, u64>>,
-    /// The first sampled line of a function -> the lines that called it.
-    callers: FxHashMap<i32, FxHashMap<Callee, u64>>,
     total: u64,
     self_samples: u64,
 }
 
-/// Every file's counts, by interned file and function names (a capture can hold millions of
-/// distinct stacks: names are looked up only for the lines a page shows).
+/// Every file's counts, and the calls between lines, by dense ids of names, source lines and
+/// functions (a capture can hold millions of distinct stacks: names are looked up only for the
+/// lines a page shows).
 struct Files {
     names: Interner<String>,
-    stats: Vec<(u32, FileStats)>,
+    stats: Vec<FileStats>,
+    /// Source lines (file, line number) and functions (file, name), by name ids.
+    lines: Interner<(u32, i32)>,
+    functions: Interner<(u32, u32)>,
+    /// By function: the line of its first frame seen, where a link to it points.
+    first_line: Vec<i32>,
+    /// By line: the functions it calls -> samples.
+    callees: Vec<FxHashMap<u32, u64>>,
+    /// By function: the (line, function) that called it -> samples.
+    callers: Vec<FxHashMap<(u32, u32), u64>>,
+    /// (file, line) -> the functions first seen at that line.
+    defined_at: FxHashMap<(u32, i32), Vec<u32>>,
 }
 
 impl Files {
@@ -57,15 +67,42 @@ impl Files {
         self.names.get(id as usize)
     }
 
-    /// A line's links in (file, line, function) order, with their names.
-    fn links<'a>(
-        &'a self,
-        links: Option<&FxHashMap<Callee, u64>>,
-    ) -> Vec<(&'a str, i32, &'a str, u64)> {
-        let mut out: Vec<_> = links
+    /// The functions a line calls: (file, first line, function, samples).
+    fn callees(&self, file: u32, line: i32) -> Vec<(&str, i32, &str, u64)> {
+        let calls = self.lines.find(&(file, line)).map(|id| &self.callees[id]);
+        self.links(calls.into_iter().flatten().map(|(&function, &n)| {
+            let (file, name) = *self.functions.get(function as usize);
+            ((file, self.first_line[function as usize], name), n)
+        }))
+    }
+
+    /// The lines that called the functions first seen at a line: (file, line, function,
+    /// samples).
+    fn callers(&self, file: u32, line: i32) -> Vec<(&str, i32, &str, u64)> {
+        let functions = self.defined_at.get(&(file, line)).into_iter().flatten();
+        self.links(functions.flat_map(|&f| &self.callers[f as usize]).map(
+            |(&(line, function), &n)| {
+                let (file, line) = *self.lines.get(line as usize);
+                ((file, line, self.functions.get(function as usize).1), n)
+            },
+        ))
+    }
+
+    /// Links merged (functions first seen at one line share their callers), with their names,
+    /// in (file, line, function) order.
+    fn links(&self, links: impl Iterator<Item = (Callee, u64)>) -> Vec<(&str, i32, &str, u64)> {
+        let mut merged: Vec<(Callee, u64)> = links.collect();
+        merged.sort_unstable();
+        merged.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 += later.1;
+            }
+            same
+        });
+        let mut out: Vec<_> = merged
             .into_iter()
-            .flatten()
-            .map(|(&(file, line, func), &n)| (self.name(file), line, self.name(func), n))
+            .map(|((file, line, func), n)| (self.name(file), line, self.name(func), n))
             .collect();
         out.sort_unstable();
         out
@@ -144,88 +181,129 @@ fn intensity(n: u64, max: u64) -> f64 {
 
 impl Heatmap {
     /// Samples per file and line. Frames without a real source line (synthetic, `<string>`,
-    /// frozen modules) are skipped. Counted by interned ids (a capture can hold millions of
-    /// distinct stacks); names are looked up once per distinct entry at the end.
+    /// frozen modules) are skipped. A capture can hold millions of distinct stacks, so the
+    /// walk over their frames indexes vectors by dense ids (frame key, source line, function)
+    /// and keeps one map of call edges and one of opcodes; the per-file maps are made from
+    /// them at the end, and names are looked up only for the lines a page shows.
     fn files(counts: &StackCounts, symbols: &Symbols) -> Files {
         let mut keys = FrameKeys::default();
         let mut names: Interner<String> = Interner::default();
-        // Frame key id -> (file, function) ids, or None without a source line.
+        // Source lines (file, line number) and functions (file, function name), by name ids.
+        let mut lines: Interner<(u32, i32)> = Interner::default();
+        let mut functions: Interner<(u32, u32)> = Interner::default();
+        // Frame key id -> (line, function) ids, or None without a source line.
         let mut key_ids: Vec<Option<(u32, u32)>> = Vec::new();
-        // (file, function) -> the first line seen of it, where a callee link points.
-        let mut first_line: FxHashMap<(u32, u32), i32> = FxHashMap::default();
-        let mut files: FxHashMap<u32, FileStats> = FxHashMap::default();
-        // (callee file, its first line) -> the calling (file, line, function) -> samples.
-        let mut callers: FxHashMap<(u32, i32), FxHashMap<Callee, u64>> = FxHashMap::default();
-        let mut frames: Vec<(u32, i32, u32, Option<u8>)> = Vec::new();
-        let mut seen_lines: Vec<(u32, i32)> = Vec::new();
+        // By function id: the line of its first frame seen, where a callee link points.
+        let mut first_line: Vec<i32> = Vec::new();
+        let mut line_counts: Vec<LineCounts> = Vec::new();
+        // By file name id: (total, self) samples.
+        let mut file_counts: Vec<(u64, u64)> = Vec::new();
+        let mut callees: Vec<FxHashMap<u32, u64>> = Vec::new();
+        let mut callers: Vec<FxHashMap<(u32, u32), u64>> = Vec::new();
+        let mut opcodes: FxHashMap<(u32, u8), u64> = FxHashMap::default();
+        let mut stack_frames = Vec::new();
+        // The stack's frames, root first: (line, function, opcode), or None without source.
+        let mut frames: Vec<Option<(u32, u32, Option<u8>)>> = Vec::new();
+        let mut seen_lines: Vec<u32> = Vec::new();
         let mut seen_files: Vec<u32> = Vec::new();
         for (stack, w) in counts.by_stack() {
+            symbols.stacks().frames_into(stack, &mut stack_frames);
             frames.clear();
-            for frame in symbols.stacks().frames_root_first(stack) {
+            for &frame in stack_frames.iter().rev() {
                 let key = keys.id(symbols, frame);
                 if key_ids.len() <= key {
                     key_ids.resize(key + 1, None);
                     let k = keys.key(key);
-                    key_ids[key] = k
-                        .has_source()
-                        .then(|| (names.id(&k.filename) as u32, names.id(&k.funcname) as u32));
+                    key_ids[key] = k.has_source().then(|| {
+                        let file = names.id(&k.filename) as u32;
+                        let function = functions.id(&(file, names.id(&k.funcname) as u32));
+                        if first_line.len() <= function {
+                            first_line.push(k.lineno);
+                            callers.push(FxHashMap::default());
+                        }
+                        let line = lines.id(&(file, k.lineno));
+                        if line_counts.len() <= line {
+                            line_counts.push(LineCounts::default());
+                            callees.push(FxHashMap::default());
+                        }
+                        if file_counts.len() <= file as usize {
+                            file_counts.resize(file as usize + 1, (0, 0));
+                        }
+                        (line as u32, function as u32)
+                    });
                 }
                 // A frame without source breaks the caller -> callee link as a gap would.
-                let entry = key_ids[key].map_or((u32::MAX, 0, 0, None), |(file, func)| {
-                    let line = keys.key(key).lineno;
-                    (file, line, func, symbols.frame(frame).opcode)
-                });
-                frames.push(entry);
+                frames.push(
+                    key_ids[key]
+                        .map(|(line, function)| (line, function, symbols.frame(frame).opcode)),
+                );
             }
             seen_lines.clear();
             seen_files.clear();
-            for (i, &(file, line, func, opcode)) in frames.iter().enumerate() {
-                if file == u32::MAX {
+            for (i, &entry) in frames.iter().enumerate() {
+                let Some((line, function, opcode)) = entry else {
                     continue;
-                }
-                first_line.entry((file, func)).or_insert(line);
-                let stats = files.entry(file).or_default();
-                let counts = stats.lines.entry(line).or_default();
+                };
+                let file = lines.get(line as usize).0;
+                let counts = &mut line_counts[line as usize];
                 // A line counts once per sample however deep the recursion.
-                if !seen_lines.contains(&(file, line)) {
-                    seen_lines.push((file, line));
+                if !seen_lines.contains(&line) {
+                    seen_lines.push(line);
                     counts.total += w;
                 }
                 if i + 1 == frames.len() {
                     counts.self_samples += w;
-                    stats.self_samples += w;
+                    file_counts[file as usize].1 += w;
                 }
                 if let Some(op) = opcode {
-                    *stats
-                        .opcodes
-                        .entry(line)
-                        .or_default()
-                        .entry(op)
-                        .or_default() += w;
+                    *opcodes.entry((line, op)).or_default() += w;
                 }
-                if let Some(&(cfile, cline, cfunc, _)) = frames.get(i + 1) {
-                    if cfile != u32::MAX {
-                        let defined = *first_line.entry((cfile, cfunc)).or_insert(cline);
-                        let links = stats.callees.entry(line).or_default();
-                        *links.entry((cfile, defined, cfunc)).or_default() += w;
-                        let links = callers.entry((cfile, defined)).or_default();
-                        *links.entry((file, line, func)).or_default() += w;
-                    }
+                if let Some(&Some((_, callee, _))) = frames.get(i + 1) {
+                    *callees[line as usize].entry(callee).or_default() += w;
+                    *callers[callee as usize]
+                        .entry((line, function))
+                        .or_default() += w;
                 }
                 if !seen_files.contains(&file) {
                     seen_files.push(file);
-                    stats.total += w;
+                    file_counts[file as usize].0 += w;
                 }
             }
         }
-        for ((file, defined), links) in callers {
-            if let Some(stats) = files.get_mut(&file) {
-                stats.callers.insert(defined, links);
-            }
+        let mut files: FxHashMap<u32, FileStats> = FxHashMap::default();
+        for (&(file, line), counts) in lines.list().iter().zip(&line_counts) {
+            let stats = files.entry(file).or_default();
+            stats.file = file;
+            stats.lines.insert(line, *counts);
+            (stats.total, stats.self_samples) = file_counts[file as usize];
+        }
+        for (&(line, op), &n) in &opcodes {
+            let (file, line) = *lines.get(line as usize);
+            let stats = files.get_mut(&file).expect("a sampled line's file");
+            *stats
+                .opcodes
+                .entry(line)
+                .or_default()
+                .entry(op)
+                .or_default() += n;
+        }
+        let mut defined_at: FxHashMap<(u32, i32), Vec<u32>> = FxHashMap::default();
+        for (function, (&(file, _), &line)) in functions.list().iter().zip(&first_line).enumerate()
+        {
+            defined_at
+                .entry((file, line))
+                .or_default()
+                .push(function as u32);
         }
         Files {
             names,
-            stats: files.into_iter().collect(),
+            stats: files.into_values().collect(),
+            lines,
+            functions,
+            first_line,
+            callees,
+            callers,
+            defined_at,
         }
     }
 
@@ -238,7 +316,7 @@ impl Heatmap {
         let mut order: Vec<(&str, &FileStats)> = files
             .stats
             .iter()
-            .map(|(f, s)| (files.name(*f), s))
+            .map(|s| (files.name(s.file), s))
             .collect();
         order.sort_by(|a, b| b.1.total.cmp(&a.1.total).then(a.0.cmp(b.0)));
         let page_of: HashMap<&str, String> = order
@@ -273,12 +351,12 @@ impl Heatmap {
                 let n = i as i32 + 1;
                 let c = stats.lines.get(&n).copied().unwrap_or_default();
                 let mut nav = String::new();
-                for (cfile, cline, cfunc, count) in files.links(stats.callers.get(&n)) {
+                for (cfile, cline, cfunc, count) in files.callers(stats.file, n) {
                     if let Some(page) = page_of.get(cfile) {
                         let _ = write!(nav, "<a class=\"caller\" href=\"{page}#line-{cline}\" title=\"called from {}:{cline}, {count} samples\">▲ {}</a>", escape(cfile), escape(cfunc));
                     }
                 }
-                for (cfile, cline, cfunc, count) in files.links(stats.callees.get(&n)) {
+                for (cfile, cline, cfunc, count) in files.callees(stats.file, n) {
                     if let Some(page) = page_of.get(cfile) {
                         let _ = write!(nav, "<a class=\"callee\" href=\"{page}#line-{cline}\" title=\"calls into {}:{cline}, {count} samples\">▼ {}</a>", escape(cfile), escape(cfunc));
                     }

@@ -81,7 +81,7 @@ impl Pstats {
             m.float(st.direct as f64 * self.interval_s);
             m.float(st.cumulative as f64 * self.interval_s);
             m.dict();
-            for (&caller, edge) in &st.callers {
+            for &(caller, edge) in &st.callers {
                 m.raw(&keys[caller]);
                 m.tuple(4);
                 m.int(edge.samples as i64);

@@ -1,16 +1,14 @@
 //! Per-function sample counts in cProfile's shape: keys (filename, lineno, funcname), direct
 //! (leaf) and cumulative (on the stack, recursion counted once) samples, and caller edges.
 
-use std::collections::BTreeMap;
-
-use tachyon_plugin_api::{FrameKeys, StackCounts, Symbols};
+use tachyon_plugin_api::{FrameKeys, FxHashMap, StackCounts, Symbols};
 
 #[derive(Clone, Debug, Default)]
 pub struct FuncStats {
     pub direct: u64,
     pub cumulative: u64,
-    /// Caller key index -> samples in which it called this function.
-    pub callers: BTreeMap<usize, CallerEdge>,
+    /// (caller key index, samples in which it called this function), by caller index.
+    pub callers: Vec<(usize, CallerEdge)>,
 }
 
 /// Samples in which one function called another, and in how many of those the callee was
@@ -34,14 +32,17 @@ impl FuncTable {
     pub fn build(counts: &StackCounts, symbols: &Symbols) -> FuncTable {
         let mut table = FuncTable::default();
         let mut seen_epoch: Vec<u64> = Vec::new();
+        // (callee, caller) -> the edge's place in the callee's `callers`, which are sorted
+        // once at the end: a capture of many stacks has millions of edges.
+        let mut edge_at: FxHashMap<(u32, u32), u32> = FxHashMap::default();
+        let mut frames = Vec::new();
+        let mut keys: Vec<usize> = Vec::new();
         for (epoch, (stack, weight)) in counts.by_stack().into_iter().enumerate() {
             let epoch = epoch as u64 + 1;
-            let mut keys: Vec<usize> = symbols
-                .stacks()
-                .frames(stack)
-                .into_iter()
-                .map(|frame| table.keys.id(symbols, frame))
-                .collect();
+            symbols.stacks().frames_into(stack, &mut frames);
+            keys.clear();
+            // Numbered innermost first, as CPython meets them; walked root first.
+            keys.extend(frames.iter().map(|&frame| table.keys.id(symbols, frame)));
             keys.reverse();
             table
                 .stats
@@ -58,12 +59,24 @@ impl FuncTable {
             }
             let edges = keys.len().saturating_sub(1);
             for (i, pair) in keys.windows(2).enumerate() {
-                let edge = table.stats[pair[1]].callers.entry(pair[0]).or_default();
+                let (caller, callee) = (pair[0], pair[1]);
+                let callers = &mut table.stats[callee].callers;
+                let at = *edge_at
+                    .entry((callee as u32, caller as u32))
+                    .or_insert_with(|| {
+                        callers.push((caller, CallerEdge::default()));
+                        (callers.len() - 1) as u32
+                    });
+                let edge = &mut callers[at as usize].1;
                 edge.samples += weight;
                 if i + 1 == edges {
                     edge.direct += weight;
                 }
             }
+        }
+        drop(edge_at);
+        for st in &mut table.stats {
+            st.callers.sort_unstable_by_key(|&(caller, _)| caller);
         }
         table
     }

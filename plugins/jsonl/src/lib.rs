@@ -63,19 +63,25 @@ struct Tables {
 impl Tables {
     fn build(counts: &StackCounts, symbols: &Symbols) -> Tables {
         let mut t = Tables::default();
-        let mut record_of: tachyon_plugin_api::FxHashMap<FrameId, usize> = Default::default();
+        // By frame id (ids are dense): its record's id, once made.
+        let mut record_of: Vec<usize> = Vec::new();
         // Per frame id: the last entry that counted it cumulatively.
         let mut seen_in: Vec<usize> = Vec::new();
+        let mut frames = Vec::new();
         for (entry, &(_, stack, weight)) in counts.entries().iter().enumerate() {
             t.samples_total += weight;
-            let frames = symbols.stacks().frames(stack);
-            for (i, frame) in frames.into_iter().enumerate() {
-                let id = if let Some(&id) = record_of.get(&frame) {
-                    id
-                } else {
-                    let id = t.frame_id(symbols, frame);
-                    record_of.insert(frame, id);
-                    id
+            symbols.stacks().frames_into(stack, &mut frames);
+            for (i, &frame) in frames.iter().enumerate() {
+                if record_of.len() <= frame as usize {
+                    record_of.resize(frame as usize + 1, usize::MAX);
+                }
+                let id = match record_of[frame as usize] {
+                    usize::MAX => {
+                        let id = t.frame_id(symbols, frame);
+                        record_of[frame as usize] = id;
+                        id
+                    }
+                    id => id,
                 };
                 if id >= t.counts.len() {
                     t.counts.resize(id + 1, (0, 0));

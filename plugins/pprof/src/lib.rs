@@ -123,10 +123,12 @@ impl AggregateOutput for Pprof {
         let mut encoded: Vec<u8> = Vec::new();
         prost::encoding::message::encode_repeated(1, &sample_type, &mut encoded);
         let (thread_id, thread_name) = (strings.id("thread_id"), strings.id("thread_name"));
+        let mut frames = Vec::new();
         for &(tid, stack, count) in counts.entries() {
-            let mut location_ids = Vec::new();
             // Innermost first, as pprof lists a sample's locations.
-            for frame in ctx.symbols.stacks().frames(stack) {
+            ctx.symbols.stacks().frames_into(stack, &mut frames);
+            let mut location_ids = Vec::with_capacity(frames.len());
+            for &frame in &frames {
                 let id = keys.id(ctx.symbols, frame);
                 if location_of.len() <= id {
                     location_of.resize(id + 1, None);

@@ -92,7 +92,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Add what a read returned, merging it with regions it overlaps or touches.
-    fn record(&mut self, addr: u64, bytes: &[u8]) {
+    pub(super) fn record(&mut self, addr: u64, bytes: &[u8]) {
         let mut start = addr;
         let mut merged = bytes.to_vec();
         let end = addr + bytes.len() as u64;

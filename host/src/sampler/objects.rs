@@ -107,9 +107,17 @@ pub fn read_code(mem: &mut dyn Memory, layout: &Layout, addr: u64) -> Result<Cod
     let mut header = vec![0u8; layout.code_read_size()];
     mem.read(addr, &mut header)?;
     let [filename, name, linetable, firstlineno] = code_identity(layout, &header);
+    let filename = read_str(mem, layout, filename)?;
+    let name = read_str(mem, layout, name)?;
+    // No program names its code with control characters: the read caught a string object
+    // being made or freed (seen while a module is imported). A failed sample, not a frame
+    // named with junk that would be cached for the code's life.
+    if filename.chars().chain(name.chars()).any(char::is_control) {
+        return Err(ReadError::Fault);
+    }
     Ok(Code {
-        filename: read_str(mem, layout, filename)?,
-        name: read_str(mem, layout, name)?,
+        filename,
+        name,
         firstlineno: firstlineno as i32,
         linetable: read_bytes(mem, layout, linetable)?,
         table_kind: LineTable::for_version(layout.python),
@@ -117,4 +125,60 @@ pub fn read_code(mem: &mut dyn Memory, layout: &Layout, addr: u64) -> Result<Cod
         code_start: layout.code_code_adaptive.map_or(0, |o| field_addr(addr, o)),
         header,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::memory::Snapshot;
+    use super::*;
+
+    /// A 3.12 compact ASCII `str` at `addr` (padded for `read_str`'s fixed-size header read).
+    fn put_str(mem: &mut Snapshot, layout: &Layout, addr: u64, text: &[u8]) {
+        let mut object = vec![0u8; layout.unicode_ascii_size.unwrap()];
+        object[16..24].copy_from_slice(&(text.len() as i64).to_le_bytes());
+        let state: u32 = (1 << 2) | (1 << 5) | (1 << 6); // kind 1, compact, ascii
+        object[32..36].copy_from_slice(&state.to_le_bytes());
+        object.extend_from_slice(text);
+        object.resize(
+            object.len().max(layout.unicode_compact_size.unwrap() + 8),
+            0,
+        );
+        mem.record(addr, &object);
+    }
+
+    /// A 3.12 code object at 0x1000 named `name`, in `app.py`, with an empty line table.
+    fn code_named(name: &[u8]) -> (Snapshot, Layout) {
+        let layout = Layout::for_version(3, 12).unwrap();
+        let mut mem = Snapshot::default();
+        let mut header = vec![0u8; layout.code_read_size()];
+        let qualname = layout.code_qualname.unwrap();
+        for (offset, addr) in [
+            (layout.code_filename, 0x2000u64),
+            (qualname, 0x3000),
+            (layout.code_linetable, 0x4000),
+        ] {
+            header[offset..offset + 8].copy_from_slice(&addr.to_le_bytes());
+        }
+        mem.record(0x1000, &header);
+        put_str(&mut mem, &layout, 0x2000, b"app.py");
+        put_str(&mut mem, &layout, 0x3000, name);
+        mem.record(0x4000, &vec![0u8; layout.bytes_sval + 8]);
+        (mem, layout)
+    }
+
+    #[test]
+    fn a_code_object_named_with_control_characters_is_a_failed_read() {
+        let (mut mem, layout) = code_named(b"handler");
+        let code = read_code(&mut mem, &layout, 0x1000).unwrap();
+        assert_eq!(
+            (code.filename.as_str(), code.name.as_str()),
+            ("app.py", "handler")
+        );
+        // Bytes of a pointer where the name's text was (seen importing `operator`).
+        let (mut mem, layout) = code_named(b"\x90B\x91\x0fA\x7f\x00\x00");
+        assert!(matches!(
+            read_code(&mut mem, &layout, 0x1000),
+            Err(ReadError::Fault)
+        ));
+    }
 }

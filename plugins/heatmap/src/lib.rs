@@ -182,9 +182,10 @@ fn intensity(n: u64, max: u64) -> f64 {
 impl Heatmap {
     /// Samples per file and line. Frames without a real source line (synthetic, `<string>`,
     /// frozen modules) are skipped. A capture can hold millions of distinct stacks, so the
-    /// walk over their frames indexes vectors by dense ids (frame key, source line, function)
-    /// and keeps one map of call edges and one of opcodes; the per-file maps are made from
-    /// them at the end, and names are looked up only for the lines a page shows.
+    /// walk over their frames indexes vectors by dense ids (frame key, source line, function):
+    /// line counts and callees by line, callers by function, one map of opcodes. The per-file
+    /// line and opcode maps are made at the end; calls keep their ids, and names are looked up
+    /// only for the lines a page shows.
     fn files(counts: &StackCounts, symbols: &Symbols) -> Files {
         let mut keys = FrameKeys::default();
         let mut names: Interner<String> = Interner::default();

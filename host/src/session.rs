@@ -393,6 +393,25 @@ fn sleep_until_us(deadline_us: u64) {
     );
 }
 
+/// The timestamp of a sample read at `now`: the previous sample's plus a whole number of
+/// intervals when the read is within a tenth of an interval of that, else `now`. On this kind
+/// of VM the kernel wakes a sleeper 25–80 µs late, by an amount that changes from one wakeup to
+/// the next; every record of a capture carries its time since the last, so that noise made
+/// captures a third larger than CPython's (whose sampler spins until each deadline). A stamp is
+/// never more than a tenth of an interval from its read, and never before the previous stamp.
+fn stamp_us(previous: Option<u64>, now: u64, interval: u64) -> u64 {
+    let Some(previous) = previous else {
+        return now;
+    };
+    let intervals = (now.saturating_sub(previous) + interval / 2) / interval;
+    let on_grid = previous + intervals.max(1) * interval;
+    if on_grid.abs_diff(now) <= interval / 10 {
+        on_grid
+    } else {
+        now.max(previous)
+    }
+}
+
 /// What the loop counted.
 #[derive(Default, Debug)]
 struct Counts {
@@ -409,6 +428,8 @@ struct Loop<'a> {
     counts: Counts,
     /// CLOCK_MONOTONIC µs when sampling started.
     start_us: u64,
+    /// The timestamp the last sample was recorded with.
+    last_stamp_us: Option<u64>,
     /// Sampling ended because the target exited by itself.
     target_exited: bool,
     /// `--realtime-stats`.
@@ -433,8 +454,10 @@ impl Loop<'_> {
             None
         };
         let now = monotonic_us();
+        let stamp = stamp_us(self.last_stamp_us, now, self.args.interval_us);
         match self.unwinder.sample(&mut self.symbols, threads) {
             Ok(()) => {
+                self.last_stamp_us = Some(stamp);
                 self.counts.samples += 1;
                 if let Some(r) = self.realtime.as_mut() {
                     r.sampled(now, self.counts.samples, self.counts.errors);
@@ -445,7 +468,7 @@ impl Loop<'_> {
                         thread_id: t.thread_id,
                         interpreter_id: t.interpreter_id,
                         status: ThreadStatus(t.status),
-                        timestamps_us: &[now],
+                        timestamps_us: &[stamp],
                         frames: &t.frames,
                         stack: self.symbols.intern_stack(&t.frames),
                     };
@@ -643,6 +666,7 @@ fn profile(
         symbols: Symbols::new(),
         counts: Counts::default(),
         start_us,
+        last_stamp_us: None,
         target_exited: false,
         realtime: args.realtime_stats.then(|| RealtimeStats::new(start_us)),
         live: None,
@@ -952,7 +976,7 @@ pub fn attach(pid: i32, args: &SampleArgs, out: &OutputArgs) -> Result<i32> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_duration, parse_rate};
+    use super::{parse_duration, parse_rate, stamp_us};
 
     #[test]
     fn durations_are_finite_positive_and_at_most_a_year() {
@@ -979,5 +1003,19 @@ mod tests {
         assert!(parse_rate("0").unwrap_err().contains("must be positive"));
         assert!(parse_rate("2000khz").unwrap_err().contains("too high"));
         assert!(parse_rate("fast").is_err());
+    }
+
+    #[test]
+    fn stamps_keep_the_sampling_grid_within_a_tenth_of_an_interval() {
+        // 100 µs interval: reads 94–110 µs after the previous stamp are stamped 100 µs after it.
+        assert_eq!(stamp_us(None, 5_037, 100), 5_037);
+        assert_eq!(stamp_us(Some(5_037), 5_131, 100), 5_137);
+        assert_eq!(stamp_us(Some(5_037), 5_147, 100), 5_137);
+        // A sample missed (a failed read) keeps the grid; a wakeup far off it starts a new one.
+        assert_eq!(stamp_us(Some(5_037), 5_240, 100), 5_237);
+        assert_eq!(stamp_us(Some(5_037), 5_189, 100), 5_189);
+        // A burst catching up right after a stamp: never before the previous stamp.
+        assert_eq!(stamp_us(Some(5_137), 5_131, 100), 5_137);
+        assert_eq!(stamp_us(Some(5_137), 5_149, 100), 5_149);
     }
 }

@@ -2,11 +2,10 @@
 //! Every read goes through the read set (readset.rs), so a steady-state sample is one
 //! syscall; code objects are cached by address and their identity re-checked every sample.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use tachyon_plugin_api::{FrameId, FrameInfo, Symbols, ThreadStatus};
+use tachyon_plugin_api::{FrameId, FrameInfo, FxHashMap, Symbols, ThreadStatus};
 
 use super::discover::{GilSource, Target};
 use super::memory::{LiveMemory, Memory};
@@ -16,6 +15,9 @@ use super::process::{field_addr, ReadError};
 const MAX_FRAMES: usize = 4096;
 const MAX_THREADS: usize = 4096;
 const MAX_INTERPRETERS: usize = 256;
+/// Code objects remembered; past this the cache starts again (a program that keeps making
+/// code, `exec` in a loop, would otherwise grow it without end).
+const MAX_CODES: usize = 1 << 16;
 /// Largest data-stack span copied in one read.
 const MAX_STACK_COPY: u64 = 1 << 20;
 /// Data-stack copies are rounded up to this, so a slightly deeper stack next sample is still
@@ -58,7 +60,7 @@ struct CodeEntry {
     code: Code,
     filename: u32,
     name: u32,
-    frames: HashMap<(i64, u8), FrameId>,
+    frames: FxHashMap<(i64, u8), FrameId>,
 }
 
 /// What the threads of one interpreter are sampled with.
@@ -104,17 +106,17 @@ impl Unwinder {
         let state = UnwindState {
             opts,
             mem: memory,
-            codes: HashMap::new(),
-            main_tstates: HashMap::new(),
-            pthread_tids: HashMap::new(),
+            codes: FxHashMap::default(),
+            main_tstates: FxHashMap::default(),
+            pthread_tids: FxHashMap::default(),
             thread_count: 0,
-            stat_files: HashMap::new(),
+            stat_files: FxHashMap::default(),
             namespace_pid: None,
-            namespace_tids: HashMap::new(),
+            namespace_tids: FxHashMap::default(),
             tstate_buf: vec![0u8; target.layout.tstate_read_size()],
             frame_buf: vec![0u8; target.layout.frame_read_size()],
             stack_copy: Vec::new(),
-            copy_spans: HashMap::new(),
+            copy_spans: FxHashMap::default(),
             raw: Vec::new(),
             thread_frames: Vec::new(),
             asyncio_state: super::asyncio::AsyncioState::default(),
@@ -137,20 +139,20 @@ impl Unwinder {
 pub(super) struct UnwindState {
     pub(super) opts: UnwindOptions,
     pub(super) mem: Box<dyn Memory>,
-    codes: HashMap<u64, CodeEntry>,
+    codes: FxHashMap<u64, CodeEntry>,
     /// ≤3.12 (no `threads.main`): each interpreter's main thread state, found once.
-    main_tstates: HashMap<u64, u64>,
-    pthread_tids: HashMap<u64, u64>,
+    main_tstates: FxHashMap<u64, u64>,
+    pthread_tids: FxHashMap<u64, u64>,
     thread_count: usize,
-    stat_files: HashMap<u64, File>,
+    stat_files: FxHashMap<u64, File>,
     namespace_pid: Option<u64>,
     /// In another PID namespace: the target's thread ids mapped to ours.
-    namespace_tids: HashMap<u64, u32>,
+    namespace_tids: FxHashMap<u64, u32>,
     tstate_buf: Vec<u8>,
     frame_buf: Vec<u8>,
     stack_copy: Vec<u8>,
     /// Each data-stack chunk's copy span (`copy_span`).
-    copy_spans: HashMap<u64, CopySpan>,
+    copy_spans: FxHashMap<u64, CopySpan>,
     pub(super) raw: Vec<RawFrame>,
     /// With `asyncio`: each sampled thread's state address and frame addresses (aligned with
     /// its frames), to cut a running task's frames at its coroutine.
@@ -587,6 +589,10 @@ impl UnwindState {
                 }
             }
         }
+        // Before, not while, resolving: every code of this sample must stay in the cache.
+        if self.codes.len() + unique.len() > MAX_CODES {
+            self.codes.clear();
+        }
         let size = l.code_read_size();
         let mut headers = vec![0u8; size * unique.len()];
         let complete = {
@@ -597,24 +603,26 @@ impl UnwindState {
                 .collect();
             self.mem.read_many(&mut regions)?
         };
-        for (addr, header) in unique.iter().zip(headers.chunks(size)) {
-            let stale = self.codes.get(addr).is_some_and(|e| {
-                !complete || code_identity(l, header) != code_identity(l, &e.code.header)
+        for (&addr, header) in unique.iter().zip(headers.chunks(size)) {
+            let known = self.codes.get(&addr).is_some_and(|e| {
+                complete && code_identity(l, header) == code_identity(l, &e.code.header)
             });
-            if stale {
-                self.codes.remove(addr);
+            if known {
+                continue;
             }
-            if let std::collections::hash_map::Entry::Vacant(slot) = self.codes.entry(*addr) {
-                let code = read_code(&mut *self.mem, l, *addr)?;
-                let filename = symbols.intern_str(&code.filename);
-                let name = symbols.intern_str(&code.name);
-                slot.insert(CodeEntry {
+            // New, or freed and its address reused by another code object (or unreadable now).
+            let code = read_code(&mut *self.mem, l, addr)?;
+            let filename = symbols.intern_str(&code.filename);
+            let name = symbols.intern_str(&code.name);
+            self.codes.insert(
+                addr,
+                CodeEntry {
                     code,
                     filename,
                     name,
-                    frames: HashMap::new(),
-                });
-            }
+                    frames: FxHashMap::default(),
+                },
+            );
         }
         let opcodes = if self.opts.opcodes && !l.object_frames() {
             self.read_opcodes()?
@@ -728,7 +736,7 @@ impl UnwindState {
             return tid;
         }
         if !self.namespace_tids.contains_key(&tid) {
-            self.namespace_tids = target.process.namespace_tids();
+            self.namespace_tids = target.process.namespace_tids().into_iter().collect();
         }
         u64::from(*self.namespace_tids.entry(tid).or_insert(0))
     }

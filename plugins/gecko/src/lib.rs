@@ -64,19 +64,17 @@ fn state_marker(
 #[derive(Default)]
 struct ThreadData {
     is_main: bool,
-    /// Each sample's stack index and time (ms), as two columns: 12 bytes a sample.
-    sample_stacks: Vec<u32>,
+    /// Each sample's stack (an id in the symbols' stack table) and time (ms), as two columns:
+    /// 12 bytes a sample.
+    sample_stacks: Vec<StackId>,
     sample_times: Vec<f64>,
-    /// (frame, category, prefix or [`NONE`]).
-    stack_table: Vec<(u32, u8, u32)>,
-    /// This thread's number, from 1 (see [`FirstUser`]).
-    number: u32,
-    /// The gecko stack of each interned stack (and prefix) this thread sampled after another
-    /// thread did: the stack table is itself a tree of (parent, frame), so its nodes are the
-    /// gecko stacks.
-    of_stack: FxHashMap<StackId, u32>,
-    /// The same for frames: each frame's index in `frame_table`, if another thread had it first.
-    of_frame: FxHashMap<FrameId, u32>,
+    /// The stacks this thread sampled and each of their prefixes: its stack table, in the
+    /// order of the ids (a prefix's id is below its stacks'), made when the profile is written.
+    stacks: IdSet,
+    /// The frames of those stacks, in the order of the thread's frame table (as first met,
+    /// root first, as CPython: a function's line is its first frame's).
+    frames: Vec<FrameId>,
+    frame_set: IdSet,
     frame_table: Vec<(usize, i32, Option<i32>, usize)>, // (func, line, column, category)
     func_table: Vec<(usize, bool, Option<usize>, Option<i32>)>, // (name, isJS, fileName, lineNumber)
     func_index: FxHashMap<(u32, u32), usize>,
@@ -88,33 +86,41 @@ struct ThreadData {
     last_time: f64,
 }
 
-/// By dense id (a stack's or a frame's): the first thread to use it (its number; 0: none yet)
-/// and its index in that thread's table. Most stacks and frames are used by one thread only:
-/// they need no hash lookup, and one that no thread has used is known at once. The table is as
-/// long as the ids, whatever the number of threads; a later thread keeps its own indexes in a
-/// map (`later`).
+/// A set of dense ids (stacks, frames), as bits in pages of 4,096 made when first used: a thread that
+/// sampled a few stacks of a large table costs a few pages and a pointer per page, one that
+/// sampled most of it a bit per stack. (A thread's stack table kept as it was sampled, with a
+/// map from each stack to its row, cost 200 bytes a sample on a capture whose threads share
+/// 2.5 million stack nodes.)
 #[derive(Default)]
-struct FirstUser(Vec<(u32, u32)>);
+struct IdSet {
+    pages: Vec<Option<Box<[u64; 64]>>>,
+}
 
-impl FirstUser {
-    fn get(&self, thread: u32, later: &FxHashMap<u32, u32>, id: u32) -> Option<u32> {
-        match self.0.get(id as usize) {
-            Some(&(first, index)) if first == thread => Some(index),
-            Some(&(0, _)) | None => None,
-            Some(_) => later.get(&id).copied(),
+impl IdSet {
+    /// Add `id`; whether it was not there yet.
+    fn insert(&mut self, id: u32) -> bool {
+        let (page, word, bit) = (id as usize >> 12, (id as usize >> 6) & 63, id & 63);
+        if self.pages.len() <= page {
+            self.pages.resize_with(page + 1, || None);
         }
+        let words = self.pages[page].get_or_insert_with(|| Box::new([0; 64]));
+        let added = words[word] & (1 << bit) == 0;
+        words[word] |= 1 << bit;
+        added
     }
 
-    fn set(&mut self, thread: u32, later: &mut FxHashMap<u32, u32>, id: u32, index: u32) {
-        let at = id as usize;
-        if self.0.len() <= at {
-            self.0.resize(at + 1, (0, 0));
-        }
-        if self.0[at].0 == 0 {
-            self.0[at] = (thread, index);
-        } else {
-            later.insert(id, index);
-        }
+    /// The ids, smallest first.
+    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.pages.iter().enumerate().flat_map(|(page, words)| {
+            words.iter().flat_map(move |words| {
+                words.iter().enumerate().flat_map(move |(word, &bits)| {
+                    let base = (page << 12 | word << 6) as u32;
+                    (0..64)
+                        .filter(move |bit| bits & (1 << bit) != 0)
+                        .map(move |bit| base + bit)
+                })
+            })
+        })
     }
 }
 
@@ -126,14 +132,11 @@ pub struct GeckoCollector {
     /// Each (thread id, interpreter id): a thread running in a sub-interpreter is sampled
     /// there too, as a track of its own.
     threads: BTreeMap<(u64, u32), ThreadData>,
-    /// Each stack's and frame's index in the thread that used it first.
-    stack_users: FirstUser,
-    frame_users: FirstUser,
-    /// By frame id: its category, once a thread has it.
-    frame_categories: Vec<u8>,
     /// The target's opcode names, for opcode interval markers (frames carry opcodes only
     /// with --opcodes).
     opcodes: Option<Opcodes>,
+    /// The stack nodes a sample added to its thread's stack table, leaf first.
+    new_nodes: Vec<StackId>,
 }
 
 impl GeckoCollector {
@@ -189,13 +192,8 @@ fn or_null(index: u32) -> Option<u32> {
 }
 
 impl ThreadData {
-    /// Add a frame this thread had not used: (its index in `frame_table`, its category).
-    fn new_frame(
-        &mut self,
-        strings: &mut Interner<String>,
-        symbols: &Symbols,
-        id: FrameId,
-    ) -> (u32, u8) {
+    /// Add a frame to this thread's frame table (and its function, if new).
+    fn add_frame(&mut self, strings: &mut Interner<String>, symbols: &Symbols, id: FrameId) {
         let t = self;
         let info = symbols.frame(id);
         let file = symbols.str(info.filename);
@@ -213,13 +211,13 @@ impl ThreadData {
                 t.func_table.len() - 1
             });
         let category = if python { CAT_PYTHON } else { CAT_NATIVE };
+        t.frames.push(id);
         t.frame_table.push((
             func,
             info.lineno.max(0),
             (info.column >= 0).then_some(info.column),
             category,
         ));
-        ((t.frame_table.len() - 1) as u32, category as u8)
     }
 
     fn track(
@@ -256,51 +254,21 @@ impl Collector for GeckoCollector {
             .get_or_insert(sample.timestamps_us.first().copied().unwrap_or(0));
         let tid = sample.thread_id;
         let key = (tid, sample.interpreter_id);
-        let (stacks, stack) = (symbols.stacks(), sample.stack);
-        let new_number = self.threads.len() as u32 + 1;
-        let mut t = self.threads.entry(key).or_insert_with(|| ThreadData {
-            number: new_number,
-            ..ThreadData::default()
-        });
+        let mut t = self.threads.entry(key).or_default();
         t.is_main |= sample.status.has(ThreadStatus::MAIN_THREAD);
-        let users = &mut self.stack_users;
-        let prefix = match users.get(t.number, &t.of_stack, stack) {
-            Some(prefix) => prefix,
-            None => {
-                // The prefixes this thread has not sampled yet, then added from the root.
-                let mut missing = Vec::new();
-                let mut node = stack;
-                let mut prefix = NONE;
-                while node != StackTable::EMPTY {
-                    if let Some(known) = users.get(t.number, &t.of_stack, node) {
-                        prefix = known;
-                        break;
-                    }
-                    missing.push(node);
-                    node = stacks.parent(node);
-                }
-                for &node in missing.iter().rev() {
-                    let id = stacks.leaf(node).expect("non-empty stack");
-                    let frame = match self.frame_users.get(t.number, &t.of_frame, id) {
-                        Some(frame) => frame,
-                        None => {
-                            let (frame, category) = t.new_frame(&mut self.strings, symbols, id);
-                            self.frame_users.set(t.number, &mut t.of_frame, id, frame);
-                            if self.frame_categories.len() <= id as usize {
-                                self.frame_categories.resize(id as usize + 1, 0);
-                            }
-                            self.frame_categories[id as usize] = category;
-                            frame
-                        }
-                    };
-                    let category = self.frame_categories[id as usize];
-                    t.stack_table.push((frame, category, prefix));
-                    prefix = (t.stack_table.len() - 1) as u32;
-                    users.set(t.number, &mut t.of_stack, node, prefix);
-                }
-                prefix
+        // The stack and the prefixes this thread had not sampled yet; their frames from the
+        // root.
+        let mut node = sample.stack;
+        while node != StackTable::EMPTY && t.stacks.insert(node) {
+            self.new_nodes.push(node);
+            node = symbols.stacks().parent(node);
+        }
+        for node in self.new_nodes.drain(..).rev() {
+            let frame = symbols.stacks().leaf(node).expect("non-empty stack");
+            if t.frame_set.insert(frame) {
+                t.add_frame(&mut self.strings, symbols, frame);
             }
-        };
+        }
         if self.opcodes.is_some() {
             let first_time = sample
                 .timestamps_us
@@ -329,7 +297,7 @@ impl Collector for GeckoCollector {
         }
         for &ts in sample.timestamps_us {
             let now = to_ms(ts);
-            t.sample_stacks.push(prefix);
+            t.sample_stacks.push(sample.stack);
             t.sample_times.push(now);
             t.last_time = t.last_time.max(now);
         }
@@ -368,6 +336,7 @@ impl Collector for GeckoCollector {
                 }
             }
         }
+        let symbols = ctx.symbols;
         let samples: usize = self.threads.values().map(|t| t.sample_times.len()).sum();
         let last = self
             .threads
@@ -385,6 +354,7 @@ impl Collector for GeckoCollector {
                 interpreter: interpreters.then_some(iid),
                 pid: &pid,
                 t,
+                symbols,
             })
             .collect();
         let profile = json!({
@@ -476,30 +446,90 @@ macro_rules! table {
 
 const NULL: Option<u8> = None;
 
-table!(SamplesJson, |t, m| {
-    let n = t.sample_times.len();
-    m.serialize_entry(
-        "stack",
-        &Column(t.sample_stacks.iter().map(|&s| or_null(s))),
-    )?;
-    m.serialize_entry("time", &Column(t.sample_times.iter()))?;
-    m.serialize_entry("eventDelay", &repeat(NULL, n))?;
-    m.serialize_entry("weight", &NULL)?;
-    m.serialize_entry("weightType", "samples")?;
-    m.serialize_entry("length", &n)?;
-});
+/// A thread's stack table as written: its rows (stack ids, smallest first) and, by stack and
+/// by frame id, the row each is written as. Made for one thread at a time, while it is written.
+struct Rows<'a> {
+    t: &'a ThreadData,
+    stacks: &'a StackTable,
+    ids: Vec<StackId>,
+    row_of_stack: Vec<u32>,
+    row_of_frame: Vec<u32>,
+}
 
-table!(StackTableJson, |t, m| {
-    let n = t.stack_table.len();
-    m.serialize_entry("frame", &Column(t.stack_table.iter().map(|s| s.0)))?;
-    m.serialize_entry("category", &Column(t.stack_table.iter().map(|s| s.1)))?;
-    m.serialize_entry("subcategory", &repeat(0, n))?;
-    m.serialize_entry(
-        "prefix",
-        &Column(t.stack_table.iter().map(|s| or_null(s.2))),
-    )?;
-    m.serialize_entry("length", &n)?;
-});
+impl<'a> Rows<'a> {
+    fn new(t: &'a ThreadData, symbols: &'a Symbols) -> Rows<'a> {
+        let stacks = symbols.stacks();
+        let ids: Vec<StackId> = t.stacks.iter().collect();
+        let mut row_of_stack = vec![NONE; stacks.len()];
+        for (row, &id) in ids.iter().enumerate() {
+            row_of_stack[id as usize] = row as u32;
+        }
+        let mut row_of_frame = vec![NONE; symbols.frames().len()];
+        for (row, &frame) in t.frames.iter().enumerate() {
+            row_of_frame[frame as usize] = row as u32;
+        }
+        Rows {
+            t,
+            stacks,
+            ids,
+            row_of_stack,
+            row_of_frame,
+        }
+    }
+
+    /// Each row's frame (its row in the frame table).
+    fn frames(&self) -> impl Iterator<Item = u32> + Clone + '_ {
+        self.ids.iter().map(|&id| {
+            let leaf = self.stacks.leaf(id).expect("non-empty stack");
+            self.row_of_frame[leaf as usize]
+        })
+    }
+}
+
+struct SamplesJson<'a>(&'a Rows<'a>);
+
+impl serde::Serialize for SamplesJson<'_> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (r, t) = (self.0, self.0.t);
+        let n = t.sample_times.len();
+        let mut m = serializer.serialize_map(None)?;
+        let rows = t.sample_stacks.iter().map(|&s| r.row_of_stack[s as usize]);
+        m.serialize_entry("stack", &Column(rows))?;
+        m.serialize_entry("time", &Column(t.sample_times.iter()))?;
+        m.serialize_entry("eventDelay", &repeat(NULL, n))?;
+        m.serialize_entry("weight", &NULL)?;
+        m.serialize_entry("weightType", "samples")?;
+        m.serialize_entry("length", &n)?;
+        m.end()
+    }
+}
+
+struct StackTableJson<'a>(&'a Rows<'a>);
+
+impl serde::Serialize for StackTableJson<'_> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = self.0;
+        let n = r.ids.len();
+        let mut m = serializer.serialize_map(None)?;
+        m.serialize_entry("frame", &Column(r.frames()))?;
+        let categories = r.frames().map(|f| r.t.frame_table[f as usize].3);
+        m.serialize_entry("category", &Column(categories))?;
+        m.serialize_entry("subcategory", &repeat(0, n))?;
+        let prefixes =
+            (r.ids.iter()).map(|&id| or_null(r.row_of_stack[r.stacks.parent(id) as usize]));
+        m.serialize_entry("prefix", &Column(prefixes))?;
+        m.serialize_entry("length", &n)?;
+        m.end()
+    }
+}
 
 table!(FrameTableJson, |t, m| {
     let n = t.frame_table.len();
@@ -546,6 +576,7 @@ struct ThreadJson<'a> {
     interpreter: Option<u32>,
     pid: &'a str,
     t: &'a ThreadData,
+    symbols: &'a Symbols,
 }
 
 impl serde::Serialize for ThreadJson<'_> {
@@ -571,8 +602,9 @@ impl serde::Serialize for ThreadJson<'_> {
         m.serialize_entry("pausedRanges", &[0u8; 0])?;
         m.serialize_entry("pid", self.pid)?;
         m.serialize_entry("tid", &tid)?;
-        m.serialize_entry("samples", &SamplesJson(t))?;
-        m.serialize_entry("stackTable", &StackTableJson(t))?;
+        let rows = Rows::new(t, self.symbols);
+        m.serialize_entry("samples", &SamplesJson(&rows))?;
+        m.serialize_entry("stackTable", &StackTableJson(&rows))?;
         m.serialize_entry("frameTable", &FrameTableJson(t))?;
         m.serialize_entry("funcTable", &FuncTableJson(t))?;
         m.serialize_entry(
@@ -621,6 +653,20 @@ mod tests {
     use super::*;
     use tachyon_plugin_api::FrameInfo;
 
+    #[test]
+    fn id_sets_list_their_ids_in_order_across_pages() {
+        let mut set = IdSet::default();
+        let added: Vec<bool> = [70_000, 5, 4_096, 4_095, 5, 63, 64]
+            .iter()
+            .map(|&id| set.insert(id))
+            .collect();
+        assert_eq!(added, [true, true, true, true, false, true, true]);
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            [5, 63, 64, 4_095, 4_096, 70_000]
+        );
+    }
+
     /// Threads that share stacks and frames each get their own stack and frame tables,
     /// whichever thread sampled a stack first (the later threads' indexes live in their maps).
     #[test]
@@ -665,19 +711,20 @@ mod tests {
         }
         for tid in [1, 2] {
             let t = &gecko.threads[&(tid, 0)];
+            let rows = Rows::new(t, &symbols);
+            let frames: Vec<u32> = rows.frames().collect();
             let name = |frame: u32| {
                 gecko.strings.list()[t.func_table[t.frame_table[frame as usize].0].0].clone()
             };
             // Follow the last sample's stack to its root, leaf first.
             let mut names = Vec::new();
             let mut at = *t.sample_stacks.last().unwrap();
-            while at != NONE {
-                let (frame, _, prefix) = t.stack_table[at as usize];
-                names.push(name(frame));
-                at = prefix;
+            while at != StackTable::EMPTY {
+                names.push(name(frames[rows.row_of_stack[at as usize] as usize]));
+                at = symbols.stacks().parent(at);
             }
             assert_eq!(names, ["leaf", "work", "main"], "thread {tid}");
-            assert_eq!(t.stack_table.len(), 3, "thread {tid}");
+            assert_eq!(rows.ids.len(), 3, "thread {tid}");
             assert_eq!(t.frame_table.len(), 3, "thread {tid}");
         }
     }

@@ -4,6 +4,8 @@
 //! state a sample costs one syscall. Whatever the prefetch did not cover is read directly and
 //! joins the set for the next sample.
 
+use nix::sys::uio::RemoteIoVec;
+
 use super::process::{readable_range, Process, ReadError};
 
 /// Most bytes prefetched at once (a few deep stacks fit easily).
@@ -61,6 +63,13 @@ pub struct ReadSet {
     regions: Vec<(u64, usize, usize)>,
     /// Regions this sample asked for: the next sample's prefetch.
     wanted: Vec<(u64, usize)>,
+    /// The prefetch as planned from `planned_for` (the regions a sample asked for): regions
+    /// in reading order, and (address, offset in `data`, length) by address. A target whose
+    /// threads stay where they were asks for the same regions sample after sample, and reuses
+    /// the plan: no sorting and no allocation.
+    planned_for: Vec<(u64, usize)>,
+    plan: Vec<RemoteIoVec>,
+    plan_by_addr: Vec<(u64, usize, usize)>,
     /// Read from the target, not from the prefetch (whose bytes are as old as the sample).
     pub fresh: bool,
 }
@@ -68,35 +77,35 @@ pub struct ReadSet {
 impl ReadSet {
     /// Start a sample: fetch last sample's regions in one read.
     pub fn begin(&mut self, p: &Process) -> Result<(), ReadError> {
-        let wanted = coalesce(&self.wanted);
-        self.wanted.clear();
-        self.regions.clear();
-        let mut total = 0usize;
-        let mut layout = Vec::with_capacity(wanted.len());
-        for &(addr, len) in wanted.iter().take(MAX_REGIONS) {
-            if total + len > MAX_PREFETCH {
-                break;
+        if self.wanted != self.planned_for {
+            self.plan.clear();
+            self.plan_by_addr.clear();
+            let mut total = 0usize;
+            for (addr, len) in coalesce(&self.wanted).into_iter().take(MAX_REGIONS) {
+                if total + len > MAX_PREFETCH {
+                    break;
+                }
+                self.plan.push(RemoteIoVec {
+                    base: addr as usize,
+                    len,
+                });
+                self.plan_by_addr.push((addr, total, len));
+                total += len;
             }
-            layout.push((addr, total, len));
-            total += len;
+            // `cached` looks regions up by address.
+            self.plan_by_addr.sort_unstable();
+            std::mem::swap(&mut self.planned_for, &mut self.wanted);
         }
+        self.wanted.clear();
+        let total = self.plan.iter().map(|r| r.len).sum();
         self.data.resize(total, 0);
-        let read = {
-            let mut rest: &mut [u8] = &mut self.data;
-            let mut bufs: Vec<(u64, &mut [u8])> = Vec::with_capacity(layout.len());
-            for &(addr, _, len) in &layout {
-                let (head, tail) = rest.split_at_mut(len);
-                bufs.push((addr, head));
-                rest = tail;
-            }
-            p.read_many(&mut bufs)?
-        };
-        self.regions = layout
-            .into_iter()
-            .filter(|&(_, off, len)| off + len <= read)
-            .collect();
-        // `cached` looks regions up by address.
-        self.regions.sort_unstable();
+        let read = p.read_packed(&self.plan, &mut self.data)?;
+        self.regions.clear();
+        let whole = self
+            .plan_by_addr
+            .iter()
+            .filter(|&&(_, off, len)| off + len <= read);
+        self.regions.extend(whole);
         Ok(())
     }
 
@@ -153,7 +162,36 @@ impl ReadSet {
 
 #[cfg(test)]
 mod tests {
-    use super::coalesce;
+    use super::{coalesce, ReadSet};
+    use crate::sampler::process::Process;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Reads of this process: each sample's reads are prefetched at the start of the next
+    /// (so they hold the value as it was then), whether the plan is made anew or reused.
+    #[test]
+    fn each_sample_prefetches_what_the_last_one_read() {
+        let me = Process::new(std::process::id() as i32);
+        let value = AtomicU64::new(1);
+        let addr = value.as_ptr() as u64;
+        let mut set = ReadSet::default();
+        let mut read = |set: &mut ReadSet| {
+            let mut bytes = [0u8; 8];
+            set.read(&me, addr, &mut bytes).unwrap();
+            u64::from_le_bytes(bytes)
+        };
+        set.begin(&me).unwrap();
+        assert_eq!(read(&mut set), 1, "nothing prefetched yet: read as it is");
+        for sample in [10, 20, 30] {
+            value.store(sample, Ordering::SeqCst);
+            set.begin(&me).unwrap();
+            value.store(sample + 1, Ordering::SeqCst);
+            assert_eq!(
+                read(&mut set),
+                sample,
+                "as prefetched when the sample began"
+            );
+        }
+    }
 
     #[test]
     fn merges_regions_that_share_a_page_only_and_keeps_request_order() {

@@ -174,7 +174,7 @@ mod tests {
         let value = AtomicU64::new(1);
         let addr = value.as_ptr() as u64;
         let mut set = ReadSet::default();
-        let mut read = |set: &mut ReadSet| {
+        let read = |set: &mut ReadSet| {
             let mut bytes = [0u8; 8];
             set.read(&me, addr, &mut bytes).unwrap();
             u64::from_le_bytes(bytes)

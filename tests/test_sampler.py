@@ -291,6 +291,27 @@ def test_blocking_mode_samples_a_paused_target(tmp):
     assert "Error rate: 0.00" in proc.stderr
 
 
+def test_timestamps_are_on_the_sampling_grid_and_within_the_run(tmp):
+    """A sample read within a tenth of an interval of one interval after the previous one is
+    stamped exactly that: the kernel's wake-up jitter does not fill the capture, and no
+    timestamp leaves the run or goes back in time."""
+    python = require_python("3.12")
+    script = tmp / "g.py"
+    script.write_text("import time\ndef wait():\n    time.sleep(5)\nwait()\n")
+    out = tmp / "g.bin"
+    started_us = time.monotonic() * 1e6  # CLOCK_MONOTONIC, as the capture's timestamps
+    tachyon("run", "--python", python, "-d", "1", "-r", "1khz", "-f", "binary", "-o", out, script)
+    ended_us = time.monotonic() * 1e6
+    stamps = [ts for tid, _iid, ts, _st, _frames in read_capture(out)]
+    assert len(stamps) > 300
+    assert stamps == sorted(stamps), "one thread: its stamps never go back"
+    assert started_us <= stamps[0] and stamps[-1] <= ended_us + 100
+    deltas = [b - a for a, b in zip(stamps, stamps[1:])]
+    # Unstamped, the deltas spread over tens of µs around 1000: a fifth at most are exact.
+    on_grid = sum(d % 1000 == 0 for d in deltas)
+    assert on_grid >= len(deltas) // 2, (on_grid, sorted(deltas)[:: max(1, len(deltas) // 20)])
+
+
 def test_subprocesses_get_their_own_profiles(tmp):
     python = require_python("3.12")
     child = tmp / "child.py"

@@ -426,8 +426,8 @@ fn repeat<T: Clone>(value: T, n: usize) -> Column<std::iter::RepeatN<T>> {
 
 /// Writes the pairs of a JSON object (`serialize_entry` calls) for one table of a thread.
 macro_rules! table {
-    ($name:ident, |$t:ident, $m:ident| $body:block) => {
-        struct $name<'a>(&'a ThreadData);
+    ($name:ident, |$r:ident, $t:ident, $m:ident| $body:block) => {
+        struct $name<'a>(&'a Rows<'a>);
 
         impl serde::Serialize for $name<'_> {
             fn serialize<S: serde::Serializer>(
@@ -435,7 +435,7 @@ macro_rules! table {
                 serializer: S,
             ) -> std::result::Result<S::Ok, S::Error> {
                 use serde::ser::SerializeMap;
-                let $t = self.0;
+                let ($r, $t) = (self.0, self.0.t);
                 let mut $m = serializer.serialize_map(None)?;
                 $body
                 $m.end()
@@ -486,52 +486,29 @@ impl<'a> Rows<'a> {
     }
 }
 
-struct SamplesJson<'a>(&'a Rows<'a>);
+table!(SamplesJson, |r, t, m| {
+    let n = t.sample_times.len();
+    let rows = t.sample_stacks.iter().map(|&s| r.row_of_stack[s as usize]);
+    m.serialize_entry("stack", &Column(rows))?;
+    m.serialize_entry("time", &Column(t.sample_times.iter()))?;
+    m.serialize_entry("eventDelay", &repeat(NULL, n))?;
+    m.serialize_entry("weight", &NULL)?;
+    m.serialize_entry("weightType", "samples")?;
+    m.serialize_entry("length", &n)?;
+});
 
-impl serde::Serialize for SamplesJson<'_> {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let (r, t) = (self.0, self.0.t);
-        let n = t.sample_times.len();
-        let mut m = serializer.serialize_map(None)?;
-        let rows = t.sample_stacks.iter().map(|&s| r.row_of_stack[s as usize]);
-        m.serialize_entry("stack", &Column(rows))?;
-        m.serialize_entry("time", &Column(t.sample_times.iter()))?;
-        m.serialize_entry("eventDelay", &repeat(NULL, n))?;
-        m.serialize_entry("weight", &NULL)?;
-        m.serialize_entry("weightType", "samples")?;
-        m.serialize_entry("length", &n)?;
-        m.end()
-    }
-}
+table!(StackTableJson, |r, t, m| {
+    let n = r.ids.len();
+    m.serialize_entry("frame", &Column(r.frames()))?;
+    let categories = r.frames().map(|f| t.frame_table[f as usize].3);
+    m.serialize_entry("category", &Column(categories))?;
+    m.serialize_entry("subcategory", &repeat(0, n))?;
+    let prefixes = (r.ids.iter()).map(|&id| or_null(r.row_of_stack[r.stacks.parent(id) as usize]));
+    m.serialize_entry("prefix", &Column(prefixes))?;
+    m.serialize_entry("length", &n)?;
+});
 
-struct StackTableJson<'a>(&'a Rows<'a>);
-
-impl serde::Serialize for StackTableJson<'_> {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let r = self.0;
-        let n = r.ids.len();
-        let mut m = serializer.serialize_map(None)?;
-        m.serialize_entry("frame", &Column(r.frames()))?;
-        let categories = r.frames().map(|f| r.t.frame_table[f as usize].3);
-        m.serialize_entry("category", &Column(categories))?;
-        m.serialize_entry("subcategory", &repeat(0, n))?;
-        let prefixes =
-            (r.ids.iter()).map(|&id| or_null(r.row_of_stack[r.stacks.parent(id) as usize]));
-        m.serialize_entry("prefix", &Column(prefixes))?;
-        m.serialize_entry("length", &n)?;
-        m.end()
-    }
-}
-
-table!(FrameTableJson, |t, m| {
+table!(FrameTableJson, |_r, t, m| {
     let n = t.frame_table.len();
     m.serialize_entry("address", &repeat(-1, n))?;
     m.serialize_entry("category", &Column(t.frame_table.iter().map(|f| f.3)))?;
@@ -547,7 +524,7 @@ table!(FrameTableJson, |t, m| {
     m.serialize_entry("length", &n)?;
 });
 
-table!(FuncTableJson, |t, m| {
+table!(FuncTableJson, |_r, t, m| {
     let n = t.func_table.len();
     m.serialize_entry("name", &Column(t.func_table.iter().map(|f| f.0)))?;
     m.serialize_entry("isJS", &Column(t.func_table.iter().map(|f| f.1)))?;
@@ -559,7 +536,7 @@ table!(FuncTableJson, |t, m| {
     m.serialize_entry("length", &n)?;
 });
 
-table!(MarkersJson, |t, m| {
+table!(MarkersJson, |_r, t, m| {
     let n = t.markers.len();
     m.serialize_entry("data", &Column(t.markers.iter().map(|x| &x.4)))?;
     m.serialize_entry("name", &Column(t.markers.iter().map(|x| x.0)))?;
@@ -605,8 +582,8 @@ impl serde::Serialize for ThreadJson<'_> {
         let rows = Rows::new(t, self.symbols);
         m.serialize_entry("samples", &SamplesJson(&rows))?;
         m.serialize_entry("stackTable", &StackTableJson(&rows))?;
-        m.serialize_entry("frameTable", &FrameTableJson(t))?;
-        m.serialize_entry("funcTable", &FuncTableJson(t))?;
+        m.serialize_entry("frameTable", &FrameTableJson(&rows))?;
+        m.serialize_entry("funcTable", &FuncTableJson(&rows))?;
         m.serialize_entry(
             "resourceTable",
             &json!({"lib": [], "name": [], "host": [], "type": [], "length": 0}),
@@ -615,7 +592,7 @@ impl serde::Serialize for ThreadJson<'_> {
             "nativeSymbols",
             &json!({"libIndex": [], "address": [], "name": [], "functionSize": [], "length": 0}),
         )?;
-        m.serialize_entry("markers", &MarkersJson(t))?;
+        m.serialize_entry("markers", &MarkersJson(&rows))?;
         m.end()
     }
 }

@@ -115,9 +115,15 @@ impl IdSet {
             words.iter().flat_map(move |words| {
                 words.iter().enumerate().flat_map(move |(word, &bits)| {
                     let base = (page << 12 | word << 6) as u32;
-                    (0..64)
-                        .filter(move |bit| bits & (1 << bit) != 0)
-                        .map(move |bit| base + bit)
+                    // The set bits, lowest first.
+                    let mut rest = bits;
+                    std::iter::from_fn(move || {
+                        (rest != 0).then(|| {
+                            let bit = rest.trailing_zeros();
+                            rest &= rest - 1;
+                            base + bit
+                        })
+                    })
                 })
             })
         })

@@ -264,6 +264,20 @@ impl Lines {
     }
 }
 
+/// `a` and `b` as the strings `segment` or `segment;` (when it goes on) compare. Segments hold
+/// no `;`: when one segment is the other's prefix, the longer one's next byte is compared
+/// with the other's `;` or its end.
+fn text_cmp((a, a_goes_on): (&[u8], bool), (b, b_goes_on): (&[u8], bool)) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let shared = a.len().min(b.len());
+    let order = a[..shared].cmp(&b[..shared]);
+    if order != Ordering::Equal {
+        return order;
+    }
+    let next = |rest: &[u8], goes_on: bool| rest.first().copied().or(goes_on.then_some(b';'));
+    next(&a[shared..], a_goes_on).cmp(&next(&b[shared..], b_goes_on))
+}
+
 /// The rank of every trie node's text in string order. A node's own text ends there, while
 /// its descendants' go on with `;`: so among siblings, `seg` (ending) and `seg;…` (going on)
 /// are ordered as the strings `seg` and `seg;` — `x:1` < `x:12` < `x:12;…` < `x:1;…`.
@@ -285,15 +299,13 @@ fn text_order(trie: &[(u32, u32)], segments: &Interner<String>) -> Vec<u32> {
         items[*at + 1] = (child as u32) << 1 | 1;
         *at += 2;
     }
-    let bytes = |item: u32| {
-        let seg = segments
-            .get(trie[(item >> 1) as usize].1 as usize)
-            .as_bytes();
-        seg.iter()
-            .chain(if item & 1 == 1 { &b";"[..] } else { &[] })
+    let item_text = |item: u32| {
+        let seg = segments.get(trie[(item >> 1) as usize].1 as usize);
+        (seg.as_bytes(), item & 1 == 1)
     };
     for parent in 0..n {
-        items[start[parent]..start[parent + 1]].sort_by(|&a, &b| bytes(a).cmp(bytes(b)));
+        items[start[parent]..start[parent + 1]]
+            .sort_by(|&a, &b| text_cmp(item_text(a), item_text(b)));
     }
     let mut rank = vec![0u32; n];
     let mut next_rank = 0;
@@ -351,6 +363,32 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `x:1` < `x:12` < `x:12;…` < `x:1;…`, as the strings compare.
+    #[test]
+    fn texts_compare_as_their_strings() {
+        let texts = [
+            ("x:1", true),
+            ("x:12", true),
+            ("x:1", false),
+            ("x:12", false),
+        ];
+        let mut sorted = texts;
+        sorted.sort_by(|a, b| text_cmp((a.0.as_bytes(), a.1), (b.0.as_bytes(), b.1)));
+        let mut as_strings = texts;
+        as_strings
+            .sort_by_key(|&(seg, goes_on)| format!("{seg}{}", if goes_on { ";" } else { "" }));
+        assert_eq!(sorted, as_strings);
+        assert_eq!(
+            sorted,
+            [
+                ("x:1", false),
+                ("x:12", false),
+                ("x:12", true),
+                ("x:1", true)
+            ]
+        );
+    }
     use tachyon_plugin_api::FrameInfo;
 
     /// CPython's `CollapsedStackCollector`, literally: count per (thread, keys), then sort by

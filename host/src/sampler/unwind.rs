@@ -107,6 +107,7 @@ impl Unwinder {
             opts,
             mem: memory,
             codes: FxHashMap::default(),
+            code_cache_limit: MAX_CODES,
             main_tstates: FxHashMap::default(),
             pthread_tids: FxHashMap::default(),
             thread_count: 0,
@@ -140,6 +141,8 @@ pub(super) struct UnwindState {
     pub(super) opts: UnwindOptions,
     pub(super) mem: Box<dyn Memory>,
     codes: FxHashMap<u64, CodeEntry>,
+    /// Code objects `codes` holds at most ([`MAX_CODES`]; lower in tests).
+    code_cache_limit: usize,
     /// ≤3.12 (no `threads.main`): each interpreter's main thread state, found once.
     main_tstates: FxHashMap<u64, u64>,
     pthread_tids: FxHashMap<u64, u64>,
@@ -590,7 +593,7 @@ impl UnwindState {
             }
         }
         // Before, not while, resolving: every code of this sample must stay in the cache.
-        if self.codes.len() + unique.len() > MAX_CODES {
+        if self.codes.len() + unique.len() > self.code_cache_limit {
             self.codes.clear();
         }
         let size = l.code_read_size();
@@ -867,7 +870,39 @@ pub(super) fn frame_without_location(symbols: &mut Symbols, file: &str, name: &s
 
 #[cfg(test)]
 mod tests {
-    use super::CycleGuard;
+    use super::{CycleGuard, Unwinder};
+    use crate::sampler::fixture::{stacks, Fixture};
+    use crate::sampler::UnwindOptions;
+    use tachyon_plugin_api::Symbols;
+
+    /// A full code cache starts again before a sample resolves its frames, never while: with
+    /// room for one code object, every sample of a recorded 3.12 process (threads in dozens
+    /// of frames of several code objects) still gives the stacks the interpreter reported.
+    #[test]
+    fn a_full_code_cache_starts_again_between_samples() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/3.12.snap.zst");
+        let fixture = Fixture::load(&path).unwrap();
+        let opts = UnwindOptions {
+            all_threads: true,
+            ..UnwindOptions::default()
+        };
+        let mut unwinder = Unwinder::with_memory(
+            fixture.target.target(),
+            opts,
+            Box::new(fixture.snapshot.clone()),
+        );
+        unwinder.state.code_cache_limit = 1;
+        let mut expected = fixture.expected.clone();
+        expected.sort();
+        let (mut symbols, mut threads) = (Symbols::default(), Vec::new());
+        for _ in 0..3 {
+            unwinder.sample(&mut symbols, &mut threads).unwrap();
+            let mut seen = stacks(&symbols, &threads);
+            seen.sort();
+            assert_eq!(seen, expected);
+        }
+    }
 
     /// Walks `next` from `start` until 0 or a loop; the steps taken, or None if it looped.
     fn walk(start: u64, next: impl Fn(u64) -> u64) -> Option<usize> {

@@ -85,8 +85,6 @@ impl Process {
         }
     }
 
-    /// Several regions in one syscall. Returns the number of bytes read: the kernel stops at
-    /// the first region it cannot read, so regions are complete in order up to that count.
     /// Regions read back to back into `buf` (as long as their lengths together) in one call;
     /// bytes read. The caller checks the regions are in user space.
     pub fn read_packed(&self, remote: &[RemoteIoVec], buf: &mut [u8]) -> Result<usize, ReadError> {
@@ -100,6 +98,8 @@ impl Process {
         }
     }
 
+    /// Several regions in one syscall. Returns the number of bytes read: the kernel stops at
+    /// the first region it cannot read, so regions are complete in order up to that count.
     pub fn read_many(&self, regions: &mut [(u64, &mut [u8])]) -> Result<usize, ReadError> {
         // Like the kernel, stop at the first region that cannot be read.
         let readable = regions

@@ -88,9 +88,9 @@ struct ThreadData {
 
 /// A set of dense ids (stacks, frames), as bits in pages of 4,096 made when first used: a
 /// thread that sampled a few stacks of a large table costs a few pages and a pointer per page,
-/// one that sampled most of it a bit per stack. (A thread's stack table kept as it was sampled, with a
-/// map from each stack to its row, cost 200 bytes a sample on a capture whose threads share
-/// 2.5 million stack nodes.)
+/// one that sampled most of it a bit per stack. (A thread's stack table kept as it was
+/// sampled, with a map from each stack to its row, cost 200 bytes a sample on a capture whose
+/// threads share 2.5 million stack nodes.)
 #[derive(Default)]
 struct IdSet {
     pages: Vec<Option<Box<[u64; 64]>>>,

@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import time
 
-from sampler_bench import ROOT, TACHYON, ensure_tools, measured, samples_in
+from sampler_bench import ROOT, TACHYON, ensure_pyspy, measured, samples_in
 
 # Regions (distinct pages) in tachyon's one read per sample of IDLE_TARGET on 3.11: the
 # thread state, the interpreter, two frames' worth of the data stack, the C stack word
@@ -77,7 +77,7 @@ def main():
     a = ap.parse_args()
     s = a.seconds
     python = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.11.*/bin/python3")))[-1]
-    pyspy, _austin, _readv = ensure_tools(python)
+    pyspy = ensure_pyspy()
     python315 = os.path.join(ROOT, "target", "debian-pythons", "py3.15")
     with tempfile.TemporaryDirectory() as d:
         loop = os.path.join(d, "wakeup_loop")

@@ -28,12 +28,18 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, **kw)
 
 
-def ensure_tools(python):
+def ensure_pyspy():
+    """py-spy, installed into target/bench/ on first use."""
     os.makedirs(WORK, exist_ok=True)
     pyspy = os.path.join(WORK, "pyspy", "bin", "py-spy")
     if not os.path.exists(pyspy):
         sh([sys.executable, "-m", "venv", os.path.join(WORK, "pyspy")], check=True)
         sh([os.path.join(WORK, "pyspy", "bin", "pip"), "install", "-q", "py-spy"], check=True)
+    return pyspy
+
+
+def ensure_tools(python):
+    pyspy = ensure_pyspy()
     austin = os.path.join(WORK, "austin", "bin", "austin")
     if not os.path.exists(austin):
         sh([python, "-m", "venv", os.path.join(WORK, "austin")], check=True)

@@ -1,12 +1,12 @@
 //! Read-only access to another process's memory (process_vm_readv) and its memory map.
 //! Nothing here ever writes to the target.
 
-use std::collections::HashMap;
 use std::io::IoSliceMut;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use nix::errno::Errno;
+use tachyon_plugin_api::FxHashMap;
 
 use super::discover::AttachError;
 use nix::sys::uio::{process_vm_readv, RemoteIoVec};
@@ -88,14 +88,7 @@ impl Process {
     /// Regions read back to back into `buf` (as long as their lengths together) in one call;
     /// bytes read. The caller checks the regions are in user space.
     pub fn read_packed(&self, remote: &[RemoteIoVec], buf: &mut [u8]) -> Result<usize, ReadError> {
-        if remote.is_empty() {
-            return Ok(0);
-        }
-        match process_vm_readv(Pid::from_raw(self.pid), &mut [IoSliceMut::new(buf)], remote) {
-            Ok(n) => Ok(n),
-            Err(Errno::EFAULT) => Ok(0),
-            Err(e) => Err(self.classify(e)),
-        }
+        self.readv(&mut [IoSliceMut::new(buf)], remote)
     }
 
     /// Several regions in one syscall. Returns the number of bytes read: the kernel stops at
@@ -107,9 +100,6 @@ impl Process {
             .position(|(a, b)| !readable_range(*a, b.len()))
             .unwrap_or(regions.len());
         let regions = &mut regions[..readable];
-        if regions.is_empty() {
-            return Ok(0);
-        }
         let remote: Vec<RemoteIoVec> = regions
             .iter()
             .map(|(a, b)| RemoteIoVec {
@@ -121,7 +111,20 @@ impl Process {
             .iter_mut()
             .map(|(_, b)| IoSliceMut::new(b))
             .collect();
-        match process_vm_readv(Pid::from_raw(self.pid), &mut local, &remote) {
+        self.readv(&mut local, &remote)
+    }
+
+    /// One `process_vm_readv` of several regions: bytes read (none when the first region
+    /// cannot be read).
+    fn readv(
+        &self,
+        local: &mut [IoSliceMut<'_>],
+        remote: &[RemoteIoVec],
+    ) -> Result<usize, ReadError> {
+        if remote.is_empty() {
+            return Ok(0);
+        }
+        match process_vm_readv(Pid::from_raw(self.pid), local, remote) {
             Ok(n) => Ok(n),
             Err(Errno::EFAULT) => Ok(0),
             Err(e) => Err(self.classify(e)),
@@ -201,8 +204,8 @@ impl Process {
     /// Each thread's id as the process itself sees it (in its PID namespace, as
     /// `native_thread_id` holds it) mapped to ours, from the tasks' `NSpid`; empty when the
     /// process is in our PID namespace.
-    pub fn namespace_tids(&self) -> HashMap<u64, u32> {
-        let mut map = HashMap::new();
+    pub fn namespace_tids(&self) -> FxHashMap<u64, u32> {
+        let mut map = FxHashMap::default();
         for tid in self.thread_ids() {
             let ids = status_field(&format!("/proc/{}/task/{tid}/status", self.pid), "NSpid");
             let ids: Vec<u64> = ids

@@ -739,7 +739,7 @@ impl UnwindState {
             return tid;
         }
         if !self.namespace_tids.contains_key(&tid) {
-            self.namespace_tids = target.process.namespace_tids().into_iter().collect();
+            self.namespace_tids = target.process.namespace_tids();
         }
         u64::from(*self.namespace_tids.entry(tid).or_insert(0))
     }

@@ -1007,7 +1007,7 @@ mod tests {
 
     #[test]
     fn stamps_keep_the_sampling_grid_within_a_tenth_of_an_interval() {
-        // 100 µs interval: reads 94–110 µs after the previous stamp are stamped 100 µs after it.
+        // 100 µs interval: reads 90–110 µs after the previous stamp are stamped 100 µs after it.
         assert_eq!(stamp_us(None, 5_037, 100), 5_037);
         assert_eq!(stamp_us(Some(5_037), 5_131, 100), 5_137);
         assert_eq!(stamp_us(Some(5_037), 5_147, 100), 5_137);

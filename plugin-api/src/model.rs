@@ -63,6 +63,11 @@ impl Symbols {
         self.stacks.intern(frames)
     }
 
+    /// [`Symbols::intern_stack`], given the frames' [`StackTable::hash`].
+    pub fn intern_stack_hashed(&mut self, frames: &[FrameId], hash: u64) -> StackId {
+        self.stacks.intern_hashed(frames, hash)
+    }
+
     /// Every interned stack: a sample's frames are `stacks().frames(sample.stack)`.
     #[must_use]
     pub fn stacks(&self) -> &StackTable {

@@ -109,13 +109,123 @@ pub struct StackTable {
     last_ids: Vec<StackId>,
     /// Whole stacks seen before, to their id: one hash of the frames instead of a lookup per
     /// frame (which misses the cache once there are many distinct stacks).
-    whole: FxHashMap<Box<[FrameId]>, StackId>,
-    /// Frames held by `whole`; past [`WHOLE_STACK_FRAMES`] it stops growing.
-    whole_frames: usize,
+    whole: WholeStacks,
 }
 
-/// At most this many frames (4 bytes each) are kept in the whole-stack cache.
+/// At most this many words (4 bytes each: the frames, and two per stack) are kept in the
+/// whole-stack cache.
 const WHOLE_STACK_FRAMES: usize = 1 << 24;
+
+/// Whole stacks to their ids: open addressing, linear probing, at most half full. A lookup
+/// reads two places, its slot and its entry (length, id and frames together), and on a
+/// capture of many distinct stacks both miss the cache: [`StackTable::prefetch`] asks for
+/// them some samples ahead, so the misses of several samples overlap instead of adding up.
+#[derive(Debug, Clone, Default)]
+struct WholeStacks {
+    /// 0 when empty; else the hash's tag (upper half) and the entry's offset + 1 (lower).
+    slots: Vec<u64>,
+    /// Entries one after another: length, id, frames.
+    entries: Vec<u32>,
+    len: usize,
+}
+
+/// Where and how a stack's hash points: (first slot, tag).
+fn home(hash: u64, slots: usize) -> (usize, u32) {
+    // The Fx hash mixes its upper bits best: they pick the slot, the middle bits the tag.
+    let bits = slots.trailing_zeros();
+    ((hash >> (64 - bits)) as usize, (hash >> 16) as u32)
+}
+
+impl WholeStacks {
+    fn find(&self, frames: &[FrameId], hash: u64) -> Option<StackId> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let (mut at, tag) = home(hash, self.slots.len());
+        loop {
+            let slot = self.slots[at];
+            if slot == 0 {
+                return None;
+            }
+            if (slot >> 32) as u32 == tag {
+                let entry = &self.entries[(slot as u32 - 1) as usize..];
+                let len = entry[0] as usize;
+                if entry[2..2 + len] == *frames {
+                    return Some(entry[1]);
+                }
+            }
+            at = (at + 1) & (self.slots.len() - 1);
+        }
+    }
+
+    fn insert(&mut self, frames: &[FrameId], hash: u64, id: StackId) {
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let offset = self.entries.len() as u32;
+        self.entries.push(frames.len() as u32);
+        self.entries.push(id);
+        self.entries.extend_from_slice(frames);
+        self.place(hash, offset);
+        self.len += 1;
+    }
+
+    fn place(&mut self, hash: u64, offset: u32) {
+        let (mut at, tag) = home(hash, self.slots.len());
+        while self.slots[at] != 0 {
+            at = (at + 1) & (self.slots.len() - 1);
+        }
+        self.slots[at] = u64::from(tag) << 32 | u64::from(offset + 1);
+    }
+
+    fn grow(&mut self) {
+        self.slots = vec![0; (self.slots.len() * 2).max(1024)];
+        let mut offset = 0;
+        while offset < self.entries.len() {
+            let len = self.entries[offset] as usize;
+            let hash = StackTable::hash(&self.entries[offset + 2..offset + 2 + len]);
+            self.place(hash, offset as u32);
+            offset += 2 + len;
+        }
+    }
+
+    /// Ask the cache for the stack's slot, and for the entry of the slot `hash` found there
+    /// (asked for by an earlier call, so probably there by now).
+    fn prefetch(&self, hash: u64) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let (at, tag) = home(hash, self.slots.len());
+        let slot = self.slots[at];
+        if slot != 0 && (slot >> 32) as u32 == tag {
+            // Its first two cache lines: a stack of up to 30 frames.
+            let entry = &self.entries[(slot as u32 - 1) as usize..];
+            prefetch(&entry[0]);
+            if let Some(more) = entry.get(16) {
+                prefetch(more);
+            }
+        }
+    }
+
+    fn prefetch_slot(&self, hash: u64) {
+        if !self.slots.is_empty() {
+            prefetch(&self.slots[home(hash, self.slots.len()).0]);
+        }
+    }
+}
+
+/// A hint to bring `value`'s cache line in; it never faults and changes nothing.
+#[inline]
+fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching is only a hint, of a valid reference's address here.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(value).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
 
 impl StackTable {
     pub const EMPTY: StackId = 0;
@@ -127,7 +237,24 @@ impl StackTable {
 
     /// Id of a stack given innermost frame first (as samples carry it).
     pub fn intern(&mut self, frames: &[FrameId]) -> StackId {
-        if let Some(&id) = self.whole.get(frames) {
+        self.intern_hashed(frames, Self::hash(frames))
+    }
+
+    /// The hash [`StackTable::intern_hashed`] and [`StackTable::prefetch`] take: computed
+    /// ahead, on another thread, it is off the interning thread's path.
+    #[must_use]
+    pub fn hash(frames: &[FrameId]) -> u64 {
+        use std::hash::Hasher as _;
+        let mut hasher = crate::hash::FxHasher::default();
+        for pair in frames.chunks(2) {
+            hasher.write_u64(u64::from(pair[0]) | u64::from(*pair.get(1).unwrap_or(&0)) << 32);
+        }
+        hasher.finish()
+    }
+
+    /// [`StackTable::intern`], given the frames' [`StackTable::hash`].
+    pub fn intern_hashed(&mut self, frames: &[FrameId], hash: u64) -> StackId {
+        if let Some(id) = self.whole.find(frames, hash) {
             return id;
         }
         let n = frames.len();
@@ -145,11 +272,21 @@ impl StackTable {
             self.last_frames.push(frame);
             self.last_ids.push(node);
         }
-        if self.whole_frames + n <= WHOLE_STACK_FRAMES {
-            self.whole_frames += n;
-            self.whole.insert(frames.into(), node);
+        if self.whole.entries.len() + n <= WHOLE_STACK_FRAMES {
+            self.whole.insert(frames, hash, node);
         }
         node
+    }
+
+    /// Bring into the cache what interning the stack of this [`StackTable::hash`] will read.
+    /// Call it some stacks ahead of interning, twice: the second call fetches what the first
+    /// found.
+    pub fn prefetch(&self, hash: u64, first: bool) {
+        if first {
+            self.whole.prefetch_slot(hash);
+        } else {
+            self.whole.prefetch(hash);
+        }
     }
 
     /// The innermost frame of a non-empty stack.
@@ -243,6 +380,32 @@ mod tests {
         assert_eq!(t.leaf(b), Some(4));
         assert_eq!(t.intern(&[]), StackTable::EMPTY);
         assert_eq!(t.len(), 5);
+    }
+
+    /// Thousands of stacks, through several growths of the whole-stack table, keep their ids;
+    /// stacks that are prefixes of others, or the same frames in another order, are others.
+    #[test]
+    fn whole_stacks_are_found_again_after_growing() {
+        let mut t = StackTable::new();
+        let stacks: Vec<Vec<FrameId>> = (0..5000u32)
+            .map(|i| (0..1 + i % 7).map(|d| (i * 31 + d * 7) % 97).collect())
+            .collect();
+        let ids: Vec<StackId> = stacks.iter().map(|s| t.intern(s)).collect();
+        for (stack, &id) in stacks.iter().zip(&ids) {
+            t.prefetch(StackTable::hash(stack), true);
+            t.prefetch(StackTable::hash(stack), false);
+            assert_eq!(t.intern(stack), id);
+            assert_eq!(t.frames(id), *stack);
+        }
+        let mut distinct = ids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut unique = stacks.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(distinct.len(), unique.len());
+        assert_ne!(t.intern(&[1, 2]), t.intern(&[2, 1]));
+        assert_ne!(t.intern(&[1, 2]), t.intern(&[1, 2, 0]));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use tachyon_plugin_api::{
     Collector, FrameInfo, FxHashMap, Mode, Profile, ProfileBuilder, RunStats, Sample, StackId,
-    Symbols, ThreadStatus,
+    StackTable, Symbols, ThreadStatus,
 };
 
 use super::varint::Cursor;
@@ -648,12 +648,17 @@ const BATCHES_IN_FLIGHT: usize = 2;
 const BATCH_SAMPLES: usize = 1 << 16;
 const BATCH_FRAMES: usize = 1 << 18;
 
+/// How many samples ahead a stack's lookup is started.
+const PREFETCH_AHEAD: usize = 8;
+
 /// Decoded samples on their way to the collector, in columns: (thread, interpreter, status,
 /// whether the thread's stack is its last sample's, end of its timestamps, end of its frames)
 /// per sample batch.
 #[derive(Default)]
 struct Batch {
     samples: Vec<(u64, u32, u8, bool, u32, u32)>,
+    /// Each sample's [`StackTable::hash`], made on the decoding thread (0 for a repeat).
+    hashes: Vec<u64>,
     timestamps: Vec<u64>,
     frames: Vec<u32>,
 }
@@ -669,14 +674,30 @@ impl Batch {
         collector: &mut dyn Collector,
     ) -> u64 {
         let (mut ts_at, mut frames_at) = (0usize, 0usize);
-        for &(thread_id, interpreter_id, status, repeat, ts_end, frames_end) in &self.samples {
+        for (i, &(thread_id, interpreter_id, status, repeat, ts_end, frames_end)) in
+            self.samples.iter().enumerate()
+        {
+            // Stacks that miss the cache are many distinct ones: their lookups are started
+            // early, so that the misses of several samples overlap.
+            for (ahead, first) in [(PREFETCH_AHEAD, true), (PREFETCH_AHEAD / 2, false)] {
+                // (0: a repeat, not looked up; a stack whose hash is 0 is only not prefetched.)
+                if let Some(&hash) = self.hashes.get(i + ahead).filter(|&&hash| hash != 0) {
+                    symbols.stacks().prefetch(hash, first);
+                }
+            }
             let (ts_end, frames_end) = (ts_end as usize, frames_end as usize);
             let frames = &self.frames[frames_at..frames_end];
             let thread = (thread_id, interpreter_id);
             let stack = match last_stack.get(&thread) {
                 Some(&stack) if repeat => stack,
                 _ => {
-                    let stack = symbols.intern_stack(frames);
+                    // (A repeat whose thread has no stack yet is hashed here.)
+                    let hash = if repeat {
+                        StackTable::hash(frames)
+                    } else {
+                        self.hashes[i]
+                    };
+                    let stack = symbols.intern_stack_hashed(frames, hash);
                     last_stack.insert(thread, stack);
                     stack
                 }
@@ -711,6 +732,7 @@ impl BatchSink {
     fn send(&mut self) {
         let mut next = self.spare.try_recv().unwrap_or_default();
         next.samples.clear();
+        next.hashes.clear();
         next.timestamps.clear();
         next.frames.clear();
         let batch = std::mem::replace(&mut self.batch, next);
@@ -732,6 +754,9 @@ impl BatchSink {
         let b = &mut self.batch;
         b.timestamps.extend_from_slice(timestamps_us);
         b.frames.extend_from_slice(frames);
+        // A repeat is given its thread's last stack: its frames need no hash.
+        b.hashes
+            .push(if repeat { 0 } else { StackTable::hash(frames) });
         b.samples.push((
             thread_id,
             interpreter_id,

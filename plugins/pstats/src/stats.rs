@@ -32,9 +32,9 @@ impl FuncTable {
     pub fn build(counts: &StackCounts, symbols: &Symbols) -> FuncTable {
         let mut table = FuncTable::default();
         let mut seen_epoch: Vec<u64> = Vec::new();
-        // (callee, caller) -> the edge's place in the callee's `callers`, which are sorted
-        // once at the end: a capture of many stacks has millions of edges.
-        let mut edge_at: FxHashMap<(u32, u32), u32> = FxHashMap::default();
+        // (callee, caller) -> the edge, given to the callees at the end: a capture of many
+        // stacks has millions of edges, and one lookup per edge is all their cache misses.
+        let mut edges: FxHashMap<(u32, u32), CallerEdge> = FxHashMap::default();
         let mut frames = Vec::new();
         let mut keys: Vec<usize> = Vec::new();
         for (epoch, (stack, weight)) in counts.by_stack().into_iter().enumerate() {
@@ -57,24 +57,29 @@ impl FuncTable {
                     table.stats[k].cumulative += weight;
                 }
             }
-            let edges = keys.len().saturating_sub(1);
+            let last_edge = keys.len().saturating_sub(1);
             for (i, pair) in keys.windows(2).enumerate() {
                 let (caller, callee) = (pair[0], pair[1]);
-                let callers = &mut table.stats[callee].callers;
-                let at = *edge_at
-                    .entry((callee as u32, caller as u32))
-                    .or_insert_with(|| {
-                        callers.push((caller, CallerEdge::default()));
-                        (callers.len() - 1) as u32
-                    });
-                let edge = &mut callers[at as usize].1;
+                let edge = edges.entry((callee as u32, caller as u32)).or_default();
                 edge.samples += weight;
-                if i + 1 == edges {
+                if i + 1 == last_edge {
                     edge.direct += weight;
                 }
             }
         }
-        drop(edge_at);
+        // Each callee's edges in one allocation of their size: the edges are the most memory.
+        let mut edges_of = vec![0usize; table.stats.len()];
+        for &(callee, _) in edges.keys() {
+            edges_of[callee as usize] += 1;
+        }
+        for (st, n) in table.stats.iter_mut().zip(edges_of) {
+            st.callers.reserve_exact(n);
+        }
+        for ((callee, caller), edge) in edges {
+            table.stats[callee as usize]
+                .callers
+                .push((caller as usize, edge));
+        }
         for st in &mut table.stats {
             st.callers.sort_unstable_by_key(|&(caller, _)| caller);
         }

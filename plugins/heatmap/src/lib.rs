@@ -54,10 +54,8 @@ struct Files {
     functions: Interner<(u32, u32)>,
     /// By function: the line of its first frame seen, where a link to it points.
     first_line: Vec<i32>,
-    /// By line: the functions it calls -> samples.
-    callees: Vec<FxHashMap<u32, u64>>,
-    /// By function: the (line, function) that called it -> samples.
-    callers: Vec<FxHashMap<(u32, u32), u64>>,
+    /// Every call, by line (the functions it calls) and by callee (the lines that call it).
+    calls: Calls,
     /// (file, line) -> the functions first seen at that line.
     defined_at: FxHashMap<(u32, i32), Vec<u32>>,
 }
@@ -69,10 +67,16 @@ impl Files {
 
     /// The functions a line calls: (file, first line, function, samples).
     fn callees(&self, file: u32, line: i32) -> Vec<(&str, i32, &str, u64)> {
-        let calls = self.lines.find(&(file, line)).map(|id| &self.callees[id]);
-        self.links(calls.into_iter().flatten().map(|(&function, &n)| {
-            let (file, name) = *self.functions.get(function as usize);
-            ((file, self.first_line[function as usize], name), n)
+        let calls = self
+            .lines
+            .find(&(file, line))
+            .map(|id| self.calls.of_line(id));
+        self.links(calls.into_iter().flatten().map(|call| {
+            let (file, name) = *self.functions.get(call.callee as usize);
+            (
+                (file, self.first_line[call.callee as usize], name),
+                call.samples,
+            )
         }))
     }
 
@@ -80,12 +84,15 @@ impl Files {
     /// samples).
     fn callers(&self, file: u32, line: i32) -> Vec<(&str, i32, &str, u64)> {
         let functions = self.defined_at.get(&(file, line)).into_iter().flatten();
-        self.links(functions.flat_map(|&f| &self.callers[f as usize]).map(
-            |(&(line, function), &n)| {
-                let (file, line) = *self.lines.get(line as usize);
-                ((file, line, self.functions.get(function as usize).1), n)
-            },
-        ))
+        self.links(
+            functions
+                .flat_map(|&f| self.calls.of_callee(f))
+                .map(|call| {
+                    let (file, line) = *self.lines.get(call.line as usize);
+                    let name = self.functions.get(call.function as usize).1;
+                    ((file, line, name), call.samples)
+                }),
+        )
     }
 
     /// Links merged (functions first seen at one line share their callers), with their names,
@@ -106,6 +113,83 @@ impl Files {
             .collect();
         out.sort_unstable();
         out
+    }
+}
+
+/// A line calling a function, in one distinct stack.
+#[derive(Clone, Copy, Default)]
+struct Call {
+    line: u32,
+    /// The function the calling line is in.
+    function: u32,
+    callee: u32,
+    samples: u64,
+}
+
+/// Calls, one per caller frame of each distinct stack (not merged: the links a page shows
+/// are merged when it is written), grouped by calling line and by callee. A capture can
+/// hold millions: they are pushed as the stacks are walked, and grouped at the end by two
+/// counting sorts, where a map per line and per function cost a lookup in each per call.
+#[derive(Default)]
+struct Calls {
+    /// By calling line; `by_line[line]..by_line[line + 1]` are the line's.
+    calls: Vec<Call>,
+    by_line: Vec<u32>,
+    /// Indexes into `calls`, by callee; `by_callee[f]..by_callee[f + 1]` are `f`'s.
+    order_by_callee: Vec<u32>,
+    by_callee: Vec<u32>,
+}
+
+/// Where each group begins in a list sorted by group (and where the last ends), and each
+/// item's place in it, for items of groups below `groups`.
+fn counting_sort(items: impl Iterator<Item = u32> + Clone, groups: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut start = vec![0u32; groups + 1];
+    for group in items.clone() {
+        start[group as usize + 1] += 1;
+    }
+    for g in 0..groups {
+        start[g + 1] += start[g];
+    }
+    let mut next = start.clone();
+    let place = items
+        .map(|group| {
+            let at = next[group as usize];
+            next[group as usize] += 1;
+            at
+        })
+        .collect();
+    (start, place)
+}
+
+impl Calls {
+    fn new(unsorted: Vec<Call>, lines: usize, functions: usize) -> Calls {
+        let (by_line, place) = counting_sort(unsorted.iter().map(|c| c.line), lines);
+        let mut calls = vec![Call::default(); unsorted.len()];
+        for (call, at) in unsorted.into_iter().zip(place) {
+            calls[at as usize] = call;
+        }
+        let (by_callee, place) = counting_sort(calls.iter().map(|c| c.callee), functions);
+        let mut order_by_callee = vec![0u32; calls.len()];
+        for (i, &at) in place.iter().enumerate() {
+            order_by_callee[at as usize] = i as u32;
+        }
+        Calls {
+            calls,
+            by_line,
+            order_by_callee,
+            by_callee,
+        }
+    }
+
+    fn of_line(&self, line: usize) -> &[Call] {
+        &self.calls[self.by_line[line] as usize..self.by_line[line + 1] as usize]
+    }
+
+    fn of_callee(&self, function: u32) -> impl Iterator<Item = &Call> {
+        let f = function as usize;
+        self.order_by_callee[self.by_callee[f] as usize..self.by_callee[f + 1] as usize]
+            .iter()
+            .map(|&i| &self.calls[i as usize])
     }
 }
 
@@ -183,7 +267,7 @@ impl Heatmap {
     /// Samples per file and line. Frames without a real source line (synthetic, `<string>`,
     /// frozen modules) are skipped. A capture can hold millions of distinct stacks, so the
     /// walk over their frames indexes vectors by dense ids (frame key, source line, function):
-    /// line counts and callees by line, callers by function, one map of opcodes. The per-file
+    /// line counts by line, calls in a list, one map of opcodes. The per-file
     /// line and opcode maps are made at the end; calls keep their ids, and names are looked up
     /// only for the lines a page shows.
     fn files(counts: &StackCounts, symbols: &Symbols) -> Files {
@@ -199,8 +283,7 @@ impl Heatmap {
         let mut line_counts: Vec<LineCounts> = Vec::new();
         // By file name id: (total, self) samples.
         let mut file_counts: Vec<(u64, u64)> = Vec::new();
-        let mut callees: Vec<FxHashMap<u32, u64>> = Vec::new();
-        let mut callers: Vec<FxHashMap<(u32, u32), u64>> = Vec::new();
+        let mut calls: Vec<Call> = Vec::new();
         let mut opcodes: FxHashMap<(u32, u8), u64> = FxHashMap::default();
         let mut stack_frames = Vec::new();
         // The stack's frames, root first: (line, function, opcode), or None without source.
@@ -220,12 +303,10 @@ impl Heatmap {
                         let function = functions.id(&(file, names.id(&k.funcname) as u32));
                         if first_line.len() <= function {
                             first_line.push(k.lineno);
-                            callers.push(FxHashMap::default());
                         }
                         let line = lines.id(&(file, k.lineno));
                         if line_counts.len() <= line {
                             line_counts.push(LineCounts::default());
-                            callees.push(FxHashMap::default());
                         }
                         if file_counts.len() <= file as usize {
                             file_counts.resize(file as usize + 1, (0, 0));
@@ -260,10 +341,12 @@ impl Heatmap {
                     *opcodes.entry((line, op)).or_default() += w;
                 }
                 if let Some(&Some((_, callee, _))) = frames.get(i + 1) {
-                    *callees[line as usize].entry(callee).or_default() += w;
-                    *callers[callee as usize]
-                        .entry((line, function))
-                        .or_default() += w;
+                    calls.push(Call {
+                        line,
+                        function,
+                        callee,
+                        samples: w,
+                    });
                 }
                 if !seen_files.contains(&file) {
                     seen_files.push(file);
@@ -301,9 +384,8 @@ impl Heatmap {
             stats: files.into_values().collect(),
             lines,
             functions,
+            calls: Calls::new(calls, line_counts.len(), first_line.len()),
             first_line,
-            callees,
-            callers,
             defined_at,
         }
     }
@@ -467,4 +549,51 @@ fn create(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
 
 inventory::submit! {
     Format { name: "heatmap", description: "Line-level heatmap: index.html plus one page per source file", extension: "", options: &[], needs: Needs { opcodes: true, ..Needs::NOTHING }, create }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Calls are found by their calling line and by their callee, each exactly once, lines
+    /// and functions without calls included.
+    #[test]
+    fn calls_are_grouped_by_line_and_by_callee() {
+        let call = |line, function, callee, samples| Call {
+            line,
+            function,
+            callee,
+            samples,
+        };
+        let unsorted = vec![
+            call(3, 1, 0, 5),
+            call(0, 0, 2, 1),
+            call(3, 1, 2, 7),
+            call(0, 0, 0, 2),
+        ];
+        let calls = Calls::new(unsorted, 5, 4);
+        let of_line = |line| {
+            let mut found: Vec<(u32, u64)> = calls
+                .of_line(line)
+                .iter()
+                .map(|c| (c.callee, c.samples))
+                .collect();
+            found.sort_unstable();
+            found
+        };
+        assert_eq!(of_line(0), [(0, 2), (2, 1)]);
+        assert_eq!(of_line(3), [(0, 5), (2, 7)]);
+        assert!(of_line(1).is_empty() && of_line(4).is_empty());
+        let of_callee = |f| {
+            let mut found: Vec<(u32, u32, u64)> = calls
+                .of_callee(f)
+                .map(|c| (c.line, c.function, c.samples))
+                .collect();
+            found.sort_unstable();
+            found
+        };
+        assert_eq!(of_callee(0), [(0, 0, 2), (3, 1, 5)]);
+        assert_eq!(of_callee(2), [(0, 0, 1), (3, 1, 7)]);
+        assert!(of_callee(1).is_empty() && of_callee(3).is_empty());
+    }
 }

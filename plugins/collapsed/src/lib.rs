@@ -240,23 +240,42 @@ impl Lines {
         });
     }
 
-    /// Each line's text (without the count) and count, in order.
+    /// Each line's text (without the count) and count, in order. Lines of one count are in
+    /// text order, so a line mostly begins as the one before it: only the rest is rebuilt.
     pub fn for_each(&self, mut emit: impl FnMut(&str, u64) -> Result<()>) -> Result<()> {
         let mut text = String::new();
+        let mut tid = None;
+        // The text's nodes, root first, and its length after each (`ends[0]`: after the tid).
         let mut path: Vec<u32> = Vec::new();
+        let mut ends: Vec<usize> = Vec::new();
+        let mut nodes: Vec<u32> = Vec::new();
         for line in &self.lines {
-            path.clear();
+            if tid != Some(line.tid) {
+                tid = Some(line.tid);
+                text.clear();
+                use std::fmt::Write as _;
+                let _ = write!(text, "tid:{}", line.tid);
+                path.clear();
+                ends.clear();
+                ends.push(text.len());
+            }
+            nodes.clear();
             let mut node = line.text;
-            while let Some(seg) = self.trie.item(node) {
-                path.push(seg);
+            while node != Trie::ROOT {
+                nodes.push(node);
                 node = self.trie.parent(node);
             }
-            text.clear();
-            use std::fmt::Write as _;
-            let _ = write!(text, "tid:{}", line.tid);
-            for &seg in path.iter().rev() {
+            nodes.reverse();
+            let shared = path.iter().zip(&nodes).take_while(|(a, b)| a == b).count();
+            path.truncate(shared);
+            ends.truncate(shared + 1);
+            text.truncate(ends[shared]);
+            for &node in &nodes[shared..] {
+                let seg = self.trie.item(node).expect("not the root");
                 text.push(';');
                 text.push_str(self.segments.get(seg as usize));
+                path.push(node);
+                ends.push(text.len());
             }
             emit(&text, line.count)?;
         }
@@ -336,8 +355,11 @@ impl AggregateOutput for Collapsed {
         let path = ctx.path.context("collapsed output needs a file")?;
         let cannot = || format!("cannot write {}", path.display());
         let mut out = tachyon_plugin_api::output_file(path)?;
-        Lines::new(counts, ctx.symbols)
-            .for_each(|text, count| writeln!(out, "{text} {count}").with_context(cannot))?;
+        Lines::new(counts, ctx.symbols).for_each(|text, count| {
+            // Hundreds of megabytes of text: written as bytes, only the count formatted.
+            out.write_all(text.as_bytes()).with_context(cannot)?;
+            writeln!(out, " {count}").with_context(cannot)
+        })?;
         // Dropping a BufWriter hides write errors (a full disk): flush explicitly.
         out.flush().with_context(cannot)?;
         eprintln!(

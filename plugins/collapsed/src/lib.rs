@@ -249,6 +249,15 @@ impl Lines {
         let mut path: Vec<u32> = Vec::new();
         let mut ends: Vec<usize> = Vec::new();
         let mut nodes: Vec<u32> = Vec::new();
+        // Every segment with its `;` before it, side by side: millions of short copies read
+        // from one dense block instead of a heap allocation each.
+        let mut joined = String::new();
+        let mut segment_at = vec![0usize];
+        for segment in self.segments.list() {
+            joined.push(';');
+            joined.push_str(segment);
+            segment_at.push(joined.len());
+        }
         for line in &self.lines {
             if tid != Some(line.tid) {
                 tid = Some(line.tid);
@@ -271,9 +280,8 @@ impl Lines {
             ends.truncate(shared + 1);
             text.truncate(ends[shared]);
             for &node in &nodes[shared..] {
-                let seg = self.trie.item(node).expect("not the root");
-                text.push(';');
-                text.push_str(self.segments.get(seg as usize));
+                let seg = self.trie.item(node).expect("not the root") as usize;
+                text.push_str(&joined[segment_at[seg]..segment_at[seg + 1]]);
                 path.push(node);
                 ends.push(text.len());
             }

@@ -331,8 +331,11 @@ fn text_order(trie: &[(u32, u32)], segments: &Interner<String>) -> Vec<u32> {
         (seg.as_bytes(), item & 1 == 1)
     };
     for parent in 0..n {
-        items[start[parent]..start[parent + 1]]
-            .sort_by(|&a, &b| text_cmp(item_text(a), item_text(b)));
+        // An only child is in order already (`seg` < `seg;…`), and most nodes have one.
+        let group = &mut items[start[parent]..start[parent + 1]];
+        if group.len() > 2 {
+            group.sort_by(|&a, &b| text_cmp(item_text(a), item_text(b)));
+        }
     }
     let mut rank = vec![0u32; n];
     let mut next_rank = 0;

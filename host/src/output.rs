@@ -439,6 +439,10 @@ impl Collector for SaveCapture {
         self.main.collect(symbols, sample);
     }
 
+    fn prefetch(&mut self, thread_id: u64, stack: tachyon_plugin_api::StackId) {
+        self.main.prefetch(thread_id, stack);
+    }
+
     fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
         export(
             &mut self.capture,

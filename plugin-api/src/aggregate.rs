@@ -2,8 +2,10 @@
 //! inferno's `collapse/common`): samples counted once per (thread, stack), one frame key with
 //! one naming rule, and the call tree a flame graph or a comparison walks.
 
+use std::hash::Hasher as _;
+
 use crate::collector::{Collector, ExportContext};
-use crate::hash::FxHashMap;
+use crate::hash::{FxHashMap, FxHasher, Slots};
 use crate::model::{FrameId, Interner, Sample, Symbols};
 use crate::stacks::{StackId, StackTable, Trie};
 
@@ -137,7 +139,15 @@ impl FrameKeys {
 pub struct StackCounts {
     /// (thread id, stack, samples).
     entries: Vec<(u64, StackId, u64)>,
-    index: FxHashMap<(u64, StackId), usize>,
+    /// The entries by the hash of (thread id, stack).
+    index: Slots,
+}
+
+fn entry_hash(thread_id: u64, stack: StackId) -> u64 {
+    let mut hasher = FxHasher::default();
+    hasher.write_u64(thread_id);
+    hasher.write_u32(stack);
+    hasher.finish()
 }
 
 impl StackCounts {
@@ -151,13 +161,25 @@ impl StackCounts {
         if stack == StackTable::EMPTY {
             return false;
         }
-        if let Some(&i) = self.index.get(&(thread_id, stack)) {
-            self.entries[i].2 += weight
-        } else {
-            self.index.insert((thread_id, stack), self.entries.len());
-            self.entries.push((thread_id, stack, weight));
+        let hash = entry_hash(thread_id, stack);
+        let StackCounts { entries, index } = self;
+        match index.find(hash, |i| entries[i].0 == thread_id && entries[i].1 == stack) {
+            Some(i) => entries[i].2 += weight,
+            None => {
+                entries.push((thread_id, stack, weight));
+                index.insert(hash, entries.len() - 1, |i| {
+                    entry_hash(entries[i].0, entries[i].1)
+                });
+            }
         }
         true
+    }
+
+    /// Start counting a sample of this thread and stack, some samples ahead: bring what it
+    /// will read into the cache.
+    pub fn prefetch(&mut self, thread_id: u64, stack: StackId) {
+        self.index
+            .prefetch(entry_hash(thread_id, stack), &self.entries);
     }
 
     /// (thread id, stack, samples), in order of first appearance.
@@ -241,6 +263,10 @@ impl<T: AggregateOutput> Collector for Aggregating<T> {
         if self.counts.add(sample) {
             self.output.observe(symbols, sample);
         }
+    }
+
+    fn prefetch(&mut self, thread_id: u64, stack: StackId) {
+        self.counts.prefetch(thread_id, stack);
     }
 
     fn export(&mut self, ctx: &ExportContext<'_>) -> anyhow::Result<()> {
@@ -578,6 +604,28 @@ mod tests {
         assert_eq!(key.label_with("pkg.mod"), "f (pkg.mod:7)");
         assert_eq!(key.base_name(), "mod.py");
         assert!(key.has_source());
+    }
+
+    /// Thousands of (thread, stack) pairs, through several growths of the index and with
+    /// prefetches between, are counted in order of first appearance; a stack in another
+    /// thread is another entry.
+    #[test]
+    fn counts_keep_first_appearance_through_growth() {
+        let mut counts = StackCounts::default();
+        let pairs: Vec<(u64, StackId)> = (0..6000u32)
+            .map(|i| (u64::from(i % 3) << 40 | 7, 1 + i / 3))
+            .collect();
+        for round in 0..2 {
+            for (i, &(tid, stack)) in pairs.iter().enumerate() {
+                if let Some(&(t, s)) = pairs.get(i + 8) {
+                    counts.prefetch(t, s);
+                }
+                counts.add_weighted(tid, stack, round + 1);
+            }
+        }
+        let expected: Vec<(u64, StackId, u64)> =
+            pairs.iter().map(|&(tid, stack)| (tid, stack, 3)).collect();
+        assert_eq!(counts.entries(), expected);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::model::{Mode, Sample, Symbols};
 use crate::profile::Profile;
 use crate::source::SourceAccess;
+use crate::stacks::StackId;
 
 /// Everything a collector is built from.
 #[derive(Clone, Debug, Default)]
@@ -93,6 +94,10 @@ impl ExportContext<'_> {
 pub trait Collector {
     fn collect(&mut self, symbols: &Symbols, sample: &Sample<'_>);
     fn export(&mut self, ctx: &ExportContext<'_>) -> anyhow::Result<()>;
+    /// A hint that a sample of this thread and stack is collected a few samples from now
+    /// (replay gives it), to bring what collecting it reads into the cache. It must not
+    /// change what is collected; by default it does nothing.
+    fn prefetch(&mut self, _thread_id: u64, _stack: StackId) {}
 }
 
 /// What a format needs from the host beyond the samples. The host reads these instead of

@@ -68,6 +68,12 @@ impl Symbols {
         self.stacks.intern_hashed(frames, hash)
     }
 
+    /// A hint, some stacks ahead of interning the stack of this [`StackTable::hash`]: see
+    /// [`StackTable::prefetch`].
+    pub fn prefetch_stack(&mut self, hash: u64) {
+        self.stacks.prefetch(hash);
+    }
+
     /// Every interned stack: a sample's frames are `stacks().frames(sample.stack)`.
     #[must_use]
     pub fn stacks(&self) -> &StackTable {

@@ -1,7 +1,7 @@
 //! Interning whole stacks as nodes of a call tree, so collectors aggregate by one integer per
 //! sample instead of hashing frame vectors.
 
-use crate::hash::FxHashMap;
+use crate::hash::{FxHashMap, Slots};
 use crate::model::FrameId;
 
 /// Id of an interned stack; [`StackTable::EMPTY`] is the empty stack.
@@ -116,115 +116,34 @@ pub struct StackTable {
 /// whole-stack cache.
 const WHOLE_STACK_FRAMES: usize = 1 << 24;
 
-/// Whole stacks to their ids: open addressing, linear probing, at most half full. A lookup
-/// reads two places, its slot and its entry (length, id and frames together), and on a
-/// capture of many distinct stacks both miss the cache: [`StackTable::prefetch`] asks for
-/// them some samples ahead, so the misses of several samples overlap instead of adding up.
+/// Whole stacks to their ids: entries one after another in `entries` (length, id, frames),
+/// found by their hash through `slots`.
 #[derive(Debug, Clone, Default)]
 struct WholeStacks {
-    /// 0 when empty; else the hash's tag (upper half) and the entry's offset + 1 (lower).
-    slots: Vec<u64>,
-    /// Entries one after another: length, id, frames.
+    slots: Slots,
     entries: Vec<u32>,
-    len: usize,
-}
-
-/// Where and how a stack's hash points: (first slot, tag).
-fn home(hash: u64, slots: usize) -> (usize, u32) {
-    // The Fx hash mixes its upper bits best: they pick the slot, the middle bits the tag.
-    let bits = slots.trailing_zeros();
-    ((hash >> (64 - bits)) as usize, (hash >> 16) as u32)
 }
 
 impl WholeStacks {
+    fn frames_at(&self, at: usize) -> &[FrameId] {
+        &self.entries[at + 2..at + 2 + self.entries[at] as usize]
+    }
+
     fn find(&self, frames: &[FrameId], hash: u64) -> Option<StackId> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let (mut at, tag) = home(hash, self.slots.len());
-        loop {
-            let slot = self.slots[at];
-            if slot == 0 {
-                return None;
-            }
-            if (slot >> 32) as u32 == tag {
-                let entry = &self.entries[(slot as u32 - 1) as usize..];
-                let len = entry[0] as usize;
-                if entry[2..2 + len] == *frames {
-                    return Some(entry[1]);
-                }
-            }
-            at = (at + 1) & (self.slots.len() - 1);
-        }
+        let at = self.slots.find(hash, |at| self.frames_at(at) == frames)?;
+        Some(self.entries[at + 1])
     }
 
     fn insert(&mut self, frames: &[FrameId], hash: u64, id: StackId) {
-        if (self.len + 1) * 2 > self.slots.len() {
-            self.grow();
-        }
-        let offset = self.entries.len() as u32;
+        let at = self.entries.len();
         self.entries.push(frames.len() as u32);
         self.entries.push(id);
         self.entries.extend_from_slice(frames);
-        self.place(hash, offset);
-        self.len += 1;
+        let WholeStacks { slots, entries } = self;
+        slots.insert(hash, at, |at| {
+            StackTable::hash(&entries[at + 2..at + 2 + entries[at] as usize])
+        });
     }
-
-    fn place(&mut self, hash: u64, offset: u32) {
-        let (mut at, tag) = home(hash, self.slots.len());
-        while self.slots[at] != 0 {
-            at = (at + 1) & (self.slots.len() - 1);
-        }
-        self.slots[at] = u64::from(tag) << 32 | u64::from(offset + 1);
-    }
-
-    fn grow(&mut self) {
-        self.slots = vec![0; (self.slots.len() * 2).max(1024)];
-        let mut offset = 0;
-        while offset < self.entries.len() {
-            let len = self.entries[offset] as usize;
-            let hash = StackTable::hash(&self.entries[offset + 2..offset + 2 + len]);
-            self.place(hash, offset as u32);
-            offset += 2 + len;
-        }
-    }
-
-    /// Ask the cache for the stack's slot, and for the entry of the slot `hash` found there
-    /// (asked for by an earlier call, so probably there by now).
-    fn prefetch(&self, hash: u64) {
-        if self.slots.is_empty() {
-            return;
-        }
-        let (at, tag) = home(hash, self.slots.len());
-        let slot = self.slots[at];
-        if slot != 0 && (slot >> 32) as u32 == tag {
-            // Its first two cache lines: a stack of up to 30 frames.
-            let entry = &self.entries[(slot as u32 - 1) as usize..];
-            prefetch(&entry[0]);
-            if let Some(more) = entry.get(16) {
-                prefetch(more);
-            }
-        }
-    }
-
-    fn prefetch_slot(&self, hash: u64) {
-        if !self.slots.is_empty() {
-            prefetch(&self.slots[home(hash, self.slots.len()).0]);
-        }
-    }
-}
-
-/// A hint to bring `value`'s cache line in; it never faults and changes nothing.
-#[inline]
-fn prefetch<T>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetching is only a hint, of a valid reference's address here.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(value).cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
 }
 
 impl StackTable {
@@ -278,15 +197,10 @@ impl StackTable {
         node
     }
 
-    /// Bring into the cache what interning the stack of this [`StackTable::hash`] will read.
-    /// Call it some stacks ahead of interning, twice: the second call fetches what the first
-    /// found.
-    pub fn prefetch(&self, hash: u64, first: bool) {
-        if first {
-            self.whole.prefetch_slot(hash);
-        } else {
-            self.whole.prefetch(hash);
-        }
+    /// Start interning the stack of this [`StackTable::hash`], some stacks ahead: bring what
+    /// its lookup will read into the cache (see `Slots::prefetch`).
+    pub fn prefetch(&mut self, hash: u64) {
+        self.whole.slots.prefetch(hash, &self.whole.entries);
     }
 
     /// The innermost frame of a non-empty stack.
@@ -392,8 +306,7 @@ mod tests {
             .collect();
         let ids: Vec<StackId> = stacks.iter().map(|s| t.intern(s)).collect();
         for (stack, &id) in stacks.iter().zip(&ids) {
-            t.prefetch(StackTable::hash(stack), true);
-            t.prefetch(StackTable::hash(stack), false);
+            t.prefetch(StackTable::hash(stack));
             assert_eq!(t.intern(stack), id);
             assert_eq!(t.frames(id), *stack);
         }

@@ -673,22 +673,22 @@ impl Batch {
         last_stack: &mut FxHashMap<(u64, u32), StackId>,
         collector: &mut dyn Collector,
     ) -> u64 {
-        let (mut ts_at, mut frames_at) = (0usize, 0usize);
-        for (i, &(thread_id, interpreter_id, status, repeat, ts_end, frames_end)) in
+        // Every sample's stack first, then every sample collected: in each pass a lookup
+        // that misses the cache (many distinct stacks) is started PREFETCH_AHEAD samples
+        // early, so that the misses of several samples overlap.
+        let mut stacks = Vec::with_capacity(self.samples.len());
+        let mut frames_at = 0;
+        for (i, &(thread_id, interpreter_id, _, repeat, _, frames_end)) in
             self.samples.iter().enumerate()
         {
-            // Stacks that miss the cache are many distinct ones: their lookups are started
-            // early, so that the misses of several samples overlap.
-            for (ahead, first) in [(PREFETCH_AHEAD, true), (PREFETCH_AHEAD / 2, false)] {
-                // (0: a repeat, not looked up; a stack whose hash is 0 is only not prefetched.)
-                if let Some(&hash) = self.hashes.get(i + ahead).filter(|&&hash| hash != 0) {
-                    symbols.stacks().prefetch(hash, first);
-                }
+            // (0: a repeat, not looked up; a stack whose hash is 0 is only not prefetched.)
+            if let Some(&hash) = self.hashes.get(i + PREFETCH_AHEAD).filter(|&&h| h != 0) {
+                symbols.prefetch_stack(hash);
             }
-            let (ts_end, frames_end) = (ts_end as usize, frames_end as usize);
-            let frames = &self.frames[frames_at..frames_end];
+            let frames = &self.frames[frames_at..frames_end as usize];
+            frames_at = frames_end as usize;
             let thread = (thread_id, interpreter_id);
-            let stack = match last_stack.get(&thread) {
+            stacks.push(match last_stack.get(&thread) {
                 Some(&stack) if repeat => stack,
                 _ => {
                     // (A repeat whose thread has no stack yet is hashed here.)
@@ -701,7 +701,16 @@ impl Batch {
                     last_stack.insert(thread, stack);
                     stack
                 }
-            };
+            });
+        }
+        let (mut ts_at, mut frames_at) = (0usize, 0usize);
+        for (i, &(thread_id, interpreter_id, status, _, ts_end, frames_end)) in
+            self.samples.iter().enumerate()
+        {
+            if let Some(&stack) = stacks.get(i + PREFETCH_AHEAD) {
+                collector.prefetch(self.samples[i + PREFETCH_AHEAD].0, stack);
+            }
+            let (ts_end, frames_end) = (ts_end as usize, frames_end as usize);
             collector.collect(
                 symbols,
                 &Sample {
@@ -709,8 +718,8 @@ impl Batch {
                     interpreter_id,
                     status: ThreadStatus(status),
                     timestamps_us: &self.timestamps[ts_at..ts_end],
-                    frames,
-                    stack,
+                    frames: &self.frames[frames_at..frames_end],
+                    stack: stacks[i],
                 },
             );
             (ts_at, frames_at) = (ts_end, frames_end);

@@ -57,24 +57,22 @@ impl Pstats {
     /// Write the marshal bytes of the stats dictionary as they are made, a megabyte at a time
     /// (on a capture of many stacks the file is hundreds of megabytes of caller edges).
     pub fn marshal(&self, table: &FuncTable, out: &mut impl Write) -> std::io::Result<()> {
-        // Each function's key tuple, encoded once: it recurs among many callers.
-        let keys: Vec<Vec<u8>> = table
-            .keys
-            .list()
-            .iter()
-            .map(|k| {
-                let mut m = Marshal::default();
-                m.tuple(3);
-                m.str(&k.filename);
-                m.int(k.lineno.into());
-                m.str(&k.funcname);
-                m.out
-            })
-            .collect();
+        // Each function's key tuple, encoded once (it recurs among many callers), all in one
+        // dense block: they are copied hundreds of millions of bytes' worth.
+        let mut encoded = Marshal::default();
+        let mut key_at = vec![0];
+        for k in table.keys.list() {
+            encoded.tuple(3);
+            encoded.str(&k.filename);
+            encoded.int(k.lineno.into());
+            encoded.str(&k.funcname);
+            key_at.push(encoded.out.len());
+        }
+        let key = |i: usize| &encoded.out[key_at[i]..key_at[i + 1]];
         let mut m = Marshal::default();
         m.dict();
-        for (key, st) in keys.iter().zip(&table.stats) {
-            m.raw(key);
+        for (i, st) in table.stats.iter().enumerate() {
+            m.raw(key(i));
             m.tuple(5);
             m.int(st.direct as i64);
             m.int(st.cumulative as i64);
@@ -82,7 +80,7 @@ impl Pstats {
             m.float(st.cumulative as f64 * self.interval_s);
             m.dict();
             for &(caller, edge) in &st.callers {
-                m.raw(&keys[caller]);
+                m.raw(key(caller));
                 m.tuple(4);
                 m.int(edge.samples as i64);
                 m.int(edge.samples as i64);

@@ -131,6 +131,30 @@ impl FrameKeys {
     }
 }
 
+/// Items grouped by a dense key below `groups`, each group's in item order: `(start, order)`,
+/// where `order[start[g]..start[g + 1]]` are the indexes of the items of group `g`. A
+/// counting sort: two passes over the keys, no comparison, however many items.
+#[must_use]
+pub fn group_indexes(
+    keys: impl Iterator<Item = u32> + Clone,
+    groups: usize,
+) -> (Vec<u32>, Vec<u32>) {
+    let mut start = vec![0u32; groups + 1];
+    for key in keys.clone() {
+        start[key as usize + 1] += 1;
+    }
+    for g in 0..groups {
+        start[g + 1] += start[g];
+    }
+    let mut next = start.clone();
+    let mut order = vec![0u32; start[groups] as usize];
+    for (i, key) in keys.enumerate() {
+        order[next[key as usize] as usize] = i as u32;
+        next[key as usize] += 1;
+    }
+    (start, order)
+}
+
 /// Samples aggregated once, for every format that aggregates: weight per (thread, stack), in
 /// order of first appearance (the order CPython's collectors fill their dictionaries in,
 /// which decides ties and ids). Stacks are ids in the samples' [`Symbols::stacks`]. Samples
@@ -438,19 +462,12 @@ impl CallTree {
 
     /// Every node's children, in the order they were made.
     fn link_children(&mut self, parent_of: &[u32]) {
-        let mut start = vec![0u32; self.nodes.len() + 1];
-        for &parent in &parent_of[1..] {
-            start[parent as usize + 1] += 1;
+        let (start, mut children) = group_indexes(parent_of[1..].iter().copied(), self.nodes.len());
+        // Indexes into `parent_of[1..]`: node ids less one.
+        for child in &mut children {
+            *child += 1;
         }
-        for i in 1..start.len() {
-            start[i] += start[i - 1];
-        }
-        let mut next = start.clone();
-        self.children = vec![0; parent_of.len() - 1];
-        for (node, &parent) in parent_of.iter().enumerate().skip(1) {
-            self.children[next[parent as usize] as usize] = node as u32;
-            next[parent as usize] += 1;
-        }
+        self.children = children;
         self.child_start = start;
     }
 
@@ -604,6 +621,14 @@ mod tests {
         assert_eq!(key.label_with("pkg.mod"), "f (pkg.mod:7)");
         assert_eq!(key.base_name(), "mod.py");
         assert!(key.has_source());
+    }
+
+    /// Each group lists its items' indexes in item order, empty groups included.
+    #[test]
+    fn items_are_grouped_by_key_in_order() {
+        let (start, order) = group_indexes([2u32, 0, 2, 3, 0].into_iter(), 5);
+        assert_eq!(start, [0, 2, 2, 4, 5, 5]);
+        assert_eq!(order, [1, 4, 0, 2, 3]);
     }
 
     /// Thousands of (thread, stack) pairs, through several growths of the index and with

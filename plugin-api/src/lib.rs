@@ -79,8 +79,8 @@ pub mod source;
 mod stacks;
 
 pub use aggregate::{
-    is_synthetic, short_path, AggregateOutput, Aggregating, CallTree, FrameKey, FrameKeys,
-    StackCounts, ThreadValue, TreeNode,
+    group_indexes, is_synthetic, short_path, AggregateOutput, Aggregating, CallTree, FrameKey,
+    FrameKeys, StackCounts, ThreadValue, TreeNode,
 };
 pub use collector::{
     formats, output_file, Collector, CollectorConfig, ExportContext, Format, Needs,

@@ -9,8 +9,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use tachyon_plugin_api::opcodes::Opcodes;
 use tachyon_plugin_api::{
-    printable, AggregateOutput, Aggregating, Collector, CollectorConfig, ExportContext, Format,
-    FrameKeys, FxHashMap, Interner, Needs, SourceAccess, SourceReader, StackCounts, Symbols,
+    group_indexes, printable, AggregateOutput, Aggregating, Collector, CollectorConfig,
+    ExportContext, Format, FrameKeys, FxHashMap, Interner, Needs, SourceAccess, SourceReader,
+    StackCounts, Symbols,
 };
 
 const INDEX: &str = include_str!("../../../assets/heatmap/index.html");
@@ -129,7 +130,8 @@ struct Call {
 /// Calls, one per caller frame of each distinct stack (not merged: the links a page shows
 /// are merged when it is written), grouped by calling line and by callee. A capture can
 /// hold millions: they are pushed as the stacks are walked, and grouped at the end by two
-/// counting sorts, where a map per line and per function cost a lookup in each per call.
+/// counting sorts ([`group_indexes`]), where a map per line and per function cost a lookup in
+/// each per call.
 #[derive(Default)]
 struct Calls {
     /// By calling line; `by_line[line]..by_line[line + 1]` are the line's.
@@ -140,39 +142,12 @@ struct Calls {
     by_callee: Vec<u32>,
 }
 
-/// Where each group begins in a list sorted by group (and where the last ends), and each
-/// item's place in it, for items of groups below `groups`.
-fn counting_sort(items: impl Iterator<Item = u32> + Clone, groups: usize) -> (Vec<u32>, Vec<u32>) {
-    let mut start = vec![0u32; groups + 1];
-    for group in items.clone() {
-        start[group as usize + 1] += 1;
-    }
-    for g in 0..groups {
-        start[g + 1] += start[g];
-    }
-    let mut next = start.clone();
-    let place = items
-        .map(|group| {
-            let at = next[group as usize];
-            next[group as usize] += 1;
-            at
-        })
-        .collect();
-    (start, place)
-}
-
 impl Calls {
     fn new(unsorted: Vec<Call>, lines: usize, functions: usize) -> Calls {
-        let (by_line, place) = counting_sort(unsorted.iter().map(|c| c.line), lines);
-        let mut calls = vec![Call::default(); unsorted.len()];
-        for (call, at) in unsorted.into_iter().zip(place) {
-            calls[at as usize] = call;
-        }
-        let (by_callee, place) = counting_sort(calls.iter().map(|c| c.callee), functions);
-        let mut order_by_callee = vec![0u32; calls.len()];
-        for (i, &at) in place.iter().enumerate() {
-            order_by_callee[at as usize] = i as u32;
-        }
+        let (by_line, order) = group_indexes(unsorted.iter().map(|c| c.line), lines);
+        let calls: Vec<Call> = order.iter().map(|&i| unsorted[i as usize]).collect();
+        drop(unsorted);
+        let (by_callee, order_by_callee) = group_indexes(calls.iter().map(|c| c.callee), functions);
         Calls {
             calls,
             by_line,

@@ -124,13 +124,16 @@ struct WholeStacks {
     entries: Vec<u32>,
 }
 
-impl WholeStacks {
-    fn frames_at(&self, at: usize) -> &[FrameId] {
-        &self.entries[at + 2..at + 2 + self.entries[at] as usize]
-    }
+/// The frames of the entry at `at` in [`WholeStacks::entries`].
+fn frames_at(entries: &[u32], at: usize) -> &[FrameId] {
+    &entries[at + 2..at + 2 + entries[at] as usize]
+}
 
+impl WholeStacks {
     fn find(&self, frames: &[FrameId], hash: u64) -> Option<StackId> {
-        let at = self.slots.find(hash, |at| self.frames_at(at) == frames)?;
+        let at = self
+            .slots
+            .find(hash, |at| frames_at(&self.entries, at) == frames)?;
         Some(self.entries[at + 1])
     }
 
@@ -140,9 +143,7 @@ impl WholeStacks {
         self.entries.push(id);
         self.entries.extend_from_slice(frames);
         let WholeStacks { slots, entries } = self;
-        slots.insert(hash, at, |at| {
-            StackTable::hash(&entries[at + 2..at + 2 + entries[at] as usize])
-        });
+        slots.insert(hash, at, |at| StackTable::hash(frames_at(entries, at)));
     }
 }
 

@@ -657,7 +657,8 @@ const PREFETCH_AHEAD: usize = 8;
 #[derive(Default)]
 struct Batch {
     samples: Vec<(u64, u32, u8, bool, u32, u32)>,
-    /// Each sample's [`StackTable::hash`], made on the decoding thread (0 for a repeat).
+    /// Each sample's [`StackTable::hash`], made on the decoding thread (none for a repeat:
+    /// 0 in its place).
     hashes: Vec<u64>,
     timestamps: Vec<u64>,
     frames: Vec<u32>,
@@ -681,9 +682,9 @@ impl Batch {
         for (i, &(thread_id, interpreter_id, _, repeat, _, frames_end)) in
             self.samples.iter().enumerate()
         {
-            // (0: a repeat, not looked up; a stack whose hash is 0 is only not prefetched.)
-            if let Some(&hash) = self.hashes.get(i + PREFETCH_AHEAD).filter(|&&h| h != 0) {
-                symbols.prefetch_stack(hash);
+            // (A repeat is not looked up: its thread's last stack is given again.)
+            if let Some(&(.., false, _, _)) = self.samples.get(i + PREFETCH_AHEAD) {
+                symbols.prefetch_stack(self.hashes[i + PREFETCH_AHEAD]);
             }
             let frames = &self.frames[frames_at..frames_end as usize];
             frames_at = frames_end as usize;

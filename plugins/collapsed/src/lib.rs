@@ -279,15 +279,14 @@ impl Lines {
             }
             nodes.reverse();
             let shared = path.iter().zip(&nodes).take_while(|(a, b)| a == b).count();
-            path.truncate(shared);
             ends.truncate(shared + 1);
             text.truncate(ends[shared]);
             for &node in &nodes[shared..] {
                 let seg = self.trie.item(node).expect("not the root") as usize;
                 text.push_str(&joined[segment_at[seg]..segment_at[seg + 1]]);
-                path.push(node);
                 ends.push(text.len());
             }
+            std::mem::swap(&mut path, &mut nodes);
             emit(&text, line.count)?;
         }
         Ok(())

@@ -231,14 +231,6 @@ impl StackTable {
         out
     }
 
-    /// How many frames the stack has.
-    #[must_use]
-    pub fn depth(&self, id: StackId) -> usize {
-        std::iter::successors(Some(id), |&node| Some(self.parent(node)))
-            .take_while(|&node| node != Self::EMPTY)
-            .count()
-    }
-
     /// The stack's frames, innermost first, into `out` (cleared first).
     pub fn frames_into(&self, id: StackId, out: &mut Vec<FrameId>) {
         out.clear();
@@ -300,10 +292,6 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(t.parent(a), t.parent(b));
         assert_eq!(t.frames_root_first(a), vec![1, 2, 3]);
-        assert_eq!(
-            (t.depth(a), t.depth(t.parent(b)), t.depth(StackTable::EMPTY)),
-            (3, 2, 0)
-        );
         assert_eq!(t.leaf(b), Some(4));
         assert_eq!(t.intern(&[]), StackTable::EMPTY);
         assert_eq!(t.len(), 5);

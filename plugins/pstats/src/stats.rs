@@ -35,17 +35,17 @@ impl FuncTable {
         // (callee, caller) -> the edge, given to the callees at the end: a capture of many
         // stacks has millions of edges, and one lookup per edge is all their cache misses.
         let mut edges: FxHashMap<(u32, u32), CallerEdge> = FxHashMap::default();
-        let stacks = counts.by_stack();
-        // Made its full size at once rather than grown through rehashes of millions of edges:
-        // there are at most as many edges as calls in the stacks, or as nodes in the table.
-        let calls: usize = stacks
-            .iter()
-            .map(|&(stack, _)| symbols.stacks().depth(stack).saturating_sub(1))
-            .sum();
-        edges.reserve(calls.min(symbols.stacks().len()));
+        // Made its full size at once rather than grown through rehashes of millions of edges.
+        // An edge is the (caller, callee) of a stack-table node, and a pair of frames: there
+        // are at most as many as nodes, or as pairs of frames (a few, under deep recursion).
+        let frame_pairs = symbols
+            .frames()
+            .len()
+            .saturating_mul(symbols.frames().len());
+        edges.reserve(symbols.stacks().len().min(frame_pairs));
         let mut frames = Vec::new();
         let mut keys: Vec<usize> = Vec::new();
-        for (epoch, (stack, weight)) in stacks.into_iter().enumerate() {
+        for (epoch, (stack, weight)) in counts.by_stack().into_iter().enumerate() {
             let epoch = epoch as u64 + 1;
             symbols.stacks().frames_into(stack, &mut frames);
             keys.clear();

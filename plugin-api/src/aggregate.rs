@@ -411,37 +411,36 @@ impl CallTree {
         let mut frame_keys = FrameKeys::default();
         // Frame key id -> this tree's key id (hashing a key's strings once, not per node).
         let mut tree_key: Vec<usize> = Vec::new();
-        let mut node_of: Vec<u32> = vec![u32::MAX; stacks.len()];
         let mut parent_of: Vec<u32> = vec![0];
         // The tree's nodes as paths of keys, while it is built (node ids are the same).
         let mut paths = Trie::default();
-        // (node, thread, samples) of every entry.
-        let mut own: Vec<(u32, u64, u64)> = Vec::with_capacity(counts.entries().len());
         // No more nodes than stacks: sized once, never copied as they grow.
         self.nodes.reserve_exact(stacks.len());
-        node_of[StackTable::EMPTY as usize] = 0;
+        let stack_ids = counts.entries().iter().map(|&(_, stack, _)| stack);
+        let node_of = stacks.map_prefixes(stack_ids, 0, |parent, frame| {
+            let key = frame_keys.id(symbols, frame);
+            if strip_bootstrap && parent == 0 && frame_keys.key(key).is_bootstrap() {
+                return 0;
+            }
+            if tree_key.len() <= key {
+                tree_key.resize(key + 1, usize::MAX);
+            }
+            if tree_key[key] == usize::MAX {
+                tree_key[key] = self.keys.id(frame_keys.key(key));
+            }
+            let child = paths.child(parent, tree_key[key] as u32);
+            if child as usize == self.nodes.len() {
+                self.nodes.push(TreeNode {
+                    key: tree_key[key],
+                    ..Default::default()
+                });
+                parent_of.push(parent);
+            }
+            child
+        });
+        // (node, thread, samples) of every entry.
+        let mut own: Vec<(u32, u64, u64)> = Vec::with_capacity(counts.entries().len());
         for &(tid, stack, weight) in counts.entries() {
-            stacks.map_prefixes(stack, &mut node_of, |parent, frame| {
-                let key = frame_keys.id(symbols, frame);
-                if strip_bootstrap && parent == 0 && frame_keys.key(key).is_bootstrap() {
-                    return 0;
-                }
-                if tree_key.len() <= key {
-                    tree_key.resize(key + 1, usize::MAX);
-                }
-                if tree_key[key] == usize::MAX {
-                    tree_key[key] = self.keys.id(frame_keys.key(key));
-                }
-                let child = paths.child(parent, tree_key[key] as u32);
-                if child as usize == self.nodes.len() {
-                    self.nodes.push(TreeNode {
-                        key: tree_key[key],
-                        ..Default::default()
-                    });
-                    parent_of.push(parent);
-                }
-                child
-            });
             let node = node_of[stack as usize];
             let n = &mut self.nodes[node as usize];
             n.value += weight;

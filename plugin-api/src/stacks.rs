@@ -241,30 +241,37 @@ impl StackTable {
         }
     }
 
-    /// Map `stack` and each of its prefixes not mapped yet (`memo[node] == u32::MAX`) to a
-    /// value made from its parent's value and its innermost frame, outer prefixes first; the
-    /// stack's value. `memo[EMPTY]` must be set. How a call tree, a gecko thread's stack table
-    /// or collapsed texts are built from the stacks, each prefix once.
+    /// Map each of `stacks` and each of their prefixes to a value made from its parent's value
+    /// (`empty`'s for the outermost frame) and its innermost frame; every other stack to
+    /// `u32::MAX`. How a call tree or collapsed texts are built from the stacks, each prefix
+    /// once. The table is walked in id order, parents before children: a new stack's nodes
+    /// were made one after another, so the walk reads the table in order (and a node's
+    /// parent is mostly the node before), instead of missing the cache at each node of each
+    /// stack.
     pub fn map_prefixes(
         &self,
-        stack: StackId,
-        memo: &mut Vec<u32>,
+        stacks: impl IntoIterator<Item = StackId>,
+        empty: u32,
         mut map: impl FnMut(u32, FrameId) -> u32,
-    ) -> u32 {
-        if memo.len() < self.len() {
-            memo.resize(self.len(), u32::MAX);
+    ) -> Vec<u32> {
+        let nodes = self.trie.nodes();
+        let mut needed = vec![false; nodes.len()];
+        for stack in stacks {
+            needed[stack as usize] = true;
         }
-        let mut pending = Vec::new();
-        let mut node = stack;
-        while memo[node as usize] == u32::MAX {
-            pending.push(node);
-            node = self.parent(node);
+        for node in (1..nodes.len()).rev() {
+            if needed[node] {
+                needed[nodes[node].0 as usize] = true;
+            }
         }
-        while let Some(node) = pending.pop() {
-            let parent = memo[self.parent(node) as usize];
-            memo[node as usize] = map(parent, self.leaf(node).expect("non-empty stack"));
+        let mut value = vec![u32::MAX; nodes.len()];
+        value[Self::EMPTY as usize] = empty;
+        for (node, &(parent, frame)) in nodes.iter().enumerate().skip(1) {
+            if needed[node] {
+                value[node] = map(value[parent as usize], frame);
+            }
         }
-        memo[stack as usize]
+        value
     }
 
     #[must_use]
@@ -320,6 +327,27 @@ mod tests {
         assert_eq!(distinct.len(), unique.len());
         assert_ne!(t.intern(&[1, 2]), t.intern(&[2, 1]));
         assert_ne!(t.intern(&[1, 2]), t.intern(&[1, 2, 0]));
+    }
+
+    /// Each asked stack and its prefixes get their value from their parent's, once; a stack
+    /// nobody asked for, even one interned between them, gets none.
+    #[test]
+    fn maps_the_prefixes_of_the_asked_stacks() {
+        let mut t = StackTable::new();
+        let a = t.intern(&[3, 2, 1]);
+        let unasked = t.intern(&[9, 8]);
+        let b = t.intern(&[4, 1]);
+        let mut calls = 0;
+        let sums = t.map_prefixes([a, b, a], 100, |parent, frame| {
+            calls += 1;
+            parent + 100 + frame
+        });
+        assert_eq!(calls, 4, "1, 1-2, 1-2-3, 1-4");
+        assert_eq!(sums[a as usize], 100 + 101 + 102 + 103);
+        assert_eq!(sums[b as usize], 100 + 101 + 104);
+        assert_eq!(sums[StackTable::EMPTY as usize], 100);
+        assert_eq!(sums[unasked as usize], u32::MAX);
+        assert_eq!(sums[t.parent(unasked) as usize], u32::MAX);
     }
 
     #[test]

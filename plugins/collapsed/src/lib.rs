@@ -6,8 +6,7 @@ use std::io::Write as _;
 use anyhow::{Context, Result};
 use tachyon_plugin_api::{
     printable, AggregateOutput, Aggregating, Collector, CollectorConfig, ExportContext, Format,
-    FrameKey, FrameKeys, FxHashMap, Interner, Needs, StackCounts, StackId, StackTable, Symbols,
-    Trie,
+    FrameKey, FrameKeys, FxHashMap, Interner, Needs, StackCounts, StackId, Symbols, Trie,
 };
 
 /// `file.py:func:line`, or the bare name for synthetic frames (`<GC>`, `<native>`).
@@ -54,8 +53,16 @@ impl Lines {
     /// The lines, in CPython's order.
     #[must_use]
     pub fn new(counts: &StackCounts, symbols: &Symbols) -> Lines {
+        let t0 = std::time::Instant::now();
         let mut lines = Lines::build(counts, symbols);
+        let t1 = std::time::Instant::now();
         lines.sort();
+        eprintln!(
+            "TIMING build {:?} sort {:?} nodes {}",
+            t1 - t0,
+            t1.elapsed(),
+            lines.trie.nodes().len()
+        );
         lines
     }
 
@@ -142,30 +149,45 @@ impl Lines {
         let stacks = symbols.stacks();
         let mut keys = FrameKeys::default();
         let mut segments: Interner<String> = Interner::default();
-        // Frame key id -> the segment ids of its label (one unless the label holds a ';').
-        let mut label_segments: Vec<Option<Vec<u32>>> = Vec::new();
+        // Frame id -> its label's segment ids, `label_segments[start..end]` (one segment
+        // unless the label holds a ';'): two flat arrays, read at every node of the table,
+        // where a vector per label missed the cache at each.
+        let mut label_of_frame: Vec<(u32, u32)> = Vec::new();
+        let mut label_of_key: Vec<(u32, u32)> = Vec::new();
+        let mut label_segments: Vec<u32> = Vec::new();
+        const NO_LABEL: (u32, u32) = (u32::MAX, 0);
         let mut trie = Trie::default();
-        let mut text_of: Vec<u32> = vec![u32::MAX; stacks.len()];
-        text_of[StackTable::EMPTY as usize] = Trie::ROOT;
+        let stack_ids = counts.entries().iter().map(|&(_, stack, _)| stack);
+        let text_of = stacks.map_prefixes(stack_ids, Trie::ROOT, |parent, frame| {
+            if label_of_frame.len() <= frame as usize {
+                label_of_frame.resize(frame as usize + 1, NO_LABEL);
+            }
+            if label_of_frame[frame as usize] == NO_LABEL {
+                let key = keys.id(symbols, frame);
+                if label_of_key.len() <= key {
+                    label_of_key.resize(key + 1, NO_LABEL);
+                }
+                if label_of_key[key] == NO_LABEL {
+                    let start = label_segments.len() as u32;
+                    for part in frame_label(keys.key(key)).split(';') {
+                        label_segments.push(segments.id(part) as u32);
+                    }
+                    label_of_key[key] = (start, label_segments.len() as u32);
+                }
+                label_of_frame[frame as usize] = label_of_key[key];
+            }
+            let (start, end) = label_of_frame[frame as usize];
+            label_segments[start as usize..end as usize]
+                .iter()
+                .fold(parent, |node, &seg| trie.child(node, seg))
+        });
         let mut lines: Vec<Line> = Vec::new();
         // (thread, text) -> the first line with it; further lines of the same text chain on.
         let mut first_with_text: FxHashMap<(u64, u32), usize> = FxHashMap::default();
         let mut next_with_text: Vec<usize> = Vec::new();
 
         for &(tid, stack, count) in counts.entries() {
-            let text = stacks.map_prefixes(stack, &mut text_of, |parent, frame| {
-                let key = keys.id(symbols, frame);
-                if label_segments.len() <= key {
-                    label_segments.resize(key + 1, None);
-                }
-                let segs = label_segments[key].get_or_insert_with(|| {
-                    frame_label(keys.key(key))
-                        .split(';')
-                        .map(|part| segments.id(part) as u32)
-                        .collect()
-                });
-                segs.iter().fold(parent, |node, &seg| trie.child(node, seg))
-            });
+            let text = text_of[stack as usize];
             let same_keys = |a: StackId, keys: &mut FrameKeys| {
                 let (mut a, mut b) = (a, stack);
                 while a != b {

@@ -31,6 +31,9 @@ pub struct FrameInfo {
 pub struct Symbols {
     strings: Interner<String>,
     frames: Interner<FrameInfo>,
+    /// Per frame: whether it is `<GC>`. Asked of every sample by the formats that show GC
+    /// time, which looking up the frame's strings each time slowed by several percent.
+    gc: Vec<bool>,
     stacks: StackTable,
 }
 
@@ -43,11 +46,16 @@ impl Symbols {
     /// Tables taken verbatim (e.g. from a capture file); ids are the table positions.
     #[must_use]
     pub fn from_tables(strings: Vec<String>, frames: Vec<FrameInfo>) -> Self {
-        Symbols {
+        let mut symbols = Symbols {
             strings: Interner::from_list(strings),
             frames: Interner::from_list(frames),
+            gc: Vec::new(),
             stacks: StackTable::new(),
-        }
+        };
+        symbols.gc = (symbols.frames.list().iter())
+            .map(|f| symbols.frame_is_gc(f))
+            .collect();
+        symbols
     }
 
     pub fn intern_str(&mut self, s: &str) -> StrId {
@@ -55,7 +63,11 @@ impl Symbols {
     }
 
     pub fn intern_frame(&mut self, frame: FrameInfo) -> FrameId {
-        self.frames.id(&frame) as FrameId
+        let id = self.frames.id(&frame);
+        if id == self.gc.len() {
+            self.gc.push(self.frame_is_gc(&frame));
+        }
+        id as FrameId
     }
 
     /// The id of a stack given innermost frame first, as [`Sample::stack`] holds it.
@@ -103,7 +115,10 @@ impl Symbols {
     /// True for the synthetic `<GC>` frame the sampler puts innermost while the collector runs.
     #[must_use]
     pub fn is_gc(&self, id: FrameId) -> bool {
-        let frame = self.frame(id);
+        self.gc[id as usize]
+    }
+
+    fn frame_is_gc(&self, frame: &FrameInfo) -> bool {
         self.is_synthetic(frame) && self.str(frame.funcname) == "<GC>"
     }
 

@@ -57,8 +57,8 @@ impl Pstats {
     /// Write the marshal bytes of the stats dictionary as they are made, a megabyte at a time
     /// (on a capture of many stacks the file is hundreds of megabytes of caller edges).
     pub fn marshal(&self, table: &FuncTable, out: &mut impl Write) -> std::io::Result<()> {
-        // Each function's key tuple, encoded once (it recurs among many callers), all in one
-        // dense block: they are copied hundreds of millions of bytes' worth.
+        // Each function's key tuple, encoded once (it recurs among many callers) and written
+        // once, then referred to.
         let mut encoded = Marshal::default();
         let mut key_at = vec![0];
         for k in table.keys.list() {
@@ -69,10 +69,11 @@ impl Pstats {
             key_at.push(encoded.out.len());
         }
         let key = |i: usize| &encoded.out[key_at[i]..key_at[i + 1]];
+        let mut reference = vec![None; key_at.len() - 1];
         let mut m = Marshal::default();
         m.dict();
         for (i, st) in table.stats.iter().enumerate() {
-            m.raw(key(i));
+            m.shared(key(i), &mut reference[i]);
             m.tuple(5);
             m.int(st.direct as i64);
             m.int(st.cumulative as i64);
@@ -80,7 +81,7 @@ impl Pstats {
             m.float(st.cumulative as f64 * self.interval_s);
             m.dict();
             for &(caller, edge) in &st.callers {
-                m.raw(key(caller));
+                m.shared(key(caller), &mut reference[caller]);
                 m.tuple(4);
                 m.int(edge.samples as i64);
                 m.int(edge.samples as i64);

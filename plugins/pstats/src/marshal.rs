@@ -1,11 +1,16 @@
-//! The few Python `marshal` types a pstats file needs (format version 2+, no references),
+//! The few Python `marshal` types a pstats file needs (format version 3+, for references),
 //! written as they come: a profile's dictionary is never built in memory, and each function's
-//! key is encoded once however often it appears among callers.
+//! key is written once however often it appears among callers, then referred to.
 
 #[derive(Default)]
 pub struct Marshal {
     pub out: Vec<u8>,
+    /// Objects flagged so far: the next one's reference.
+    refs: u32,
 }
+
+/// Set on an object's type byte: the reader keeps the object, to be referred to again.
+const FLAG_REF: u8 = 0x80;
 
 impl Marshal {
     pub fn int(&mut self, v: i64) {
@@ -44,9 +49,24 @@ impl Marshal {
         self.out.push(b'0');
     }
 
-    /// Bytes encoded earlier (a key written once, used many times).
-    pub fn raw(&mut self, bytes: &[u8]) {
-        self.out.extend_from_slice(bytes);
+    /// An object encoded earlier that recurs (a function's key, among the callers of every
+    /// function it calls): whole and flagged the first time (`reference` is then set), a
+    /// reference to it after, as `marshal.dump` writes an object it meets again. The file
+    /// is several times smaller, and loading it makes one tuple per function, not one per
+    /// caller edge.
+    pub fn shared(&mut self, bytes: &[u8], reference: &mut Option<u32>) {
+        match *reference {
+            Some(index) => {
+                self.out.push(b'r');
+                self.out.extend_from_slice(&index.to_le_bytes());
+            }
+            None => {
+                *reference = Some(self.refs);
+                self.refs += 1;
+                self.out.push(bytes[0] | FLAG_REF);
+                self.out.extend_from_slice(&bytes[1..]);
+            }
+        }
     }
 
     /// TYPE_LONG: signed digit count, then base-2^15 digits, least significant first.

@@ -1,7 +1,7 @@
 //! Per-function sample counts in cProfile's shape: keys (filename, lineno, funcname), direct
 //! (leaf) and cumulative (on the stack, recursion counted once) samples, and caller edges.
 
-use tachyon_plugin_api::{FrameKeys, FxHashMap, StackCounts, Symbols};
+use tachyon_plugin_api::{FrameKeys, StackCounts, StackId, StackTable, Symbols};
 
 #[derive(Clone, Debug, Default)]
 pub struct FuncStats {
@@ -29,68 +29,276 @@ pub struct FuncTable {
 }
 
 impl FuncTable {
+    /// The table, from the stack table's nodes rather than each stack's frames: a node's
+    /// samples (its own and its descendants') are those of its function called by its
+    /// parent's, and, at the outermost node of its function on its path, that function's
+    /// cumulative samples. Walking every stack and looking up each of its pairs of frames
+    /// missed the cache at almost every pair on a capture of many stacks.
     pub fn build(counts: &StackCounts, symbols: &Symbols) -> FuncTable {
+        let stacks = symbols.stacks();
+        let by_stack = counts.by_stack();
         let mut table = FuncTable::default();
-        let mut seen_epoch: Vec<u64> = Vec::new();
-        // (callee, caller) -> the edge, given to the callees at the end: a capture of many
-        // stacks has millions of edges, and one lookup per edge is all their cache misses.
-        let mut edges: FxHashMap<(u32, u32), CallerEdge> = FxHashMap::default();
-        // Made its full size at once rather than grown through rehashes of millions of edges.
-        // An edge is the (caller, callee) of a stack-table node, and a pair of frames: there
-        // are at most as many as nodes, or as pairs of frames (a few, under deep recursion).
-        let frame_pairs = symbols
-            .frames()
-            .len()
-            .saturating_mul(symbols.frames().len());
-        edges.reserve(symbols.stacks().len().min(frame_pairs));
-        let mut frames = Vec::new();
-        let mut keys: Vec<usize> = Vec::new();
-        for (epoch, (stack, weight)) in counts.by_stack().into_iter().enumerate() {
-            let epoch = epoch as u64 + 1;
-            symbols.stacks().frames_into(stack, &mut frames);
-            keys.clear();
-            // Numbered innermost first, as CPython meets them; walked root first.
-            keys.extend(frames.iter().map(|&frame| table.keys.id(symbols, frame)));
-            keys.reverse();
-            table
-                .stats
-                .resize_with(table.keys.list().len(), FuncStats::default);
-            seen_epoch.resize(table.keys.list().len(), 0);
+        let function_of = number_functions(&mut table.keys, &by_stack, symbols);
+        let functions = table.keys.list().len();
+        table.stats = vec![FuncStats::default(); functions];
+        let mut inclusive = vec![0u64; stacks.len()];
+        for &(stack, weight) in &by_stack {
+            inclusive[stack as usize] += weight;
             table.total_samples += weight;
-            let Some(&leaf) = keys.last() else { continue };
-            table.stats[leaf].direct += weight;
-            for &k in &keys {
-                if seen_epoch[k] != epoch {
-                    seen_epoch[k] = epoch;
-                    table.stats[k].cumulative += weight;
+            table.stats[function_of[stack as usize] as usize].direct += weight;
+        }
+        for node in (1..stacks.len()).rev() {
+            inclusive[stacks.parent(node as StackId) as usize] += inclusive[node];
+        }
+        let is_node = |node: usize| function_of[node] != NONE;
+        // Cumulative: the samples of each node whose function is not on its path above it.
+        // The functions on a path are kept as a 64-bit filter: only a node whose function's
+        // bit is already set has its path walked.
+        let mut on_path = vec![0u64; stacks.len()];
+        for node in (1..stacks.len()).filter(|&n| is_node(n)) {
+            let function = function_of[node];
+            let parent = stacks.parent(node as StackId);
+            let bit = 1u64 << (function % 64);
+            on_path[node] = on_path[parent as usize] | bit;
+            let mut above = parent;
+            let recursive = on_path[parent as usize] & bit != 0
+                && loop {
+                    if above == StackTable::EMPTY {
+                        break false;
+                    }
+                    if function_of[above as usize] == function {
+                        break true;
+                    }
+                    above = stacks.parent(above);
+                };
+            if !recursive {
+                table.stats[function as usize].cumulative += inclusive[node];
+            }
+        }
+        drop(on_path);
+        // Every (callee, caller) edge of a node, grouped by callee with a counting sort: two
+        // passes over the nodes in order, writes into one cursor per callee.
+        let caller_node = |node: usize| {
+            let parent = stacks.parent(node as StackId);
+            (is_node(node) && parent != StackTable::EMPTY).then_some(parent)
+        };
+        let mut start = vec![0usize; functions + 1];
+        for node in 1..stacks.len() {
+            if caller_node(node).is_some() {
+                start[function_of[node] as usize + 1] += 1;
+            }
+        }
+        for f in 0..functions {
+            start[f + 1] += start[f];
+        }
+        let mut fill = start.clone();
+        let mut edges = vec![(0u32, 0u64); start[functions]];
+        for node in 1..stacks.len() {
+            if let Some(parent) = caller_node(node) {
+                let at = &mut fill[function_of[node] as usize];
+                edges[*at] = (function_of[parent as usize], inclusive[node]);
+                *at += 1;
+            }
+        }
+        drop(inclusive);
+        for (callee, st) in table.stats.iter_mut().enumerate() {
+            let group = &mut edges[start[callee]..start[callee + 1]];
+            group.sort_unstable_by_key(|&(caller, _)| caller);
+            let distinct = group.chunk_by(|a, b| a.0 == b.0).count();
+            st.callers.reserve_exact(distinct);
+            for same in group.chunk_by(|a, b| a.0 == b.0) {
+                let samples = same.iter().map(|&(_, samples)| samples).sum();
+                let edge = CallerEdge { samples, direct: 0 };
+                st.callers.push((same[0].0 as usize, edge));
+            }
+        }
+        // A stack's own samples are its innermost call's direct samples.
+        for &(stack, weight) in &by_stack {
+            let parent = stacks.parent(stack);
+            if parent != StackTable::EMPTY {
+                let callers = &mut table.stats[function_of[stack as usize] as usize].callers;
+                let caller = function_of[parent as usize] as usize;
+                if let Ok(at) = callers.binary_search_by_key(&caller, |&(c, _)| c) {
+                    callers[at].1.direct += weight;
                 }
             }
-            let last_edge = keys.len().saturating_sub(1);
-            for (i, pair) in keys.windows(2).enumerate() {
-                let (caller, callee) = (pair[0], pair[1]);
-                let edge = edges.entry((callee as u32, caller as u32)).or_default();
-                edge.samples += weight;
-                if i + 1 == last_edge {
-                    edge.direct += weight;
-                }
-            }
-        }
-        // Each callee's edges in one allocation of their size: the edges are the most memory.
-        let mut edges_of = vec![0usize; table.stats.len()];
-        for &(callee, _) in edges.keys() {
-            edges_of[callee as usize] += 1;
-        }
-        for (st, n) in table.stats.iter_mut().zip(edges_of) {
-            st.callers.reserve_exact(n);
-        }
-        for ((callee, caller), edge) in edges {
-            table.stats[callee as usize]
-                .callers
-                .push((caller as usize, edge));
-        }
-        for st in &mut table.stats {
-            st.callers.sort_unstable_by_key(|&(caller, _)| caller);
         }
         table
+    }
+}
+
+/// Not a node of any counted stack.
+const NONE: u32 = u32::MAX;
+
+/// Each stack-table node's function, numbered in `keys` as CPython meets them (samples as
+/// they came, each stack innermost frame first); [`NONE`] for a node of no counted stack.
+fn number_functions(
+    keys: &mut FrameKeys,
+    by_stack: &[(StackId, u64)],
+    symbols: &Symbols,
+) -> Vec<u32> {
+    let stacks = symbols.stacks();
+    // Numbered first as the table is walked, then renumbered as CPython meets them: a walk
+    // of the stacks' frames, which ends once every function has been met.
+    let mut walk_order = FrameKeys::default();
+    let mut function_of =
+        stacks.map_prefixes(by_stack.iter().map(|&(s, _)| s), NONE, |_, frame| {
+            walk_order.id(symbols, frame) as u32
+        });
+    let functions = walk_order.list().len();
+    let mut renumbered = vec![NONE; functions];
+    'stacks: for &(stack, _) in by_stack {
+        let mut node = stack;
+        while let Some(frame) = stacks.leaf(node) {
+            let at = &mut renumbered[function_of[node as usize] as usize];
+            if *at == NONE {
+                *at = keys.id(symbols, frame) as u32;
+                if keys.list().len() == functions {
+                    break 'stacks;
+                }
+            }
+            node = stacks.parent(node);
+        }
+    }
+    for function in &mut function_of {
+        if *function != NONE {
+            *function = renumbered[*function as usize];
+        }
+    }
+    function_of
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tachyon_plugin_api::{FrameInfo, FrameKey};
+
+    /// CPython's `PstatsCollector`, literally: per sample, walk the frames innermost first,
+    /// numbering functions as met; direct to the innermost, cumulative once per function on
+    /// the stack, and every pair of adjacent frames an edge (direct for the innermost pair).
+    fn cpython_table(
+        samples: &[(u64, Vec<u32>, u64)],
+        symbols: &Symbols,
+    ) -> Vec<(FrameKey, FuncStats)> {
+        let mut keys: Vec<FrameKey> = Vec::new();
+        let mut stats: Vec<FuncStats> = Vec::new();
+        for (_, frames, weight) in samples {
+            let ids: Vec<usize> = frames
+                .iter()
+                .map(|&f| {
+                    let key = FrameKey::of(symbols, f);
+                    keys.iter().position(|k| *k == key).unwrap_or_else(|| {
+                        keys.push(key);
+                        stats.push(FuncStats::default());
+                        keys.len() - 1
+                    })
+                })
+                .collect();
+            stats[ids[0]].direct += weight;
+            let mut seen = ids.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            for k in seen {
+                stats[k].cumulative += weight;
+            }
+            for (i, pair) in ids.windows(2).enumerate() {
+                let (callee, caller) = (pair[0], pair[1]);
+                let callers = &mut stats[callee].callers;
+                let at = match callers.iter().position(|&(c, _)| c == caller) {
+                    Some(at) => at,
+                    None => {
+                        callers.push((caller, CallerEdge::default()));
+                        callers.len() - 1
+                    }
+                };
+                callers[at].1.samples += weight;
+                if i == 0 {
+                    callers[at].1.direct += weight;
+                }
+            }
+        }
+        for st in &mut stats {
+            st.callers.sort_unstable_by_key(|&(caller, _)| caller);
+        }
+        keys.into_iter().zip(stats).collect()
+    }
+
+    /// Recursion (direct and through other functions), functions met through several frames
+    /// (columns), threads sharing stacks: the table is CPython's, numbering included.
+    #[test]
+    fn table_is_cpythons() {
+        let mut symbols = Symbols::new();
+        let file = symbols.intern_str("/app/m.py");
+        let mut frames = Vec::new();
+        for (name, line, column) in [
+            ("f", 1, 0),
+            ("g", 2, 0),
+            ("h", 3, 0),
+            ("f", 1, 4),
+            ("k", 9, 0),
+        ] {
+            let info = FrameInfo {
+                filename: file,
+                funcname: symbols.intern_str(name),
+                lineno: line,
+                end_lineno: line,
+                column,
+                end_column: column + 1,
+                opcode: None,
+            };
+            frames.push(symbols.intern_frame(info));
+        }
+        let mut state = 11u64;
+        let mut next = |n: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % n
+        };
+        let mut samples = Vec::new();
+        let mut counts = StackCounts::default();
+        for _ in 0..2000 {
+            let tid = 1 + next(3);
+            let depth = 1 + next(6) as usize;
+            let stack: Vec<u32> = (0..depth)
+                .map(|_| frames[next(frames.len() as u64) as usize])
+                .collect();
+            let weight = 1 + next(3);
+            counts.add_weighted(tid, symbols.intern_stack(&stack), weight);
+            samples.push((tid, stack, weight));
+        }
+        let table = FuncTable::build(&counts, &symbols);
+        // CPython's order of meeting is the stacks' first appearance, every thread together.
+        let mut first: Vec<(Vec<u32>, u64)> = Vec::new();
+        for (_, stack, weight) in &samples {
+            match first.iter_mut().find(|(s, _)| s == stack) {
+                Some((_, w)) => *w += weight,
+                None => first.push((stack.clone(), *weight)),
+            }
+        }
+        let as_samples: Vec<(u64, Vec<u32>, u64)> =
+            first.into_iter().map(|(s, w)| (0, s, w)).collect();
+        let expected = cpython_table(&as_samples, &symbols);
+        let ours: Vec<(FrameKey, FuncStats)> = table
+            .keys
+            .list()
+            .iter()
+            .cloned()
+            .zip(table.stats.iter().cloned())
+            .collect();
+        assert_eq!(ours.len(), expected.len());
+        for ((ours_key, ours), (key, theirs)) in ours.iter().zip(&expected) {
+            assert_eq!(ours_key, key);
+            assert_eq!(
+                (ours.direct, ours.cumulative),
+                (theirs.direct, theirs.cumulative),
+                "{key:?}"
+            );
+            assert_eq!(ours.callers, theirs.callers, "{key:?}");
+        }
+        assert_eq!(
+            table.total_samples,
+            samples.iter().map(|s| s.2).sum::<u64>()
+        );
     }
 }

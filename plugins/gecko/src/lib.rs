@@ -98,15 +98,24 @@ struct IdSet {
 
 impl IdSet {
     /// Add `id`; whether it was not there yet.
+    #[inline]
     fn insert(&mut self, id: u32) -> bool {
         let (page, word, bit) = (id as usize >> 12, (id as usize >> 6) & 63, id & 63);
-        if self.pages.len() <= page {
-            self.pages.resize_with(page + 1, || None);
-        }
-        let words = self.pages[page].get_or_insert_with(|| Box::new([0; 64]));
+        let words = match self.pages.get_mut(page) {
+            Some(Some(words)) => words,
+            _ => self.new_page(page),
+        };
         let added = words[word] & (1 << bit) == 0;
         words[word] |= 1 << bit;
         added
+    }
+
+    #[cold]
+    fn new_page(&mut self, page: usize) -> &mut [u64; 64] {
+        if self.pages.len() <= page {
+            self.pages.resize_with(page + 1, || None);
+        }
+        self.pages[page].get_or_insert_with(|| Box::new([0; 64]))
     }
 
     /// The ids, smallest first.

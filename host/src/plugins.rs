@@ -314,6 +314,10 @@ impl Collector for PluginCollector {
         self.builder.add(sample);
     }
 
+    fn prefetch(&mut self, thread_id: u64, stack: tachyon_plugin_api::StackId) {
+        self.builder.prefetch(thread_id, stack);
+    }
+
     fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
         let path = ctx
             .path

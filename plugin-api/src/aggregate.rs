@@ -167,7 +167,8 @@ pub struct StackCounts {
     index: Slots,
 }
 
-fn entry_hash(thread_id: u64, stack: StackId) -> u64 {
+/// The hash of a (thread, stack) pair, by which aggregates find their entries.
+pub(crate) fn entry_hash(thread_id: u64, stack: StackId) -> u64 {
     let mut hasher = FxHasher::default();
     hasher.write_u64(thread_id);
     hasher.write_u32(stack);

@@ -1,9 +1,9 @@
 //! A whole profile held in memory, aggregated by (thread, stack, status): what the host hands
 //! to differential collectors as the baseline.
 
-use crate::aggregate::StackCounts;
+use crate::aggregate::{entry_hash, StackCounts};
 use crate::collector::{Collector, ExportContext, RunStats};
-use crate::hash::FxHashMap;
+use crate::hash::{FxHashMap, Slots};
 use crate::model::{FrameId, FrameInfo, Mode, Sample, Symbols, ThreadStatus};
 use crate::stacks::{StackId, StackTable};
 
@@ -180,7 +180,9 @@ type StackKey = (u64, u32, u8, StackId);
 /// symbols the samples came with.
 #[derive(Default)]
 pub struct ProfileBuilder {
-    index: FxHashMap<StackKey, usize>,
+    /// Indexes into `order`, by the hash of (thread, stack): what [`Collector::prefetch`]
+    /// is given, some samples ahead.
+    index: Slots,
     /// Keys and weights in order of first appearance.
     order: Vec<(StackKey, u64)>,
     timeline: Option<Timeline>,
@@ -212,13 +214,21 @@ impl ProfileBuilder {
             sample.status.0,
             sample.stack,
         );
-        let index = if let Some(&i) = self.index.get(&key) {
-            self.order[i].1 += sample.weight();
-            i
-        } else {
-            self.index.insert(key, self.order.len());
-            self.order.push((key, sample.weight()));
-            self.order.len() - 1
+        let hash = entry_hash(sample.thread_id, sample.stack);
+        let ProfileBuilder { index, order, .. } = self;
+        let index = match index.find(hash, |i| order[i].0 == key) {
+            Some(i) => {
+                order[i].1 += sample.weight();
+                i
+            }
+            None => {
+                order.push((key, sample.weight()));
+                index.insert(hash, order.len() - 1, |i| {
+                    let ((thread_id, _, _, stack), _) = order[i];
+                    entry_hash(thread_id, stack)
+                });
+                order.len() - 1
+            }
         };
         if let Some(timeline) = &mut self.timeline {
             for &t in sample.timestamps_us {
@@ -265,6 +275,10 @@ impl ProfileBuilder {
 impl Collector for ProfileBuilder {
     fn collect(&mut self, _symbols: &Symbols, sample: &Sample<'_>) {
         self.add(sample);
+    }
+
+    fn prefetch(&mut self, thread_id: u64, stack: StackId) {
+        self.index.prefetch(entry_hash(thread_id, stack), &self.order);
     }
 
     fn export(&mut self, _ctx: &ExportContext<'_>) -> anyhow::Result<()> {

@@ -53,16 +53,8 @@ impl Lines {
     /// The lines, in CPython's order.
     #[must_use]
     pub fn new(counts: &StackCounts, symbols: &Symbols) -> Lines {
-        let t0 = std::time::Instant::now();
         let mut lines = Lines::build(counts, symbols);
-        let t1 = std::time::Instant::now();
         lines.sort();
-        eprintln!(
-            "TIMING build {:?} sort {:?} nodes {}",
-            t1 - t0,
-            t1.elapsed(),
-            lines.trie.nodes().len()
-        );
         lines
     }
 

@@ -278,7 +278,8 @@ impl Collector for ProfileBuilder {
     }
 
     fn prefetch(&mut self, thread_id: u64, stack: StackId) {
-        self.index.prefetch(entry_hash(thread_id, stack), &self.order);
+        self.index
+            .prefetch(entry_hash(thread_id, stack), &self.order);
     }
 
     fn export(&mut self, _ctx: &ExportContext<'_>) -> anyhow::Result<()> {

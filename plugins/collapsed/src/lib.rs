@@ -326,8 +326,19 @@ fn text_cmp((a, a_goes_on): (&[u8], bool), (b, b_goes_on): (&[u8], bool)) -> std
 /// are ordered as the strings `seg` and `seg;` — `x:1` < `x:12` < `x:12;…` < `x:1;…`.
 fn text_order(trie: &[(u32, u32)], segments: &Interner<String>) -> Vec<u32> {
     let n = trie.len();
-    // Two items per child, grouped by parent: child << 1 | 1 when it goes on.
-    let mut start = vec![0usize; n + 1];
+    // Every (segment, whether the text goes on) by its place in that order, found once for
+    // the few thousand segments: siblings are then ordered by an integer, where comparing
+    // their strings missed the cache at each string.
+    let segment_item = |item: u32| (segments.get((item >> 1) as usize).as_bytes(), item & 1 == 1);
+    let mut in_order: Vec<u32> = (0..2 * segments.len() as u32).collect();
+    in_order.sort_by(|&a, &b| text_cmp(segment_item(a), segment_item(b)));
+    let mut place = vec![0u32; in_order.len()];
+    for (at, &item) in in_order.iter().enumerate() {
+        place[item as usize] = at as u32;
+    }
+    // Two items per child, grouped by parent: the place of its text, ending or going on,
+    // above `child << 1 | 1 when it goes on`.
+    let mut start = vec![0u32; n + 1];
     for &(parent, _) in &trie[1..] {
         start[parent as usize + 1] += 2;
     }
@@ -335,34 +346,32 @@ fn text_order(trie: &[(u32, u32)], segments: &Interner<String>) -> Vec<u32> {
         start[i + 1] += start[i];
     }
     let mut fill = start.clone();
-    let mut items = vec![0u32; start[n]];
-    for (child, &(parent, _)) in trie.iter().enumerate().skip(1) {
+    let mut items = vec![0u64; start[n] as usize];
+    for (child, &(parent, segment)) in trie.iter().enumerate().skip(1) {
         let at = &mut fill[parent as usize];
-        items[*at] = (child as u32) << 1;
-        items[*at + 1] = (child as u32) << 1 | 1;
+        let (child, segment) = ((child as u64) << 1, segment as usize);
+        items[*at as usize] = u64::from(place[segment << 1]) << 32 | child;
+        items[*at as usize + 1] = u64::from(place[segment << 1 | 1]) << 32 | child | 1;
         *at += 2;
     }
-    let item_text = |item: u32| {
-        let seg = segments.get(trie[(item >> 1) as usize].1 as usize);
-        (seg.as_bytes(), item & 1 == 1)
-    };
+    drop(fill);
     for parent in 0..n {
         // An only child is in order already (`seg` < `seg;…`), and most nodes have one.
-        let group = &mut items[start[parent]..start[parent + 1]];
+        let group = &mut items[start[parent] as usize..start[parent + 1] as usize];
         if group.len() > 2 {
-            group.sort_by(|&a, &b| text_cmp(item_text(a), item_text(b)));
+            group.sort_unstable();
         }
     }
     let mut rank = vec![0u32; n];
     let mut next_rank = 0;
     // Depth-first over the items: (next item, end of the group).
-    let mut walk: Vec<(usize, usize)> = vec![(start[0], start[1])];
+    let mut walk: Vec<(u32, u32)> = vec![(start[0], start[1])];
     while let Some(top) = walk.last_mut() {
         if top.0 == top.1 {
             walk.pop();
             continue;
         }
-        let item = items[top.0];
+        let item = items[top.0 as usize] as u32;
         top.0 += 1;
         let node = (item >> 1) as usize;
         if item & 1 == 0 {

@@ -90,7 +90,7 @@ pub use hash::{FxBuildHasher, FxHashMap, FxHasher};
 pub use model::{FrameId, FrameInfo, Interner, Mode, Sample, StrId, Symbols, ThreadStatus};
 pub use profile::{Profile, ProfileBuilder, Timeline, WeightedStack};
 pub use source::{ansi, printable, stdout_takes_colors, SourceAccess, SourceReader};
-pub use stacks::{StackId, StackTable, Trie};
+pub use stacks::{StackId, StackTable, Trie, Walk};
 
 /// Re-exported so plugin crates register with the same `inventory` version as the host.
 pub use inventory;

@@ -147,14 +147,14 @@ impl Profile {
         }
         let mut timestamps = Vec::new();
         let mut t = 0u64;
-        for stack in &self.stacks {
+        let mut walk = self.symbols.stacks().walk(&self.stacks, |s| s.stack);
+        while let Some((_, stack, frames)) = walk.next_stack() {
             timestamps.clear();
             for _ in 0..stack.weight {
                 t += self.interval_us;
                 timestamps.push(t);
             }
-            self.symbols.stacks().frames_into(stack.stack, &mut frames);
-            collector.collect(&self.symbols, &stack.sample(&timestamps, &frames));
+            collector.collect(&self.symbols, &stack.sample(&timestamps, frames));
         }
     }
 }

@@ -99,6 +99,39 @@ impl Trie {
     }
 }
 
+/// How many items ahead [`Walk`] fetches a stack's node.
+const WALK_AHEAD: usize = 8;
+
+/// Items that each name a stack (aggregated counts, say), given with the stack's frames: a
+/// walk from a stack to the root misses the cache at its first node (on a capture of many
+/// distinct stacks), so that of the stack [`WALK_AHEAD`] items further is fetched
+/// meanwhile.
+pub struct Walk<'a, T> {
+    table: &'a StackTable,
+    items: &'a [T],
+    stack_of: fn(&T) -> StackId,
+    at: usize,
+    frames: Vec<FrameId>,
+}
+
+impl<'a, T> Walk<'a, T> {
+    /// The next item's index, the item, and its stack's frames, innermost first.
+    pub fn next_stack(&mut self) -> Option<(usize, &'a T, &[FrameId])> {
+        let at = self.at;
+        let item = self.items.get(at)?;
+        if let Some(ahead) = self.items.get(at + WALK_AHEAD) {
+            let nodes = self.table.trie.nodes();
+            if let Some(node) = nodes.get((self.stack_of)(ahead) as usize) {
+                crate::hash::prefetch(node);
+            }
+        }
+        self.at += 1;
+        self.table
+            .frames_into((self.stack_of)(item), &mut self.frames);
+        Some((at, item, &self.frames))
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct StackTable {
     /// Node = stack: its parent is the stack without its innermost frame.
@@ -202,6 +235,17 @@ impl StackTable {
     /// its lookup will read into the cache (see `Slots::prefetch`).
     pub fn prefetch(&mut self, hash: u64) {
         self.whole.slots.prefetch(hash, &self.whole.entries);
+    }
+
+    /// Each of `items` with its stack's frames, innermost first, in order: see [`Walk`].
+    pub fn walk<'a, T>(&'a self, items: &'a [T], stack_of: fn(&T) -> StackId) -> Walk<'a, T> {
+        Walk {
+            table: self,
+            items,
+            stack_of,
+            at: 0,
+            frames: Vec::new(),
+        }
     }
 
     /// The innermost frame of a non-empty stack.
@@ -348,6 +392,24 @@ mod tests {
         assert_eq!(sums[StackTable::EMPTY as usize], 100);
         assert_eq!(sums[unasked as usize], u32::MAX);
         assert_eq!(sums[t.parent(unasked) as usize], u32::MAX);
+    }
+
+    /// A walk gives every item, in order, with its index and its stack's frames.
+    #[test]
+    fn walks_give_each_items_frames() {
+        let mut t = StackTable::new();
+        let stacks: Vec<Vec<FrameId>> = (0..40u32)
+            .map(|i| (0..1 + i % 5).map(|d| i + d).collect())
+            .collect();
+        let items: Vec<(char, StackId)> = stacks.iter().map(|s| ('x', t.intern(s))).collect();
+        let mut walk = t.walk(&items, |item| item.1);
+        let mut seen = 0;
+        while let Some((at, item, frames)) = walk.next_stack() {
+            assert_eq!((at, item), (seen, &items[seen]));
+            assert_eq!(frames, stacks[at]);
+            seen += 1;
+        }
+        assert_eq!(seen, items.len());
     }
 
     #[test]

@@ -260,13 +260,13 @@ impl Heatmap {
         let mut file_counts: Vec<(u64, u64)> = Vec::new();
         let mut calls: Vec<Call> = Vec::new();
         let mut opcodes: FxHashMap<(u32, u8), u64> = FxHashMap::default();
-        let mut stack_frames = Vec::new();
         // The stack's frames, root first: (line, function, opcode), or None without source.
         let mut frames: Vec<Option<(u32, u32, Option<u8>)>> = Vec::new();
         let mut seen_lines: Vec<u32> = Vec::new();
         let mut seen_files: Vec<u32> = Vec::new();
-        for (stack, w) in counts.by_stack() {
-            symbols.stacks().frames_into(stack, &mut stack_frames);
+        let by_stack = counts.by_stack();
+        let mut walk = symbols.stacks().walk(&by_stack, |s| s.0);
+        while let Some((_, &(_, w), stack_frames)) = walk.next_stack() {
             frames.clear();
             for &frame in stack_frames.iter().rev() {
                 let key = keys.id(symbols, frame);

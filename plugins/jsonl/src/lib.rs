@@ -67,10 +67,9 @@ impl Tables {
         let mut record_of: Vec<usize> = Vec::new();
         // Per frame id: the last entry that counted it cumulatively.
         let mut seen_in: Vec<usize> = Vec::new();
-        let mut frames = Vec::new();
-        for (entry, &(_, stack, weight)) in counts.entries().iter().enumerate() {
+        let mut walk = symbols.stacks().walk(counts.entries(), |e| e.1);
+        while let Some((entry, &(_, _, weight), frames)) = walk.next_stack() {
             t.samples_total += weight;
-            symbols.stacks().frames_into(stack, &mut frames);
             for (i, &frame) in frames.iter().enumerate() {
                 if record_of.len() <= frame as usize {
                     record_of.resize(frame as usize + 1, usize::MAX);

@@ -123,12 +123,11 @@ impl AggregateOutput for Pprof {
         let mut encoded: Vec<u8> = Vec::new();
         prost::encoding::message::encode_repeated(1, &sample_type, &mut encoded);
         let (thread_id, thread_name) = (strings.id("thread_id"), strings.id("thread_name"));
-        let mut frames = Vec::new();
-        for &(tid, stack, count) in counts.entries() {
-            // Innermost first, as pprof lists a sample's locations.
-            ctx.symbols.stacks().frames_into(stack, &mut frames);
+        // Innermost first, as pprof lists a sample's locations.
+        let mut walk = ctx.symbols.stacks().walk(counts.entries(), |e| e.1);
+        while let Some((_, &(tid, _, count), frames)) = walk.next_stack() {
             let mut location_ids = Vec::with_capacity(frames.len());
-            for &frame in &frames {
+            for &frame in frames {
                 let id = keys.id(ctx.symbols, frame);
                 if location_of.len() <= id {
                     location_of.resize(id + 1, None);

@@ -77,6 +77,8 @@ mod profile;
 pub mod runs;
 pub mod source;
 mod stacks;
+#[doc(hidden)]
+pub mod testing;
 
 pub use aggregate::{
     group_indexes, is_synthetic, short_path, AggregateOutput, Aggregating, CallTree, FrameKey,

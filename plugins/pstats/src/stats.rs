@@ -248,13 +248,8 @@ mod tests {
             };
             frames.push(symbols.intern_frame(info));
         }
-        let mut state = 11u64;
-        let mut next = |n: u64| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) % n
-        };
+        let mut lcg = tachyon_plugin_api::testing::Lcg::new(11);
+        let mut next = |n: u64| lcg.below(n);
         let mut samples = Vec::new();
         let mut counts = StackCounts::default();
         for _ in 0..2000 {

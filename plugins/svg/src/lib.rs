@@ -116,13 +116,8 @@ mod tests {
                 symbols.intern_frame(info)
             })
             .collect();
-        let mut state = 11u64;
-        let mut next = |n: u64| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) % n
-        };
+        let mut lcg = tachyon_plugin_api::testing::Lcg::new(11);
+        let mut next = |n: u64| lcg.below(n);
         let mut counts = StackCounts::default();
         // Three threads of many lines (cut with passes over the whole tree) and forty of a
         // few (cut along their lines).

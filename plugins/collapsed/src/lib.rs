@@ -447,7 +447,7 @@ mod tests {
             ]
         );
     }
-    use tachyon_plugin_api::FrameInfo;
+    use tachyon_plugin_api::testing;
 
     /// CPython's `CollapsedStackCollector`, literally: count per (thread, keys), then sort by
     /// (-count, text), stable.
@@ -488,33 +488,12 @@ mod tests {
         for file in ["/a/x.py", "/b/x.py", "/c/y;z.py"] {
             for func in ["f", "f;g", "fg"] {
                 for (line, column) in [(1, 0), (12, 0), (2, 0), (1, 5)] {
-                    let info = FrameInfo {
-                        filename: symbols.intern_str(file),
-                        funcname: symbols.intern_str(func),
-                        lineno: line,
-                        end_lineno: line,
-                        column,
-                        end_column: column + 1,
-                        opcode: None,
-                    };
-                    frames.push(symbols.intern_frame(info));
+                    frames.push(testing::frame(&mut symbols, file, func, line, column));
                 }
             }
         }
-        let mut lcg = tachyon_plugin_api::testing::Lcg::new(7);
-        let mut next = |n: u64| lcg.below(n);
-        let mut samples = Vec::new();
-        let mut counts = StackCounts::default();
-        for _ in 0..3000 {
-            let tid = [7, 1000, 10001][next(3) as usize];
-            let depth = 1 + next(3) as usize;
-            let stack: Vec<u32> = (0..depth)
-                .map(|_| frames[next(frames.len() as u64) as usize])
-                .collect();
-            let weight = 1 + next(2);
-            counts.add_weighted(tid, symbols.intern_stack(&stack), weight);
-            samples.push((tid, stack, weight));
-        }
+        let (counts, samples) =
+            testing::random_samples(&mut symbols, &frames, 7, 3000, &[7, 1000, 10001], 3, 2);
         let mut ours = Vec::new();
         Lines::new(&counts, &symbols)
             .for_each(|text, n| {

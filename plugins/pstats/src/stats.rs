@@ -171,7 +171,7 @@ fn number_functions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tachyon_plugin_api::{FrameInfo, FrameKey};
+    use tachyon_plugin_api::{testing, FrameKey};
 
     /// CPython's `PstatsCollector`, literally: per sample, walk the frames innermost first,
     /// numbering functions as met; direct to the innermost, cumulative once per function on
@@ -228,7 +228,6 @@ mod tests {
     #[test]
     fn table_is_cpythons() {
         let mut symbols = Symbols::new();
-        let file = symbols.intern_str("/app/m.py");
         let mut frames = Vec::new();
         for (name, line, column) in [
             ("f", 1, 0),
@@ -237,31 +236,16 @@ mod tests {
             ("f", 1, 4),
             ("k", 9, 0),
         ] {
-            let info = FrameInfo {
-                filename: file,
-                funcname: symbols.intern_str(name),
-                lineno: line,
-                end_lineno: line,
+            frames.push(testing::frame(
+                &mut symbols,
+                "/app/m.py",
+                name,
+                line,
                 column,
-                end_column: column + 1,
-                opcode: None,
-            };
-            frames.push(symbols.intern_frame(info));
+            ));
         }
-        let mut lcg = tachyon_plugin_api::testing::Lcg::new(11);
-        let mut next = |n: u64| lcg.below(n);
-        let mut samples = Vec::new();
-        let mut counts = StackCounts::default();
-        for _ in 0..2000 {
-            let tid = 1 + next(3);
-            let depth = 1 + next(6) as usize;
-            let stack: Vec<u32> = (0..depth)
-                .map(|_| frames[next(frames.len() as u64) as usize])
-                .collect();
-            let weight = 1 + next(3);
-            counts.add_weighted(tid, symbols.intern_stack(&stack), weight);
-            samples.push((tid, stack, weight));
-        }
+        let (counts, samples) =
+            testing::random_samples(&mut symbols, &frames, 11, 2000, &[1, 2, 3], 6, 3);
         let table = FuncTable::build(&counts, &symbols);
         // CPython's order of meeting is the stacks' first appearance, every thread together.
         let mut first: Vec<(Vec<u32>, u64)> = Vec::new();

@@ -131,28 +131,29 @@ impl FrameKeys {
     }
 }
 
-/// Items grouped by a dense key below `groups`, each group's in item order: `(start, order)`,
-/// where `order[start[g]..start[g + 1]]` are the indexes of the items of group `g`. A
-/// counting sort: two passes over the keys, no comparison, however many items.
+/// Values grouped by a dense key below `groups`, each group's in the order they came:
+/// `(start, grouped)`, where `grouped[start[g]..start[g + 1]]` are the values of key `g`. A
+/// counting sort: two passes over the items (each value written once, in its place), no
+/// comparison, however many items.
 #[must_use]
-pub fn group_indexes(
-    keys: impl Iterator<Item = u32> + Clone,
+pub fn group_by_key<T: Copy + Default>(
+    items: impl Iterator<Item = (u32, T)> + Clone,
     groups: usize,
-) -> (Vec<u32>, Vec<u32>) {
+) -> (Vec<u32>, Vec<T>) {
     let mut start = vec![0u32; groups + 1];
-    for key in keys.clone() {
+    for (key, _) in items.clone() {
         start[key as usize + 1] += 1;
     }
     for g in 0..groups {
         start[g + 1] += start[g];
     }
     let mut next = start.clone();
-    let mut order = vec![0u32; start[groups] as usize];
-    for (i, key) in keys.enumerate() {
-        order[next[key as usize] as usize] = i as u32;
+    let mut grouped = vec![T::default(); start[groups] as usize];
+    for (key, value) in items {
+        grouped[next[key as usize] as usize] = value;
         next[key as usize] += 1;
     }
-    (start, order)
+    (start, grouped)
 }
 
 /// Samples aggregated once, for every format that aggregates: weight per (thread, stack), in
@@ -462,13 +463,9 @@ impl CallTree {
 
     /// Every node's children, in the order they were made.
     fn link_children(&mut self, parent_of: &[u32]) {
-        let (start, mut children) = group_indexes(parent_of[1..].iter().copied(), self.nodes.len());
-        // Indexes into `parent_of[1..]`: node ids less one.
-        for child in &mut children {
-            *child += 1;
-        }
-        self.children = children;
-        self.child_start = start;
+        let children =
+            (parent_of.iter().enumerate().skip(1)).map(|(node, &parent)| (parent, node as u32));
+        (self.child_start, self.children) = group_by_key(children, self.nodes.len());
     }
 
     /// Every node's samples per thread: its own samples and its children's, deepest node first
@@ -623,12 +620,13 @@ mod tests {
         assert!(key.has_source());
     }
 
-    /// Each group lists its items' indexes in item order, empty groups included.
+    /// Each group lists its values in the order they came, empty groups included.
     #[test]
     fn items_are_grouped_by_key_in_order() {
-        let (start, order) = group_indexes([2u32, 0, 2, 3, 0].into_iter(), 5);
+        let items = [(2u32, 'a'), (0, 'b'), (2, 'c'), (3, 'd'), (0, 'e')];
+        let (start, grouped) = group_by_key(items.into_iter(), 5);
         assert_eq!(start, [0, 2, 2, 4, 5, 5]);
-        assert_eq!(order, [1, 4, 0, 2, 3]);
+        assert_eq!(grouped, ['b', 'e', 'a', 'c', 'd']);
     }
 
     /// Thousands of (thread, stack) pairs, through several growths of the index and with

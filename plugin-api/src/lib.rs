@@ -81,7 +81,7 @@ mod stacks;
 pub mod testing;
 
 pub use aggregate::{
-    group_indexes, is_synthetic, short_path, AggregateOutput, Aggregating, CallTree, FrameKey,
+    group_by_key, is_synthetic, short_path, AggregateOutput, Aggregating, CallTree, FrameKey,
     FrameKeys, StackCounts, ThreadValue, TreeNode,
 };
 pub use collector::{

@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use tachyon_plugin_api::opcodes::Opcodes;
 use tachyon_plugin_api::{
-    group_indexes, printable, AggregateOutput, Aggregating, Collector, CollectorConfig,
+    group_by_key, printable, AggregateOutput, Aggregating, Collector, CollectorConfig,
     ExportContext, Format, FrameKeys, FxHashMap, Interner, Needs, SourceAccess, SourceReader,
     StackCounts, Symbols,
 };
@@ -130,7 +130,7 @@ struct Call {
 /// Calls, one per caller frame of each distinct stack (not merged: the links a page shows
 /// are merged when it is written), grouped by calling line and by callee. A capture can
 /// hold millions: they are pushed as the stacks are walked, and grouped at the end by two
-/// counting sorts ([`group_indexes`]), where a map per line and per function cost a lookup in
+/// counting sorts ([`group_by_key`]), where a map per line and per function cost a lookup in
 /// each per call.
 #[derive(Default)]
 struct Calls {
@@ -144,10 +144,10 @@ struct Calls {
 
 impl Calls {
     fn new(unsorted: Vec<Call>, lines: usize, functions: usize) -> Calls {
-        let (by_line, order) = group_indexes(unsorted.iter().map(|c| c.line), lines);
-        let calls: Vec<Call> = order.iter().map(|&i| unsorted[i as usize]).collect();
+        let (by_line, calls) = group_by_key(unsorted.iter().map(|&c| (c.line, c)), lines);
         drop(unsorted);
-        let (by_callee, order_by_callee) = group_indexes(calls.iter().map(|c| c.callee), functions);
+        let indexes = calls.iter().enumerate().map(|(i, c)| (c.callee, i as u32));
+        let (by_callee, order_by_callee) = group_by_key(indexes, functions);
         Calls {
             calls,
             by_line,

@@ -414,7 +414,7 @@ impl Decoder<'_> {
     /// Decode every record into `sink`, in file order.
     fn decode(&self, sink: &mut BatchSink) -> Result<ReplayCounts> {
         let total = self.header.sample_count;
-        let frame_count = self.internal.len() as u64;
+        let frame_count = u32::try_from(self.internal.len()).unwrap_or(u32::MAX);
         let mut counts = ReplayCounts::default();
         let mut threads: FxHashMap<(u64, u32), ThreadRecords> = FxHashMap::default();
         let mut scratch: Vec<u32> = Vec::with_capacity(MAX_DEPTH);
@@ -527,12 +527,11 @@ impl Decoder<'_> {
                     bail!("Stack depth {n} exceeds capacity {MAX_DEPTH}");
                 }
                 scratch.clear();
-                for _ in 0..n {
-                    let idx = cur.uvar32().with_context(truncated)?;
-                    if u64::from(idx) >= frame_count {
-                        bail!("Invalid frame index: {idx}");
-                    }
-                    scratch.push(idx);
+                if let Err(idx) = cur
+                    .uvars_below(n as usize, frame_count, &mut scratch)
+                    .with_context(truncated)?
+                {
+                    bail!("Invalid frame index: {idx}");
                 }
                 scratch.extend_from_slice(&thread.stack[keep_from..]);
                 if scratch.len() > MAX_DEPTH {

@@ -52,26 +52,75 @@ impl<'a> Cursor<'a> {
         Ok(s)
     }
 
+    /// (One loop over the bytes left, at most ten: a frame index is one or two bytes, and
+    /// this runs for each frame of each record.)
+    #[inline]
     pub fn uvar(&mut self) -> Result<u64> {
+        let rest = self.data.get(self.pos..).unwrap_or_default();
         let mut value = 0u64;
-        for shift in (0..70).step_by(7) {
-            let b = self.u8()?;
-            if shift == 63 && b > 1 {
-                bail!("Invalid or incomplete varint at offset {}", self.pos - 1);
-            }
-            value |= u64::from(b & 0x7f) << shift;
+        for (i, &b) in rest.iter().take(10).enumerate() {
+            value |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
+                if i == 9 && b > 1 {
+                    break;
+                }
+                self.pos += i + 1;
                 return Ok(value);
             }
         }
-        bail!("Invalid or incomplete varint at offset {}", self.pos)
+        self.bad_varint()
+    }
+
+    /// Why the varint at `pos` cannot be read: the data ends inside it, its tenth byte
+    /// carries more than 64 bits (the offset of that byte), or it runs on past ten bytes.
+    #[cold]
+    fn bad_varint(&self) -> Result<u64> {
+        let rest = self.data.get(self.pos..).unwrap_or_default();
+        match rest.get(9) {
+            None => bail!("unexpected end of data at offset {}", self.data.len()),
+            Some(&b) if b & 0x80 == 0 => {
+                bail!("Invalid or incomplete varint at offset {}", self.pos + 9)
+            }
+            Some(_) => bail!("Invalid or incomplete varint at offset {}", self.pos + 10),
+        }
     }
 
     /// A varint that must fit a u32 (counts, indices, lengths).
+    #[inline]
     pub fn uvar32(&mut self) -> Result<u32> {
         let at = self.pos;
         let v = self.uvar()?;
         u32::try_from(v).map_err(|_| anyhow::anyhow!("Invalid or incomplete varint at offset {at}"))
+    }
+
+    /// `n` varints that fit a u32 appended to `out` (the frame indices of a record), or the
+    /// first that is not below `bound`. Values of one or two bytes (below 16,384) are read
+    /// without the general loop.
+    pub fn uvars_below(
+        &mut self,
+        n: usize,
+        bound: u32,
+        out: &mut Vec<u32>,
+    ) -> Result<std::result::Result<(), u32>> {
+        out.reserve(n);
+        for _ in 0..n {
+            let value = match self.data.get(self.pos..self.pos + 2) {
+                Some(&[b0, _]) if b0 < 0x80 => {
+                    self.pos += 1;
+                    u32::from(b0)
+                }
+                Some(&[b0, b1]) if b1 < 0x80 => {
+                    self.pos += 2;
+                    u32::from(b0 & 0x7f) | u32::from(b1) << 7
+                }
+                _ => self.uvar32()?,
+            };
+            if value >= bound {
+                return Ok(Err(value));
+            }
+            out.push(value);
+        }
+        Ok(Ok(()))
     }
 
     pub fn svar(&mut self) -> Result<i32> {
@@ -106,9 +155,42 @@ mod tests {
     }
 
     #[test]
+    fn frame_indices_of_every_length_and_bound() {
+        let mut b = Vec::new();
+        let values = [0, 127, 128, 16_383, 16_384, 2_000_000, u32::MAX];
+        for v in values {
+            put_uvar(&mut b, u64::from(v));
+        }
+        let mut out = Vec::new();
+        let mut cur = Cursor::new(&b, 0);
+        assert_eq!(
+            cur.uvars_below(values.len(), u32::MAX, &mut out).unwrap(),
+            Err(u32::MAX)
+        );
+        assert_eq!(out, values[..values.len() - 1]);
+        out.clear();
+        let mut cur = Cursor::new(&b, 0);
+        assert_eq!(cur.uvars_below(4, 16_384, &mut out).unwrap(), Ok(()));
+        assert_eq!((out.as_slice(), cur.pos), (&values[..4], 6));
+        assert_eq!(cur.uvars_below(1, 16_384, &mut out).unwrap(), Err(16_384));
+        // Ends inside the fourth varint.
+        let mut cur = Cursor::new(&b[..5], 0);
+        let err = cur.uvars_below(4, u32::MAX, &mut out).unwrap_err();
+        assert_eq!(err.to_string(), "unexpected end of data at offset 5");
+    }
+
+    #[test]
     fn overlong_varint_is_an_error() {
-        assert!(Cursor::new(&[0xff; 11], 0).uvar().is_err());
-        assert!(Cursor::new(&[0x80], 0).uvar().is_err());
+        let err = |b: &[u8]| Cursor::new(b, 0).uvar().unwrap_err().to_string();
+        assert_eq!(
+            err(&[0xff; 11]),
+            "Invalid or incomplete varint at offset 10"
+        );
+        assert_eq!(
+            err(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2]),
+            "Invalid or incomplete varint at offset 9"
+        );
+        assert_eq!(err(&[0x80]), "unexpected end of data at offset 1");
         let mut b = Vec::new();
         put_uvar(&mut b, u64::from(u32::MAX) + 1);
         assert!(Cursor::new(&b, 0).uvar32().is_err());

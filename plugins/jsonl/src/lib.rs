@@ -8,7 +8,6 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
-use serde_json::{json, Map, Value};
 use tachyon_plugin_api::{
     AggregateOutput, Aggregating, CollectorConfig, ExportContext, Format, FrameId, Interner, Mode,
     Needs, StackCounts, Symbols,
@@ -123,93 +122,132 @@ impl Tables {
 }
 
 impl Jsonl {
-    fn record(&self, kind: &str) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("type".into(), json!(kind));
-        m.insert("v".into(), json!(SCHEMA_VERSION));
-        m.insert("run_id".into(), json!(self.run_id));
-        m
+    /// The fields every record starts with, as CPython orders them.
+    fn open_record(&self, out: &mut String, kind: &str) {
+        let _ = write!(
+            out,
+            r#"{{"type":"{kind}","v":{SCHEMA_VERSION},"run_id":"{}""#,
+            self.run_id
+        );
     }
 
-    /// `base` once per chunk of `entries`, the chunk under `field`.
+    /// One record per chunk of `len` entries: the record's fields, `fields` after them (each
+    /// with its leading comma), and the chunk's entries under `field`, each written by
+    /// `entry` from its index.
     fn chunked(
         &self,
-        out: &mut Vec<u8>,
-        base: &Map<String, Value>,
+        out: &mut String,
+        kind: &str,
+        fields: &str,
         field: &str,
-        entries: &[Value],
-    ) -> Result<()> {
-        for chunk in entries.chunks(CHUNK_SIZE) {
-            let mut record = base.clone();
-            record.insert(field.into(), Value::Array(chunk.to_vec()));
-            line(out, &Value::Object(record))?;
+        len: usize,
+        mut entry: impl FnMut(&mut String, usize),
+    ) {
+        for start in (0..len).step_by(CHUNK_SIZE) {
+            self.open_record(out, kind);
+            let _ = write!(out, r#"{fields},"{field}":["#);
+            for i in start..len.min(start + CHUNK_SIZE) {
+                if i > start {
+                    out.push(',');
+                }
+                entry(out, i);
+            }
+            out.push_str("]}\n");
         }
-        Ok(())
     }
 }
 
-/// One record, compact, on its own line.
-fn line(out: &mut Vec<u8>, record: &Value) -> Result<()> {
-    serde_json::to_writer(&mut *out, record)?;
-    out.push(b'\n');
-    Ok(())
+/// A string as Python's `json.dumps` writes it: ASCII only, `\uXXXX` (in lower case, UTF-16
+/// surrogate pairs beyond the first plane) for every other character and for control
+/// characters without a short escape.
+fn put_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(c),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+        }
+    }
+    out.push('"');
 }
 
 impl AggregateOutput for Jsonl {
     fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> Result<()> {
         let path = ctx.path.context("jsonl output needs a file")?;
         let tables = Tables::build(counts, ctx.symbols);
-        let mut out = Vec::new();
-        let mut meta = self.record("meta");
-        meta.insert("sample_interval_usec".into(), json!(self.interval_us));
+        // Written as CPython's `json.dumps(record, separators=(",", ":"))` writes it, byte
+        // for byte but the run id.
+        let mut out = String::new();
+        self.open_record(&mut out, "meta");
+        let _ = write!(out, r#","sample_interval_usec":{}"#, self.interval_us);
         if let Some(mode) = self.mode {
-            meta.insert("mode".into(), json!(mode.name()));
+            let _ = write!(out, r#","mode":"{}""#, mode.name());
         }
-        line(&mut out, &Value::Object(meta))?;
-        let strings: Vec<Value> = tables
-            .strings
-            .list()
-            .iter()
-            .enumerate()
-            .map(|(i, s)| json!({"str_id": i, "value": s}))
-            .collect();
-        self.chunked(&mut out, &self.record("string_table"), "strings", &strings)?;
-        let frames: Vec<Value> = tables
-            .frames
-            .list()
-            .iter()
-            .enumerate()
-            .map(|(i, &(path, func, line, end_line, col, end_col))| {
-                let mut f = Map::new();
-                f.insert("frame_id".into(), json!(i));
-                f.insert("path_str_id".into(), json!(path));
-                f.insert("func_str_id".into(), json!(func));
-                f.insert("line".into(), json!(line));
+        out.push_str("}\n");
+        let strings = tables.strings.list();
+        self.chunked(
+            &mut out,
+            "string_table",
+            "",
+            "strings",
+            strings.len(),
+            |out, i| {
+                let _ = write!(out, r#"{{"str_id":{i},"value":"#);
+                put_str(out, &strings[i]);
+                out.push('}');
+            },
+        );
+        let frames = tables.frames.list();
+        self.chunked(
+            &mut out,
+            "frame_table",
+            "",
+            "frames",
+            frames.len(),
+            |out, i| {
+                let (path, func, line, end_line, col, end_col) = frames[i];
+                let _ = write!(
+                    out,
+                    r#"{{"frame_id":{i},"path_str_id":{path},"func_str_id":{func},"line":{line}"#
+                );
                 for (key, value) in [("end_line", end_line), ("col", col), ("end_col", end_col)] {
                     if let Some(v) = value {
-                        f.insert(key.into(), json!(v));
+                        let _ = write!(out, r#","{key}":{v}"#);
                     }
                 }
-                Value::Object(f)
-            })
-            .collect();
-        self.chunked(&mut out, &self.record("frame_table"), "frames", &frames)?;
-        let entries: Vec<Value> = tables
-            .counts
-            .iter()
-            .enumerate()
-            .map(|(i, &(self_samples, cumulative))| {
-                json!({"frame_id": i, "self": self_samples, "cumulative": cumulative})
-            })
-            .collect();
-        let mut agg = self.record("agg");
-        agg.insert("kind".into(), json!("frame"));
-        agg.insert("scope".into(), json!("final"));
-        agg.insert("samples_total".into(), json!(tables.samples_total));
-        self.chunked(&mut out, &agg, "entries", &entries)?;
-        let mut end = self.record("end");
-        end.insert("samples_total".into(), json!(tables.samples_total));
-        line(&mut out, &Value::Object(end))?;
+                out.push('}');
+            },
+        );
+        let total = tables.samples_total;
+        let agg_fields = format!(r#","kind":"frame","scope":"final","samples_total":{total}"#);
+        self.chunked(
+            &mut out,
+            "agg",
+            &agg_fields,
+            "entries",
+            tables.counts.len(),
+            |out, i| {
+                let (self_samples, cumulative) = tables.counts[i];
+                let _ = write!(
+                    out,
+                    r#"{{"frame_id":{i},"self":{self_samples},"cumulative":{cumulative}}}"#
+                );
+            },
+        );
+        self.open_record(&mut out, "end");
+        let _ = writeln!(out, r#","samples_total":{total}}}"#);
         std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("JSONL profile written to {}", ctx.shown_path().display());
         Ok(())
@@ -230,5 +268,18 @@ inventory::submit! {
         description: "JSON Lines records (meta, string/frame tables, self and cumulative counts) for programs",
         extension: "jsonl", options: &[], needs: Needs::NOTHING,
         create,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_escaped_as_json_dumps_escapes_them() {
+        let mut out = String::new();
+        // json.dumps('é"\\\n\x01\x7f\t\x08\x0c\r/😀<'), in CPython.
+        put_str(&mut out, "é\"\\\n\u{1}\u{7f}\t\u{8}\u{c}\r/😀<");
+        assert_eq!(out, r#""\u00e9\"\\\n\u0001\u007f\t\b\f\r/\ud83d\ude00<""#);
     }
 }

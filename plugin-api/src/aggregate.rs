@@ -6,7 +6,7 @@ use std::hash::Hasher as _;
 
 use crate::collector::{Collector, ExportContext};
 use crate::hash::{FxHashMap, FxHasher, Slots};
-use crate::model::{FrameId, Interner, Sample, Symbols};
+use crate::model::{FrameId, Interner, Sample, StrId, Symbols};
 use crate::stacks::{StackId, StackTable, Trie};
 
 /// What makes two frames the same function line: (filename, line, function), as CPython
@@ -91,12 +91,18 @@ pub fn short_path(path: &str) -> String {
     }
 }
 
-/// Frame keys numbered once, each sampled frame looked up once.
+/// Frame keys numbered once, each sampled frame looked up once. A frame's key is found by
+/// the ids of its file's and function's texts (their first ids in the string table, so a
+/// table that repeats a string still gives one key), not by hashing the strings.
 #[derive(Default, Debug)]
 pub struct FrameKeys {
-    keys: Interner<FrameKey>,
+    keys: Vec<FrameKey>,
+    /// (file, line, function) -> key id, the strings by their texts' first ids.
+    by_ids: FxHashMap<(StrId, i32, StrId), u32>,
     /// Frame id -> key id ([`NO_KEY`] until the frame is seen): frame ids are dense.
     of_frame: Vec<u32>,
+    /// String id -> the first id of its text ([`NO_KEY`] until asked).
+    first_str: Vec<u32>,
 }
 
 const NO_KEY: u32 = u32::MAX;
@@ -110,24 +116,40 @@ impl FrameKeys {
         {
             return id as usize;
         }
-        let id = self.keys.id(&FrameKey::of(symbols, frame));
+        let f = symbols.frame(frame);
+        let mut first = |s: StrId| {
+            if self.first_str.len() <= s as usize {
+                self.first_str
+                    .resize(symbols.strings().len().max(s as usize + 1), NO_KEY);
+            }
+            if self.first_str[s as usize] == NO_KEY {
+                self.first_str[s as usize] = symbols.first_str_id(s);
+            }
+            self.first_str[s as usize]
+        };
+        let ids = (first(f.filename), f.lineno.max(0), first(f.funcname));
+        let keys = &mut self.keys;
+        let id = *self.by_ids.entry(ids).or_insert_with(|| {
+            keys.push(FrameKey::of(symbols, frame));
+            (keys.len() - 1) as u32
+        });
         if self.of_frame.len() <= frame as usize {
             self.of_frame
                 .resize(symbols.frames().len().max(frame as usize + 1), NO_KEY);
         }
-        self.of_frame[frame as usize] = id as u32;
-        id
+        self.of_frame[frame as usize] = id;
+        id as usize
     }
 
     #[must_use]
     pub fn key(&self, id: usize) -> &FrameKey {
-        self.keys.get(id)
+        &self.keys[id]
     }
 
     /// Every key, by id.
     #[must_use]
     pub fn list(&self) -> &[FrameKey] {
-        self.keys.list()
+        &self.keys
     }
 }
 

@@ -1,8 +1,9 @@
 //! The sample model: interned strings and frames, thread status bits, one sample.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, RandomState};
+
+use crate::hash::Slots;
 
 use crate::stacks::{StackId, StackTable};
 
@@ -95,6 +96,13 @@ impl Symbols {
     #[must_use]
     pub fn str(&self, id: StrId) -> &str {
         self.strings.get(id as usize)
+    }
+
+    /// The first id of this string's text: a table may hold one text at several ids.
+    #[must_use]
+    pub fn first_str_id(&self, id: StrId) -> StrId {
+        let first = self.strings.find(self.str(id));
+        first.map_or(id, |first| first as StrId)
     }
 
     #[must_use]
@@ -215,31 +223,52 @@ impl Sample<'_> {
 }
 
 /// Values numbered in first-seen order: the one interner behind string tables, frame keys
-/// and output tables. A value is looked up by reference, so a known one allocates nothing.
+/// and output tables. A value is looked up by reference, so a known one allocates nothing,
+/// and is kept once (the index holds positions in the list, not copies). Values may come
+/// from an untrusted capture: they are hashed with the standard library's keyed hash.
 #[derive(Debug, Clone)]
 pub struct Interner<T> {
     list: Vec<T>,
-    index: HashMap<T, usize>,
+    index: Slots,
+    hasher: RandomState,
 }
 
 impl<T> Default for Interner<T> {
     fn default() -> Self {
         Interner {
             list: Vec::new(),
-            index: HashMap::new(),
+            index: Slots::default(),
+            hasher: RandomState::new(),
         }
     }
 }
 
-impl<T: Eq + Hash + Clone> Interner<T> {
+impl<T: Eq + Hash> Interner<T> {
     /// A list taken as it is (ids are positions); a repeated value keeps its first id.
     #[must_use]
     pub fn from_list(list: Vec<T>) -> Self {
-        let mut index = HashMap::with_capacity(list.len());
-        for (i, v) in list.iter().enumerate() {
-            index.entry(v.clone()).or_insert(i);
+        let mut interner = Interner {
+            list,
+            ..Interner::default()
+        };
+        for i in 0..interner.list.len() {
+            let value = &interner.list[i];
+            let hash = interner.hasher.hash_one(value);
+            if interner.index.find(hash, |j| interner.list[j] == *value).is_none() {
+                interner.add(hash, i);
+            }
         }
-        Interner { list, index }
+        interner
+    }
+
+    /// Index the value at `i` of the list.
+    fn add(&mut self, hash: u64, i: usize) {
+        let Interner {
+            list,
+            index,
+            hasher,
+        } = self;
+        index.insert(hash, i, |j| hasher.hash_one(&list[j]));
     }
 
     pub fn id<Q>(&mut self, value: &Q) -> usize
@@ -247,11 +276,12 @@ impl<T: Eq + Hash + Clone> Interner<T> {
         T: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = T> + ?Sized,
     {
-        if let Some(&i) = self.index.get(value) {
+        let hash = self.hasher.hash_one(value);
+        if let Some(i) = self.index.find(hash, |i| self.list[i].borrow() == value) {
             return i;
         }
         self.list.push(value.to_owned());
-        self.index.insert(value.to_owned(), self.list.len() - 1);
+        self.add(hash, self.list.len() - 1);
         self.list.len() - 1
     }
 
@@ -261,7 +291,8 @@ impl<T: Eq + Hash + Clone> Interner<T> {
         T: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.index.get(value).copied()
+        let hash = self.hasher.hash_one(value);
+        self.index.find(hash, |i| self.list[i].borrow() == value)
     }
 
     #[must_use]

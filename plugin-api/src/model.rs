@@ -254,7 +254,11 @@ impl<T: Eq + Hash> Interner<T> {
         for i in 0..interner.list.len() {
             let value = &interner.list[i];
             let hash = interner.hasher.hash_one(value);
-            if interner.index.find(hash, |j| interner.list[j] == *value).is_none() {
+            if interner
+                .index
+                .find(hash, |j| interner.list[j] == *value)
+                .is_none()
+            {
                 interner.add(hash, i);
             }
         }

@@ -4,6 +4,7 @@
 use std::collections::hash_map::Entry;
 use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::mpsc::TrySendError;
 
 use anyhow::{bail, Context, Result};
 use tachyon_plugin_api::{
@@ -656,14 +657,34 @@ const PREFETCH_AHEAD: usize = 8;
 #[derive(Default)]
 struct Batch {
     samples: Vec<(u64, u32, u8, bool, u32, u32)>,
-    /// Each sample's [`StackTable::hash`], made on the decoding thread (none for a repeat:
-    /// 0 in its place).
+    /// Each sample's [`StackTable::hash`] (0 for a repeat), when the decoding thread had
+    /// time to make them; else empty, and the collecting thread hashes.
     hashes: Vec<u64>,
     timestamps: Vec<u64>,
     frames: Vec<u32>,
 }
 
 impl Batch {
+    fn frames_of(&self, i: usize) -> &[u32] {
+        let start = i.checked_sub(1).map_or(0, |before| self.samples[before].5);
+        &self.frames[start as usize..self.samples[i].5 as usize]
+    }
+
+    /// Every sample's [`StackTable::hash`] (a repeat's is not needed: 0).
+    fn hash_stacks(&mut self) {
+        let mut hashes = std::mem::take(&mut self.hashes);
+        hashes.clear();
+        hashes.extend((0..self.samples.len()).map(|i| {
+            let repeat = self.samples[i].3;
+            if repeat {
+                0
+            } else {
+                StackTable::hash(self.frames_of(i))
+            }
+        }));
+        self.hashes = hashes;
+    }
+
     /// Hand every sample to `collector`, its stack interned (`last_stack`: each thread's
     /// last, which a repeated stack is given again without hashing its frames); the number
     /// of samples (timestamps).
@@ -676,26 +697,38 @@ impl Batch {
         // Every sample's stack first, then every sample collected: in each pass a lookup
         // that misses the cache (many distinct stacks) is started PREFETCH_AHEAD samples
         // early, so that the misses of several samples overlap.
+        //
+        // Stacks are hashed here, as they are fetched, not on the decoding thread: decoding
+        // (decompressing, varints) is the slower half of a replay, this thread the one that
+        // waits.
+        let hash_of = |i: usize| match self.hashes.get(i) {
+            Some(&hash) => hash,
+            None => StackTable::hash(self.frames_of(i)),
+        };
+        let mut hashes = [0u64; PREFETCH_AHEAD];
+        for (i, hash) in hashes.iter_mut().enumerate().take(self.samples.len()) {
+            *hash = hash_of(i);
+            symbols.prefetch_stack(*hash);
+        }
         let mut stacks = Vec::with_capacity(self.samples.len());
-        let mut frames_at = 0;
-        for (i, &(thread_id, interpreter_id, _, repeat, _, frames_end)) in
-            self.samples.iter().enumerate()
-        {
+        for (i, &(thread_id, interpreter_id, _, repeat, _, _)) in self.samples.iter().enumerate() {
+            let hash = hashes[i % PREFETCH_AHEAD];
             // (A repeat is not looked up: its thread's last stack is given again.)
             if let Some(&(.., false, _, _)) = self.samples.get(i + PREFETCH_AHEAD) {
-                symbols.prefetch_stack(self.hashes[i + PREFETCH_AHEAD]);
+                let ahead = hash_of(i + PREFETCH_AHEAD);
+                hashes[i % PREFETCH_AHEAD] = ahead;
+                symbols.prefetch_stack(ahead);
             }
-            let frames = &self.frames[frames_at..frames_end as usize];
-            frames_at = frames_end as usize;
             let thread = (thread_id, interpreter_id);
             stacks.push(match last_stack.get(&thread) {
                 Some(&stack) if repeat => stack,
                 _ => {
-                    // (A repeat whose thread has no stack yet is hashed here.)
+                    // (A repeat whose thread has no stack yet was not hashed ahead.)
+                    let frames = self.frames_of(i);
                     let hash = if repeat {
                         StackTable::hash(frames)
                     } else {
-                        self.hashes[i]
+                        hash
                     };
                     let stack = symbols.intern_stack_hashed(frames, hash);
                     last_stack.insert(thread, stack);
@@ -745,7 +778,16 @@ impl BatchSink {
         next.timestamps.clear();
         next.frames.clear();
         let batch = std::mem::replace(&mut self.batch, next);
-        self.closed |= self.sender.send(batch).is_err();
+        self.closed |= match self.sender.try_send(batch) {
+            Ok(()) => false,
+            // The collecting thread is behind (many distinct stacks): the time this one
+            // would wait hashes the batch's stacks, so that it does not.
+            Err(TrySendError::Full(mut batch)) => {
+                batch.hash_stacks();
+                self.sender.send(batch).is_err()
+            }
+            Err(TrySendError::Disconnected(_)) => true,
+        };
     }
 
     fn push(
@@ -763,9 +805,6 @@ impl BatchSink {
         let b = &mut self.batch;
         b.timestamps.extend_from_slice(timestamps_us);
         b.frames.extend_from_slice(frames);
-        // A repeat is given its thread's last stack: its frames need no hash.
-        b.hashes
-            .push(if repeat { 0 } else { StackTable::hash(frames) });
         b.samples.push((
             thread_id,
             interpreter_id,

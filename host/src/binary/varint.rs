@@ -102,24 +102,42 @@ impl<'a> Cursor<'a> {
         bound: u32,
         out: &mut Vec<u32>,
     ) -> Result<std::result::Result<(), u32>> {
-        out.reserve(n);
-        for _ in 0..n {
-            let value = match self.data.get(self.pos..self.pos + 2) {
+        // (The position and the values are kept in locals, not written back per value.)
+        let start = out.len();
+        out.resize(start + n, 0);
+        let data = self.data;
+        let mut pos = self.pos;
+        for (i, slot) in out[start..].iter_mut().enumerate() {
+            let value = match data.get(pos..pos + 2) {
                 Some(&[b0, _]) if b0 < 0x80 => {
-                    self.pos += 1;
+                    pos += 1;
                     u32::from(b0)
                 }
                 Some(&[b0, b1]) if b1 < 0x80 => {
-                    self.pos += 2;
+                    pos += 2;
                     u32::from(b0 & 0x7f) | u32::from(b1) << 7
                 }
-                _ => self.uvar32()?,
+                _ => {
+                    self.pos = pos;
+                    let value = self.uvar32();
+                    pos = self.pos;
+                    match value {
+                        Ok(value) => value,
+                        Err(e) => {
+                            out.truncate(start + i);
+                            return Err(e);
+                        }
+                    }
+                }
             };
             if value >= bound {
+                self.pos = pos;
+                out.truncate(start + i);
                 return Ok(Err(value));
             }
-            out.push(value);
+            *slot = value;
         }
+        self.pos = pos;
         Ok(Ok(()))
     }
 

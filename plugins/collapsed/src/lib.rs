@@ -275,6 +275,11 @@ impl Lines {
             joined.push_str(segment);
             segment_at.push(joined.len());
         }
+        // Every node's depth (parents come before their children).
+        let mut depth = vec![0u32; self.trie.len()];
+        for (node, &(parent, _)) in self.trie.nodes().iter().enumerate().skip(1) {
+            depth[node] = depth[parent as usize] + 1;
+        }
         for line in &self.lines {
             if tid != Some(line.tid) {
                 tid = Some(line.tid);
@@ -285,22 +290,31 @@ impl Lines {
                 ends.clear();
                 ends.push(text.len());
             }
+            // Up from the line's node only to where it meets the last line's path (each
+            // step up a node is a cache miss in a large trie), found by depth.
             nodes.clear();
             let mut node = line.text;
-            while node != Trie::ROOT {
+            let mut shared = depth[node as usize] as usize;
+            while shared > path.len() {
                 nodes.push(node);
                 node = self.trie.parent(node);
+                shared -= 1;
+            }
+            while shared > 0 && path[shared - 1] != node {
+                nodes.push(node);
+                node = self.trie.parent(node);
+                shared -= 1;
             }
             nodes.reverse();
-            let shared = path.iter().zip(&nodes).take_while(|(a, b)| a == b).count();
+            path.truncate(shared);
             ends.truncate(shared + 1);
             text.truncate(ends[shared]);
-            for &node in &nodes[shared..] {
+            for &node in &nodes {
                 let seg = self.trie.item(node).expect("not the root") as usize;
                 text.push_str(&joined[segment_at[seg]..segment_at[seg + 1]]);
                 ends.push(text.len());
             }
-            std::mem::swap(&mut path, &mut nodes);
+            path.extend_from_slice(&nodes);
             emit(&text, line.count)?;
         }
         Ok(())

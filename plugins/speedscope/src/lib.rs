@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use serde_json::json;
 use tachyon_plugin_api::{
     Collector, CollectorConfig, ExportContext, Format, FrameKeys, FxHashMap, Needs, Sample,
     StackId, StackTable, Symbols,
@@ -56,6 +55,7 @@ impl Speedscope {
         // Each distinct stack's `[k,k,...]`, rendered once.
         let mut rendered: FxHashMap<StackId, Box<[u8]>> = FxHashMap::default();
         let ms = self.interval_us as f64 / 1000.0;
+        let mut weight_text: FxHashMap<u64, Vec<u8>> = FxHashMap::default();
         out.write_all(b"{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\",\"activeProfileIndex\":0,\"exporter\":")?;
         serde_json::to_writer(&mut *out, &format!("tachyon {}", env!("CARGO_PKG_VERSION")))?;
         out.write_all(b",\"name\":\"tachyon profile\",\"profiles\":[")?;
@@ -63,8 +63,7 @@ impl Speedscope {
             if i > 0 {
                 out.write_all(b",")?;
             }
-            let weights: Vec<f64> = list.iter().map(|&(_, w)| w as f64 * ms).collect();
-            let total: f64 = weights.iter().sum();
+            let total: f64 = list.iter().map(|&(_, w)| w as f64 * ms).sum();
             out.write_all(b"{\"endValue\":")?;
             serde_json::to_writer(&mut *out, &total)?;
             write!(out, ",\"name\":\"Thread {tid}\",\"samples\":[")?;
@@ -92,23 +91,35 @@ impl Speedscope {
             out.write_all(
                 b"],\"startValue\":0,\"type\":\"sampled\",\"unit\":\"milliseconds\",\"weights\":",
             )?;
-            serde_json::to_writer(&mut *out, &weights)?;
-            out.write_all(b"}")?;
+            // A run's weight is a few samples' worth, the same few values again and again:
+            // each is formatted once.
+            for (j, &(_, w)) in list.iter().enumerate() {
+                out.write_all(if j == 0 { b"[" } else { b"," })?;
+                let text = weight_text
+                    .entry(w)
+                    .or_insert_with(|| serde_json::to_vec(&(w as f64 * ms)).unwrap_or_default());
+                out.write_all(text)?;
+            }
+            out.write_all(if list.is_empty() { b"[]}" } else { b"]}" })?;
         }
         out.write_all(b"],\"shared\":{\"frames\":")?;
-        let frames: Vec<serde_json::Value> = keys
-            .list()
-            .iter()
-            .map(|k| {
-                if k.is_synthetic() {
-                    json!({"name": k.funcname})
-                } else {
-                    json!({"name": k.funcname, "file": k.filename, "line": k.lineno})
-                }
-            })
-            .collect();
-        serde_json::to_writer(&mut *out, &frames)?;
-        out.write_all(b"}}")?;
+        for (i, k) in keys.list().iter().enumerate() {
+            out.write_all(if i == 0 { b"[" } else { b"," })?;
+            if k.is_synthetic() {
+                out.write_all(b"{\"name\":")?;
+            } else {
+                out.write_all(b"{\"file\":")?;
+                serde_json::to_writer(&mut *out, &k.filename)?;
+                write!(out, ",\"line\":{},\"name\":", k.lineno)?;
+            }
+            serde_json::to_writer(&mut *out, &k.funcname)?;
+            out.write_all(b"}")?;
+        }
+        out.write_all(if keys.list().is_empty() {
+            b"[]}}"
+        } else {
+            b"]}}"
+        })?;
         Ok(())
     }
 }

@@ -698,9 +698,9 @@ impl Batch {
         // that misses the cache (many distinct stacks) is started PREFETCH_AHEAD samples
         // early, so that the misses of several samples overlap.
         //
-        // Stacks are hashed here, as they are fetched, not on the decoding thread: decoding
-        // (decompressing, varints) is the slower half of a replay, this thread the one that
-        // waits.
+        // Stacks are hashed here, as they are fetched: decoding (decompressing, varints) is
+        // the slower half of an ordinary replay, this thread the one that waits. A batch
+        // that found the queue full was hashed by the decoding thread instead (`hashes`).
         let hash_of = |i: usize| match self.hashes.get(i) {
             Some(&hash) => hash,
             None => StackTable::hash(self.frames_of(i)),

@@ -89,22 +89,26 @@ impl Speedscope {
                 out.write_all(text)?;
             }
             out.write_all(
-                b"],\"startValue\":0,\"type\":\"sampled\",\"unit\":\"milliseconds\",\"weights\":",
+                b"],\"startValue\":0,\"type\":\"sampled\",\"unit\":\"milliseconds\",\"weights\":[",
             )?;
             // A run's weight is a few samples' worth, the same few values again and again:
             // each is formatted once.
             for (j, &(_, w)) in list.iter().enumerate() {
-                out.write_all(if j == 0 { b"[" } else { b"," })?;
+                if j > 0 {
+                    out.write_all(b",")?;
+                }
                 let text = weight_text
                     .entry(w)
                     .or_insert_with(|| serde_json::to_vec(&(w as f64 * ms)).unwrap_or_default());
                 out.write_all(text)?;
             }
-            out.write_all(if list.is_empty() { b"[]}" } else { b"]}" })?;
+            out.write_all(b"]}")?;
         }
-        out.write_all(b"],\"shared\":{\"frames\":")?;
+        out.write_all(b"],\"shared\":{\"frames\":[")?;
         for (i, k) in keys.list().iter().enumerate() {
-            out.write_all(if i == 0 { b"[" } else { b"," })?;
+            if i > 0 {
+                out.write_all(b",")?;
+            }
             if k.is_synthetic() {
                 out.write_all(b"{\"name\":")?;
             } else {
@@ -115,11 +119,7 @@ impl Speedscope {
             serde_json::to_writer(&mut *out, &k.funcname)?;
             out.write_all(b"}")?;
         }
-        out.write_all(if keys.list().is_empty() {
-            b"[]}}"
-        } else {
-            b"]}}"
-        })?;
+        out.write_all(b"]}}")?;
         Ok(())
     }
 }

@@ -269,9 +269,10 @@ impl StackCounts {
 
     /// The call tree of these samples. With `strip_bootstrap`, leading runpy frames are left
     /// out, so the same script profiled by CPython's `run` and by tachyon matches. Per-thread
-    /// values are kept for the nodes of at least `thread_detail` samples (1: every node): a
-    /// flame graph that leaves out smaller nodes need not hold them, and on a capture of many
-    /// distinct stacks they are most of the tree.
+    /// values are kept for the root and the nodes of at least `thread_detail` samples (1:
+    /// every node; [`ROOT_THREADS_ONLY`]: the root only, until [`CallTree::list_threads`]
+    /// names others): a flame graph that leaves out smaller nodes need not hold them, and on
+    /// a capture of many distinct stacks they are most of the tree.
     #[must_use]
     pub fn tree(&self, symbols: &Symbols, strip_bootstrap: bool, thread_detail: u64) -> CallTree {
         let mut tree = CallTree::new();
@@ -322,6 +323,10 @@ impl<T: AggregateOutput> Collector for Aggregating<T> {
     }
 }
 
+/// The `thread_detail` of a [`StackCounts::tree`] whose per-thread values are only the
+/// root's: for comparisons, which read none.
+pub const ROOT_THREADS_ONLY: u64 = u64::MAX;
+
 #[derive(Clone, Debug, Default)]
 pub struct TreeNode {
     /// Into [`CallTree::keys`]; meaningless for the root.
@@ -360,6 +365,8 @@ pub struct CallTree {
     /// both empty unless a frame recorded its opcode.
     opcode_start: Vec<usize>,
     opcode_counts: Vec<(u8, u64)>,
+    /// (node, thread, samples) of every counted stack: what per-thread values are made of.
+    stack_samples: Vec<(u32, u64, u64)>,
 }
 
 impl Default for CallTree {
@@ -380,6 +387,7 @@ impl CallTree {
             thread_values: Vec::new(),
             opcode_start: Vec::new(),
             opcode_counts: Vec::new(),
+            stack_samples: Vec::new(),
         }
     }
 
@@ -462,14 +470,13 @@ impl CallTree {
             }
             child
         });
-        // (node, thread, samples) of every entry.
-        let mut own: Vec<(u32, u64, u64)> = Vec::with_capacity(counts.entries().len());
+        self.stack_samples.reserve_exact(counts.entries().len());
         for &(tid, stack, weight) in counts.entries() {
             let node = node_of[stack as usize];
             let n = &mut self.nodes[node as usize];
             n.value += weight;
             n.self_value += weight;
-            own.push((node, tid, weight));
+            self.stack_samples.push((node, tid, weight));
         }
         drop(paths);
         for node in (1..self.nodes.len()).rev() {
@@ -477,7 +484,12 @@ impl CallTree {
             self.nodes[parent_of[node] as usize].value += value;
         }
         self.link_children(&parent_of);
-        self.add_thread_values(own, &parent_of, thread_detail);
+        let listed: Vec<bool> = self
+            .nodes
+            .iter()
+            .map(|n| n.value >= thread_detail)
+            .collect();
+        self.list_threads(&listed);
         if symbols.frames().iter().any(|f| f.opcode.is_some()) {
             self.add_opcodes(symbols, counts, &node_of);
         }
@@ -490,37 +502,46 @@ impl CallTree {
         (self.child_start, self.children) = group_by_key(children, self.nodes.len());
     }
 
-    /// Every node's samples per thread: its own samples and its children's, deepest node first
-    /// (children are made after their parent, so they are done before it). A node under
-    /// `detail` samples keeps none: its samples count for its nearest ancestor that does.
-    fn add_thread_values(&mut self, own: Vec<(u32, u64, u64)>, parent_of: &[u32], detail: u64) {
-        // The node each node's samples are listed under: itself, or its nearest ancestor
-        // with `detail` samples (whose are all listed); parents come first.
-        let mut listed_under: Vec<u32> = Vec::with_capacity(self.nodes.len());
-        listed_under.push(0);
-        for node in 1..self.nodes.len() {
-            listed_under.push(if self.nodes[node].value >= detail {
-                node as u32
-            } else {
-                listed_under[parent_of[node] as usize]
-            });
+    /// The samples per thread of the root and of the nodes `listed` (indexed by node; a
+    /// listed node's parent is listed too), in place of those listed before: each one's own
+    /// samples and its children's, deepest node first (children are made after their parent,
+    /// so they are done before it). An unlisted node keeps none: its samples count for its
+    /// nearest listed ancestor.
+    pub fn list_threads(&mut self, listed: &[bool]) {
+        // The node each node's samples are listed under: itself, or its nearest listed
+        // ancestor; parents come first.
+        let mut listed_under: Vec<u32> = vec![0; self.nodes.len()];
+        for node in 0..self.nodes.len() {
+            let under = listed_under[node];
+            for &child in self.children(node) {
+                listed_under[child as usize] = if listed[child as usize] { child } else { under };
+            }
         }
-        // (listed under, thread, inclusive, self).
-        let mut own: Vec<(u32, u64, u64, u64)> = own
-            .into_iter()
-            .map(|(node, tid, weight)| {
-                let under = listed_under[node as usize];
-                (under, tid, weight, if under == node { weight } else { 0 })
-            })
-            .collect();
-        own.sort_unstable_by_key(|&(node, tid, _, _)| (node, tid));
+        // (listed under, thread) -> (inclusive, self): summed before they are sorted, since
+        // most stacks' samples fall to a few listed nodes when few are listed.
+        let mut summed: FxHashMap<(u32, u64), (u64, u64)> = FxHashMap::default();
+        for &(node, tid, weight) in &self.stack_samples {
+            let under = listed_under[node as usize];
+            let sums = summed.entry((under, tid)).or_default();
+            sums.0 += weight;
+            if under == node {
+                sums.1 += weight;
+            }
+        }
+        let mut own: Vec<((u32, u64), (u64, u64))> = summed.into_iter().collect();
+        own.sort_unstable_by_key(|&(key, _)| key);
         let nodes = self.nodes.len();
         self.thread_bound = vec![0; nodes + 1];
         self.thread_values.clear();
         let mut merged: Vec<ThreadValue> = Vec::new();
         for node in (0..nodes).rev() {
+            if listed_under[node] != node as u32 {
+                // Nothing is listed here or below.
+                self.thread_bound[node] = self.thread_values.len();
+                continue;
+            }
             merged.clear();
-            while let Some(&(n, tid, inclusive, self_value)) = own.last() {
+            while let Some(&((n, tid), (inclusive, self_value))) = own.last() {
                 if n as usize != node {
                     break;
                 }
@@ -729,6 +750,38 @@ mod tests {
         let full = counts.tree(&symbols, false, 1);
         let small_node = full.children(full.children(0)[0] as usize)[1] as usize;
         assert_eq!(full.threads(small_node).len(), 2);
+    }
+
+    /// Values listed later, for a chosen path, are those every node gets when all are
+    /// listed from the start; nodes off the path keep none.
+    #[test]
+    fn threads_listed_later_for_chosen_nodes_match_full_detail() {
+        let mut symbols = Symbols::new();
+        let [main, a, b, c] = ["main", "a", "b", "c"].map(|f| frame(&mut symbols, "/app.py", f, 1));
+        let mut counts = StackCounts::default();
+        counts.add_weighted(1, symbols.intern_stack(&[c, a, main]), 4);
+        counts.add_weighted(2, symbols.intern_stack(&[c, a, main]), 1);
+        counts.add_weighted(2, symbols.intern_stack(&[a, main]), 2);
+        counts.add_weighted(1, symbols.intern_stack(&[b, main]), 3);
+        let full = counts.tree(&symbols, false, 1);
+        let mut late = counts.tree(&symbols, false, ROOT_THREADS_ONLY);
+        let main_node = late.children(0)[0] as usize;
+        assert!(late.threads(main_node).is_empty());
+        assert_eq!(thread_values(&late, 0), thread_values(&full, 0));
+        // main -> a -> c listed; main -> b not.
+        let a_node = late.children(main_node)[0] as usize;
+        let c_node = late.children(a_node)[0] as usize;
+        let b_node = late.children(main_node)[1] as usize;
+        let mut listed = vec![false; late.nodes.len()];
+        for node in [main_node, a_node, c_node] {
+            listed[node] = true;
+        }
+        late.list_threads(&listed);
+        for node in [0, main_node, a_node, c_node] {
+            assert_eq!(thread_values(&late, node), thread_values(&full, node));
+        }
+        assert_eq!(thread_values(&late, a_node), vec![(1, 4, 0), (2, 3, 2)]);
+        assert!(late.threads(b_node).is_empty());
     }
 
     #[test]

@@ -82,7 +82,7 @@ pub mod testing;
 
 pub use aggregate::{
     group_by_key, is_synthetic, short_path, AggregateOutput, Aggregating, CallTree, FrameKey,
-    FrameKeys, StackCounts, ThreadValue, TreeNode,
+    FrameKeys, StackCounts, ThreadValue, TreeNode, ROOT_THREADS_ONLY,
 };
 pub use collector::{
     formats, output_file, Collector, CollectorConfig, ExportContext, Format, Needs,

@@ -148,7 +148,11 @@ impl Profile {
         let mut timestamps = Vec::new();
         let mut t = 0u64;
         let mut walk = self.symbols.stacks().walk(&self.stacks, |s| s.stack);
-        while let Some((_, stack, frames)) = walk.next_stack() {
+        while let Some((at, stack, frames)) = walk.next_stack() {
+            // Counting a stack misses the cache when there are many: started some stacks ahead.
+            if let Some(ahead) = self.stacks.get(at + COLLECT_AHEAD) {
+                collector.prefetch(ahead.thread_id, ahead.stack);
+            }
             timestamps.clear();
             for _ in 0..stack.weight {
                 t += self.interval_us;
@@ -158,6 +162,9 @@ impl Profile {
         }
     }
 }
+
+/// How many stacks ahead [`Profile::replay_into`] gives the collector its prefetch hint.
+const COLLECT_AHEAD: usize = 8;
 
 impl WeightedStack {
     /// This stack (whose `frames` are given) as a batch of samples taken at `timestamps_us`.

@@ -99,18 +99,30 @@ impl Trie {
     }
 }
 
-/// How many items ahead [`Walk`] fetches a stack's node.
-const WALK_AHEAD: usize = 8;
+/// How many stacks [`Walk`] follows at once.
+const WALK_LANES: usize = 8;
 
-/// Items that each name a stack (aggregated counts, say), given with the stack's frames: a
-/// walk from a stack to the root misses the cache at its first node (on a capture of many
-/// distinct stacks), so that of the stack [`WALK_AHEAD`] items further is fetched
-/// meanwhile.
+/// Items that each name a stack (aggregated counts, say), given with the stack's frames. A
+/// walk from a stack to the root is a chain of loads, each waiting for the one before, and
+/// on a capture of many distinct stacks each misses the cache: so the stacks of the next
+/// [`WALK_LANES`] items are walked together, a step of each in turn, and their misses
+/// overlap instead of adding up.
 pub struct Walk<'a, T> {
     table: &'a StackTable,
     items: &'a [T],
     stack_of: fn(&T) -> StackId,
+    /// The next item to give.
     at: usize,
+    /// Items before this one have a lane: item i's is `lanes[i % WALK_LANES]`.
+    started: usize,
+    lanes: [Lane; WALK_LANES],
+}
+
+/// One stack's walk: the node it has reached ([`StackTable::EMPTY`] when done) and the
+/// frames passed, innermost first.
+#[derive(Default)]
+struct Lane {
+    node: StackId,
     frames: Vec<FrameId>,
 }
 
@@ -119,16 +131,26 @@ impl<'a, T> Walk<'a, T> {
     pub fn next_stack(&mut self) -> Option<(usize, &'a T, &[FrameId])> {
         let at = self.at;
         let item = self.items.get(at)?;
-        if let Some(ahead) = self.items.get(at + WALK_AHEAD) {
-            let nodes = self.table.trie.nodes();
-            if let Some(node) = nodes.get((self.stack_of)(ahead) as usize) {
-                crate::hash::prefetch(node);
+        let ahead = (at + WALK_LANES).min(self.items.len());
+        while self.started < ahead {
+            let lane = &mut self.lanes[self.started % WALK_LANES];
+            lane.node = (self.stack_of)(&self.items[self.started]);
+            lane.frames.clear();
+            self.started += 1;
+        }
+        let nodes = self.table.trie.nodes();
+        let head = at % WALK_LANES;
+        while self.lanes[head].node != StackTable::EMPTY {
+            for lane in &mut self.lanes {
+                if lane.node != StackTable::EMPTY {
+                    let (parent, frame) = nodes[lane.node as usize];
+                    lane.frames.push(frame);
+                    lane.node = parent;
+                }
             }
         }
         self.at += 1;
-        self.table
-            .frames_into((self.stack_of)(item), &mut self.frames);
-        Some((at, item, &self.frames))
+        Some((at, item, &self.lanes[head].frames))
     }
 }
 
@@ -244,7 +266,8 @@ impl StackTable {
             items,
             stack_of,
             at: 0,
-            frames: Vec::new(),
+            started: 0,
+            lanes: Default::default(),
         }
     }
 

@@ -12,7 +12,7 @@ use anyhow::Context;
 use tachyon_plugin_api::compare::{Comparison, Normalize};
 use tachyon_plugin_api::{
     AggregateOutput, Aggregating, Collector, CollectorConfig, ExportContext, Format, Needs,
-    StackCounts,
+    StackCounts, ROOT_THREADS_ONLY,
 };
 
 struct DiffTable {
@@ -39,8 +39,10 @@ impl AggregateOutput for DiffTable {
             Some(text) => Normalize::parse(text)
                 .with_context(|| format!("normalize={text}: use interval or total"))?,
         };
-        let current = counts.tree(ctx.symbols, false, 1);
-        let before = baseline.counts().tree(&baseline.symbols, false, 1);
+        let current = counts.tree(ctx.symbols, false, ROOT_THREADS_ONLY);
+        let before = baseline
+            .counts()
+            .tree(&baseline.symbols, false, ROOT_THREADS_ONLY);
         let comparison = Comparison::new(
             &current,
             self.config.interval_us,

@@ -36,6 +36,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::aggregate::ROOT_THREADS_ONLY;
 use crate::collector::{CollectorConfig, RunStats};
 use crate::compare::{Comparison, Normalize};
 use crate::model::{FrameInfo, Mode, Symbols, ThreadStatus};
@@ -138,8 +139,10 @@ impl Ir {
     #[must_use]
     pub fn new(profile: &Profile, config: &CollectorConfig, normalize: Normalize) -> Ir {
         let comparison = config.baseline.as_ref().map(|base| {
-            let tree = profile.counts().tree(&profile.symbols, false, 1);
-            let base_tree = base.counts().tree(&base.symbols, false, 1);
+            let tree = profile
+                .counts()
+                .tree(&profile.symbols, false, ROOT_THREADS_ONLY);
+            let base_tree = base.counts().tree(&base.symbols, false, ROOT_THREADS_ONLY);
             let c = Comparison::new(
                 &tree,
                 profile.interval_us,

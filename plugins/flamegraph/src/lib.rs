@@ -6,6 +6,7 @@ mod html;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
@@ -15,7 +16,7 @@ use tachyon_plugin_api::runs::{Compared, Verdict};
 use tachyon_plugin_api::{
     AggregateOutput, Aggregating, CallTree, Collector, CollectorConfig, ExportContext, Format,
     FrameKey, Interner, Needs, Profile, RegressionDetected, Sample, SourceReader, StackCounts,
-    Symbols, ThreadStatus,
+    Symbols, ThreadStatus, ROOT_THREADS_ONLY,
 };
 
 /// Nodes with fewer samples than this fraction of all samples (and of every thread's) are
@@ -93,6 +94,15 @@ pub struct Flamegraph {
     status: StatusCounts,
     gc_samples: u64,
     per_thread: BTreeMap<u64, ThreadStats>,
+    /// The baseline's call tree, built on a second core from the moment the collector is
+    /// made, while the current run is collected and its own tree built.
+    baseline_tree: Option<JoinHandle<CallTree>>,
+}
+
+/// Whether the leading runpy frames are left out: only when two runs are compared, so that
+/// captures of CPython's `run` and of tachyon's match (unless --keep-bootstrap-frames).
+fn strips_bootstrap(config: &CollectorConfig) -> bool {
+    config.baseline.is_some() && config.option("keep_bootstrap_frames").is_none()
 }
 
 impl Flamegraph {
@@ -121,11 +131,20 @@ impl Flamegraph {
                 }
             }
         }
+        let strip_bootstrap = strips_bootstrap(config);
+        let baseline_tree = config.baseline.clone().map(|base| {
+            // The elided graph lists the per-thread values of the nodes it writes.
+            std::thread::spawn(move || {
+                base.counts()
+                    .tree(&base.symbols, strip_bootstrap, ROOT_THREADS_ONLY)
+            })
+        });
         Ok(Flamegraph {
             config: config.clone(),
             status: StatusCounts::default(),
             gc_samples: 0,
             per_thread: BTreeMap::new(),
+            baseline_tree,
         })
     }
 }
@@ -431,8 +450,15 @@ fn elided_nodes(base: &CallTree, comparison: &Comparison) -> Vec<bool> {
 }
 
 /// CPython's elided flame graph: the baseline (nothing pruned) cut down to the paths that are
-/// gone, values in current-run units; ancestors only carry what is kept below them.
-fn elided_json(base: &CallTree, comparison: &Comparison, cwd: Option<PathBuf>) -> Option<Value> {
+/// gone, values in current-run units; ancestors only carry what is kept below them. Only
+/// the nodes written get their per-thread values.
+fn elided_json(
+    base: &mut CallTree,
+    comparison: &Comparison,
+    cwd: Option<PathBuf>,
+) -> Option<Value> {
+    let written = elided_nodes(base, comparison);
+    base.list_threads(&written);
     let mut builder = JsonBuilder {
         tree: base,
         strings: Interner::default(),
@@ -440,7 +466,7 @@ fn elided_json(base: &CallTree, comparison: &Comparison, cwd: Option<PathBuf>) -
         cwd,
         min_samples: 1,
         verdicts: HashMap::new(),
-        only: Some(elided_nodes(base, comparison)),
+        only: Some(written),
     };
     let mut data = builder.root(Annotation::Elided(comparison));
     // A frame node carries "elided"; the synthetic "Program Root" does not.
@@ -540,14 +566,13 @@ impl Flamegraph {
     }
 
     fn export_html(
-        &self,
+        &mut self,
         counts: &StackCounts,
         ctx: &ExportContext<'_>,
         path: &Path,
     ) -> Result<()> {
         let baseline = self.config.baseline.as_deref();
-        let strip_bootstrap =
-            baseline.is_some() && self.config.option("keep_bootstrap_frames").is_none();
+        let strip_bootstrap = strips_bootstrap(&self.config);
         let tree = counts.tree(ctx.symbols, strip_bootstrap, fewest_kept(counts));
         let total = tree.nodes[0].value;
         if total == 0 {
@@ -574,11 +599,15 @@ impl Flamegraph {
         let mut stats = self.stats_json(ctx);
         let mut extra = Map::new();
         let mut functions: &[FunctionDiff] = &[];
-        let comparison = match baseline {
+        let base_tree = self.baseline_tree.take().map(|building| {
+            building
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        let mut comparison = match baseline.zip(base_tree) {
             None => None,
-            Some(b) => {
+            Some((b, base_tree)) => {
                 self.warn_on_mismatch(b);
-                let base_tree = b.counts().tree(&b.symbols, strip_bootstrap, 1);
                 let comparison = Comparison::new(
                     &tree,
                     self.config.interval_us,
@@ -589,7 +618,7 @@ impl Flamegraph {
                 Some((comparison, base_tree))
             }
         };
-        let mut data = match &comparison {
+        let mut data = match &mut comparison {
             None => builder.root(Annotation::None),
             Some((comparison, base_tree)) => {
                 title = "Tachyon Profiler - Differential Flamegraph Report";

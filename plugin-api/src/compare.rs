@@ -252,6 +252,33 @@ fn function_diffs(
     out
 }
 
+/// The baseline's side of a [`Comparison`]: its samples per call path, and the path of each
+/// of its tree's nodes. It needs nothing of the current run, so it can be made while the
+/// current run is still being read.
+pub struct BaselinePaths {
+    funcs: FunctionIds,
+    paths: CallPaths,
+    stats: PathMap,
+    nodes: Vec<PathId>,
+    total: u64,
+}
+
+impl BaselinePaths {
+    #[must_use]
+    pub fn new(baseline: &CallTree) -> BaselinePaths {
+        let mut funcs = FunctionIds::default();
+        let mut paths = CallPaths::default();
+        let (stats, nodes) = path_stats(baseline, &mut funcs, &mut paths);
+        BaselinePaths {
+            funcs,
+            paths,
+            stats,
+            nodes,
+            total: baseline.nodes[0].value,
+        }
+    }
+}
+
 /// Two profiles compared: per-path and per-function samples of both, the baseline's scale
 /// and the noise test. Renderers ask it about the nodes they draw.
 pub struct Comparison {
@@ -292,13 +319,36 @@ impl Comparison {
         baseline_interval_us: u64,
         normalize: Normalize,
     ) -> Comparison {
-        let mut funcs = FunctionIds::default();
-        let mut paths = CallPaths::default();
+        let baseline = BaselinePaths::new(baseline);
+        Comparison::against(
+            current,
+            current_interval_us,
+            baseline,
+            baseline_interval_us,
+            normalize,
+        )
+    }
+
+    /// [`Comparison::new`], the baseline's side made beforehand.
+    #[must_use]
+    pub fn against(
+        current: &CallTree,
+        current_interval_us: u64,
+        baseline: BaselinePaths,
+        baseline_interval_us: u64,
+        normalize: Normalize,
+    ) -> Comparison {
+        let BaselinePaths {
+            mut funcs,
+            mut paths,
+            stats: mut base_paths,
+            nodes: baseline_nodes,
+            total: base_total,
+        } = baseline;
         let (mut cur_paths, current_nodes) = path_stats(current, &mut funcs, &mut paths);
-        let (mut base_paths, baseline_nodes) = path_stats(baseline, &mut funcs, &mut paths);
         cur_paths.resize(paths.len(), PathStats::default());
         base_paths.resize(paths.len(), PathStats::default());
-        let (cur_total, base_total) = (current.nodes[0].value, baseline.nodes[0].value);
+        let cur_total = current.nodes[0].value;
         let noise = Noise {
             normalize,
             scale: scale(

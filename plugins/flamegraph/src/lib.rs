@@ -10,7 +10,9 @@ use std::thread::JoinHandle;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
-use tachyon_plugin_api::compare::{Comparison, FunctionDiff, NodeDiff, Normalize, NOISE_Z};
+use tachyon_plugin_api::compare::{
+    BaselinePaths, Comparison, FunctionDiff, NodeDiff, Normalize, NOISE_Z,
+};
 use tachyon_plugin_api::opcodes;
 use tachyon_plugin_api::runs::{Compared, Verdict};
 use tachyon_plugin_api::{
@@ -94,9 +96,10 @@ pub struct Flamegraph {
     status: StatusCounts,
     gc_samples: u64,
     per_thread: BTreeMap<u64, ThreadStats>,
-    /// The baseline's call tree, built on a second core from the moment the collector is
-    /// made, while the current run is collected and its own tree built.
-    baseline_tree: Option<JoinHandle<CallTree>>,
+    /// The baseline's call tree and its side of the comparison, made on a second core from
+    /// the moment the collector is made, while the current run is collected and its own
+    /// tree built.
+    baseline_tree: Option<JoinHandle<(CallTree, BaselinePaths)>>,
 }
 
 /// Whether the leading runpy frames are left out: only when two runs are compared, so that
@@ -135,8 +138,11 @@ impl Flamegraph {
         let baseline_tree = config.baseline.clone().map(|base| {
             // The elided graph lists the per-thread values of the nodes it writes.
             std::thread::spawn(move || {
-                base.counts()
-                    .tree(&base.symbols, strip_bootstrap, ROOT_THREADS_ONLY)
+                let tree = base
+                    .counts()
+                    .tree(&base.symbols, strip_bootstrap, ROOT_THREADS_ONLY);
+                let paths = BaselinePaths::new(&tree);
+                (tree, paths)
             })
         });
         Ok(Flamegraph {
@@ -606,12 +612,12 @@ impl Flamegraph {
         });
         let mut comparison = match baseline.zip(base_tree) {
             None => None,
-            Some((b, base_tree)) => {
+            Some((b, (base_tree, base_paths))) => {
                 self.warn_on_mismatch(b);
-                let comparison = Comparison::new(
+                let comparison = Comparison::against(
                     &tree,
                     self.config.interval_us,
-                    &base_tree,
+                    base_paths,
                     b.interval_us,
                     self.normalize()?,
                 );

@@ -3,6 +3,7 @@
 //! opcodes, stats), and its differential form against a baseline capture.
 
 mod html;
+mod json;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -10,9 +11,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
-use tachyon_plugin_api::compare::{
-    BaselinePaths, Comparison, FunctionDiff, NodeDiff, Normalize, NOISE_Z,
-};
+use tachyon_plugin_api::compare::{BaselinePaths, Comparison, FunctionDiff, Normalize, NOISE_Z};
 use tachyon_plugin_api::opcodes;
 use tachyon_plugin_api::runs::{Compared, Verdict};
 use tachyon_plugin_api::{
@@ -308,92 +307,115 @@ impl JsonBuilder<'_> {
         kids
     }
 
-    fn node(&mut self, id: usize, with: Annotation<'_>) -> Value {
+    /// Node `id` as a JSON object, its name and label after `prefix`.
+    fn node(&mut self, id: usize, with: Annotation<'_>, prefix: &str, out: &mut Vec<u8>) {
+        out.push(b'{');
+        self.fields(id, with, prefix, out);
+        out.push(b'}');
+    }
+
+    /// Node `id`'s fields, children last.
+    fn fields(&mut self, id: usize, with: Annotation<'_>, prefix: &str, out: &mut Vec<u8>) {
         let n = &self.tree.nodes[id];
         let k = self.tree.keys.get(n.key);
         let module = module_name(&k.filename, self.cwd.as_deref());
-        let mut m = Map::new();
-        m.insert("name".into(), json!(self.strings.id(&k.label())));
-        m.insert(
-            "label".into(),
-            json!(self.strings.id(&k.label_with(&module))),
-        );
-        m.insert("value".into(), json!(n.value));
-        m.insert("self".into(), json!(n.self_value));
-        m.insert("filename".into(), json!(self.strings.id(&k.filename)));
-        m.insert("module".into(), json!(self.strings.id(&module)));
-        m.insert("lineno".into(), json!(k.lineno));
-        m.insert("funcname".into(), json!(self.strings.id(&k.funcname)));
+        let name = self.strings.id(&format!("{prefix}{}", k.label()));
+        let label = self
+            .strings
+            .id(&format!("{prefix}{}", k.label_with(&module)));
+        json::field(out, "name", &name);
+        json::field(out, "label", &label);
+        json::field(out, "value", &n.value);
+        json::field(out, "self", &n.self_value);
+        json::field(out, "filename", &self.strings.id(&k.filename));
+        json::field(out, "module", &self.strings.id(&module));
+        json::field(out, "lineno", &i64::from(k.lineno));
+        json::field(out, "funcname", &self.strings.id(&k.funcname));
         let threads = self.tree.threads(id);
-        m.insert(
-            "threads".into(),
-            json!(threads.iter().map(|t| t.tid).collect::<Vec<_>>()),
-        );
-        let tv: Map<String, Value> = threads
-            .iter()
-            .map(|t| (t.tid.to_string(), json!([t.inclusive, t.self_value])))
-            .collect();
-        m.insert("thread_values".into(), Value::Object(tv));
+        json::key(out, "threads");
+        json::list(out, threads, |out, t| json::put(out, &t.tid));
+        json::key(out, "thread_values");
+        out.push(b'{');
+        for t in threads {
+            json::key(out, &t.tid.to_string());
+            json::list(out, &[t.inclusive, t.self_value], |out, v| {
+                json::put(out, v)
+            });
+        }
+        out.push(b'}');
         if let Some(sources) = self.sources.as_mut() {
             let src: Vec<usize> = source_lines(sources, k)
                 .iter()
                 .map(|l| self.strings.id(l))
                 .collect();
             if !src.is_empty() {
-                m.insert("source".into(), json!(src));
+                json::key(out, "source");
+                json::list(out, &src, json::put);
             }
         }
         let opcodes = self.tree.opcodes(id);
         if !opcodes.is_empty() {
-            let ops: Map<String, Value> = opcodes
-                .iter()
-                .map(|(op, c)| (op.to_string(), json!(c)))
-                .collect();
-            m.insert("opcodes".into(), Value::Object(ops));
+            json::key(out, "opcodes");
+            out.push(b'{');
+            for &(op, count) in opcodes {
+                json::field(out, &op.to_string(), &count);
+            }
+            out.push(b'}');
         }
         match with {
             Annotation::None => {}
             Annotation::Diff(d) => {
                 let here = d.current_nodes[id];
-                annotate(&mut m, n.self_value, &d.node(here, n.value, n.self_value));
-                if let Some(f) = d.function(here) {
-                    m.insert("function_diff".into(), json!(f.diff));
-                    m.insert("function_diff_pct".into(), json!(f.diff_pct));
-                }
+                let diff = d.node(here, n.value, n.self_value);
                 // Across sets of runs the verdict, not one pair's noise test, colours a node.
-                if let Some(c) = self
+                let verdict = self
                     .verdicts
-                    .get(&(k.filename.as_str(), k.funcname.as_str()))
-                {
-                    m.insert("run_verdict".into(), json!(c.verdict.name()));
-                    m.insert(
-                        "significant".into(),
-                        json!(matches!(c.verdict, Verdict::Regressed | Verdict::Improved)),
-                    );
+                    .get(&(k.filename.as_str(), k.funcname.as_str()));
+                let significant = verdict.map_or(diff.significant, |c| {
+                    matches!(c.verdict, Verdict::Regressed | Verdict::Improved)
+                });
+                // CPython's `_add_diff_data_to_node` fields, plus tachyon's inclusive delta
+                // and noise test.
+                json::field(out, "baseline", &diff.baseline_self);
+                json::field(out, "baseline_total", &diff.baseline_total);
+                json::field(out, "self_time", &n.self_value);
+                json::field(out, "diff", &diff.diff);
+                json::field(out, "diff_pct", &diff.diff_pct);
+                json::field(out, "total_diff", &diff.total_diff);
+                json::field(out, "total_diff_pct", &diff.total_diff_pct);
+                json::field(out, "significant", &significant);
+                if let Some(f) = d.function(here) {
+                    json::field(out, "function_diff", &f.diff);
+                    json::field(out, "function_diff_pct", &f.diff_pct);
+                }
+                if let Some(c) = verdict {
+                    json::field(out, "run_verdict", &c.verdict.name());
                     if let Some(w) = c.test {
-                        m.insert(
-                            "run_change".into(),
-                            json!([w.change_pct, w.change_low_pct, w.change_high_pct]),
-                        );
+                        json::key(out, "run_change");
+                        let change = [w.change_pct, w.change_low_pct, w.change_high_pct];
+                        json::list(out, &change, json::put);
                     }
                 }
             }
             Annotation::Elided(d) => {
-                m.insert("elided".into(), json!(d.is_elided(d.baseline_nodes[id])));
+                json::field(out, "elided", &d.is_elided(d.baseline_nodes[id]));
             }
         }
-        let children: Vec<Value> = self
-            .children(id)
-            .into_iter()
-            .map(|c| self.node(c, with))
-            .collect();
-        m.insert("children".into(), Value::Array(children));
-        Value::Object(m)
+        json::key(out, "children");
+        out.push(b'[');
+        for child in self.children(id) {
+            if !out.ends_with(b"[") {
+                out.push(b',');
+            }
+            self.node(child, with, "", out);
+        }
+        out.push(b']');
     }
 
-    /// The whole tree: the root's only child promoted when it covers every sample of every
-    /// thread (`Program Root: …`), else a `Program Root` over the top-level functions.
-    fn root(&mut self, with: Annotation<'_>) -> Value {
+    /// The whole tree's fields: the root's only child promoted when it covers every sample
+    /// of every thread (`Program Root: …`), else a `Program Root` over the top-level
+    /// functions. Whether they include the threads list (a promoted child's).
+    fn root(&mut self, with: Annotation<'_>, out: &mut Vec<u8>) -> bool {
         let root = &self.tree.nodes[0];
         let kids = self.children(0);
         let covers_all = kids.len() == 1 && {
@@ -406,39 +428,31 @@ impl JsonBuilder<'_> {
                     .all(|(t, r)| (t.tid, t.inclusive) == (r.tid, r.inclusive))
         };
         if covers_all {
-            let mut only = self.node(kids[0], with);
-            for field in ["name", "label"] {
-                let text = self
-                    .strings
-                    .text(only[field].as_u64().unwrap_or(0) as usize)
-                    .to_owned();
-                only[field] = json!(self.strings.id(&format!("Program Root: {text}")));
-            }
-            return only;
+            self.fields(kids[0], with, "Program Root: ", out);
+            return true;
         }
         let name = self.strings.id("Program Root");
-        let children: Vec<Value> = kids.into_iter().map(|c| self.node(c, with)).collect();
-        let tv: Map<String, Value> = self
-            .tree
-            .threads(0)
-            .iter()
-            .map(|t| (t.tid.to_string(), json!([t.inclusive, 0])))
-            .collect();
-        json!({ "name": name, "label": name, "value": root.value, "children": children,
-                "thread_values": tv })
+        json::field(out, "name", &name);
+        json::field(out, "label", &name);
+        json::field(out, "value", &root.value);
+        json::key(out, "children");
+        out.push(b'[');
+        for child in kids {
+            if !out.ends_with(b"[") {
+                out.push(b',');
+            }
+            self.node(child, with, "", out);
+        }
+        out.push(b']');
+        json::key(out, "thread_values");
+        out.push(b'{');
+        for t in self.tree.threads(0) {
+            json::key(out, &t.tid.to_string());
+            json::list(out, &[t.inclusive, 0], json::put);
+        }
+        out.push(b'}');
+        false
     }
-}
-
-/// CPython's `_add_diff_data_to_node` fields, plus tachyon's inclusive delta and noise test.
-fn annotate(m: &mut Map<String, Value>, self_value: u64, d: &NodeDiff) {
-    m.insert("baseline".into(), json!(d.baseline_self));
-    m.insert("baseline_total".into(), json!(d.baseline_total));
-    m.insert("self_time".into(), json!(self_value));
-    m.insert("diff".into(), json!(d.diff));
-    m.insert("diff_pct".into(), json!(d.diff_pct));
-    m.insert("total_diff".into(), json!(d.total_diff));
-    m.insert("total_diff_pct".into(), json!(d.total_diff_pct));
-    m.insert("significant".into(), json!(d.significant));
 }
 
 /// The baseline's nodes on an elided path or above one: only they are written.
@@ -462,7 +476,7 @@ fn elided_json(
     base: &mut CallTree,
     comparison: &Comparison,
     cwd: Option<PathBuf>,
-) -> Option<Value> {
+) -> Result<Option<Value>> {
     let written = elided_nodes(base, comparison);
     base.list_threads(&written);
     let mut builder = JsonBuilder {
@@ -474,7 +488,11 @@ fn elided_json(
         verdicts: HashMap::new(),
         only: Some(written),
     };
-    let mut data = builder.root(Annotation::Elided(comparison));
+    let mut text = b"{".to_vec();
+    builder.root(Annotation::Elided(comparison), &mut text);
+    text.push(b'}');
+    // Pruned and rescaled below as a value: it is rarely more than a few paths.
+    let mut data: Value = serde_json::from_slice(&text)?;
     // A frame node carries "elided"; the synthetic "Program Root" does not.
     let is_elided = |node: &Value| node.get("elided").and_then(Value::as_bool);
     // Keep elided nodes and the ancestors of elided nodes.
@@ -526,11 +544,11 @@ fn elided_json(
         }
     }
     if !prune(&mut data, &is_elided) {
-        return None;
+        return Ok(None);
     }
     metadata(&mut data, comparison.noise.scale, &is_elided);
     data["strings"] = json!(builder.strings.list());
-    Some(data)
+    Ok(Some(data))
 }
 
 impl Flamegraph {
@@ -624,12 +642,14 @@ impl Flamegraph {
                 Some((comparison, base_tree))
             }
         };
-        let mut data = match &mut comparison {
-            None => builder.root(Annotation::None),
+        // The page's data: the tree's fields, then the rest (below).
+        let mut data = b"{".to_vec();
+        let wrote_threads = match &mut comparison {
+            None => builder.root(Annotation::None, &mut data),
             Some((comparison, base_tree)) => {
                 title = "Tachyon Profiler - Differential Flamegraph Report";
                 functions = &comparison.functions;
-                let data = builder.root(Annotation::Diff(comparison));
+                let wrote_threads = builder.root(Annotation::Diff(comparison), &mut data);
                 let elided_count = comparison
                     .elided()
                     .filter(|&p| comparison.baseline[p as usize].self_samples > 0)
@@ -652,7 +672,7 @@ impl Flamegraph {
                     stats.insert("current_runs".into(), json!(runs.current_runs));
                 }
                 if comparison.elided().next().is_some() {
-                    if let Some(mut e) = elided_json(base_tree, comparison, cwd) {
+                    if let Some(mut e) = elided_json(base_tree, comparison, cwd)? {
                         let mut estats = Map::new();
                         for key in [
                             "sample_interval_usec",
@@ -671,7 +691,7 @@ impl Flamegraph {
                         stats.insert("elided_flamegraph".into(), e);
                     }
                 }
-                data
+                wrote_threads
             }
         };
         let mut strings = builder.strings;
@@ -702,8 +722,11 @@ impl Flamegraph {
             }
         }
         let threads: BTreeSet<u64> = counts.threads().into_iter().collect();
-        data["stats"] = Value::Object(stats);
-        data["threads"] = json!(threads);
+        let stats = Value::Object(stats);
+        json::field(&mut data, "stats", &stats);
+        if !wrote_threads {
+            json::field(&mut data, "threads", &threads);
+        }
         if self
             .per_thread
             .values()
@@ -730,17 +753,18 @@ impl Flamegraph {
                     (tid.to_string(), Value::String(label))
                 })
                 .collect();
-            data["thread_labels"] = Value::Object(labels);
+            json::field(&mut data, "thread_labels", &labels);
         }
-        data["strings"] = json!(strings.list());
+        json::field(&mut data, "strings", &strings.list());
         for (k, v) in extra {
-            data[k] = v;
+            json::field(&mut data, &k, &v);
         }
+        data.push(b'}');
         std::fs::write(path, html::render(title, &data)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("Flamegraph saved to: {}", ctx.shown_path().display());
         if baseline.is_some() {
-            self.report(&data["stats"], functions)?;
+            self.report(&stats, functions)?;
         }
         Ok(())
     }

@@ -338,9 +338,7 @@ impl JsonBuilder<'_> {
         out.push(b'{');
         for t in threads {
             json::key(out, &t.tid.to_string());
-            json::list(out, &[t.inclusive, t.self_value], |out, v| {
-                json::put(out, v)
-            });
+            json::list(out, &[t.inclusive, t.self_value], json::put);
         }
         out.push(b'}');
         if let Some(sources) = self.sources.as_mut() {
@@ -401,9 +399,14 @@ impl JsonBuilder<'_> {
                 json::field(out, "elided", &d.is_elided(d.baseline_nodes[id]));
             }
         }
+        let kids = self.children(id);
+        self.children_field(&kids, with, out);
+    }
+
+    fn children_field(&mut self, kids: &[usize], with: Annotation<'_>, out: &mut Vec<u8>) {
         json::key(out, "children");
         out.push(b'[');
-        for child in self.children(id) {
+        for &child in kids {
             if !out.ends_with(b"[") {
                 out.push(b',');
             }
@@ -435,15 +438,7 @@ impl JsonBuilder<'_> {
         json::field(out, "name", &name);
         json::field(out, "label", &name);
         json::field(out, "value", &root.value);
-        json::key(out, "children");
-        out.push(b'[');
-        for child in kids {
-            if !out.ends_with(b"[") {
-                out.push(b',');
-            }
-            self.node(child, with, "", out);
-        }
-        out.push(b']');
+        self.children_field(&kids, with, out);
         json::key(out, "thread_values");
         out.push(b'{');
         for t in self.tree.threads(0) {

@@ -134,16 +134,21 @@ impl Flamegraph {
             }
         }
         let strip_bootstrap = strips_bootstrap(config);
-        let baseline_tree = config.baseline.clone().map(|base| {
-            // The elided graph lists the per-thread values of the nodes it writes.
-            std::thread::spawn(move || {
-                let tree = base
-                    .counts()
-                    .tree(&base.symbols, strip_bootstrap, ROOT_THREADS_ONLY);
-                let paths = BaselinePaths::new(&tree);
-                (tree, paths)
+        let baseline_tree = config
+            .baseline
+            .clone()
+            .map(|base| {
+                // The elided graph lists the per-thread values of the nodes it writes.
+                std::thread::Builder::new().spawn(move || {
+                    let tree =
+                        base.counts()
+                            .tree(&base.symbols, strip_bootstrap, ROOT_THREADS_ONLY);
+                    let paths = BaselinePaths::new(&tree);
+                    (tree, paths)
+                })
             })
-        });
+            .transpose()
+            .context("cannot start a thread for the baseline")?;
         Ok(Flamegraph {
             config: config.clone(),
             status: StatusCounts::default(),

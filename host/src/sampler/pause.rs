@@ -93,6 +93,11 @@ fn wait_stopped(tid: Pid, main_thread: bool) -> Option<Option<Signal>> {
                 std::thread::sleep(Duration::from_micros(20));
             }
             Ok(WaitStatus::Stopped(_, signal)) => return Some(Some(signal)),
+            // A tracee's signal-delivery stop reads as a trap with no event (waitid reports
+            // every tracee stop as CLD_TRAPPED): the signal must be passed on, or a SIGTERM
+            // that arrives while a thread is seized is lost and the target runs on.
+            Ok(WaitStatus::PtraceEvent(_, signal, 0)) => return Some(Some(signal)),
+            // PTRACE_EVENT_STOP: our interrupt, or a group stop, which is not re-sent.
             Ok(WaitStatus::PtraceEvent(..)) => return Some(None),
             _ => return None,
         }
@@ -140,5 +145,30 @@ impl Drop for Paused {
                 reap(tid);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    /// A SIGTERM that a seized thread takes before our interrupt stops it is reported as
+    /// its signal-delivery stop, and must reach the thread when it is let go: before, it
+    /// was read as our interrupt's stop and dropped, and the target ran on.
+    #[test]
+    fn a_signal_taken_while_seized_is_passed_on() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .expect("sleep runs");
+        let pid = Pid::from_raw(child.id() as i32);
+        ptrace::seize(pid, ptrace::Options::empty()).expect("a parent may trace its child");
+        nix::sys::signal::kill(pid, Signal::SIGTERM).expect("signal sent");
+        let stop = (0..50).find_map(|_| wait_stopped(pid, false));
+        assert_eq!(stop, Some(Some(Signal::SIGTERM)));
+        ptrace::detach(pid, Signal::SIGTERM).expect("detached");
+        let status = child.wait().expect("sleep ends");
+        assert_eq!(status.signal(), Some(libc::SIGTERM));
     }
 }

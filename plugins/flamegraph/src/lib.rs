@@ -17,7 +17,7 @@ use tachyon_plugin_api::runs::{Compared, Verdict};
 use tachyon_plugin_api::{
     AggregateOutput, Aggregating, CallTree, Collector, CollectorConfig, ExportContext, Format,
     FrameKey, Interner, Needs, Profile, RegressionDetected, Sample, SourceReader, StackCounts,
-    Symbols, ThreadStatus, ROOT_THREADS_ONLY,
+    Symbols, ThreadStatus, ThreadValue, ROOT_THREADS_ONLY,
 };
 
 /// Nodes with fewer samples than this fraction of all samples (and of every thread's) are
@@ -339,13 +339,7 @@ impl JsonBuilder<'_> {
         let threads = self.tree.threads(id);
         json::key(out, "threads");
         json::list(out, threads, |out, t| json::put(out, &t.tid));
-        json::key(out, "thread_values");
-        out.push(b'{');
-        for t in threads {
-            json::key(out, &t.tid.to_string());
-            json::list(out, &[t.inclusive, t.self_value], json::put);
-        }
-        out.push(b'}');
+        thread_values_field(out, threads, |t| t.self_value);
         if let Some(sources) = self.sources.as_mut() {
             let src: Vec<usize> = source_lines(sources, k)
                 .iter()
@@ -444,15 +438,24 @@ impl JsonBuilder<'_> {
         json::field(out, "label", &name);
         json::field(out, "value", &root.value);
         self.children_field(&kids, with, out);
-        json::key(out, "thread_values");
-        out.push(b'{');
-        for t in self.tree.threads(0) {
-            json::key(out, &t.tid.to_string());
-            json::list(out, &[t.inclusive, 0], json::put);
-        }
-        out.push(b'}');
+        thread_values_field(out, self.tree.threads(0), |_| 0);
         false
     }
+}
+
+/// `"thread_values": {tid: [inclusive, self], …}`, self as `self_of` says.
+fn thread_values_field(
+    out: &mut Vec<u8>,
+    threads: &[ThreadValue],
+    self_of: impl Fn(&ThreadValue) -> u64,
+) {
+    json::key(out, "thread_values");
+    out.push(b'{');
+    for t in threads {
+        json::key(out, &t.tid.to_string());
+        json::list(out, &[t.inclusive, self_of(t)], json::put);
+    }
+    out.push(b'}');
 }
 
 /// The baseline's nodes on an elided path or above one: only they are written.

@@ -217,8 +217,12 @@ def test_signals_write_the_output_and_stop_the_child(tmp, sig, code):
 def test_a_closed_pipe_ends_quietly(tmp):
     capture = big_capture(tmp, 2000)
     for cmd in ([TACHYON, "formats"], [TACHYON, "replay", str(capture)]):
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        proc.stdout.close()  # like `| head -0`
+        # Like `| head -0`: the reading end is closed before tachyon writes (closed after
+        # the start, a short output could fit in the pipe first and end normally).
+        reader, writer = os.pipe()
+        os.close(reader)
+        proc = subprocess.Popen(cmd, stdout=writer, stderr=subprocess.PIPE)
+        os.close(writer)
         err = proc.stderr.read().decode()
         assert proc.wait(timeout=60) == 141 and "panicked" not in err and "error" not in err, err
 

@@ -3,6 +3,7 @@ Firefox Profiler's processed-format schema."""
 import json
 import os
 import shutil
+import struct
 import subprocess
 
 import pytest
@@ -235,6 +236,36 @@ def test_gecko_from_a_live_run_has_cpu_markers(tmp):
     strings = p["shared"]["stringArray"]
     names = {strings[n] for t in p["threads"] for n in t["markers"]["name"]}
     assert {"On CPU", "Off CPU", "Has GIL", "No GIL", "Has Exception"} <= names, names
+
+
+def test_gecko_marks_opcodes_only_when_the_capture_has_them(tmp):
+    python = require_python("3.12")
+    script = tmp / "loop.py"
+    script.write_text("def spin():\n    x = 0\n    for i in range(10**9):\n        x += i\nspin()\n")
+    with_opcodes, plain = tmp / "ops.bin", tmp / "plain.bin"
+    tachyon("run", "--python", python, "--opcodes", "-d", "0.5", "-f", "binary", "-o", with_opcodes, script)
+    tachyon("run", "--python", python, "-d", "0.5", "-f", "binary", "-o", plain, script)
+    # The same capture without its capture features, as CPython's writer leaves them out
+    # (bit 3 of the header's config word says they follow).
+    unknown = tmp / "unknown.bin"
+    data = bytearray(with_opcodes.read_bytes())
+    config = struct.unpack_from("<I", data, 60)[0]
+    assert config & 8, hex(config)
+    struct.pack_into("<I", data, 60, config & 7)
+    unknown.write_bytes(bytes(data))
+
+    def opcode_markers(capture):
+        out = capture.with_suffix(".json")
+        tachyon("replay", capture, "-f", "gecko", "-o", out)
+        p = json.loads(out.read_text())
+        validate_processed_profile(p)
+        return [d for t in p["threads"] for d in t["markers"]["data"] if d.get("type") == "Opcode"]
+
+    for capture in (with_opcodes, unknown):
+        markers = opcode_markers(capture)
+        spin = [m for m in markers if m["function"] == "spin"]
+        assert spin and all(m["opname"] and m["line"] in (3, 4) for m in spin), markers[:5]
+    assert opcode_markers(plain) == []
 
 
 def test_flamegraph_thread_filter_shows_one_thread(capture):

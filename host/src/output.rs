@@ -439,8 +439,8 @@ impl Collector for SaveCapture {
         self.main.collect(symbols, sample);
     }
 
-    fn prefetch(&mut self, thread_id: u64, stack: tachyon_plugin_api::StackId) {
-        self.main.prefetch(thread_id, stack);
+    fn prefetch(&mut self, symbols: &Symbols, thread_id: u64, stack: tachyon_plugin_api::StackId) {
+        self.main.prefetch(symbols, thread_id, stack);
     }
 
     fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {

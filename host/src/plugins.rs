@@ -314,8 +314,8 @@ impl Collector for PluginCollector {
         self.builder.add(sample);
     }
 
-    fn prefetch(&mut self, thread_id: u64, stack: tachyon_plugin_api::StackId) {
-        self.builder.prefetch(thread_id, stack);
+    fn prefetch(&mut self, symbols: &Symbols, thread_id: u64, stack: tachyon_plugin_api::StackId) {
+        self.builder.prefetch(symbols, thread_id, stack);
     }
 
     fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {

@@ -314,7 +314,7 @@ impl<T: AggregateOutput> Collector for Aggregating<T> {
         }
     }
 
-    fn prefetch(&mut self, thread_id: u64, stack: StackId) {
+    fn prefetch(&mut self, _symbols: &Symbols, thread_id: u64, stack: StackId) {
         self.counts.prefetch(thread_id, stack);
     }
 

@@ -97,7 +97,7 @@ pub trait Collector {
     /// A hint that a sample of this thread and stack is collected a few samples from now
     /// (replay gives it), to bring what collecting it reads into the cache. It must not
     /// change what is collected; by default it does nothing.
-    fn prefetch(&mut self, _thread_id: u64, _stack: StackId) {}
+    fn prefetch(&mut self, _symbols: &Symbols, _thread_id: u64, _stack: StackId) {}
 }
 
 /// What a format needs from the host beyond the samples. The host reads these instead of

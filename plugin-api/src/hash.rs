@@ -150,7 +150,7 @@ impl Slots {
 
 /// A hint to bring `value`'s cache line in; it never faults and changes nothing.
 #[inline]
-pub(crate) fn prefetch<T>(value: &T) {
+pub fn prefetch<T>(value: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching is only a hint, of a valid reference's address here.
     unsafe {

@@ -151,7 +151,7 @@ impl Profile {
         while let Some((at, stack, frames)) = walk.next_stack() {
             // Counting a stack misses the cache when there are many: started some stacks ahead.
             if let Some(ahead) = self.stacks.get(at + COLLECT_AHEAD) {
-                collector.prefetch(ahead.thread_id, ahead.stack);
+                collector.prefetch(&self.symbols, ahead.thread_id, ahead.stack);
             }
             timestamps.clear();
             for _ in 0..stack.weight {
@@ -284,7 +284,7 @@ impl Collector for ProfileBuilder {
         self.add(sample);
     }
 
-    fn prefetch(&mut self, thread_id: u64, stack: StackId) {
+    fn prefetch(&mut self, _symbols: &Symbols, thread_id: u64, stack: StackId) {
         self.index
             .prefetch(entry_hash(thread_id, stack), &self.order);
     }

@@ -271,6 +271,13 @@ impl StackTable {
         }
     }
 
+    /// A hint that the stack's node (its parent and innermost frame) is read soon.
+    pub fn prefetch_node(&self, id: StackId) {
+        if let Some(node) = self.trie.nodes.get(id as usize) {
+            crate::hash::prefetch(node);
+        }
+    }
+
     /// The innermost frame of a non-empty stack.
     #[must_use]
     pub fn leaf(&self, id: StackId) -> Option<FrameId> {

@@ -741,7 +741,7 @@ impl Batch {
             self.samples.iter().enumerate()
         {
             if let Some(&stack) = stacks.get(i + PREFETCH_AHEAD) {
-                collector.prefetch(self.samples[i + PREFETCH_AHEAD].0, stack);
+                collector.prefetch(symbols, self.samples[i + PREFETCH_AHEAD].0, stack);
             }
             let (ts_end, frames_end) = (ts_end as usize, frames_end as usize);
             collector.collect(

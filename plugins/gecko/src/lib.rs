@@ -110,6 +110,13 @@ impl IdSet {
         added
     }
 
+    /// A hint that `id` is inserted soon: its word is brought into the cache.
+    fn prefetch(&self, id: u32) {
+        if let Some(Some(words)) = self.pages.get(id as usize >> 12) {
+            tachyon_plugin_api::prefetch(&words[(id as usize >> 6) & 63]);
+        }
+    }
+
     #[cold]
     fn new_page(&mut self, page: usize) -> &mut [u64; 64] {
         if self.pages.len() <= page {
@@ -150,6 +157,10 @@ pub struct GeckoCollector {
     /// The target's opcode names, for opcode interval markers (frames carry opcodes only
     /// with --opcodes).
     opcodes: Option<Opcodes>,
+    /// The capture does not say whether it was taken with --opcodes (CPython's do not): its
+    /// frames are looked at when the first sample comes, and without an opcode in any of them
+    /// the leaf's opcode is not followed (a frame read per sample, which missed the cache).
+    opcodes_unknown: bool,
     /// The stack nodes a sample added to its thread's stack table, leaf first.
     new_nodes: Vec<StackId>,
 }
@@ -264,6 +275,11 @@ impl Collector for GeckoCollector {
         if sample.frames.is_empty() {
             return;
         }
+        if std::mem::take(&mut self.opcodes_unknown)
+            && !symbols.frames().iter().any(|f| f.opcode.is_some())
+        {
+            self.opcodes = None;
+        }
         let first = *self
             .first_us
             .get_or_insert(sample.timestamps_us.first().copied().unwrap_or(0));
@@ -315,6 +331,19 @@ impl Collector for GeckoCollector {
             t.sample_stacks.push(sample.stack);
             t.sample_times.push(now);
             t.last_time = t.last_time.max(now);
+        }
+    }
+
+    /// On a capture of many distinct stacks, a sample's stack misses the cache twice: in the
+    /// thread's set of sampled stacks, and in the stack table when it is new to the thread.
+    fn prefetch(&mut self, symbols: &Symbols, thread_id: u64, stack: StackId) {
+        symbols.stacks().prefetch_node(stack);
+        if let Some((_, t)) = self
+            .threads
+            .range((thread_id, 0)..=(thread_id, u32::MAX))
+            .next()
+        {
+            t.stacks.prefetch(stack);
         }
     }
 
@@ -404,12 +433,16 @@ impl Collector for GeckoCollector {
 }
 
 fn create(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
+    // Capture feature 8: taken with --opcodes.
+    let with_opcodes = config.capture_features.map(|features| features & 8 != 0);
     let opcodes = config
         .python_version
-        .and_then(|(major, minor, _)| Opcodes::for_version(major, minor));
+        .and_then(|(major, minor, _)| Opcodes::for_version(major, minor))
+        .filter(|_| with_opcodes != Some(false));
     Ok(Box::new(GeckoCollector {
         interval_us: config.interval_us,
         opcodes,
+        opcodes_unknown: with_opcodes.is_none(),
         ..Default::default()
     }))
 }

@@ -66,6 +66,53 @@ pub fn output_file(path: &Path) -> anyhow::Result<std::io::BufWriter<std::fs::Fi
     Ok(std::io::BufWriter::with_capacity(1 << 20, file))
 }
 
+/// Write `chunks` pieces of text in order, made two at a time: `make(chunk, text)` appends
+/// piece `chunk` (of `0..chunks`) to `text`. This thread makes the even pieces and writes
+/// them all, a second one makes the odd pieces a few ahead; only those few are held, so
+/// memory does not grow with the output. For outputs of hundreds of megabytes, whose making
+/// is most of an export and can be cut anywhere: replay's second core has nothing else to do
+/// by then. (If no thread can be started, this one makes every piece.)
+pub fn write_in_pieces(
+    out: &mut dyn std::io::Write,
+    chunks: usize,
+    make: &(dyn Fn(usize, &mut Vec<u8>) -> anyhow::Result<()> + Sync),
+) -> anyhow::Result<()> {
+    use std::sync::mpsc::{channel, sync_channel};
+    std::thread::scope(|scope| {
+        let (made, odd_pieces) = sync_channel::<anyhow::Result<Vec<u8>>>(2);
+        let (give_back, spare) = channel::<Vec<u8>>();
+        let helper = std::thread::Builder::new()
+            .name("tachyon-pieces".into())
+            .spawn_scoped(scope, move || {
+                for chunk in (1..chunks).step_by(2) {
+                    let mut text = spare.try_recv().unwrap_or_default();
+                    text.clear();
+                    let piece = make(chunk, &mut text).map(|()| text);
+                    // The writer has stopped (an error): nothing more is wanted.
+                    if made.send(piece).is_err() {
+                        return;
+                    }
+                }
+            })
+            .is_ok();
+        let mut text = Vec::new();
+        for chunk in 0..chunks {
+            if helper && chunk % 2 == 1 {
+                let piece = odd_pieces
+                    .recv()
+                    .map_err(|_| anyhow::anyhow!("the thread making the output stopped"))??;
+                out.write_all(&piece)?;
+                let _ = give_back.send(piece);
+            } else {
+                text.clear();
+                make(chunk, &mut text)?;
+                out.write_all(&text)?;
+            }
+        }
+        Ok(())
+    })
+}
+
 /// What `export` gets: where to write, the intern tables every collected id refers to,
 /// and the run's statistics.
 pub struct ExportContext<'a> {
@@ -166,3 +213,36 @@ impl std::fmt::Display for RegressionDetected {
 }
 
 impl std::error::Error for RegressionDetected {}
+
+#[cfg(test)]
+mod tests {
+    use super::write_in_pieces;
+
+    /// Pieces are written in order, whichever thread made them, and the first failing one
+    /// ends the writing with its error after the pieces before it.
+    #[test]
+    fn pieces_are_written_in_order_until_one_fails() {
+        let make = |chunk: usize, text: &mut Vec<u8>| {
+            text.extend_from_slice(format!("{chunk},").as_bytes());
+            Ok(())
+        };
+        for chunks in [0, 1, 2, 5, 13] {
+            let mut out = Vec::new();
+            write_in_pieces(&mut out, chunks, &make).unwrap();
+            let expected: String = (0..chunks).map(|c| format!("{c},")).collect();
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
+        for failing in [13, 14] {
+            let make = |chunk: usize, text: &mut Vec<u8>| {
+                anyhow::ensure!(chunk != failing, "piece {chunk} failed");
+                text.extend_from_slice(format!("{chunk},").as_bytes());
+                Ok(())
+            };
+            let mut out = Vec::new();
+            let err = write_in_pieces(&mut out, 40, &make).unwrap_err();
+            assert_eq!(err.to_string(), format!("piece {failing} failed"));
+            let expected: String = (0..failing).map(|c| format!("{c},")).collect();
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
+    }
+}

@@ -85,8 +85,8 @@ pub use aggregate::{
     FrameKeys, StackCounts, ThreadValue, TreeNode, ROOT_THREADS_ONLY,
 };
 pub use collector::{
-    formats, output_file, Collector, CollectorConfig, ExportContext, Format, Needs,
-    RegressionDetected, RunStats,
+    formats, output_file, write_in_pieces, Collector, CollectorConfig, ExportContext, Format,
+    Needs, RegressionDetected, RunStats,
 };
 pub use hash::{prefetch, FxBuildHasher, FxHashMap, FxHasher};
 pub use model::{FrameId, FrameInfo, Interner, Mode, Sample, StrId, Symbols, ThreadStatus};

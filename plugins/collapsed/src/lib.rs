@@ -257,15 +257,20 @@ impl Lines {
         });
     }
 
-    /// Each line's text (without the count) and count, in order. Lines of one count are in
-    /// text order, so a line mostly begins as the one before it: only the rest is rebuilt.
-    pub fn for_each(&self, mut emit: impl FnMut(&str, u64) -> Result<()>) -> Result<()> {
-        let mut text = String::new();
-        let mut tid = None;
-        // The text's nodes, root first, and its length after each (`ends[0]`: after the tid).
-        let mut path: Vec<u32> = Vec::new();
-        let mut ends: Vec<usize> = Vec::new();
-        let mut nodes: Vec<u32> = Vec::new();
+    /// How many lines there are.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// What writing the lines' texts reads, made once.
+    #[must_use]
+    pub fn texts(&self) -> Texts {
         // Every segment with its `;` before it, side by side: millions of short copies read
         // from one dense block instead of a heap allocation each.
         let mut joined = String::new();
@@ -280,7 +285,38 @@ impl Lines {
         for (node, &(parent, _)) in self.trie.nodes().iter().enumerate().skip(1) {
             depth[node] = depth[parent as usize] + 1;
         }
-        for line in &self.lines {
+        Texts {
+            joined,
+            segment_at,
+            depth,
+        }
+    }
+
+    /// Each line's text (without the count) and count, in order.
+    pub fn for_each(&self, emit: impl FnMut(&str, u64) -> Result<()>) -> Result<()> {
+        self.for_each_of(&self.texts(), 0..self.lines.len(), emit)
+    }
+
+    /// [`Lines::for_each`] for the lines in `range`. Lines of one count are in text order, so
+    /// a line mostly begins as the one before it: only the rest is rebuilt.
+    pub fn for_each_of(
+        &self,
+        texts: &Texts,
+        range: std::ops::Range<usize>,
+        mut emit: impl FnMut(&str, u64) -> Result<()>,
+    ) -> Result<()> {
+        let Texts {
+            joined,
+            segment_at,
+            depth,
+        } = texts;
+        let mut text = String::new();
+        let mut tid = None;
+        // The text's nodes, root first, and its length after each (`ends[0]`: after the tid).
+        let mut path: Vec<u32> = Vec::new();
+        let mut ends: Vec<usize> = Vec::new();
+        let mut nodes: Vec<u32> = Vec::new();
+        for line in &self.lines[range] {
             if tid != Some(line.tid) {
                 tid = Some(line.tid);
                 text.clear();
@@ -319,6 +355,14 @@ impl Lines {
         }
         Ok(())
     }
+}
+
+/// What [`Lines::for_each_of`] reads: every segment with its `;` before it, side by side,
+/// where each starts, and every text node's depth.
+pub struct Texts {
+    joined: String,
+    segment_at: Vec<usize>,
+    depth: Vec<u32>,
 }
 
 /// `a` and `b` as the strings `segment` or `segment;` (when it goes on) compare. Segments hold
@@ -400,16 +444,31 @@ fn text_order(trie: &[(u32, u32)], segments: &Interner<String>) -> Vec<u32> {
 
 struct Collapsed;
 
+/// Lines made at a time by one thread: about a megabyte of text on a capture of deep stacks.
+const LINES_A_PIECE: usize = 2048;
+
 impl AggregateOutput for Collapsed {
     fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> Result<()> {
         let path = ctx.path.context("collapsed output needs a file")?;
         let cannot = || format!("cannot write {}", path.display());
         let mut out = tachyon_plugin_api::output_file(path)?;
-        Lines::new(counts, ctx.symbols).for_each(|text, count| {
-            // Hundreds of megabytes of text: written as bytes, only the count formatted.
-            out.write_all(text.as_bytes()).with_context(cannot)?;
-            writeln!(out, " {count}").with_context(cannot)
-        })?;
+        let lines = Lines::new(counts, ctx.symbols);
+        let texts = lines.texts();
+        // Hundreds of megabytes of text, made on two threads.
+        let piece = |chunk: usize, text: &mut Vec<u8>| {
+            let start = chunk * LINES_A_PIECE;
+            let range = start..(start + LINES_A_PIECE).min(lines.len());
+            let mut count_text = itoa::Buffer::new();
+            lines.for_each_of(&texts, range, |line, count| {
+                text.extend_from_slice(line.as_bytes());
+                text.push(b' ');
+                text.extend_from_slice(count_text.format(count).as_bytes());
+                text.push(b'\n');
+                Ok(())
+            })
+        };
+        let pieces = lines.len().div_ceil(LINES_A_PIECE);
+        tachyon_plugin_api::write_in_pieces(&mut out, pieces, &piece).with_context(cannot)?;
         // Dropping a BufWriter hides write errors (a full disk): flush explicitly.
         out.flush().with_context(cannot)?;
         eprintln!(
@@ -509,7 +568,8 @@ mod tests {
         let (counts, samples) =
             testing::random_samples(&mut symbols, &frames, 7, 3000, &[7, 1000, 10001], 3, 2);
         let mut ours = Vec::new();
-        Lines::new(&counts, &symbols)
+        let lines = Lines::new(&counts, &symbols);
+        lines
             .for_each(|text, n| {
                 ours.push((text.to_owned(), n));
                 Ok(())
@@ -521,5 +581,18 @@ mod tests {
             "has equal texts"
         );
         assert_eq!(ours, expected);
+        // Cut into pieces (as the export writes them), each begun afresh: the same lines.
+        let texts = lines.texts();
+        let mut pieces = Vec::new();
+        for start in (0..lines.len()).step_by(7) {
+            let range = start..(start + 7).min(lines.len());
+            lines
+                .for_each_of(&texts, range, |text, n| {
+                    pieces.push((text.to_owned(), n));
+                    Ok(())
+                })
+                .unwrap();
+        }
+        assert_eq!(pieces, expected);
     }
 }

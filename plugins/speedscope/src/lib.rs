@@ -52,10 +52,38 @@ impl Speedscope {
     fn write(&self, symbols: &Symbols, out: &mut impl Write) -> Result<()> {
         // speedscope frames are per function and line; ours are per location and opcode.
         let mut keys = FrameKeys::default();
-        // Each distinct stack's `[k,k,...]`, rendered once.
-        let mut rendered: FxHashMap<StackId, Box<[u8]>> = FxHashMap::default();
+        // Each distinct stack's `[k,k,...]`, rendered once, in the order samples first show
+        // it (which numbers the frames as they are met): `rendered[at[i]..at[i + 1]]` is the
+        // text of the stack `stacks[i]`, and `text_of` each stack's i.
+        let mut rendered: Vec<u8> = Vec::new();
+        let mut at: Vec<usize> = vec![0];
+        let mut text_of: FxHashMap<StackId, u32> = FxHashMap::default();
+        let mut number = itoa::Buffer::new();
+        for list in self.threads.values() {
+            for &(stack, _) in list {
+                text_of.entry(stack).or_insert_with(|| {
+                    let frames = symbols.stacks().frames_root_first(stack);
+                    for (k, &frame) in frames.iter().enumerate() {
+                        rendered.push(if k == 0 { b'[' } else { b',' });
+                        rendered.extend_from_slice(number.format(keys.id(symbols, frame)).as_bytes());
+                    }
+                    rendered.push(b']');
+                    at.push(rendered.len());
+                    (at.len() - 2) as u32
+                });
+            }
+        }
         let ms = self.interval_us as f64 / 1000.0;
+        // A run's weight is a few samples' worth, the same few values again and again: each
+        // is formatted once.
         let mut weight_text: FxHashMap<u64, Vec<u8>> = FxHashMap::default();
+        for list in self.threads.values() {
+            for &(_, w) in list {
+                weight_text
+                    .entry(w)
+                    .or_insert_with(|| serde_json::to_vec(&(w as f64 * ms)).unwrap_or_default());
+            }
+        }
         out.write_all(b"{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\",\"activeProfileIndex\":0,\"exporter\":")?;
         serde_json::to_writer(&mut *out, &format!("tachyon {}", env!("CARGO_PKG_VERSION")))?;
         out.write_all(b",\"name\":\"tachyon profile\",\"profiles\":[")?;
@@ -67,40 +95,28 @@ impl Speedscope {
             out.write_all(b"{\"endValue\":")?;
             serde_json::to_writer(&mut *out, &total)?;
             write!(out, ",\"name\":\"Thread {tid}\",\"samples\":[")?;
-            for (j, &(stack, _)) in list.iter().enumerate() {
-                if j > 0 {
-                    out.write_all(b",")?;
-                }
-                let text = rendered.entry(stack).or_insert_with(|| {
-                    let mut text = Vec::new();
-                    let mut number = itoa::Buffer::new();
-                    for (k, frame) in symbols
-                        .stacks()
-                        .frames_root_first(stack)
-                        .into_iter()
-                        .enumerate()
-                    {
-                        text.push(if k == 0 { b'[' } else { b',' });
-                        text.extend_from_slice(number.format(keys.id(symbols, frame)).as_bytes());
+            // Hundreds of megabytes on a capture of many deep stacks: made on two threads.
+            let pieces = list.len().div_ceil(SAMPLES_A_PIECE);
+            let samples = |piece: usize, text: &mut Vec<u8>| {
+                let start = piece * SAMPLES_A_PIECE;
+                for (j, &(stack, _)) in list.iter().enumerate().skip(start).take(SAMPLES_A_PIECE) {
+                    if j > 0 {
+                        text.push(b',');
                     }
-                    text.push(b']');
-                    text.into_boxed_slice()
-                });
-                out.write_all(text)?;
-            }
+                    let i = text_of[&stack] as usize;
+                    text.extend_from_slice(&rendered[at[i]..at[i + 1]]);
+                }
+                Ok(())
+            };
+            tachyon_plugin_api::write_in_pieces(out, pieces, &samples)?;
             out.write_all(
                 b"],\"startValue\":0,\"type\":\"sampled\",\"unit\":\"milliseconds\",\"weights\":[",
             )?;
-            // A run's weight is a few samples' worth, the same few values again and again:
-            // each is formatted once.
             for (j, &(_, w)) in list.iter().enumerate() {
                 if j > 0 {
                     out.write_all(b",")?;
                 }
-                let text = weight_text
-                    .entry(w)
-                    .or_insert_with(|| serde_json::to_vec(&(w as f64 * ms)).unwrap_or_default());
-                out.write_all(text)?;
+                out.write_all(&weight_text[&w])?;
             }
             out.write_all(b"]}")?;
         }
@@ -123,6 +139,9 @@ impl Speedscope {
         Ok(())
     }
 }
+
+/// Samples written at a time by one thread: about a megabyte on a capture of deep stacks.
+const SAMPLES_A_PIECE: usize = 8192;
 
 fn create(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
     Ok(Box::new(Speedscope {

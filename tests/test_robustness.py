@@ -152,7 +152,7 @@ def big_capture(tmp, n_stacks=4000):
     return path
 
 
-@pytest.mark.parametrize("fmt", ["flamegraph", "collapsed", "heatmap", "binary"])
+@pytest.mark.parametrize("fmt", ["flamegraph", "collapsed", "heatmap", "binary", "pprof", "speedscope"])
 def test_a_full_disk_keeps_the_earlier_output_and_leaves_no_partial_file(tmp, tiny_disk, fmt):
     capture = big_capture(tmp)
     out = tiny_disk / "out"
@@ -163,6 +163,9 @@ def test_a_full_disk_keeps_the_earlier_output_and_leaves_no_partial_file(tmp, ti
         (tiny_disk / "filler").write_bytes(b"x" * (250 * 1024))
     else:
         out.write_text("earlier good output")
+        if fmt == "pprof":
+            # Compressed (on a thread of its own) to less than the disk: fill it first.
+            (tiny_disk / "filler").write_bytes(b"x" * (240 * 1024))
     proc = tachyon("replay", capture, "-f", fmt, "-o", out, check=False)
     line = one_error_line(proc)
     assert proc.returncode == 1 and ("No space left" in line or "cannot write" in line), line

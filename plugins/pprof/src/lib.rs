@@ -86,6 +86,49 @@ impl AggregateOutput for Pprof {
 
     fn export(&mut self, counts: &StackCounts, ctx: &ExportContext<'_>) -> Result<()> {
         let path = ctx.path.context("pprof output needs a file")?;
+        let file = tachyon_plugin_api::output_file(path)?;
+        std::thread::scope(|scope| {
+            // The gzip stream is made on a second thread, a megabyte at a time as it is
+            // encoded here: compressing was a third of the export.
+            let (chunks, to_compress) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+            let compressing = std::thread::Builder::new()
+                .name("tachyon-gzip".into())
+                .spawn_scoped(scope, move || {
+                    // The fastest level, as Go's runtime/pprof writes its profiles: a profile
+                    // of many distinct stacks is tens of megabytes, and level 6 took half the
+                    // export.
+                    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+                    for chunk in to_compress {
+                        gz.write_all(&chunk)?;
+                    }
+                    // Dropping a BufWriter hides write errors (a full disk): flush explicitly.
+                    gz.finish()?.flush()
+                })
+                .context("cannot start a thread")?;
+            // (false: compressing stopped at an error, and wants no more.)
+            let encoded = self.encode(counts, ctx, &mut |chunk| chunks.send(chunk).is_ok());
+            drop(chunks);
+            let written = compressing
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            // A write error first: it is why encoding stopped.
+            written.with_context(|| format!("cannot write {}", path.display()))?;
+            encoded
+        })?;
+        eprintln!("pprof profile written to {}", ctx.shown_path().display());
+        Ok(())
+    }
+}
+
+impl Pprof {
+    /// The profile as protobuf, handed to `send` a megabyte at a time; it stops early when
+    /// `send` refuses a chunk.
+    fn encode(
+        &self,
+        counts: &StackCounts,
+        ctx: &ExportContext<'_>,
+        send: &mut dyn FnMut(Vec<u8>) -> bool,
+    ) -> Result<()> {
         let period_ns = self.config.interval_us as i64 * 1000;
         let mut strings = StringTable::new();
         let mut keys = FrameKeys::default();
@@ -113,13 +156,6 @@ impl AggregateOutput for Pprof {
         // The profile is encoded as it is built, in prost's field order (sample types, then
         // samples, then the rest): on a capture of many stacks the samples are most of it, and
         // are not kept. A megabyte of encoding at a time goes to the gzip stream.
-        let cannot = || format!("cannot write {}", path.display());
-        // The fastest level, as Go's runtime/pprof writes its profiles: a profile of many
-        // distinct stacks is tens of megabytes, and level 6 took half the export.
-        let mut gz = flate2::write::GzEncoder::new(
-            tachyon_plugin_api::output_file(path)?,
-            flate2::Compression::fast(),
-        );
         let mut encoded: Vec<u8> = Vec::new();
         prost::encoding::message::encode_repeated(1, &sample_type, &mut encoded);
         let (thread_id, thread_name) = (strings.id("thread_id"), strings.id("thread_name"));
@@ -180,9 +216,8 @@ impl AggregateOutput for Pprof {
                 ],
             };
             prost::encoding::message::encode(2, &sample, &mut encoded);
-            if encoded.len() >= 1 << 20 {
-                gz.write_all(&encoded).with_context(cannot)?;
-                encoded.clear();
+            if encoded.len() >= 1 << 20 && !send(std::mem::take(&mut encoded)) {
+                return Ok(());
             }
         }
         let mut sources = SourceReader::new(self.config.sources.clone());
@@ -221,12 +256,7 @@ impl AggregateOutput for Pprof {
             ..Default::default()
         };
         prost::Message::encode(&rest, &mut encoded)?;
-        gz.write_all(&encoded).with_context(cannot)?;
-        // Dropping a BufWriter hides write errors (a full disk): finish and flush explicitly.
-        gz.finish()
-            .and_then(|mut file| file.flush())
-            .with_context(cannot)?;
-        eprintln!("pprof profile written to {}", ctx.shown_path().display());
+        send(encoded);
         Ok(())
     }
 }

@@ -65,7 +65,8 @@ impl Speedscope {
                     let frames = symbols.stacks().frames_root_first(stack);
                     for (k, &frame) in frames.iter().enumerate() {
                         rendered.push(if k == 0 { b'[' } else { b',' });
-                        rendered.extend_from_slice(number.format(keys.id(symbols, frame)).as_bytes());
+                        rendered
+                            .extend_from_slice(number.format(keys.id(symbols, frame)).as_bytes());
                     }
                     rendered.push(b']');
                     at.push(rendered.len());

@@ -246,6 +246,8 @@ impl Heatmap {
     /// line and opcode maps are made at the end; calls keep their ids, and names are looked up
     /// only for the lines a page shows.
     fn files(counts: &StackCounts, symbols: &Symbols) -> Files {
+        /// A frame's (line, function, opcode), or None without a source line.
+        type FrameEntry = Option<(u32, u32, Option<u8>)>;
         let mut keys = FrameKeys::default();
         let mut names: Interner<String> = Interner::default();
         // Source lines (file, line number) and functions (file, function name), by name ids.
@@ -253,6 +255,10 @@ impl Heatmap {
         let mut functions: Interner<(u32, u32)> = Interner::default();
         // Frame key id -> (line, function) ids, or None without a source line.
         let mut key_ids: Vec<Option<(u32, u32)>> = Vec::new();
+        // Frame id -> (line, function, opcode), found at its first sight: millions of frames
+        // of stacks read one dense entry each (a frame's key and its opcode, read from the
+        // frame table, missed the cache).
+        let mut frame_entry: Vec<Option<FrameEntry>> = vec![None; symbols.frames().len()];
         // By function id: the line of its first frame seen, where a callee link points.
         let mut first_line: Vec<i32> = Vec::new();
         let mut line_counts: Vec<LineCounts> = Vec::new();
@@ -260,15 +266,21 @@ impl Heatmap {
         let mut file_counts: Vec<(u64, u64)> = Vec::new();
         let mut calls: Vec<Call> = Vec::new();
         let mut opcodes: FxHashMap<(u32, u8), u64> = FxHashMap::default();
-        // The stack's frames, root first: (line, function, opcode), or None without source.
-        let mut frames: Vec<Option<(u32, u32, Option<u8>)>> = Vec::new();
-        let mut seen_lines: Vec<u32> = Vec::new();
-        let mut seen_files: Vec<u32> = Vec::new();
+        // The stack's frames, root first.
+        let mut frames: Vec<FrameEntry> = Vec::new();
+        // By line and by file id: the last stack that counted it (a line or file counts once
+        // per sample however deep the recursion).
+        let mut line_seen_in: Vec<usize> = Vec::new();
+        let mut file_seen_in: Vec<usize> = Vec::new();
         let by_stack = counts.by_stack();
         let mut walk = symbols.stacks().walk(&by_stack, |s| s.0);
-        while let Some((_, &(_, w), stack_frames)) = walk.next_stack() {
+        while let Some((at, &(_, w), stack_frames)) = walk.next_stack() {
             frames.clear();
             for &frame in stack_frames.iter().rev() {
+                if let Some(entry) = frame_entry[frame as usize] {
+                    frames.push(entry);
+                    continue;
+                }
                 let key = keys.id(symbols, frame);
                 if key_ids.len() <= key {
                     key_ids.resize(key + 1, None);
@@ -282,30 +294,29 @@ impl Heatmap {
                         let line = lines.id(&(file, k.lineno));
                         if line_counts.len() <= line {
                             line_counts.push(LineCounts::default());
+                            line_seen_in.push(usize::MAX);
                         }
                         if file_counts.len() <= file as usize {
                             file_counts.resize(file as usize + 1, (0, 0));
+                            file_seen_in.resize(file as usize + 1, usize::MAX);
                         }
                         (line as u32, function as u32)
                     });
                 }
                 // A frame without source breaks the caller -> callee link as a gap would.
-                frames.push(
-                    key_ids[key]
-                        .map(|(line, function)| (line, function, symbols.frame(frame).opcode)),
-                );
+                let entry = key_ids[key]
+                    .map(|(line, function)| (line, function, symbols.frame(frame).opcode));
+                frame_entry[frame as usize] = Some(entry);
+                frames.push(entry);
             }
-            seen_lines.clear();
-            seen_files.clear();
             for (i, &entry) in frames.iter().enumerate() {
                 let Some((line, function, opcode)) = entry else {
                     continue;
                 };
                 let file = lines.get(line as usize).0;
                 let counts = &mut line_counts[line as usize];
-                // A line counts once per sample however deep the recursion.
-                if !seen_lines.contains(&line) {
-                    seen_lines.push(line);
+                if line_seen_in[line as usize] != at {
+                    line_seen_in[line as usize] = at;
                     counts.total += w;
                 }
                 if i + 1 == frames.len() {
@@ -323,8 +334,8 @@ impl Heatmap {
                         samples: w,
                     });
                 }
-                if !seen_files.contains(&file) {
-                    seen_files.push(file);
+                if file_seen_in[file as usize] != at {
+                    file_seen_in[file as usize] = at;
                     file_counts[file as usize].0 += w;
                 }
             }

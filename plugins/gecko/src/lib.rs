@@ -308,7 +308,10 @@ impl Collector for GeckoCollector {
             self.track_opcode(symbols, key, sample.frames[0], first_time);
             t = self.threads.get_mut(&key).expect("thread exists");
         }
-        let in_gc = sample.frames.first().is_some_and(|&f| symbols.is_gc(f));
+        // The innermost frame from the stack table, whose node was prefetched, rather than
+        // from the sample's frames, which the decoding thread wrote on another core.
+        let leaf = symbols.stacks().leaf(sample.stack);
+        let in_gc = leaf.is_some_and(|f| symbols.is_gc(f));
         let s = sample.status;
         let to_ms = |ts: u64| ts.saturating_sub(first) as f64 / 1000.0;
         // Every sample of a batch has the same state: a marker can only open or close at its

@@ -152,7 +152,7 @@ def big_capture(tmp, n_stacks=4000):
     return path
 
 
-@pytest.mark.parametrize("fmt", ["flamegraph", "collapsed", "heatmap", "binary", "pprof", "speedscope"])
+@pytest.mark.parametrize("fmt", ["flamegraph", "collapsed", "heatmap", "binary", "pprof", "speedscope", "gecko"])
 def test_a_full_disk_keeps_the_earlier_output_and_leaves_no_partial_file(tmp, tiny_disk, fmt):
     capture = big_capture(tmp)
     out = tiny_disk / "out"

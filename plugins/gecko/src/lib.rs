@@ -3,6 +3,7 @@
 //! interval markers for GIL, CPU, exception and GC state changes per thread.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
@@ -420,14 +421,9 @@ impl Collector for GeckoCollector {
         });
         // The large parts (threads' tables, strings) are written straight from the collected
         // columns, never as JSON values: about 100 bytes a sample instead of a kilobyte.
-        let document = Document {
-            base: &profile,
-            threads: &threads,
-            strings: self.strings.list(),
-        };
         let mut out = tachyon_plugin_api::output_file(path)?;
-        serde_json::to_writer(&mut out, &document)?;
-        std::io::Write::flush(&mut out)
+        write_document(&mut out, &profile, &threads, self.strings.list())
+            .and_then(|()| Ok(std::io::Write::flush(&mut out)?))
             .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("Gecko profile written to {}", ctx.shown_path().display());
         eprintln!("Open in Firefox Profiler: https://profiler.firefox.com/");
@@ -528,36 +524,12 @@ impl<'a> Rows<'a> {
         }
     }
 
-    /// Each row's frame (its row in the frame table).
-    fn frames(&self) -> impl Iterator<Item = u32> + Clone + '_ {
-        self.ids.iter().map(|&id| {
-            let leaf = self.stacks.leaf(id).expect("non-empty stack");
-            self.row_of_frame[leaf as usize]
-        })
+    /// A row's frame (its row in the frame table).
+    fn frame(&self, row: usize) -> u32 {
+        let leaf = self.stacks.leaf(self.ids[row]).expect("non-empty stack");
+        self.row_of_frame[leaf as usize]
     }
 }
-
-table!(SamplesJson, |r, t, m| {
-    let n = t.sample_times.len();
-    let rows = t.sample_stacks.iter().map(|&s| r.row_of_stack[s as usize]);
-    m.serialize_entry("stack", &Column(rows))?;
-    m.serialize_entry("time", &Column(t.sample_times.iter()))?;
-    m.serialize_entry("eventDelay", &repeat(NULL, n))?;
-    m.serialize_entry("weight", &NULL)?;
-    m.serialize_entry("weightType", "samples")?;
-    m.serialize_entry("length", &n)?;
-});
-
-table!(StackTableJson, |r, t, m| {
-    let n = r.ids.len();
-    m.serialize_entry("frame", &Column(r.frames()))?;
-    let categories = r.frames().map(|f| t.frame_table[f as usize].3);
-    m.serialize_entry("category", &Column(categories))?;
-    m.serialize_entry("subcategory", &repeat(0, n))?;
-    let prefixes = (r.ids.iter()).map(|&id| or_null(r.row_of_stack[r.stacks.parent(id) as usize]));
-    m.serialize_entry("prefix", &Column(prefixes))?;
-    m.serialize_entry("length", &n)?;
-});
 
 table!(FrameTableJson, |_r, t, m| {
     let n = t.frame_table.len();
@@ -607,73 +579,160 @@ struct ThreadJson<'a> {
     symbols: &'a Symbols,
 }
 
-impl serde::Serialize for ThreadJson<'_> {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
+/// Entries of a column made at a time by one thread (see `write_in_pieces`).
+const ENTRIES_A_PIECE: usize = 1 << 16;
+
+/// `"key":[…]`, the `n` entries made on two threads, `entry(i, text)` writing entry i.
+fn write_column(
+    out: &mut dyn Write,
+    key: &str,
+    n: usize,
+    entry: &(dyn Fn(usize, &mut Vec<u8>) + Sync),
+) -> Result<()> {
+    write!(out, "\"{key}\":[")?;
+    let piece = |piece: usize, text: &mut Vec<u8>| {
+        let start = piece * ENTRIES_A_PIECE;
+        for i in start..(start + ENTRIES_A_PIECE).min(n) {
+            if i > 0 {
+                text.push(b',');
+            }
+            entry(i, text);
+        }
+        Ok(())
+    };
+    tachyon_plugin_api::write_in_pieces(out, n.div_ceil(ENTRIES_A_PIECE), &piece)?;
+    out.write_all(b"]")?;
+    Ok(())
+}
+
+/// `,"key":value`, the value as serde_json writes it.
+fn write_field<T: serde::Serialize + ?Sized>(
+    out: &mut dyn Write,
+    key: &str,
+    value: &T,
+) -> Result<()> {
+    write!(out, ",\"{key}\":")?;
+    serde_json::to_writer(&mut *out, value)?;
+    Ok(())
+}
+
+fn put_u32(text: &mut Vec<u8>, value: u32) {
+    text.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+impl ThreadJson<'_> {
+    /// The thread's object, in serde_json's form; its samples and stack table (millions of
+    /// entries on a capture of many stacks) made on two threads.
+    fn write(&self, out: &mut dyn Write) -> Result<()> {
         let (t, tid) = (self.t, self.tid);
-        let mut m = serializer.serialize_map(None)?;
         let name = match self.interpreter {
             Some(iid) => format!("Thread-{tid} (interpreter {iid})"),
             None => format!("Thread-{tid}"),
         };
-        m.serialize_entry("name", &name)?;
-        m.serialize_entry("isMainThread", &t.is_main)?;
-        m.serialize_entry("processType", "default")?;
-        m.serialize_entry("processName", "Python Process")?;
-        m.serialize_entry("processStartupTime", &0)?;
-        m.serialize_entry("processShutdownTime", &NULL)?;
-        m.serialize_entry("registerTime", &0)?;
-        m.serialize_entry("unregisterTime", &NULL)?;
-        m.serialize_entry("pausedRanges", &[0u8; 0])?;
-        m.serialize_entry("pid", self.pid)?;
-        m.serialize_entry("tid", &tid)?;
-        let rows = Rows::new(t, self.symbols);
-        m.serialize_entry("samples", &SamplesJson(&rows))?;
-        m.serialize_entry("stackTable", &StackTableJson(&rows))?;
-        m.serialize_entry("frameTable", &FrameTableJson(&rows))?;
-        m.serialize_entry("funcTable", &FuncTableJson(&rows))?;
-        m.serialize_entry(
+        out.write_all(b"{\"name\":")?;
+        serde_json::to_writer(&mut *out, &name)?;
+        write_field(out, "isMainThread", &t.is_main)?;
+        write_field(out, "processType", "default")?;
+        write_field(out, "processName", "Python Process")?;
+        write_field(out, "processStartupTime", &0)?;
+        write_field(out, "processShutdownTime", &NULL)?;
+        write_field(out, "registerTime", &0)?;
+        write_field(out, "unregisterTime", &NULL)?;
+        write_field(out, "pausedRanges", &[0u8; 0])?;
+        write_field(out, "pid", self.pid)?;
+        write_field(out, "tid", &tid)?;
+        let r = Rows::new(t, self.symbols);
+
+        out.write_all(b",\"samples\":{")?;
+        let n = t.sample_times.len();
+        write_column(out, "stack", n, &|i, text| {
+            put_u32(text, r.row_of_stack[t.sample_stacks[i] as usize]);
+        })?;
+        out.write_all(b",")?;
+        write_column(out, "time", n, &|i, text| {
+            let _ = serde_json::to_writer(&mut *text, &t.sample_times[i]);
+        })?;
+        out.write_all(b",")?;
+        write_column(out, "eventDelay", n, &|_, text| {
+            text.extend_from_slice(b"null");
+        })?;
+        write_field(out, "weight", &NULL)?;
+        write_field(out, "weightType", "samples")?;
+        write_field(out, "length", &n)?;
+
+        out.write_all(b"},\"stackTable\":{")?;
+        let n = r.ids.len();
+        write_column(out, "frame", n, &|i, text| put_u32(text, r.frame(i)))?;
+        out.write_all(b",")?;
+        write_column(out, "category", n, &|i, text| {
+            let category = t.frame_table[r.frame(i) as usize].3;
+            text.extend_from_slice(itoa::Buffer::new().format(category).as_bytes());
+        })?;
+        out.write_all(b",")?;
+        write_column(out, "subcategory", n, &|_, text| text.push(b'0'))?;
+        out.write_all(b",")?;
+        write_column(out, "prefix", n, &|i, text| match or_null(
+            r.row_of_stack[r.stacks.parent(r.ids[i]) as usize],
+        ) {
+            Some(row) => put_u32(text, row),
+            None => text.extend_from_slice(b"null"),
+        })?;
+        write_field(out, "length", &n)?;
+        out.write_all(b"}")?;
+
+        write_field(out, "frameTable", &FrameTableJson(&r))?;
+        write_field(out, "funcTable", &FuncTableJson(&r))?;
+        write_field(
+            out,
             "resourceTable",
             &json!({"lib": [], "name": [], "host": [], "type": [], "length": 0}),
         )?;
-        m.serialize_entry(
+        write_field(
+            out,
             "nativeSymbols",
             &json!({"libIndex": [], "address": [], "name": [], "functionSize": [], "length": 0}),
         )?;
-        m.serialize_entry("markers", &MarkersJson(&rows))?;
-        m.end()
+        write_field(out, "markers", &MarkersJson(&r))?;
+        out.write_all(b"}")?;
+        Ok(())
     }
 }
 
-/// The whole profile: `base` with its threads and string array put in as they are written.
-struct Document<'a> {
-    base: &'a Value,
-    threads: &'a [ThreadJson<'a>],
-    strings: &'a [String],
-}
-
-impl serde::Serialize for Document<'_> {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = serializer.serialize_map(None)?;
-        for (key, value) in self.base.as_object().into_iter().flatten() {
-            match key.as_str() {
-                "threads" => m.serialize_entry(key, self.threads)?,
-                "shared" => m.serialize_entry(
-                    key,
-                    &json!({"sources": value["sources"], "stringArray": Column(self.strings.iter())}),
-                )?,
-                _ => m.serialize_entry(key, value)?,
-            }
+/// The whole profile: `base` (in serde_json's key order) with its threads and string array
+/// put in as they are written.
+fn write_document(
+    out: &mut dyn Write,
+    base: &Value,
+    threads: &[ThreadJson<'_>],
+    strings: &[String],
+) -> Result<()> {
+    out.write_all(b"{")?;
+    for (i, (key, value)) in base.as_object().into_iter().flatten().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
         }
-        m.end()
+        serde_json::to_writer(&mut *out, key)?;
+        out.write_all(b":")?;
+        match key.as_str() {
+            "threads" => {
+                out.write_all(b"[")?;
+                for (i, thread) in threads.iter().enumerate() {
+                    if i > 0 {
+                        out.write_all(b",")?;
+                    }
+                    thread.write(out)?;
+                }
+                out.write_all(b"]")?;
+            }
+            "shared" => serde_json::to_writer(
+                &mut *out,
+                &json!({"sources": value["sources"], "stringArray": Column(strings.iter())}),
+            )?,
+            _ => serde_json::to_writer(&mut *out, value)?,
+        }
     }
+    out.write_all(b"}")?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -740,7 +799,7 @@ mod tests {
         for tid in [1, 2] {
             let t = &gecko.threads[&(tid, 0)];
             let rows = Rows::new(t, &symbols);
-            let frames: Vec<u32> = rows.frames().collect();
+            let frames: Vec<u32> = (0..rows.ids.len()).map(|row| rows.frame(row)).collect();
             let name = |frame: u32| {
                 gecko.strings.list()[t.func_table[t.frame_table[frame as usize].0].0].clone()
             };

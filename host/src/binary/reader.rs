@@ -63,9 +63,16 @@ enum Records {
 }
 
 impl Records {
-    /// The sample records, decompressed as they are read.
-    fn stream(&self, compression: u32, max_bytes: u64) -> Result<RecordStream<'_>> {
-        let raw: Box<dyn Read + '_> = match self {
+    /// The sample records, decompressed as they are read: on a thread of `scope`'s, a few
+    /// chunks ahead, when they are compressed (decompressing is half of decoding an ordinary
+    /// capture, whose replay waits on decoding).
+    fn stream<'scope>(
+        &'scope self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        compression: u32,
+        max_bytes: u64,
+    ) -> Result<RecordStream<'scope>> {
+        let raw: Box<dyn Read + Send + '_> = match self {
             Records::InMemory(bytes) => Box::new(&bytes[..]),
             Records::File { file, len } => {
                 let mut file = file.try_clone()?;
@@ -80,10 +87,9 @@ impl Records {
             if declared.ok().flatten().is_some_and(|n| n > max_bytes) {
                 return Err(too_big(max_bytes).into());
             }
-            Box::new(
-                zstd::stream::read::Decoder::with_buffer(raw)
-                    .map_err(|e| anyhow::anyhow!("Corrupted zstd frame header: {e}"))?,
-            )
+            let decoder = zstd::stream::read::Decoder::with_buffer(raw)
+                .map_err(|e| anyhow::anyhow!("Corrupted zstd frame header: {e}"))?;
+            Box::new(Decompressed::start(scope, decoder)?)
         } else {
             Box::new(raw)
         };
@@ -96,6 +102,61 @@ impl Records {
             read: 0,
             at_end: false,
         })
+    }
+}
+
+/// Bytes decompressed ahead on the decompressing thread, in chunks of [`STREAM_CHUNK`].
+const CHUNKS_AHEAD: usize = 4;
+
+/// A stream decompressed on a thread of its own, read here: at most [`CHUNKS_AHEAD`] chunks
+/// are made before they are read (and none once this end is dropped), so a capture cannot
+/// make it hold more.
+struct Decompressed {
+    chunks: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Decompressed {
+    fn start<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        mut from: impl Read + Send + 'scope,
+    ) -> Result<Decompressed> {
+        let (made, chunks) = std::sync::mpsc::sync_channel(CHUNKS_AHEAD);
+        std::thread::Builder::new()
+            .name("tachyon-zstd".into())
+            .spawn_scoped(scope, move || loop {
+                let mut chunk = vec![0; STREAM_CHUNK];
+                let read = from.read(&mut chunk).map(|n| {
+                    chunk.truncate(n);
+                    chunk
+                });
+                // Stop at the end (an empty chunk), at an error, or when nothing reads on.
+                let last = read.as_ref().map_or(true, Vec::is_empty);
+                if made.send(read).is_err() || last {
+                    return;
+                }
+            })
+            .context("cannot start a thread")?;
+        Ok(Decompressed {
+            chunks,
+            chunk: Vec::new(),
+            at: 0,
+        })
+    }
+}
+
+impl Read for Decompressed {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.chunk.len() {
+            // A thread that is gone has sent its end or its error already.
+            self.chunk = self.chunks.recv().unwrap_or_else(|_| Ok(Vec::new()))?;
+            self.at = 0;
+        }
+        let n = out.len().min(self.chunk.len() - self.at);
+        out[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 
@@ -414,15 +475,23 @@ fn internal_frames(symbols: &Symbols) -> Vec<bool> {
 impl Decoder<'_> {
     /// Decode every record into `sink`, in file order.
     fn decode(&self, sink: &mut BatchSink) -> Result<ReplayCounts> {
+        std::thread::scope(|scope| self.decode_in(scope, sink))
+    }
+
+    fn decode_in<'scope>(
+        &'scope self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        sink: &mut BatchSink,
+    ) -> Result<ReplayCounts> {
         let total = self.header.sample_count;
         let frame_count = u32::try_from(self.internal.len()).unwrap_or(u32::MAX);
         let mut counts = ReplayCounts::default();
         let mut threads: FxHashMap<(u64, u32), ThreadRecords> = FxHashMap::default();
         let mut scratch: Vec<u32> = Vec::with_capacity(MAX_DEPTH);
         let mut timestamps: Vec<u64> = Vec::with_capacity(MAX_BATCH);
-        let mut stream = self
-            .records
-            .stream(self.header.compression, self.max_record_bytes)?;
+        let mut stream =
+            self.records
+                .stream(scope, self.header.compression, self.max_record_bytes)?;
         let internal = &self.internal;
         let any_internal = internal.contains(&true);
 

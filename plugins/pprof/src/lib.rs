@@ -11,7 +11,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use tachyon_plugin_api::{
     AggregateOutput, Aggregating, Collector, CollectorConfig, ExportContext, Format, FrameKey,
-    FrameKeys, Mode, Needs, Sample, SourceReader, StackCounts, Symbols, ThreadStatus,
+    FrameKeys, FxHashMap, Mode, Needs, Sample, SourceReader, StackCounts, Symbols, ThreadStatus,
 };
 
 mod proto;
@@ -161,8 +161,12 @@ impl Pprof {
         let (thread_id, thread_name) = (strings.id("thread_id"), strings.id("thread_name"));
         // Innermost first, as pprof lists a sample's locations.
         let mut walk = ctx.symbols.stacks().walk(counts.entries(), |e| e.1);
+        // One sample message, its lists refilled for each stack; each thread's name made once.
+        let mut sample = proto::Sample::default();
+        let mut name_of_thread: FxHashMap<u64, i64> = FxHashMap::default();
         while let Some((_, &(tid, _, count), frames)) = walk.next_stack() {
-            let mut location_ids = Vec::with_capacity(frames.len());
+            let location_ids = &mut sample.location_id;
+            location_ids.clear();
             for &frame in frames {
                 let id = keys.id(ctx.symbols, frame);
                 if location_of.len() <= id {
@@ -194,27 +198,30 @@ impl Pprof {
                 });
                 location_ids.push(location);
             }
-            let name = if self.main_threads.contains(&tid) {
-                "MainThread".to_owned()
-            } else {
-                format!("Thread {tid}")
-            };
-            let sample = proto::Sample {
-                location_id: location_ids,
-                value: vec![count as i64, count as i64 * period_ns],
-                label: vec![
-                    proto::Label {
-                        key: thread_id,
-                        num: tid as i64,
-                        ..Default::default()
-                    },
-                    proto::Label {
-                        key: thread_name,
-                        str: strings.id(&name),
-                        ..Default::default()
-                    },
-                ],
-            };
+            let name = *name_of_thread.entry(tid).or_insert_with(|| {
+                strings.id(&if self.main_threads.contains(&tid) {
+                    "MainThread".to_owned()
+                } else {
+                    format!("Thread {tid}")
+                })
+            });
+            sample.value.clear();
+            sample
+                .value
+                .extend([count as i64, count as i64 * period_ns]);
+            sample.label.clear();
+            sample.label.extend([
+                proto::Label {
+                    key: thread_id,
+                    num: tid as i64,
+                    ..Default::default()
+                },
+                proto::Label {
+                    key: thread_name,
+                    str: name,
+                    ..Default::default()
+                },
+            ]);
             prost::encoding::message::encode(2, &sample, &mut encoded);
             if encoded.len() >= 1 << 20 && !send(std::mem::take(&mut encoded)) {
                 return Ok(());

@@ -66,6 +66,32 @@ pub fn output_file(path: &Path) -> anyhow::Result<std::io::BufWriter<std::fs::Fi
     Ok(std::io::BufWriter::with_capacity(1 << 20, file))
 }
 
+/// `a()` and `b()`, `a` on a second thread meanwhile (or here, after `b`, if no thread can
+/// be started): for the independent halves of an export, which has the second core to itself.
+pub fn join<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
+    let a = std::sync::Mutex::new(Some(a));
+    let run_a = || {
+        let a = a
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        a.map(|a| a())
+    };
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name("tachyon-join".into())
+            .spawn_scoped(scope, run_a);
+        let b = b();
+        let a = match thread {
+            Ok(thread) => thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => None,
+        };
+        (a.or_else(run_a).expect("a runs once"), b)
+    })
+}
+
 /// Write `chunks` pieces of text in order, made two at a time: `make(chunk, text)` appends
 /// piece `chunk` (of `0..chunks`) to `text`. This thread makes the even pieces and writes
 /// them all, a second one makes the odd pieces a few ahead; only those few are held, so
@@ -217,6 +243,20 @@ impl std::error::Error for RegressionDetected {}
 #[cfg(test)]
 mod tests {
     use super::write_in_pieces;
+
+    /// Both halves run, once each, and give their values back in place.
+    #[test]
+    fn join_gives_both_values() {
+        let ran = std::sync::atomic::AtomicUsize::new(0);
+        let (a, b) = super::join(
+            || {
+                ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                (0..1000u64).sum::<u64>()
+            },
+            || "b".to_owned(),
+        );
+        assert_eq!((a, b.as_str(), ran.into_inner()), (499_500, "b", 1));
+    }
 
     /// Pieces are written in order, whichever thread made them, and the first failing one
     /// ends the writing with its error after the pieces before it.

@@ -85,7 +85,7 @@ pub use aggregate::{
     FrameKeys, StackCounts, ThreadValue, TreeNode, ROOT_THREADS_ONLY,
 };
 pub use collector::{
-    formats, output_file, write_in_pieces, Collector, CollectorConfig, ExportContext, Format,
+    formats, join, output_file, write_in_pieces, Collector, CollectorConfig, ExportContext, Format,
     Needs, RegressionDetected, RunStats,
 };
 pub use hash::{prefetch, FxBuildHasher, FxHashMap, FxHasher};

@@ -51,54 +51,69 @@ impl FuncTable {
             inclusive[stacks.parent(node as StackId) as usize] += inclusive[node];
         }
         let is_node = |node: usize| function_of[node] != NONE;
-        // Cumulative: the samples of each node whose function is not on its path above it.
-        // The functions on a path are kept as a 64-bit filter: only a node whose function's
-        // bit is already set has its path walked.
-        let mut on_path = vec![0u64; stacks.len()];
-        for node in (1..stacks.len()).filter(|&n| is_node(n)) {
-            let function = function_of[node];
-            let parent = stacks.parent(node as StackId);
-            let bit = 1u64 << (function % 64);
-            on_path[node] = on_path[parent as usize] | bit;
-            let mut above = parent;
-            let recursive = on_path[parent as usize] & bit != 0
-                && loop {
-                    if above == StackTable::EMPTY {
-                        break false;
-                    }
-                    if function_of[above as usize] == function {
-                        break true;
-                    }
-                    above = stacks.parent(above);
-                };
-            if !recursive {
-                table.stats[function as usize].cumulative += inclusive[node];
+        // Cumulative: the samples of each node whose function is not on its path above it,
+        // summed on a second thread while the callers are grouped here (both read the
+        // table, neither writes what the other reads).
+        let cumulative = || {
+            let mut cumulative = vec![0u64; functions];
+            // The functions on a path are kept as a 64-bit filter: only a node whose
+            // function's bit is already set has its path walked.
+            let mut on_path = vec![0u64; stacks.len()];
+            for node in (1..stacks.len()).filter(|&n| is_node(n)) {
+                let function = function_of[node];
+                let parent = stacks.parent(node as StackId);
+                let bit = 1u64 << (function % 64);
+                on_path[node] = on_path[parent as usize] | bit;
+                let mut above = parent;
+                let recursive = on_path[parent as usize] & bit != 0
+                    && loop {
+                        if above == StackTable::EMPTY {
+                            break false;
+                        }
+                        if function_of[above as usize] == function {
+                            break true;
+                        }
+                        above = stacks.parent(above);
+                    };
+                if !recursive {
+                    cumulative[function as usize] += inclusive[node];
+                }
             }
-        }
-        drop(on_path);
+            cumulative
+        };
         // Every node's edge, (caller, samples), grouped by callee: a scatter in node order
         // (gathering each callee's nodes instead read them out of order, 16 % slower).
-        let edges = (1..stacks.len()).filter_map(|node| {
-            let parent = stacks.parent(node as StackId);
-            (is_node(node) && parent != StackTable::EMPTY).then(|| {
-                (
-                    function_of[node],
-                    (function_of[parent as usize], inclusive[node]),
-                )
-            })
-        });
-        let (start, mut edges) = group_by_key(edges, functions);
+        let callers = || {
+            let edges = (1..stacks.len()).filter_map(|node| {
+                let parent = stacks.parent(node as StackId);
+                (is_node(node) && parent != StackTable::EMPTY).then(|| {
+                    (
+                        function_of[node],
+                        (function_of[parent as usize], inclusive[node]),
+                    )
+                })
+            });
+            let (start, mut edges) = group_by_key(edges, functions);
+            (0..functions)
+                .map(|callee| {
+                    let group = &mut edges[start[callee] as usize..start[callee + 1] as usize];
+                    group.sort_unstable_by_key(|&(caller, _)| caller);
+                    let distinct = group.chunk_by(|a, b| a.0 == b.0).count();
+                    let mut callers = Vec::with_capacity(distinct);
+                    for same in group.chunk_by(|a, b| a.0 == b.0) {
+                        let samples = same.iter().map(|&(_, samples)| samples).sum();
+                        let edge = CallerEdge { samples, direct: 0 };
+                        callers.push((same[0].0 as usize, edge));
+                    }
+                    callers
+                })
+                .collect::<Vec<_>>()
+        };
+        let (cumulative, callers) = tachyon_plugin_api::join(cumulative, callers);
         drop(inclusive);
-        for (callee, st) in table.stats.iter_mut().enumerate() {
-            let group = &mut edges[start[callee] as usize..start[callee + 1] as usize];
-            group.sort_unstable_by_key(|&(caller, _)| caller);
-            let distinct = group.chunk_by(|a, b| a.0 == b.0).count();
-            st.callers.reserve_exact(distinct);
-            for same in group.chunk_by(|a, b| a.0 == b.0) {
-                let samples = same.iter().map(|&(_, samples)| samples).sum();
-                let edge = CallerEdge { samples, direct: 0 };
-                st.callers.push((same[0].0 as usize, edge));
-            }
+        for ((st, cumulative), callers) in table.stats.iter_mut().zip(cumulative).zip(callers) {
+            st.cumulative = cumulative;
+            st.callers = callers;
         }
         // A stack's own samples are its innermost call's direct samples.
         for &(stack, weight) in &by_stack {

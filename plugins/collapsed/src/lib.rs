@@ -53,8 +53,8 @@ impl Lines {
     /// The lines, in CPython's order.
     #[must_use]
     pub fn new(counts: &StackCounts, symbols: &Symbols) -> Lines {
-        let mut lines = Lines::build(counts, symbols);
-        lines.sort();
+        let (mut lines, text_rank) = Lines::build(counts, symbols, true);
+        lines.sort(&text_rank.expect("ranked"));
         lines
     }
 
@@ -65,7 +65,7 @@ impl Lines {
     /// distinct stacks that is most of every line.
     #[must_use]
     pub fn cut_below(counts: &StackCounts, symbols: &Symbols, min_samples: f64) -> Lines {
-        let mut lines = Lines::build(counts, symbols);
+        let (mut lines, _) = Lines::build(counts, symbols, false);
         let tree = lines.trie.nodes();
         let parent = |node: u32| tree[node as usize].0;
         // Per thread: each text's samples, its own and its descendants' (all zero between
@@ -137,7 +137,9 @@ impl Lines {
         lines
     }
 
-    fn build(counts: &StackCounts, symbols: &Symbols) -> Lines {
+    /// The lines, in no particular order, and with `ranked` every text's rank in string
+    /// order (see [`text_order`]), found on a second thread while the lines are counted.
+    fn build(counts: &StackCounts, symbols: &Symbols, ranked: bool) -> (Lines, Option<Vec<u32>>) {
         let stacks = symbols.stacks();
         let mut keys = FrameKeys::default();
         let mut segments: Interner<String> = Interner::default();
@@ -173,6 +175,26 @@ impl Lines {
                 .iter()
                 .fold(parent, |node, &seg| trie.child(node, seg))
         });
+        trie.freeze();
+        let rank = || ranked.then(|| text_order(trie.nodes(), &segments));
+        let (text_rank, lines) =
+            tachyon_plugin_api::join(rank, || Lines::count(counts, symbols, &text_of, keys));
+        let lines = Lines {
+            segments,
+            trie,
+            lines,
+        };
+        (lines, text_rank)
+    }
+
+    /// One line per (thread, stack of frame keys), given each stack's text.
+    fn count(
+        counts: &StackCounts,
+        symbols: &Symbols,
+        text_of: &[u32],
+        mut keys: FrameKeys,
+    ) -> Vec<Line> {
+        let stacks = symbols.stacks();
         let mut lines: Vec<Line> = Vec::new();
         // (thread, text) -> the first line with it; further lines of the same text chain on.
         let mut first_with_text: FxHashMap<(u64, u32), usize> = FxHashMap::default();
@@ -223,23 +245,13 @@ impl Lines {
                 }
             }
         }
-        trie.freeze();
-        Lines {
-            segments,
-            trie,
-            lines,
-        }
+        lines
     }
 
     /// CPython's order: by count (descending), then thread, then text, then first
     /// appearance.
-    fn sort(&mut self) {
-        let Lines {
-            segments,
-            trie,
-            lines,
-        } = self;
-        let text_rank = text_order(trie.nodes(), segments);
+    fn sort(&mut self, text_rank: &[u32]) {
+        let lines = &mut self.lines;
         let mut tids: Vec<u64> = lines.iter().map(|l| l.tid).collect();
         tids.sort_unstable();
         tids.dedup();

@@ -53,8 +53,14 @@ impl Lines {
     /// The lines, in CPython's order.
     #[must_use]
     pub fn new(counts: &StackCounts, symbols: &Symbols) -> Lines {
-        let (mut lines, text_rank) = Lines::build(counts, symbols, true);
-        lines.sort(&text_rank.expect("ranked"));
+        let (mut lines, text_of, keys) = Lines::texts_of(counts, symbols);
+        // The texts are ranked on a second thread while the lines are counted.
+        let (text_rank, counted) = tachyon_plugin_api::join(
+            || text_order(lines.trie.nodes(), &lines.segments),
+            || Lines::count(counts, symbols, &text_of, keys),
+        );
+        lines.lines = counted;
+        lines.sort(&text_rank);
         lines
     }
 
@@ -65,7 +71,8 @@ impl Lines {
     /// distinct stacks that is most of every line.
     #[must_use]
     pub fn cut_below(counts: &StackCounts, symbols: &Symbols, min_samples: f64) -> Lines {
-        let (mut lines, _) = Lines::build(counts, symbols, false);
+        let (mut lines, text_of, keys) = Lines::texts_of(counts, symbols);
+        lines.lines = Lines::count(counts, symbols, &text_of, keys);
         let tree = lines.trie.nodes();
         let parent = |node: u32| tree[node as usize].0;
         // Per thread: each text's samples, its own and its descendants' (all zero between
@@ -137,9 +144,9 @@ impl Lines {
         lines
     }
 
-    /// The lines, in no particular order, and with `ranked` every text's rank in string
-    /// order (see [`text_order`]), found on a second thread while the lines are counted.
-    fn build(counts: &StackCounts, symbols: &Symbols, ranked: bool) -> (Lines, Option<Vec<u32>>) {
+    /// The texts of the stacks' lines as a trie, with no lines yet; each stack's text (a
+    /// node of the trie), and the frame keys met.
+    fn texts_of(counts: &StackCounts, symbols: &Symbols) -> (Lines, Vec<u32>, FrameKeys) {
         let stacks = symbols.stacks();
         let mut keys = FrameKeys::default();
         let mut segments: Interner<String> = Interner::default();
@@ -176,15 +183,12 @@ impl Lines {
                 .fold(parent, |node, &seg| trie.child(node, seg))
         });
         trie.freeze();
-        let rank = || ranked.then(|| text_order(trie.nodes(), &segments));
-        let (text_rank, lines) =
-            tachyon_plugin_api::join(rank, || Lines::count(counts, symbols, &text_of, keys));
         let lines = Lines {
             segments,
             trie,
-            lines,
+            lines: Vec::new(),
         };
-        (lines, text_rank)
+        (lines, text_of, keys)
     }
 
     /// One line per (thread, stack of frame keys), given each stack's text.

@@ -272,10 +272,12 @@ impl ThreadData {
 
 impl Collector for GeckoCollector {
     fn collect(&mut self, symbols: &Symbols, sample: &Sample<'_>) {
-        // CPython 3.15's collectors skip samples with no Python frame.
-        if sample.frames.is_empty() {
+        // CPython 3.15's collectors skip samples with no Python frame (the empty stack). The
+        // innermost frame is read from the stack table, whose node was prefetched, rather
+        // than from the sample's frames, which the decoding thread wrote on another core.
+        let Some(leaf) = symbols.stacks().leaf(sample.stack) else {
             return;
-        }
+        };
         if std::mem::take(&mut self.opcodes_unknown)
             && !symbols.frames().iter().any(|f| f.opcode.is_some())
         {
@@ -306,13 +308,10 @@ impl Collector for GeckoCollector {
                 .timestamps_us
                 .first()
                 .map_or(0.0, |&ts| ts.saturating_sub(first) as f64 / 1000.0);
-            self.track_opcode(symbols, key, sample.frames[0], first_time);
+            self.track_opcode(symbols, key, leaf, first_time);
             t = self.threads.get_mut(&key).expect("thread exists");
         }
-        // The innermost frame from the stack table, whose node was prefetched, rather than
-        // from the sample's frames, which the decoding thread wrote on another core.
-        let leaf = symbols.stacks().leaf(sample.stack);
-        let in_gc = leaf.is_some_and(|f| symbols.is_gc(f));
+        let in_gc = symbols.is_gc(leaf);
         let s = sample.status;
         let to_ms = |ts: u64| ts.saturating_sub(first) as f64 / 1000.0;
         // Every sample of a batch has the same state: a marker can only open or close at its
@@ -616,7 +615,7 @@ fn write_field<T: serde::Serialize + ?Sized>(
     Ok(())
 }
 
-fn put_u32(text: &mut Vec<u8>, value: u32) {
+fn put_int(text: &mut Vec<u8>, value: impl itoa::Integer) {
     text.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
@@ -646,7 +645,7 @@ impl ThreadJson<'_> {
         out.write_all(b",\"samples\":{")?;
         let n = t.sample_times.len();
         write_column(out, "stack", n, &|i, text| {
-            put_u32(text, r.row_of_stack[t.sample_stacks[i] as usize]);
+            put_int(text, r.row_of_stack[t.sample_stacks[i] as usize]);
         })?;
         out.write_all(b",")?;
         write_column(out, "time", n, &|i, text| {
@@ -662,11 +661,10 @@ impl ThreadJson<'_> {
 
         out.write_all(b"},\"stackTable\":{")?;
         let n = r.ids.len();
-        write_column(out, "frame", n, &|i, text| put_u32(text, r.frame(i)))?;
+        write_column(out, "frame", n, &|i, text| put_int(text, r.frame(i)))?;
         out.write_all(b",")?;
         write_column(out, "category", n, &|i, text| {
-            let category = t.frame_table[r.frame(i) as usize].3;
-            text.extend_from_slice(itoa::Buffer::new().format(category).as_bytes());
+            put_int(text, t.frame_table[r.frame(i) as usize].3);
         })?;
         out.write_all(b",")?;
         write_column(out, "subcategory", n, &|_, text| text.push(b'0'))?;
@@ -674,7 +672,7 @@ impl ThreadJson<'_> {
         write_column(out, "prefix", n, &|i, text| match or_null(
             r.row_of_stack[r.stacks.parent(r.ids[i]) as usize],
         ) {
-            Some(row) => put_u32(text, row),
+            Some(row) => put_int(text, row),
             None => text.extend_from_slice(b"null"),
         })?;
         write_field(out, "length", &n)?;

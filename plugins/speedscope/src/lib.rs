@@ -54,7 +54,7 @@ impl Speedscope {
         let mut keys = FrameKeys::default();
         // Each distinct stack's `[k,k,...]`, rendered once, in the order samples first show
         // it (which numbers the frames as they are met): `rendered[at[i]..at[i + 1]]` is the
-        // text of the stack `stacks[i]`, and `text_of` each stack's i.
+        // text of the i-th distinct stack, and `text_of` each stack's i.
         let mut rendered: Vec<u8> = Vec::new();
         let mut at: Vec<usize> = vec![0];
         let mut text_of: FxHashMap<StackId, u32> = FxHashMap::default();
@@ -75,16 +75,7 @@ impl Speedscope {
             }
         }
         let ms = self.interval_us as f64 / 1000.0;
-        // A run's weight is a few samples' worth, the same few values again and again: each
-        // is formatted once.
         let mut weight_text: FxHashMap<u64, Vec<u8>> = FxHashMap::default();
-        for list in self.threads.values() {
-            for &(_, w) in list {
-                weight_text
-                    .entry(w)
-                    .or_insert_with(|| serde_json::to_vec(&(w as f64 * ms)).unwrap_or_default());
-            }
-        }
         out.write_all(b"{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\",\"activeProfileIndex\":0,\"exporter\":")?;
         serde_json::to_writer(&mut *out, &format!("tachyon {}", env!("CARGO_PKG_VERSION")))?;
         out.write_all(b",\"name\":\"tachyon profile\",\"profiles\":[")?;
@@ -113,11 +104,16 @@ impl Speedscope {
             out.write_all(
                 b"],\"startValue\":0,\"type\":\"sampled\",\"unit\":\"milliseconds\",\"weights\":[",
             )?;
+            // A run's weight is a few samples' worth, the same few values again and again:
+            // each is formatted once.
             for (j, &(_, w)) in list.iter().enumerate() {
                 if j > 0 {
                     out.write_all(b",")?;
                 }
-                out.write_all(&weight_text[&w])?;
+                let text = weight_text
+                    .entry(w)
+                    .or_insert_with(|| serde_json::to_vec(&(w as f64 * ms)).unwrap_or_default());
+                out.write_all(text)?;
             }
             out.write_all(b"]}")?;
         }

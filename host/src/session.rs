@@ -30,7 +30,7 @@ use crate::output::{
 use crate::progress::RealtimeStats;
 use crate::sampler::asyncio::AsyncMode;
 use crate::sampler::discover::AttachError;
-use crate::sampler::pause::Paused;
+use crate::sampler::pause::{child_exit, Paused};
 use crate::sampler::process::{check_pid, Process, ReadError};
 use crate::sampler::{Target, ThreadSample, UnwindOptions, Unwinder};
 
@@ -531,7 +531,7 @@ fn sample_loop(lp: &mut Loop<'_>, child: &mut Option<&mut Child>) -> Result<()> 
         if let Some(c) = child.as_mut() {
             if now - last_child_check > 10_000 {
                 last_child_check = now;
-                if c.try_wait()?.is_some() {
+                if child_exit(c)?.is_some() {
                     lp.target_exited = true;
                     break;
                 }
@@ -819,7 +819,7 @@ fn wait_for_program(
         {
             break;
         }
-        if child.try_wait()?.is_some() {
+        if child_exit(child)?.is_some() {
             break;
         }
         std::thread::sleep(poll);
@@ -843,7 +843,7 @@ fn wait_for_runtime(pid: i32, mut child: Option<&mut Child>) -> Result<Target> {
             Err(e) => e,
         };
         let child_gone = match child.as_deref_mut() {
-            Some(c) => c.try_wait()?.map(how_it_ended),
+            Some(c) => child_exit(c)?.map(how_it_ended),
             None => (!Process::new(pid).is_alive()).then(|| "exited".to_owned()),
         };
         if let Some(how) = child_gone {
@@ -861,7 +861,7 @@ fn wait_for_runtime(pid: i32, mut child: Option<&mut Child>) -> Result<Target> {
 /// Stop the target we started (SIGTERM, then SIGKILL), each wait bounded. Returns its exit
 /// status when it ended on its own (`exiting`: sampling saw it go).
 fn stop_child(child: &mut Child, exiting: bool) -> Option<ExitStatus> {
-    let running = |c: &mut Child| matches!(c.try_wait(), Ok(None));
+    let running = |c: &mut Child| matches!(child_exit(c), Ok(None));
     let wait = |c: &mut Child| {
         for _ in 0..200 {
             if !running(c) {
@@ -875,7 +875,7 @@ fn stop_child(child: &mut Child, exiting: bool) -> Option<ExitStatus> {
     if exiting || !Process::new(child.id() as i32).is_alive() {
         wait(child);
     }
-    if let Ok(Some(status)) = child.try_wait() {
+    if let Ok(Some(status)) = child_exit(child) {
         return Some(status);
     }
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);

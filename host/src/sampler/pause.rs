@@ -3,6 +3,7 @@
 //! Nothing here may wait without a bound: a thread that is exiting (or a zombie left by a
 //! killed target) never reports its stop, and the sample goes on without it.
 
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -104,6 +105,20 @@ fn wait_stopped(tid: Pid, main_thread: bool) -> Option<Option<Signal>> {
     }
 }
 
+/// The exit status of `tachyon run`'s target once it has ended, or `None` while it runs.
+/// `Child::try_wait` would not do: its main thread may still be seized (a stop that came too
+/// late to be detached), and `waitpid` hands its tracer and parent that stop as if it were the
+/// exit, which the child then keeps as its status. A tracee's stops are reported whatever the
+/// flags, so the state is only looked at (WNOWAIT), and collected once it is an exit.
+pub fn child_exit(child: &mut Child) -> std::io::Result<Option<ExitStatus>> {
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    match waitid(Id::Pid(Pid::from_raw(child.id() as i32)), flags) {
+        // Already collected (ECHILD): the child keeps the status it was collected with.
+        Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(_) => child.try_wait(),
+        Ok(_) => Ok(None),
+    }
+}
+
 /// Reap the target's threads that died while we traced them: until their tracer collects them,
 /// the process cannot finish exiting and its parent never gets its exit status.
 pub fn reap_traced_zombies(process: &Process) {
@@ -170,5 +185,36 @@ mod tests {
         ptrace::detach(pid, Signal::SIGTERM).expect("detached");
         let status = child.wait().expect("sleep ends");
         assert_eq!(status.signal(), Some(libc::SIGTERM));
+    }
+
+    /// A seized child's stop is not its exit: `child_exit` leaves the stop for the pause to
+    /// collect and gives the real status once the child is gone. (`Child::try_wait` took the
+    /// stop and kept it as the exit status.)
+    #[test]
+    fn a_stop_is_not_an_exit() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .expect("sleep runs");
+        let pid = Pid::from_raw(child.id() as i32);
+        ptrace::seize(pid, ptrace::Options::empty()).expect("a parent may trace its child");
+        ptrace::interrupt(pid).expect("interrupted");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(child_exit(&mut child).expect("waitable").is_none());
+        assert_eq!(
+            wait_stopped(pid, true),
+            Some(None),
+            "the stop is still ours"
+        );
+        ptrace::detach(pid, None).expect("detached");
+        child.kill().expect("killed");
+        let status = (0..200)
+            .find_map(|_| {
+                std::thread::sleep(Duration::from_millis(10));
+                child_exit(&mut child).expect("waitable")
+            })
+            .expect("sleep ends");
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert_eq!(child.wait().expect("kept").signal(), Some(libc::SIGKILL));
     }
 }

@@ -332,7 +332,14 @@ impl Lines {
         let mut path: Vec<u32> = Vec::new();
         let mut ends: Vec<usize> = Vec::new();
         let mut nodes: Vec<u32> = Vec::new();
-        for line in &self.lines[range] {
+        /// How many lines ahead a line's first node is fetched: its start is a cache miss.
+        const AHEAD: usize = 4;
+        let lines = &self.lines[range];
+        for (i, line) in lines.iter().enumerate() {
+            if let Some(ahead) = lines.get(i + AHEAD) {
+                tachyon_plugin_api::prefetch(&depth[ahead.text as usize]);
+                tachyon_plugin_api::prefetch(&self.trie.nodes()[ahead.text as usize]);
+            }
             if tid != Some(line.tid) {
                 tid = Some(line.tid);
                 text.clear();
@@ -410,49 +417,49 @@ fn text_order(trie: &[(u32, u32)], segments: &Interner<String>) -> Vec<u32> {
     for (at, &item) in in_order.iter().enumerate() {
         place[item as usize] = at as u32;
     }
-    // Two items per child, grouped by parent: the place of its text, ending or going on,
-    // above `child << 1 | 1 when it goes on`.
+    // Each node's children, grouped by parent: `children[start[p]..start[p + 1]]`. Counted
+    // into `start[p]`, summed to where each group ends, and filled from the ends down.
     let mut start = vec![0u32; n + 1];
     for &(parent, _) in &trie[1..] {
-        start[parent as usize + 1] += 2;
+        start[parent as usize] += 1;
     }
-    for i in 0..n {
-        start[i + 1] += start[i];
+    for i in 1..n {
+        start[i] += start[i - 1];
     }
-    let mut fill = start.clone();
-    let mut items = vec![0u64; start[n] as usize];
-    for (child, &(parent, segment)) in trie.iter().enumerate().skip(1) {
-        let at = &mut fill[parent as usize];
-        let (child, segment) = ((child as u64) << 1, segment as usize);
-        items[*at as usize] = u64::from(place[segment << 1]) << 32 | child;
-        items[*at as usize + 1] = u64::from(place[segment << 1 | 1]) << 32 | child | 1;
-        *at += 2;
+    start[n] = (n - 1) as u32;
+    let mut children = vec![0u32; n - 1];
+    for (child, &(parent, _)) in trie.iter().enumerate().skip(1).rev() {
+        start[parent as usize] -= 1;
+        children[start[parent as usize] as usize] = child as u32;
     }
-    drop(fill);
-    for parent in 0..n {
-        // An only child is in order already (`seg` < `seg;…`), and most nodes have one.
-        let group = &mut items[start[parent] as usize..start[parent + 1] as usize];
-        if group.len() > 2 {
-            group.sort_unstable();
-        }
-    }
+    // Depth-first, the next item on top: an item is `node << 1 | 1 when it goes on`, and a
+    // node's items go on in the order of their places. Most nodes have one child, whose
+    // items are in order already (`seg` < `seg;…`).
     let mut rank = vec![0u32; n];
     let mut next_rank = 0;
-    // Depth-first over the items: (next item, end of the group).
-    let mut walk: Vec<(u32, u32)> = vec![(start[0], start[1])];
-    while let Some(top) = walk.last_mut() {
-        if top.0 == top.1 {
-            walk.pop();
-            continue;
-        }
-        let item = items[top.0 as usize] as u32;
-        top.0 += 1;
+    let mut pending: Vec<u32> = vec![1]; // the root goes on
+    let mut group: Vec<u64> = Vec::new();
+    while let Some(item) = pending.pop() {
         let node = (item >> 1) as usize;
         if item & 1 == 0 {
             rank[node] = next_rank;
             next_rank += 1;
-        } else {
-            walk.push((start[node], start[node + 1]));
+            continue;
+        }
+        match &children[start[node] as usize..start[node + 1] as usize] {
+            [] => {}
+            &[child] => pending.extend([child << 1 | 1, child << 1]),
+            several => {
+                group.clear();
+                for &child in several {
+                    let segment = trie[child as usize].1 as usize;
+                    group.push(u64::from(place[segment << 1]) << 32 | u64::from(child << 1));
+                    group
+                        .push(u64::from(place[segment << 1 | 1]) << 32 | u64::from(child << 1 | 1));
+                }
+                group.sort_unstable();
+                pending.extend(group.iter().rev().map(|&item| item as u32));
+            }
         }
     }
     rank

@@ -73,66 +73,20 @@ impl Lines {
     pub fn cut_below(counts: &StackCounts, symbols: &Symbols, min_samples: f64) -> Lines {
         let (mut lines, text_of, keys) = Lines::texts_of(counts, symbols);
         lines.lines = Lines::count(counts, symbols, &text_of, keys);
-        let tree = lines.trie.nodes();
-        let parent = |node: u32| tree[node as usize].0;
-        // Per thread: each text's samples, its own and its descendants' (all zero between
-        // threads), and the node each text is cut to.
-        let mut through = vec![0u64; tree.len()];
-        let mut cut = vec![0u32; tree.len()];
-        let mut touched: Vec<u32> = Vec::new();
         lines.lines.sort_by_key(|l| l.tid);
-        for thread in lines.lines.chunk_by_mut(|a, b| a.tid == b.tid) {
-            if thread.len() * LINES_FOR_A_TREE_PASS >= tree.len() {
-                // Many lines: passes over the whole tree (children are made after parents).
-                for line in thread.iter() {
-                    through[line.text as usize] += line.count;
-                }
-                for node in (1..tree.len()).rev() {
-                    through[parent(node as u32) as usize] += through[node];
-                }
-                for node in 1..tree.len() {
-                    let up = parent(node as u32);
-                    let narrow = (through[up as usize] as f64) < min_samples;
-                    cut[node] = if narrow {
-                        cut[up as usize]
-                    } else {
-                        node as u32
-                    };
-                }
-                for line in thread.iter_mut() {
-                    line.text = cut[line.text as usize];
-                }
-                through.fill(0);
-            } else {
-                // Few lines: along each line's path, so that many small threads cost their
-                // lines, not the whole tree each.
-                for line in thread.iter() {
-                    let mut node = line.text;
-                    loop {
-                        if through[node as usize] == 0 {
-                            touched.push(node);
-                        }
-                        through[node as usize] += line.count;
-                        if node == Trie::ROOT {
-                            break;
-                        }
-                        node = parent(node);
-                    }
-                }
-                for line in thread.iter_mut() {
-                    let mut node = line.text;
-                    while node != Trie::ROOT
-                        && (through[parent(node) as usize] as f64) < min_samples
-                    {
-                        node = parent(node);
-                    }
-                    line.text = node;
-                }
-                for node in touched.drain(..) {
-                    through[node as usize] = 0;
-                }
-            }
-        }
+        // Threads are cut one at a time, each with the whole tree: the threads of about half
+        // the lines on a second core, the rest here.
+        let half = lines.lines.len() / 2;
+        let split = lines.lines[half..]
+            .iter()
+            .position(|l| l.tid != lines.lines[half].tid)
+            .map_or(lines.lines.len(), |after| half + after);
+        let tree = lines.trie.nodes();
+        let (first, rest) = lines.lines.split_at_mut(split);
+        tachyon_plugin_api::join(
+            || cut_threads(tree, first, min_samples),
+            || cut_threads(tree, rest, min_samples),
+        );
         lines.lines.sort_unstable_by_key(|l| (l.tid, l.text));
         lines.lines.dedup_by(|later, kept| {
             let same = (later.tid, later.text) == (kept.tid, kept.text);
@@ -377,6 +331,70 @@ impl Lines {
             emit(&text, line.count)?;
         }
         Ok(())
+    }
+}
+
+/// [`Lines::cut_below`] for the lines of some threads, grouped by thread, in the text tree
+/// `tree`: each line's text becomes the node it is cut to.
+fn cut_threads(tree: &[(u32, u32)], lines: &mut [Line], min_samples: f64) {
+    if lines.is_empty() {
+        return;
+    }
+    let parent = |node: u32| tree[node as usize].0;
+    // Per thread: each text's samples, its own and its descendants' (all zero between
+    // threads), and the node each text is cut to.
+    let mut through = vec![0u64; tree.len()];
+    let mut cut = vec![0u32; tree.len()];
+    let mut touched: Vec<u32> = Vec::new();
+    for thread in lines.chunk_by_mut(|a, b| a.tid == b.tid) {
+        if thread.len() * LINES_FOR_A_TREE_PASS >= tree.len() {
+            // Many lines: passes over the whole tree (children are made after parents).
+            for line in thread.iter() {
+                through[line.text as usize] += line.count;
+            }
+            for node in (1..tree.len()).rev() {
+                through[parent(node as u32) as usize] += through[node];
+            }
+            for node in 1..tree.len() {
+                let up = parent(node as u32);
+                let narrow = (through[up as usize] as f64) < min_samples;
+                cut[node] = if narrow {
+                    cut[up as usize]
+                } else {
+                    node as u32
+                };
+            }
+            for line in thread.iter_mut() {
+                line.text = cut[line.text as usize];
+            }
+            through.fill(0);
+        } else {
+            // Few lines: along each line's path, so that many small threads cost their
+            // lines, not the whole tree each.
+            for line in thread.iter() {
+                let mut node = line.text;
+                loop {
+                    if through[node as usize] == 0 {
+                        touched.push(node);
+                    }
+                    through[node as usize] += line.count;
+                    if node == Trie::ROOT {
+                        break;
+                    }
+                    node = parent(node);
+                }
+            }
+            for line in thread.iter_mut() {
+                let mut node = line.text;
+                while node != Trie::ROOT && (through[parent(node) as usize] as f64) < min_samples {
+                    node = parent(node);
+                }
+                line.text = node;
+            }
+            for node in touched.drain(..) {
+                through[node as usize] = 0;
+            }
+        }
     }
 }
 

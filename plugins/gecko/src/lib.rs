@@ -340,7 +340,11 @@ impl Collector for GeckoCollector {
     /// On a capture of many distinct stacks, a sample's stack misses the cache twice: in the
     /// thread's set of sampled stacks, and in the stack table when it is new to the thread.
     fn prefetch(&mut self, symbols: &Symbols, thread_id: u64, stack: StackId) {
-        symbols.stacks().prefetch_node(stack);
+        // A stack new to the thread is walked up to what the thread has: mostly nodes made
+        // one after another, just before this one, in the cache lines below its own.
+        for below in [0, 8, 16, 24] {
+            symbols.stacks().prefetch_node(stack.saturating_sub(below));
+        }
         if let Some((_, t)) = self
             .threads
             .range((thread_id, 0)..=(thread_id, u32::MAX))

@@ -57,7 +57,6 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
     let format = find_format(out.format_name())?;
     out.check(&format)?;
     let limits = input_args.limits();
-    let t_start = std::time::Instant::now(); // TIMING
     let mut capture = Capture::open(input, &limits)?;
     let path = out.output_path(&format, std::process::id());
     check_output_dir(path.as_deref())?;
@@ -120,7 +119,6 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
         }
     };
     bar.finish();
-    eprintln!("TIMING replayed {:?}", t_start.elapsed()); // TIMING
     let (mut collector, symbols, counts) =
         replayed.with_context(|| format!("{} is not a valid capture", input.display()))?;
     export(
@@ -130,7 +128,6 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
         &stats,
         Durability::Regenerable,
     )?;
-    eprintln!("TIMING exported {:?}", t_start.elapsed()); // TIMING
     if out.browser && opens_in_browser(&format) {
         if let Some(p) = &path {
             open_in_browser(p);

@@ -28,6 +28,7 @@ pub fn frame_label(key: &FrameKey) -> String {
 const LINES_FOR_A_TREE_PASS: usize = 64;
 
 /// One output line: the samples of one thread's stack of frame keys.
+#[derive(Clone, Copy)]
 struct Line {
     tid: u64,
     /// The line's text after `tid:N;`, as a node of [`Lines::trie`].
@@ -217,14 +218,20 @@ impl Lines {
         tids.sort_by_cached_key(|tid| format!("tid:{tid};"));
         let tid_rank: FxHashMap<u64, usize> =
             tids.iter().enumerate().map(|(i, &t)| (t, i)).collect();
-        // Stable: equal lines keep the order they first appeared in.
-        lines.sort_by_cached_key(|l| {
-            (
-                std::cmp::Reverse(l.count),
-                tid_rank[&l.tid],
-                text_rank[l.text as usize],
-            )
-        });
+        // Each line's place as one integer: count (descending), thread, text; then where it
+        // is now, so that equal lines keep the order they first appeared in.
+        let mut order: Vec<(u128, u32)> = lines
+            .iter()
+            .enumerate()
+            .map(|(at, l)| {
+                let place = u128::from(u64::MAX - l.count) << 64
+                    | (tid_rank[&l.tid] as u128) << 32
+                    | u128::from(text_rank[l.text as usize]);
+                (place, at as u32)
+            })
+            .collect();
+        order.sort_unstable();
+        *lines = order.iter().map(|&(_, at)| lines[at as usize]).collect();
     }
 
     /// How many lines there are.

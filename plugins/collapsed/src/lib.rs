@@ -462,8 +462,9 @@ fn text_order(trie: &[(u32, u32)], segments: &Interner<String>) -> Vec<u32> {
     // items are in order already (`seg` < `seg;…`).
     let mut rank = vec![0u32; n];
     let mut next_rank = 0;
-    let mut pending: Vec<u32> = vec![1]; // the root goes on
-    let mut group: Vec<u64> = Vec::new();
+    let mut pending: Vec<u64> = vec![1]; // the root goes on
+                                         // A node's children's items, by their places.
+    let mut group: Vec<(u32, u64)> = Vec::new();
     while let Some(item) = pending.pop() {
         let node = (item >> 1) as usize;
         if item & 1 == 0 {
@@ -473,17 +474,17 @@ fn text_order(trie: &[(u32, u32)], segments: &Interner<String>) -> Vec<u32> {
         }
         match &children[start[node] as usize..start[node + 1] as usize] {
             [] => {}
-            &[child] => pending.extend([child << 1 | 1, child << 1]),
+            &[child] => pending.extend([u64::from(child) << 1 | 1, u64::from(child) << 1]),
             several => {
                 group.clear();
                 for &child in several {
                     let segment = trie[child as usize].1 as usize;
-                    group.push(u64::from(place[segment << 1]) << 32 | u64::from(child << 1));
-                    group
-                        .push(u64::from(place[segment << 1 | 1]) << 32 | u64::from(child << 1 | 1));
+                    let child = u64::from(child) << 1;
+                    group.push((place[segment << 1], child));
+                    group.push((place[segment << 1 | 1], child | 1));
                 }
                 group.sort_unstable();
-                pending.extend(group.iter().rev().map(|&item| item as u32));
+                pending.extend(group.iter().rev().map(|&(_, item)| item));
             }
         }
     }

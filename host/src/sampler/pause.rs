@@ -168,17 +168,23 @@ mod tests {
     use super::*;
     use std::os::unix::process::ExitStatusExt;
 
-    /// A SIGTERM that a seized thread takes before our interrupt stops it is reported as
-    /// its signal-delivery stop, and must reach the thread when it is let go: before, it
-    /// was read as our interrupt's stop and dropped, and the target ran on.
-    #[test]
-    fn a_signal_taken_while_seized_is_passed_on() {
-        let mut child = std::process::Command::new("sleep")
+    /// A `sleep 100` child, seized.
+    fn seized_sleep() -> (std::process::Child, Pid) {
+        let child = std::process::Command::new("sleep")
             .arg("100")
             .spawn()
             .expect("sleep runs");
         let pid = Pid::from_raw(child.id() as i32);
         ptrace::seize(pid, ptrace::Options::empty()).expect("a parent may trace its child");
+        (child, pid)
+    }
+
+    /// A SIGTERM that a seized thread takes before our interrupt stops it is reported as
+    /// its signal-delivery stop, and must reach the thread when it is let go: before, it
+    /// was read as our interrupt's stop and dropped, and the target ran on.
+    #[test]
+    fn a_signal_taken_while_seized_is_passed_on() {
+        let (mut child, pid) = seized_sleep();
         nix::sys::signal::kill(pid, Signal::SIGTERM).expect("signal sent");
         let stop = (0..50).find_map(|_| wait_stopped(pid, false));
         assert_eq!(stop, Some(Some(Signal::SIGTERM)));
@@ -192,12 +198,7 @@ mod tests {
     /// stop and kept it as the exit status.)
     #[test]
     fn a_stop_is_not_an_exit() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("100")
-            .spawn()
-            .expect("sleep runs");
-        let pid = Pid::from_raw(child.id() as i32);
-        ptrace::seize(pid, ptrace::Options::empty()).expect("a parent may trace its child");
+        let (mut child, pid) = seized_sleep();
         ptrace::interrupt(pid).expect("interrupted");
         std::thread::sleep(Duration::from_millis(50));
         assert!(child_exit(&mut child).expect("waitable").is_none());

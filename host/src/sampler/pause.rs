@@ -114,8 +114,11 @@ pub fn child_exit(child: &mut Child) -> std::io::Result<Option<ExitStatus>> {
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     match waitid(Id::Pid(Pid::from_raw(child.id() as i32)), flags) {
         // Already collected (ECHILD): the child keeps the status it was collected with.
-        Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(_) => child.try_wait(),
+        Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(Errno::ECHILD) => {
+            child.try_wait()
+        }
         Ok(_) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

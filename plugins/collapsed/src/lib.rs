@@ -462,8 +462,9 @@ fn text_order(trie: &[(u32, u32)], segments: &Interner<String>) -> Vec<u32> {
     // items are in order already (`seg` < `seg;…`).
     let mut rank = vec![0u32; n];
     let mut next_rank = 0;
-    let mut pending: Vec<u64> = vec![1]; // the root goes on
-                                         // A node's children's items, by their places.
+    // The root goes on.
+    let mut pending: Vec<u64> = vec![1];
+    // A node's children's items, by their places.
     let mut group: Vec<(u32, u64)> = Vec::new();
     while let Some(item) = pending.pop() {
         let node = (item >> 1) as usize;

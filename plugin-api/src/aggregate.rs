@@ -215,9 +215,7 @@ impl StackCounts {
             Some(i) => entries[i].2 += weight,
             None => {
                 entries.push((thread_id, stack, weight));
-                index.insert(hash, entries.len() - 1, |i| {
-                    entry_hash(entries[i].0, entries[i].1)
-                });
+                index.insert(hash, entries.len() - 1);
             }
         }
         true

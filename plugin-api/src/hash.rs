@@ -60,11 +60,13 @@ pub type FxHashMap<K, V> = std::collections::HashMap<K, V, FxBuildHasher>;
 const ENTRY_AFTER: usize = 4;
 
 /// Indexes of entries kept elsewhere, found by hash: open addressing with linear probing, at
-/// most half full. A slot holds a tag (bits of the hash) and its entry's index, so a probe
-/// past another key rarely reads that key's entry. In a table of millions of entries a
-/// lookup is two cache misses, its slot and then its entry: [`Slots::prefetch`], called for
-/// each key some lookups before its own, starts both early, so that the misses of several
-/// lookups overlap instead of adding up.
+/// most half full. A slot holds a tag (the upper half of the hash) and its entry's index, so
+/// a probe past another key rarely reads that key's entry, and a growing table places each
+/// slot again by its tag alone, without reading its entry (which, in entry order, would be a
+/// cache miss per entry). In a table of millions of entries a lookup is two cache misses,
+/// its slot and then its entry: [`Slots::prefetch`], called for each key some lookups before
+/// its own, starts both early, so that the misses of several lookups overlap instead of
+/// adding up.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Slots {
     /// 0 when empty; else the tag (upper half) and the index + 1 (lower half).
@@ -75,12 +77,16 @@ pub(crate) struct Slots {
     ahead_at: usize,
 }
 
+/// A hash's tag: its upper half, which the Fx hash mixes best.
+fn tag_of(hash: u64) -> u32 {
+    (hash >> 32) as u32
+}
+
 impl Slots {
-    /// The first slot to probe for `hash`, and its tag.
-    fn home(&self, hash: u64) -> (usize, u32) {
-        // The Fx hash mixes its upper bits best: they pick the slot, the middle bits the tag.
+    /// The first slot to probe for a tag: its first bits (as many as the table's size takes).
+    fn home(&self, tag: u32) -> usize {
         let bits = self.slots.len().trailing_zeros();
-        ((hash >> (64 - bits)) as usize, (hash >> 16) as u32)
+        (u64::from(tag) >> (32 - bits)) as usize
     }
 
     /// The index of the entry of this hash that `is` accepts.
@@ -88,7 +94,8 @@ impl Slots {
         if self.slots.is_empty() {
             return None;
         }
-        let (mut at, tag) = self.home(hash);
+        let tag = tag_of(hash);
+        let mut at = self.home(tag);
         loop {
             let slot = self.slots[at];
             if slot == 0 {
@@ -102,28 +109,28 @@ impl Slots {
         }
     }
 
-    /// Add the index of a new entry; growing first when half full, which takes every
-    /// entry's hash again from `hash_of`.
-    pub fn insert(&mut self, hash: u64, index: usize, hash_of: impl Fn(usize) -> u64) {
+    /// Add the index of a new entry; growing first when half full.
+    pub fn insert(&mut self, hash: u64, index: usize) {
         if (self.len + 1) * 2 > self.slots.len() {
+            // (A tag's 32 bits pick among at most 2^32 slots.)
+            assert!(self.slots.len() < 1 << 32, "fewer than 2^31 entries");
             let bigger = vec![0; (self.slots.len() * 2).max(1024)];
             let old = std::mem::replace(&mut self.slots, bigger);
             for slot in old.into_iter().filter(|&slot| slot != 0) {
-                let index = (slot as u32 - 1) as usize;
-                self.place(hash_of(index), index);
+                self.place(slot);
             }
         }
-        self.place(hash, index);
+        let index = u32::try_from(index + 1).expect("fewer than 2^32 entries");
+        self.place(u64::from(tag_of(hash)) << 32 | u64::from(index));
         self.len += 1;
     }
 
-    fn place(&mut self, hash: u64, index: usize) {
-        let index = u32::try_from(index + 1).expect("fewer than 2^32 entries");
-        let (mut at, tag) = self.home(hash);
+    fn place(&mut self, slot: u64) {
+        let mut at = self.home((slot >> 32) as u32);
         while self.slots[at] != 0 {
             at = (at + 1) & (self.slots.len() - 1);
         }
-        self.slots[at] = u64::from(tag) << 32 | u64::from(index);
+        self.slots[at] = slot;
     }
 
     /// Start looking up `hash`: bring its slot into the cache now, and the first two cache
@@ -133,11 +140,11 @@ impl Slots {
         if self.slots.is_empty() {
             return;
         }
-        prefetch(&self.slots[self.home(hash).0]);
+        prefetch(&self.slots[self.home(tag_of(hash))]);
         let earlier = std::mem::replace(&mut self.ahead[self.ahead_at], hash);
         self.ahead_at = (self.ahead_at + 1) % ENTRY_AFTER;
-        let (at, tag) = self.home(earlier);
-        let slot = self.slots[at];
+        let tag = tag_of(earlier);
+        let slot = self.slots[self.home(tag)];
         if slot != 0 && (slot >> 32) as u32 == tag {
             let entry = &entries[(slot as u32 - 1) as usize..];
             prefetch(&entry[0]);
@@ -163,8 +170,38 @@ pub fn prefetch<T>(value: &T) {
 
 #[cfg(test)]
 mod tests {
-    use super::FxHasher;
+    use super::{FxHasher, Slots};
     use std::hash::Hasher;
+
+    /// Every entry is found again after the table has grown many times (each growth places
+    /// slots by their tags alone), also entries whose hashes share their tag (they differ
+    /// only in the lower half), and keys never added are not found.
+    #[test]
+    fn entries_are_found_after_growing() {
+        let hash_of = |key: u64| {
+            if key.is_multiple_of(3) {
+                // A third share one tag: only their entries tell them apart.
+                0xdead_beef_0000_0000 | key
+            } else {
+                let mut hasher = FxHasher::default();
+                hasher.write_u64(key);
+                hasher.finish()
+            }
+        };
+        let keys: Vec<u64> = (0..5_000).map(|i| i * 7 + 1).collect();
+        let mut slots = Slots::default();
+        for (index, &key) in keys.iter().enumerate() {
+            assert_eq!(slots.find(hash_of(key), |i| keys[i] == key), None);
+            slots.insert(hash_of(key), index);
+        }
+        for (index, &key) in keys.iter().enumerate() {
+            slots.prefetch(hash_of(key), &keys);
+            assert_eq!(slots.find(hash_of(key), |i| keys[i] == key), Some(index));
+        }
+        for absent in [0, 2, 9, 35_000, 0xdead_beef] {
+            assert_eq!(slots.find(hash_of(absent), |i| keys[i] == absent), None);
+        }
+    }
 
     /// Bytes are hashed as little-endian words, the last one padded with zeros.
     #[test]

@@ -267,12 +267,7 @@ impl<T: Eq + Hash> Interner<T> {
 
     /// Index the value at `i` of the list.
     fn add(&mut self, hash: u64, i: usize) {
-        let Interner {
-            list,
-            index,
-            hasher,
-        } = self;
-        index.insert(hash, i, |j| hasher.hash_one(&list[j]));
+        self.index.insert(hash, i);
     }
 
     pub fn id<Q>(&mut self, value: &Q) -> usize

@@ -230,10 +230,7 @@ impl ProfileBuilder {
             }
             None => {
                 order.push((key, sample.weight()));
-                index.insert(hash, order.len() - 1, |i| {
-                    let ((thread_id, _, _, stack), _) = order[i];
-                    entry_hash(thread_id, stack)
-                });
+                index.insert(hash, order.len() - 1);
                 order.len() - 1
             }
         };

@@ -197,8 +197,7 @@ impl WholeStacks {
         self.entries.push(frames.len() as u32);
         self.entries.push(id);
         self.entries.extend_from_slice(frames);
-        let WholeStacks { slots, entries } = self;
-        slots.insert(hash, at, |at| StackTable::hash(frames_at(entries, at)));
+        self.slots.insert(hash, at);
     }
 }
 

@@ -18,8 +18,8 @@ impl AggregateOutput for Svg {
         let path = ctx.path.context("svg output needs a file")?;
         let mut opts = options(&self.title);
         let min_samples = fewest_drawn(&opts, counts.total());
-        let lines = inferno_lines(&Lines::cut_below(counts, ctx.symbols, min_samples))?;
-        if lines.is_empty() {
+        let lines = InfernoLines::of(&Lines::cut_below(counts, ctx.symbols, min_samples))?;
+        if lines.ends.is_empty() {
             eprintln!(
                 "Warning: no samples were collected; {} not written",
                 ctx.shown_path().display()
@@ -27,7 +27,7 @@ impl AggregateOutput for Svg {
             return Ok(());
         }
         let mut writer = tachyon_plugin_api::output_file(path)?;
-        flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut writer)
+        flamegraph::from_lines(&mut opts, lines.iter(), &mut writer)
             .with_context(|| format!("cannot draw the flame graph {}", path.display()))?;
         // Dropping a BufWriter hides write errors (a full disk): flush explicitly.
         std::io::Write::flush(&mut writer)
@@ -46,14 +46,34 @@ fn fewest_drawn(opts: &Options<'_>, total: u64) -> f64 {
     opts.min_width / (100.0 / total as f64)
 }
 
-/// The lines as inferno reads them: `text count`.
-fn inferno_lines(lines: &Lines) -> Result<Vec<String>> {
-    let mut text = Vec::new();
-    lines.for_each(|line, n| {
-        text.push(format!("{line} {n}"));
-        Ok(())
-    })?;
-    Ok(text)
+/// The lines as inferno reads them, `text count`, one after another in one text (a string
+/// each cost an allocation and a copy per line).
+struct InfernoLines {
+    text: String,
+    /// Where each line ends in `text`.
+    ends: Vec<usize>,
+}
+
+impl InfernoLines {
+    fn of(lines: &Lines) -> Result<InfernoLines> {
+        let mut text = String::new();
+        let mut ends = Vec::new();
+        lines.for_each(|line, n| {
+            text.push_str(line);
+            text.push(' ');
+            text.push_str(itoa::Buffer::new().format(n));
+            ends.push(text.len());
+            Ok(())
+        })?;
+        Ok(InfernoLines { text, ends })
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(start, &end)| &self.text[start..end])
+    }
 }
 
 fn options(title: &str) -> Options<'static> {
@@ -90,9 +110,8 @@ mod tests {
     use tachyon_plugin_api::{FrameInfo, Symbols};
 
     fn draw(lines: &Lines, opts: &mut Options<'_>) -> Vec<u8> {
-        let text = inferno_lines(lines).unwrap();
         let mut svg = Vec::new();
-        flamegraph::from_lines(opts, text.iter().map(String::as_str), &mut svg).unwrap();
+        flamegraph::from_lines(opts, InfernoLines::of(lines).unwrap().iter(), &mut svg).unwrap();
         svg
     }
 
@@ -136,7 +155,7 @@ mod tests {
             let weight = 1 + next(4) * next(4) * next(50);
             counts.add_weighted(tid, symbols.intern_stack(&stack), weight);
         }
-        let count = |lines: &Lines| inferno_lines(lines).unwrap().len();
+        let count = |lines: &Lines| InfernoLines::of(lines).unwrap().iter().count();
         let full = Lines::new(&counts, &symbols);
         for (min_width, most_cut) in [(options("t").min_width, false), (0.5, true)] {
             let mut opts = options("t");

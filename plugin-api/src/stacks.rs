@@ -97,6 +97,22 @@ impl Trie {
         self.first_child = Vec::new();
         self.index = FxHashMap::default();
     }
+
+    /// A frozen trie of these nodes, (parent, item) of nodes 1, 2, ... (node 0 is the root):
+    /// for paths known to be distinct, each parent before its children, so no node is looked
+    /// up to be made.
+    pub fn frozen(nodes: impl IntoIterator<Item = (u32, u32)>) -> Trie {
+        let mut trie = Trie::default();
+        trie.nodes.extend(nodes);
+        debug_assert!(trie
+            .nodes
+            .iter()
+            .enumerate()
+            .skip(1)
+            .all(|(node, &(parent, _))| (parent as usize) < node));
+        trie.freeze();
+        trie
+    }
 }
 
 /// How many stacks [`Walk`] follows at once.

@@ -6,7 +6,7 @@ use std::io::Write as _;
 use anyhow::{Context, Result};
 use tachyon_plugin_api::{
     printable, AggregateOutput, Aggregating, Collector, CollectorConfig, ExportContext, Format,
-    FrameKey, FrameKeys, FxHashMap, Interner, Needs, StackCounts, StackId, Symbols, Trie,
+    FrameId, FrameKey, FrameKeys, FxHashMap, Interner, Needs, StackCounts, StackId, Symbols, Trie,
 };
 
 /// `file.py:func:line`, or the bare name for synthetic frames (`<GC>`, `<native>`).
@@ -112,9 +112,14 @@ impl Lines {
         let mut label_of_key: Vec<(u32, u32)> = Vec::new();
         let mut label_segments: Vec<u32> = Vec::new();
         const NO_LABEL: (u32, u32) = (u32::MAX, 0);
-        let mut trie = Trie::default();
+        // The needed nodes of the stack table in id order (parents first), each as (its
+        // parent's place in this list, 0 for the root, and its frame): its text's place.
+        let mut needed: Vec<(u32, FrameId)> = Vec::new();
+        // No two of these frames have one label, and each label is one segment: then the
+        // texts are the nodes themselves, none merged, and need no lookup to be made.
+        let mut labels_are_distinct = true;
         let stack_ids = counts.entries().iter().map(|&(_, stack, _)| stack);
-        let text_of = stacks.map_prefixes(stack_ids, Trie::ROOT, |parent, frame| {
+        let place_of = stacks.map_prefixes(stack_ids, 0, |parent, frame| {
             if label_of_frame.len() <= frame as usize {
                 label_of_frame.resize(frame as usize + 1, NO_LABEL);
             }
@@ -126,18 +131,45 @@ impl Lines {
                 if label_of_key[key] == NO_LABEL {
                     let start = label_segments.len() as u32;
                     for part in frame_label(keys.key(key)).split(';') {
-                        label_segments.push(segments.id(part) as u32);
+                        let known = segments.len();
+                        let segment = segments.id(part);
+                        labels_are_distinct &= segment == known;
+                        label_segments.push(segment as u32);
                     }
+                    labels_are_distinct &= label_segments.len() == start as usize + 1;
                     label_of_key[key] = (start, label_segments.len() as u32);
+                } else {
+                    labels_are_distinct = false;
                 }
                 label_of_frame[frame as usize] = label_of_key[key];
             }
-            let (start, end) = label_of_frame[frame as usize];
-            label_segments[start as usize..end as usize]
-                .iter()
-                .fold(parent, |node, &seg| trie.child(node, seg))
+            needed.push((parent, frame));
+            needed.len() as u32
         });
-        trie.freeze();
+        let label = |frame: FrameId| {
+            let (start, end) = label_of_frame[frame as usize];
+            &label_segments[start as usize..end as usize]
+        };
+        let (trie, text_of) = if labels_are_distinct {
+            let nodes = needed
+                .iter()
+                .map(|&(parent, frame)| (parent, label(frame)[0]));
+            (Trie::frozen(nodes), place_of)
+        } else {
+            let mut trie = Trie::default();
+            let mut text_at = vec![Trie::ROOT; needed.len() + 1];
+            for (place, &(parent, frame)) in needed.iter().enumerate() {
+                text_at[place + 1] = label(frame)
+                    .iter()
+                    .fold(text_at[parent as usize], |node, &seg| trie.child(node, seg));
+            }
+            trie.freeze();
+            let text_of = place_of
+                .into_iter()
+                .map(|place| text_at.get(place as usize).copied().unwrap_or(u32::MAX))
+                .collect();
+            (trie, text_of)
+        };
         let lines = Lines {
             segments,
             trie,
@@ -602,19 +634,16 @@ mod tests {
         lines
     }
 
-    #[test]
-    fn lines_are_in_cpython_order() {
+    /// Our lines against CPython's, from random samples of `frames` (file, function, line,
+    /// column), whole and cut into pieces (as the export writes them, each begun afresh).
+    fn assert_lines_are_cpythons(frames: &[(&str, &str, i32, i32)], equal_texts: bool) {
         let mut symbols = Symbols::new();
-        let mut frames = Vec::new();
-        // Base names that collide, lines that prefix each other (x:1 and x:12), a ';' in a
-        // name, columns that make two frames of one key.
-        for file in ["/a/x.py", "/b/x.py", "/c/y;z.py"] {
-            for func in ["f", "f;g", "fg"] {
-                for (line, column) in [(1, 0), (12, 0), (2, 0), (1, 5)] {
-                    frames.push(testing::frame(&mut symbols, file, func, line, column));
-                }
-            }
-        }
+        let frames: Vec<u32> = frames
+            .iter()
+            .map(|&(file, func, line, column)| {
+                testing::frame(&mut symbols, file, func, line, column)
+            })
+            .collect();
         let (counts, samples) =
             testing::random_samples(&mut symbols, &frames, 7, 3000, &[7, 1000, 10001], 3, 2);
         let mut ours = Vec::new();
@@ -626,12 +655,12 @@ mod tests {
             })
             .unwrap();
         let expected = cpython_lines(&samples, &symbols);
-        assert!(
+        assert_eq!(
             expected.windows(2).any(|w| w[0].0 == w[1].0),
+            equal_texts,
             "has equal texts"
         );
         assert_eq!(ours, expected);
-        // Cut into pieces (as the export writes them), each begun afresh: the same lines.
         let texts = lines.texts();
         let mut pieces = Vec::new();
         for start in (0..lines.len()).step_by(7) {
@@ -644,5 +673,35 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(pieces, expected);
+    }
+
+    /// Base names that collide, lines that prefix each other (x:1 and x:12), a ';' in a name,
+    /// columns that make two frames of one key: texts merged from several stacks.
+    #[test]
+    fn lines_are_in_cpython_order() {
+        let mut frames = Vec::new();
+        for file in ["/a/x.py", "/b/x.py", "/c/y;z.py"] {
+            for func in ["f", "f;g", "fg"] {
+                for (line, column) in [(1, 0), (12, 0), (2, 0), (1, 5)] {
+                    frames.push((file, func, line, column));
+                }
+            }
+        }
+        assert_lines_are_cpythons(&frames, true);
+    }
+
+    /// Every frame a label of its own (the texts are the stack table's nodes, made without
+    /// lookups), lines that still prefix each other.
+    #[test]
+    fn lines_of_distinct_labels_are_in_cpython_order() {
+        let mut frames = Vec::new();
+        for file in ["/a/x.py", "/b/y.py"] {
+            for func in ["f", "fg", "g"] {
+                for line in [1, 12, 2] {
+                    frames.push((file, func, line, 0));
+                }
+            }
+        }
+        assert_lines_are_cpythons(&frames, false);
     }
 }

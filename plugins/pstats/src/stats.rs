@@ -83,7 +83,7 @@ impl FuncTable {
         };
         // Every node's edge, (caller, samples), grouped by callee: a scatter in node order
         // (gathering each callee's nodes instead read them out of order, 16 % slower).
-        let callers = || {
+        let grouped = || {
             let edges = (1..stacks.len()).filter_map(|node| {
                 let parent = stacks.parent(node as StackId);
                 (is_node(node) && parent != StackTable::EMPTY).then(|| {
@@ -93,38 +93,62 @@ impl FuncTable {
                     )
                 })
             });
-            let (start, mut edges) = group_by_key(edges, functions);
-            (0..functions)
+            group_by_key(edges, functions)
+        };
+        let (cumulative, (start, mut edges)) = tachyon_plugin_api::join(cumulative, grouped);
+        drop(inclusive);
+        // A stack's own samples are its innermost call's direct samples: (caller, samples)
+        // by callee, added to each callee's edges while they are in the cache.
+        let (direct_start, direct) = group_by_key(
+            by_stack.iter().filter_map(|&(stack, weight)| {
+                let parent = stacks.parent(stack);
+                (parent != StackTable::EMPTY).then(|| {
+                    (
+                        function_of[stack as usize],
+                        (function_of[parent as usize], weight),
+                    )
+                })
+            }),
+            functions,
+        );
+        // Each callee's edges summed by caller, the callees in two halves on two threads.
+        let callers_of = |callees: std::ops::Range<usize>, edges: &mut [(u32, u64)]| {
+            let first = start[callees.start] as usize;
+            callees
                 .map(|callee| {
-                    let group = &mut edges[start[callee] as usize..start[callee + 1] as usize];
+                    let group = &mut edges
+                        [start[callee] as usize - first..start[callee + 1] as usize - first];
                     group.sort_unstable_by_key(|&(caller, _)| caller);
-                    let distinct = group.chunk_by(|a, b| a.0 == b.0).count();
-                    let mut callers = Vec::with_capacity(distinct);
-                    for same in group.chunk_by(|a, b| a.0 == b.0) {
-                        let samples = same.iter().map(|&(_, samples)| samples).sum();
-                        let edge = CallerEdge { samples, direct: 0 };
-                        callers.push((same[0].0 as usize, edge));
+                    let mut callers: Vec<(usize, CallerEdge)> = group
+                        .chunk_by(|a, b| a.0 == b.0)
+                        .map(|same| {
+                            let samples = same.iter().map(|&(_, samples)| samples).sum();
+                            (same[0].0 as usize, CallerEdge { samples, direct: 0 })
+                        })
+                        .collect();
+                    let own =
+                        &direct[direct_start[callee] as usize..direct_start[callee + 1] as usize];
+                    for &(caller, weight) in own {
+                        if let Ok(at) =
+                            callers.binary_search_by_key(&(caller as usize), |&(c, _)| c)
+                        {
+                            callers[at].1.direct += weight;
+                        }
                     }
                     callers
                 })
                 .collect::<Vec<_>>()
         };
-        let (cumulative, callers) = tachyon_plugin_api::join(cumulative, callers);
-        drop(inclusive);
+        let half = functions / 2;
+        let (low, high) = edges.split_at_mut(start[half] as usize);
+        let (mut callers, high_callers) = tachyon_plugin_api::join(
+            || callers_of(0..half, low),
+            || callers_of(half..functions, high),
+        );
+        callers.extend(high_callers);
         for ((st, cumulative), callers) in table.stats.iter_mut().zip(cumulative).zip(callers) {
             st.cumulative = cumulative;
             st.callers = callers;
-        }
-        // A stack's own samples are its innermost call's direct samples.
-        for &(stack, weight) in &by_stack {
-            let parent = stacks.parent(stack);
-            if parent != StackTable::EMPTY {
-                let callers = &mut table.stats[function_of[stack as usize] as usize].callers;
-                let caller = function_of[parent as usize] as usize;
-                if let Ok(at) = callers.binary_search_by_key(&caller, |&(c, _)| c) {
-                    callers[at].1.direct += weight;
-                }
-            }
         }
         table
     }

@@ -439,35 +439,80 @@ impl CallTree {
     ) {
         let stacks = symbols.stacks();
         let mut frame_keys = FrameKeys::default();
-        // Frame key id -> this tree's key id (hashing a key's strings once, not per node).
-        let mut tree_key: Vec<usize> = Vec::new();
-        let mut parent_of: Vec<u32> = vec![0];
-        // The tree's nodes as paths of keys, while it is built (node ids are the same).
-        let mut paths = Trie::default();
-        // No more nodes than stacks: sized once, never copied as they grow.
-        self.nodes.reserve_exact(stacks.len());
+        // The needed nodes of the stack table in id order (parents first), each as (its
+        // parent's place in this list, 0 for the root, and its frame's key): its place.
+        let mut needed: Vec<(u32, u32)> = Vec::new();
+        // The frame each key was first met at. When no two frames have one key (and none is
+        // left out as bootstrap), no two nodes merge: the tree's nodes are the needed nodes
+        // themselves, made in a row with no lookup.
+        let mut frame_of_key: Vec<FrameId> = Vec::new();
+        let mut keys_are_distinct = true;
         let stack_ids = counts.entries().iter().map(|&(_, stack, _)| stack);
-        let node_of = stacks.map_prefixes(stack_ids, 0, |parent, frame| {
+        let place_of = stacks.map_prefixes(stack_ids, 0, |parent, frame| {
             let key = frame_keys.id(symbols, frame);
-            if strip_bootstrap && parent == 0 && frame_keys.key(key).is_bootstrap() {
-                return 0;
+            if frame_of_key.len() <= key {
+                frame_of_key.resize(key + 1, FrameId::MAX);
             }
-            if tree_key.len() <= key {
-                tree_key.resize(key + 1, usize::MAX);
+            if frame_of_key[key] == FrameId::MAX {
+                frame_of_key[key] = frame;
+                keys_are_distinct &= !(strip_bootstrap && frame_keys.key(key).is_bootstrap());
             }
+            keys_are_distinct &= frame_of_key[key] == frame;
+            needed.push((parent, key as u32));
+            needed.len() as u32
+        });
+        // Frame key id -> this tree's key id (hashing a key's strings once, not per node).
+        let mut tree_key: Vec<usize> = vec![usize::MAX; frame_keys.list().len()];
+        let mut tree_key_of = |key: u32| {
+            let key = key as usize;
             if tree_key[key] == usize::MAX {
                 tree_key[key] = self.keys.id(frame_keys.key(key));
             }
-            let child = paths.child(parent, tree_key[key] as u32);
-            if child as usize == self.nodes.len() {
+            tree_key[key]
+        };
+        let mut parent_of: Vec<u32> = vec![0];
+        // No more nodes than stacks: sized once, never copied as they grow.
+        self.nodes.reserve_exact(needed.len() + 1);
+        let node_of = if keys_are_distinct {
+            for &(parent, key) in &needed {
+                let key = tree_key_of(key);
                 self.nodes.push(TreeNode {
-                    key: tree_key[key],
+                    key,
                     ..Default::default()
                 });
                 parent_of.push(parent);
             }
-            child
-        });
+            place_of
+        } else {
+            // The tree's nodes as paths of keys, while it is built (node ids are the same).
+            let mut paths = Trie::default();
+            let mut node_at = vec![0u32; needed.len() + 1];
+            for (place, &(parent, key)) in needed.iter().enumerate() {
+                let parent = node_at[parent as usize];
+                node_at[place + 1] = if strip_bootstrap
+                    && parent == 0
+                    && frame_keys.key(key as usize).is_bootstrap()
+                {
+                    0
+                } else {
+                    let key = tree_key_of(key);
+                    let child = paths.child(parent, key as u32);
+                    if child as usize == self.nodes.len() {
+                        self.nodes.push(TreeNode {
+                            key,
+                            ..Default::default()
+                        });
+                        parent_of.push(parent);
+                    }
+                    child
+                };
+            }
+            place_of
+                .into_iter()
+                .map(|place| node_at.get(place as usize).copied().unwrap_or(u32::MAX))
+                .collect()
+        };
+        drop(needed);
         self.stack_samples.reserve_exact(counts.entries().len());
         for &(tid, stack, weight) in counts.entries() {
             let node = node_of[stack as usize];
@@ -476,7 +521,6 @@ impl CallTree {
             n.self_value += weight;
             self.stack_samples.push((node, tid, weight));
         }
-        drop(paths);
         for node in (1..self.nodes.len()).rev() {
             let value = self.nodes[node].value;
             self.nodes[parent_of[node] as usize].value += value;
@@ -720,6 +764,61 @@ mod tests {
         assert_eq!(thread_values(&tree, 0), vec![(1, 4, 0), (2, 2, 0)]);
         let kept = counts.tree(&symbols, false, 1);
         assert_eq!(kept.key(kept.children(0)[0] as usize).funcname, "_run_code");
+    }
+
+    /// Every node's (inclusive, self) samples are those of its path of keys, summed over the
+    /// samples literally: with frames of distinct keys (the tree's nodes are the stack
+    /// table's) and with frames that share keys (columns: nodes merge).
+    #[test]
+    fn tree_nodes_sum_the_samples_of_their_key_paths() {
+        for columns in [&[0][..], &[0, 4]] {
+            let mut symbols = Symbols::new();
+            let mut frames = Vec::new();
+            for func in ["main", "a", "b", "c"] {
+                for line in [1, 2] {
+                    for &column in columns {
+                        frames.push(crate::testing::frame(
+                            &mut symbols,
+                            "/app.py",
+                            func,
+                            line,
+                            column,
+                        ));
+                    }
+                }
+            }
+            let (counts, samples) =
+                crate::testing::random_samples(&mut symbols, &frames, 5, 400, &[1, 2], 5, 3);
+            let mut expected: std::collections::HashMap<Vec<FrameKey>, (u64, u64)> =
+                Default::default();
+            for (_, stack, weight) in &samples {
+                let keys: Vec<FrameKey> = stack
+                    .iter()
+                    .rev()
+                    .map(|&f| FrameKey::of(&symbols, f))
+                    .collect();
+                for depth in 1..=keys.len() {
+                    let sums = expected.entry(keys[..depth].to_vec()).or_default();
+                    sums.0 += weight;
+                    if depth == keys.len() {
+                        sums.1 += weight;
+                    }
+                }
+            }
+            let tree = counts.tree(&symbols, false, 1);
+            let mut ours: std::collections::HashMap<Vec<FrameKey>, (u64, u64)> = Default::default();
+            let mut paths = vec![(0usize, Vec::new())];
+            while let Some((node, path)) = paths.pop() {
+                for &child in tree.children(node) {
+                    let mut path: Vec<FrameKey> = path.clone();
+                    path.push(tree.key(child as usize).clone());
+                    let n = &tree.nodes[child as usize];
+                    assert!(ours.insert(path.clone(), (n.value, n.self_value)).is_none());
+                    paths.push((child as usize, path));
+                }
+            }
+            assert_eq!(ours, expected, "columns {columns:?}");
+        }
     }
 
     #[test]

@@ -471,7 +471,7 @@ impl CallTree {
             tree_key[key]
         };
         let mut parent_of: Vec<u32> = vec![0];
-        // No more nodes than stacks: sized once, never copied as they grow.
+        // No more nodes than needed stack nodes: sized once, never copied as they grow.
         self.nodes.reserve_exact(needed.len() + 1);
         let node_of = if keys_are_distinct {
             for &(parent, key) in &needed {

@@ -259,15 +259,10 @@ impl<T: Eq + Hash> Interner<T> {
                 .find(hash, |j| interner.list[j] == *value)
                 .is_none()
             {
-                interner.add(hash, i);
+                interner.index.insert(hash, i);
             }
         }
         interner
-    }
-
-    /// Index the value at `i` of the list.
-    fn add(&mut self, hash: u64, i: usize) {
-        self.index.insert(hash, i);
     }
 
     pub fn id<Q>(&mut self, value: &Q) -> usize
@@ -280,7 +275,7 @@ impl<T: Eq + Hash> Interner<T> {
             return i;
         }
         self.list.push(value.to_owned());
-        self.add(hash, self.list.len() - 1);
+        self.index.insert(hash, self.list.len() - 1);
         self.list.len() - 1
     }
 

@@ -18,8 +18,8 @@ impl AggregateOutput for Svg {
         let path = ctx.path.context("svg output needs a file")?;
         let mut opts = options(&self.title);
         let min_samples = fewest_drawn(&opts, counts.total());
-        let lines = InfernoLines::of(&Lines::cut_below(counts, ctx.symbols, min_samples))?;
-        if lines.ends.is_empty() {
+        let lines = inferno_lines(&Lines::cut_below(counts, ctx.symbols, min_samples))?;
+        if lines.is_empty() {
             eprintln!(
                 "Warning: no samples were collected; {} not written",
                 ctx.shown_path().display()
@@ -27,7 +27,7 @@ impl AggregateOutput for Svg {
             return Ok(());
         }
         let mut writer = tachyon_plugin_api::output_file(path)?;
-        flamegraph::from_lines(&mut opts, lines.iter(), &mut writer)
+        flamegraph::from_lines(&mut opts, lines.lines(), &mut writer)
             .with_context(|| format!("cannot draw the flame graph {}", path.display()))?;
         // Dropping a BufWriter hides write errors (a full disk): flush explicitly.
         std::io::Write::flush(&mut writer)
@@ -46,34 +46,18 @@ fn fewest_drawn(opts: &Options<'_>, total: u64) -> f64 {
     opts.min_width / (100.0 / total as f64)
 }
 
-/// The lines as inferno reads them, `text count`, one after another in one text (a string
-/// each cost an allocation and a copy per line).
-struct InfernoLines {
-    text: String,
-    /// Where each line ends in `text`.
-    ends: Vec<usize>,
-}
-
-impl InfernoLines {
-    fn of(lines: &Lines) -> Result<InfernoLines> {
-        let mut text = String::new();
-        let mut ends = Vec::new();
-        lines.for_each(|line, n| {
-            text.push_str(line);
-            text.push(' ');
-            text.push_str(itoa::Buffer::new().format(n));
-            ends.push(text.len());
-            Ok(())
-        })?;
-        Ok(InfernoLines { text, ends })
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &str> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(&self.ends)
-            .map(|(start, &end)| &self.text[start..end])
-    }
+/// The lines as inferno reads them, `text count`, one text of them a line each (a string
+/// per line cost an allocation and a copy each). A collapsed line holds no newline.
+fn inferno_lines(lines: &Lines) -> Result<String> {
+    let mut text = String::new();
+    lines.for_each(|line, n| {
+        text.push_str(line);
+        text.push(' ');
+        text.push_str(itoa::Buffer::new().format(n));
+        text.push('\n');
+        Ok(())
+    })?;
+    Ok(text)
 }
 
 fn options(title: &str) -> Options<'static> {
@@ -111,7 +95,7 @@ mod tests {
 
     fn draw(lines: &Lines, opts: &mut Options<'_>) -> Vec<u8> {
         let mut svg = Vec::new();
-        flamegraph::from_lines(opts, InfernoLines::of(lines).unwrap().iter(), &mut svg).unwrap();
+        flamegraph::from_lines(opts, inferno_lines(lines).unwrap().lines(), &mut svg).unwrap();
         svg
     }
 
@@ -155,7 +139,7 @@ mod tests {
             let weight = 1 + next(4) * next(4) * next(50);
             counts.add_weighted(tid, symbols.intern_stack(&stack), weight);
         }
-        let count = |lines: &Lines| InfernoLines::of(lines).unwrap().iter().count();
+        let count = |lines: &Lines| inferno_lines(lines).unwrap().lines().count();
         let full = Lines::new(&counts, &symbols);
         for (min_width, most_cut) in [(options("t").min_width, false), (0.5, true)] {
             let mut opts = options("t");

@@ -97,6 +97,51 @@ def gecko_summary(path):
                   for t in doc["threads"])
 
 
+def gecko_view(path):
+    """The whole profile as the Firefox Profiler reads it, each sample's stack resolved through
+    the thread's stack, frame, function and resource tables to strings: equal for equal profiles
+    whatever order the stack rows were made in. The string array is compared as written; only
+    the start time (a clock reading in CPython) and the pid differ between two replays."""
+    doc = json.load(open(path))
+    strings = doc["shared"]["stringArray"]
+    threads = []
+    for t in doc["threads"]:
+        st, ft, fn, rt = t["stackTable"], t["frameTable"], t["funcTable"], t["resourceTable"]
+
+        def frame(i):
+            f = ft["func"][i]
+            file_name = fn["fileName"][f]
+            resource = fn["resource"][f]
+            return (strings[fn["name"][f]], file_name if file_name is None else strings[file_name],
+                    fn["lineNumber"][f], fn["isJS"][f], fn["relevantForJS"][f], fn["columnNumber"][f],
+                    (rt["lib"][resource], strings[rt["name"][resource]], rt["host"][resource], rt["type"][resource]),
+                    *(ft[k][i] for k in ("line", "column", "category", "subcategory", "address", "innerWindowID",
+                                         "implementation", "optimizations", "inlineDepth", "nativeSymbol")))
+
+        def stack(row):
+            frames = []
+            while row is not None:
+                frames.append((frame(st["frame"][row]), st["category"][row], st["subcategory"][row]))
+                row = st["prefix"][row]
+            return tuple(frames)
+
+        samples = t["samples"]
+        threads.append({
+            "thread": {k: v for k, v in t.items() if not isinstance(v, dict) and k != "pid"},
+            "samples": [(stack(s), time_, delay) for s, time_, delay in
+                        zip(samples["stack"], samples["time"], samples["eventDelay"])],
+            "weights": {k: v for k, v in samples.items() if not isinstance(v, list)},
+            "markers": [(strings[name], *rest) for name, *rest in
+                        zip(*(t["markers"][k] for k in ("name", "startTime", "endTime", "phase", "category", "data")))],
+            # Frames, functions and files each written once, as CPython's tables.
+            "sizes": (ft["length"], fn["length"], rt["length"]),
+            "nativeSymbols": t["nativeSymbols"],
+        })
+    meta = {k: v for k, v in doc["meta"].items() if k != "startTime"}
+    return {"meta": meta, "libs": doc["libs"], "pages": doc["pages"], "strings": strings,
+            "sources": doc["shared"]["sources"], "threads": threads}
+
+
 REPLAYS = [
     # (3.15 arguments before the capture, how to compare)
     ([], "table"),
@@ -136,11 +181,47 @@ def test_replay_of_one_capture_gives_equal_outputs(work, capture, args, compare,
         a, b = embedded(our_out), embedded(their_out)
         assert tree(a, a["strings"]) == tree(b, b["strings"])
     elif compare == "gecko":
-        assert gecko_summary(our_out) == gecko_summary(their_out)
+        assert gecko_view(our_out) == gecko_view(their_out)
     elif compare == "heatmap":
         for d in (our_out, their_out):
             assert (d / "index.html").exists()
             assert "app.py" in (d / "index.html").read_text()
+
+
+def test_gecko_of_changing_thread_states(tmp_path):
+    """Every marker CPython's gecko collector makes (GIL held, CPU, Python or native code, waiting
+    for the GIL, exceptions, GC) opening and closing as threads change state, samples without a
+    Python frame (they move markers but are not samples), a thread seen only without one, frames
+    that differ only past CPython's (function, line, column) key, files of one base name in two
+    directories and non-Python files: the profile is CPython's, string array and all."""
+    gil, cpu, requested, exception, main = 1, 2, 8, 16, 32
+    app = ("/srv/app/app.py", "work", 10, 10, 4, 20, None)
+    app_wide = ("/srv/app/app.py", "work", 10, 12, 4, 30, None)  # one frame for CPython
+    other = ("/srv/lib/app.py", "helper", 3, 3, -1, -1, None)  # another file, same base name
+    frozen = ("<frozen importlib._bootstrap>", "_load", 0, 0, -1, -1, None)
+    gc = ("~", "<GC>", -1, -1, -1, -1, None)
+    no_line = ("/srv/app/app.py", "no_line", -1, -1, -1, -1, None)
+    states = [gil | cpu | main, gil | cpu | main, cpu | main, cpu | requested | main, requested | main,
+              gil | exception | main, gil | cpu | exception | main, 0 | main, gil | cpu | main, gil | cpu | main]
+    stacks = [(app,), (app_wide, app), (other, app), (frozen, app), (), (gc, app), (gc, other, app), (),
+              (no_line, app), (frozen,)]
+    samples = []
+    for i in range(30):
+        samples.append((1, 0, 1000 * (i + 1), states[i % 10], stacks[i % 10]))
+        samples.append((2, 0, 1000 * (i + 1) + 500, [gil | cpu, cpu][i // 7 % 2], stacks[(i * 3) % 10]))
+        samples.append((3, 0, 1000 * (i + 1) + 700, [0, requested][i // 5 % 2], ()))
+    write_capture(tmp_path / "cap.bin", samples)
+    for tool, runner in (("theirs", cpython), ("ours", ours)):
+        proc = runner("replay", "--gecko", "-o", tmp_path / tool, tmp_path / "cap.bin", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    ours_, theirs = gecko_view(tmp_path / "ours"), gecko_view(tmp_path / "theirs")
+    assert ours_ == theirs
+    names = {name for t in ours_["threads"] for name, *_ in t["markers"]}
+    assert names == {"Has GIL", "No GIL", "On CPU", "Off CPU", "Python Code", "Native Code", "Waiting for GIL",
+                     "Has Exception", "No Exception", "GC Collecting"}
+    # Thread 3 never had a Python frame: a track with markers and no sample.
+    assert [len(t["samples"]) for t in ours_["threads"]] == [24, 24, 0]
+    assert ours_["threads"][0]["sizes"] == (5, 5, 4)
 
 
 def test_jsonl_of_frames_without_a_location(tmp_path):

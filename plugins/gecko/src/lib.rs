@@ -1,6 +1,7 @@
 //! `gecko`: the Firefox Profiler's processed profile format as CPython's Tachyon writes it
 //! (meta version 32, preprocessedProfileVersion 57, one global string array in `shared`), with
-//! interval markers for GIL, CPU, exception and GC state changes per thread.
+//! interval markers for GIL, CPU, code type (Python or native), GIL wait, exception and GC state
+//! changes per thread.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -32,12 +33,58 @@ const CAT_GIL: usize = 4;
 const CAT_CPU: usize = 5;
 const CAT_EXCEPTION: usize = 8;
 
-/// One state a marker tracks: (name when true, name when false or None, category).
-const TRACKS: [(&str, Option<&str>, usize); 4] = [
-    ("Has GIL", Some("No GIL"), CAT_GIL),
-    ("On CPU", Some("Off CPU"), CAT_CPU),
-    ("Has Exception", Some("No Exception"), CAT_EXCEPTION),
-    ("GC Collecting", None, CAT_GC),
+const CAT_CODE_TYPE: usize = 6;
+
+/// The states a thread's markers follow, as CPython's `*_start` dicts: a two-state track has
+/// one marker open at a time, named by the state; the others are open or not.
+#[derive(Default)]
+struct OpenMarkers {
+    /// Has GIL / No GIL, On CPU / Off CPU, Has Exception / No Exception: (state, since).
+    tracks: [Option<(bool, f64)>; 3],
+    /// Python Code (true: holds the GIL) or Native Code (on a CPU without it), since.
+    code: Option<(bool, f64)>,
+    gil_wait: Option<f64>,
+    gc: Option<f64>,
+}
+
+/// How many kinds of marker CPython closes at the end, one after another (see
+/// [`OpenMarkers::listed`]).
+const CLOSING_RANKS: usize = 10;
+
+impl OpenMarkers {
+    /// The open markers as (rank in CPython's closing order, name, start, category).
+    fn listed(&self) -> impl Iterator<Item = (usize, &'static str, f64, usize)> {
+        let tracks = [0, 1, 2].map(|track| {
+            let (on, off, cat) = TRACKS[track];
+            let rank = [0, 2, 8][track];
+            self.tracks[track].map(|(state, start)| {
+                if state {
+                    (rank, on, start, cat)
+                } else {
+                    (rank + 1, off, start, cat)
+                }
+            })
+        });
+        let code = self.code.map(|(python, start)| {
+            if python {
+                (4, "Python Code", start, CAT_CODE_TYPE)
+            } else {
+                (5, "Native Code", start, CAT_CODE_TYPE)
+            }
+        });
+        let gil_wait = self
+            .gil_wait
+            .map(|start| (6, "Waiting for GIL", start, CAT_GIL));
+        let gc = self.gc.map(|start| (7, "GC Collecting", start, CAT_GC));
+        tracks.into_iter().chain([code, gil_wait, gc]).flatten()
+    }
+}
+
+/// The two-state tracks: (name when true, name when false, category).
+const TRACKS: [(&str, &str, usize); 3] = [
+    ("Has GIL", "No GIL", CAT_GIL),
+    ("On CPU", "Off CPU", CAT_CPU),
+    ("Has Exception", "No Exception", CAT_EXCEPTION),
 ];
 
 /// An interval marker: (name, start ms, end ms, category, data).
@@ -48,6 +95,29 @@ type Marker = (usize, f64, f64, usize, Value);
 type OpcodeSpan = (Option<u8>, i32, i32, StrId, StrId);
 
 const CAT_OPCODES: usize = 7;
+
+/// `platform.system()`, as CPython writes it.
+const PLATFORM: &str = "Linux";
+
+/// The marker schema CPython writes when it makes opcode markers.
+fn opcode_schema() -> Value {
+    json!([{
+        "name": "Opcode",
+        "display": ["marker-table", "marker-chart"],
+        "tooltipLabel": "{marker.data.opname}",
+        "tableLabel": "{marker.data.opname} at line {marker.data.line}",
+        "chartLabel": "{marker.data.opname}",
+        "fields": [
+            {"key": "opname", "label": "Opcode", "format": "string", "searchable": true},
+            {"key": "base_opname", "label": "Base Opcode", "format": "string"},
+            {"key": "is_specialized", "label": "Specialized", "format": "string"},
+            {"key": "line", "label": "Line", "format": "integer"},
+            {"key": "column", "label": "Column", "format": "integer"},
+            {"key": "function", "label": "Function", "format": "string"},
+            {"key": "duration", "label": "Duration", "format": "duration"},
+        ],
+    }])
+}
 
 /// A state marker as CPython's `_add_marker` writes it.
 fn state_marker(
@@ -62,6 +132,16 @@ fn state_marker(
     (strings.id(name), start, end, cat, data)
 }
 
+/// A row of a thread's function table; names are ids in the string array.
+struct Func {
+    name: usize,
+    /// isJS and relevantForJS.
+    python: bool,
+    resource: usize,
+    file_name: Option<usize>,
+    line: Option<i32>,
+}
+
 #[derive(Default)]
 struct ThreadData {
     is_main: bool,
@@ -72,19 +152,22 @@ struct ThreadData {
     /// The stacks this thread sampled and each of their prefixes: its stack table, in the
     /// order of the ids (a prefix's id is below its stacks'), made when the profile is written.
     stacks: IdSet,
-    /// The frames of those stacks, in the order of the thread's frame table (as first met,
-    /// root first, as CPython: a function's line is its first frame's).
-    frames: Vec<FrameId>,
+    /// The frames of those stacks met so far (ids in the symbols), each with its row in the
+    /// frame table. Rows are made as frames are first met, root first, and keyed as CPython's
+    /// (function, line, column): a function's line is its first frame's.
+    frames: Vec<(FrameId, u32)>,
     frame_set: IdSet,
-    frame_table: Vec<(usize, i32, Option<i32>, usize)>, // (func, line, column, category)
-    func_table: Vec<(usize, bool, Option<usize>, Option<i32>)>, // (name, isJS, fileName, lineNumber)
-    func_index: FxHashMap<(u32, u32), usize>,
-    /// Open marker per track: (state, start ms).
-    open: [Option<(bool, f64)>; 4],
+    frame_index: FxHashMap<(usize, i32, i32), u32>,
+    frame_table: Vec<(usize, Option<i32>, Option<i32>, usize)>, // (func, line, column, category)
+    func_table: Vec<Func>,
+    func_index: FxHashMap<(StrId, StrId), usize>,
+    /// Each file's resource: its base name (a string id).
+    resource_table: Vec<usize>,
+    resource_index: FxHashMap<StrId, usize>,
+    open: OpenMarkers,
     markers: Vec<Marker>,
     /// The leaf frame's (opcode, line, column, function, file) since `.5` ms, with --opcodes.
     opcode_state: Option<(OpcodeSpan, f64)>,
-    last_time: f64,
 }
 
 /// A set of dense ids (stacks, frames), as bits in pages of 4,096 made when first used: a
@@ -195,6 +278,13 @@ impl Ranked {
 pub struct GeckoCollector {
     interval_us: u64,
     first_us: Option<u64>,
+    /// The time (ms) of the latest sample and how many samples came, with or without a stack:
+    /// the profile's interval and where open markers close, as CPython's. (CPython takes the
+    /// last sample's time, the same unless threads' records come out of order: then a marker
+    /// would end before it started.)
+    last_time: f64,
+    sample_count: usize,
+    /// The string array, "(root)" first as CPython's.
     strings: Interner<String>,
     /// Each (thread id, interpreter id): a thread running in a sub-interpreter is sampled
     /// there too, as a track of its own.
@@ -211,6 +301,16 @@ pub struct GeckoCollector {
 }
 
 impl GeckoCollector {
+    fn new(interval_us: u64, opcodes: Option<Opcodes>, opcodes_unknown: bool) -> GeckoCollector {
+        GeckoCollector {
+            interval_us,
+            strings: Interner::from_list(vec!["(root)".to_owned()]),
+            opcodes,
+            opcodes_unknown,
+            ..GeckoCollector::default()
+        }
+    }
+
     /// CPython's `_add_opcode_interval_marker`.
     fn opcode_marker(
         &mut self,
@@ -256,77 +356,150 @@ impl GeckoCollector {
 }
 
 impl ThreadData {
-    /// Add a frame to this thread's frame table (and its function, if new).
+    /// Add a frame to this thread's frame table, and its function and file if new, as
+    /// CPython's `_get_or_create_func`, `_get_or_create_resource` and `_get_or_create_frame`.
     fn add_frame(&mut self, strings: &mut Interner<String>, symbols: &Symbols, id: FrameId) {
         let t = self;
         let info = symbols.frame(id);
         let file = symbols.str(info.filename);
-        // CPython's `_is_python`, except that tachyon's own synthetic frames are native.
-        let python =
-            !file.starts_with('<') && file != "~" || file == "<stdin>" || file == "<string>";
+        // CPython's `_is_python` (which holds for the synthetic frames' file, `~`, too).
+        let python = !file.starts_with('<') || file == "<stdin>" || file == "<string>";
+        // A synthetic frame has no line (-1), which CPython's frames show as none.
+        let line = (info.lineno >= 0).then_some(info.lineno);
         let func = *t
             .func_index
             .entry((info.filename, info.funcname))
             .or_insert_with(|| {
                 let name = strings.id(symbols.str(info.funcname));
-                let file_name = python.then(|| strings.id(file));
-                t.func_table
-                    .push((name, python, file_name, python.then_some(info.lineno)));
+                let base_name = file.rsplit('/').next().unwrap_or(file);
+                let resource = *t.resource_index.entry(info.filename).or_insert_with(|| {
+                    t.resource_table.push(strings.id(base_name));
+                    t.resource_table.len() - 1
+                });
+                let file_name = python.then(|| strings.id(base_name));
+                let line = if python { line } else { None };
+                t.func_table.push(Func {
+                    name,
+                    python,
+                    resource,
+                    file_name,
+                    line,
+                });
                 t.func_table.len() - 1
             });
-        let category = if python { CAT_PYTHON } else { CAT_NATIVE };
-        t.frames.push(id);
-        t.frame_table.push((
-            func,
-            info.lineno.max(0),
-            (info.column >= 0).then_some(info.column),
-            category,
-        ));
+        let column = (info.column >= 0).then_some(info.column);
+        let row = *t
+            .frame_index
+            .entry((func, info.lineno, info.column.max(-1)))
+            .or_insert_with(|| {
+                let category = if t.func_table[func].python {
+                    CAT_PYTHON
+                } else {
+                    CAT_NATIVE
+                };
+                t.frame_table
+                    .push((func, line.filter(|&l| l != 0), column, category));
+                (t.frame_table.len() - 1) as u32
+            });
+        t.frames.push((id, row));
     }
 
-    fn track(
-        t: &mut ThreadData,
+    /// Open and close the state markers for a sample in `status`, as CPython's `collect`.
+    fn track_states(
+        &mut self,
         strings: &mut Interner<String>,
-        (tid, track): (u64, usize),
-        state: bool,
+        tid: u64,
+        status: ThreadStatus,
+        in_gc: bool,
         now: f64,
     ) {
-        let (on, off, cat) = TRACKS[track];
-        match t.open[track] {
-            Some((s, _)) if s == state => {}
-            Some((s, start)) => {
-                let name = if s { Some(on) } else { off };
-                if let Some(name) = name {
-                    t.markers
-                        .push(state_marker(strings, name, start, now, cat, tid));
+        let (open, markers) = (&mut self.open, &mut self.markers);
+        let mut close = |name: &str, start: f64, cat: usize| {
+            markers.push(state_marker(strings, name, start, now, cat, tid));
+        };
+        let has_gil = status.has(ThreadStatus::HAS_GIL);
+        let on_cpu = status.has(ThreadStatus::ON_CPU);
+        // CPython's `_track_state_transition`: a change closes the other state's marker.
+        let mut track = |track: usize, state: bool, close: &mut dyn FnMut(&str, f64, usize)| {
+            let (on, off, cat) = TRACKS[track];
+            let slot = &mut open.tracks[track];
+            match *slot {
+                Some((was, _)) if was == state => {}
+                Some((was, start)) => {
+                    close(if was { on } else { off }, start, cat);
+                    *slot = Some((state, now));
                 }
-                t.open[track] = Some((state, now));
+                None => *slot = Some((state, now)),
             }
-            None => t.open[track] = Some((state, now)),
+        };
+        track(0, has_gil, &mut close);
+        track(1, on_cpu, &mut close);
+        let code = (has_gil || on_cpu).then_some(has_gil);
+        match (open.code, code) {
+            (Some((was, _)), Some(python)) if was == python => {}
+            (Some((was, start)), _) => {
+                close(
+                    if was { "Python Code" } else { "Native Code" },
+                    start,
+                    CAT_CODE_TYPE,
+                );
+                open.code = code.map(|python| (python, now));
+            }
+            (None, _) => open.code = code.map(|python| (python, now)),
+        }
+        match (open.gil_wait, status.has(ThreadStatus::GIL_REQUESTED)) {
+            (None, true) => open.gil_wait = Some(now),
+            (Some(start), false) => {
+                close("Waiting for GIL", start, CAT_GIL);
+                open.gil_wait = None;
+            }
+            _ => {}
+        }
+        track(2, status.has(ThreadStatus::HAS_EXCEPTION), &mut close);
+        match (open.gc, in_gc) {
+            (None, true) => open.gc = Some(now),
+            (Some(start), false) => {
+                close("GC Collecting", start, CAT_GC);
+                open.gc = None;
+            }
+            _ => {}
         }
     }
 }
 
 impl Collector for GeckoCollector {
     fn collect(&mut self, symbols: &Symbols, sample: &Sample<'_>) {
-        // CPython 3.15's collectors skip samples with no Python frame (the empty stack). The
-        // innermost frame is read from the stack table, whose node was prefetched, rather
-        // than from the sample's frames, which the decoding thread wrote on another core.
-        let Some(leaf) = symbols.stacks().leaf(sample.stack) else {
+        let Some(&first_us) = sample.timestamps_us.first() else {
             return;
         };
+        let base = *self.first_us.get_or_insert(first_us);
+        let to_ms = |ts: u64| ts.saturating_sub(base) as f64 / 1000.0;
+        let now = to_ms(first_us);
+        self.sample_count += sample.timestamps_us.len();
+        let last_ms = to_ms(*sample.timestamps_us.last().expect("not empty"));
+        self.last_time = self.last_time.max(last_ms);
         if std::mem::take(&mut self.opcodes_unknown)
             && !symbols.frames().iter().any(|f| f.opcode.is_some())
         {
             self.opcodes = None;
         }
-        let first = *self
-            .first_us
-            .get_or_insert(sample.timestamps_us.first().copied().unwrap_or(0));
         let tid = sample.thread_id;
         let key = (tid, sample.interpreter_id);
-        let mut t = self.threads.entry(key).or_default();
-        t.is_main |= sample.status.has(ThreadStatus::MAIN_THREAD);
+        let t = self.threads.entry(key).or_insert_with(|| ThreadData {
+            is_main: sample.status.has(ThreadStatus::MAIN_THREAD),
+            ..ThreadData::default()
+        });
+        // The innermost frame is read from the stack table, whose node was prefetched, rather
+        // than from the sample's frames, which the decoding thread wrote on another core.
+        let leaf = symbols.stacks().leaf(sample.stack);
+        // Every sample of a batch has the same state: a marker can only open or close at its
+        // first one. Markers follow samples with no Python frame too, as CPython's.
+        let in_gc = leaf.is_some_and(|leaf| symbols.is_gc(leaf));
+        t.track_states(&mut self.strings, tid, sample.status, in_gc, now);
+        // CPython 3.15's collectors skip samples with no Python frame (the empty stack).
+        let Some(leaf) = leaf else {
+            return;
+        };
         // The stack and the prefixes this thread had not sampled yet; their frames from the
         // root.
         let mut node = sample.stack;
@@ -340,37 +513,12 @@ impl Collector for GeckoCollector {
                 t.add_frame(&mut self.strings, symbols, frame);
             }
         }
-        if self.opcodes.is_some() {
-            let first_time = sample
-                .timestamps_us
-                .first()
-                .map_or(0.0, |&ts| ts.saturating_sub(first) as f64 / 1000.0);
-            self.track_opcode(symbols, key, leaf, first_time);
-            t = self.threads.get_mut(&key).expect("thread exists");
-        }
-        let in_gc = symbols.is_gc(leaf);
-        let s = sample.status;
-        let to_ms = |ts: u64| ts.saturating_sub(first) as f64 / 1000.0;
-        // Every sample of a batch has the same state: a marker can only open or close at its
-        // first one.
-        if let Some(&ts) = sample.timestamps_us.first() {
-            for (track, state) in [
-                s.has(ThreadStatus::HAS_GIL),
-                s.has(ThreadStatus::ON_CPU),
-                s.has(ThreadStatus::HAS_EXCEPTION),
-                in_gc,
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                ThreadData::track(t, &mut self.strings, (tid, track), state, to_ms(ts));
-            }
-        }
         for &ts in sample.timestamps_us {
-            let now = to_ms(ts);
             t.sample_stacks.push(sample.stack);
-            t.sample_times.push(now);
-            t.last_time = t.last_time.max(now);
+            t.sample_times.push(to_ms(ts));
+        }
+        if self.opcodes.is_some() {
+            self.track_opcode(symbols, key, leaf, now);
         }
     }
 
@@ -394,16 +542,27 @@ impl Collector for GeckoCollector {
     fn export(&mut self, ctx: &ExportContext<'_>) -> Result<()> {
         let path = ctx.path.context("gecko output needs a file")?;
         let pid = std::process::id().to_string();
-        let open_spans: Vec<((u64, u32), OpcodeSpan, f64, f64)> = self
+        // Close every open marker at the last sample, in CPython's `_finalize_markers` order:
+        // by kind, then thread (the order their names join the string array), opcodes last.
+        let end = self.last_time;
+        for rank in 0..CLOSING_RANKS {
+            for (&(tid, _), t) in &mut self.threads {
+                if let Some((_, name, start, cat)) = t.open.listed().find(|m| m.0 == rank) {
+                    let marker = state_marker(&mut self.strings, name, start, end, cat, tid);
+                    t.markers.push(marker);
+                }
+            }
+        }
+        let open_spans: Vec<((u64, u32), OpcodeSpan, f64)> = self
             .threads
             .iter_mut()
             .filter_map(|(&key, t)| {
                 t.opcode_state
                     .take()
-                    .map(|(span, start)| (key, span, start, t.last_time))
+                    .map(|(span, start)| (key, span, start))
             })
             .collect();
-        for (key, span, start, end) in open_spans {
+        for (key, span, start) in open_spans {
             if let Some(m) = self.opcode_marker(ctx.symbols, &span, start, end) {
                 self.threads
                     .get_mut(&key)
@@ -412,25 +571,7 @@ impl Collector for GeckoCollector {
                     .push(m);
             }
         }
-        for (&(tid, _), t) in &mut self.threads {
-            // Close every open marker at the last sample.
-            for (open, (on, off, cat)) in t.open.iter_mut().zip(TRACKS) {
-                if let Some((state, start)) = open.take() {
-                    if let Some(name) = if state { Some(on) } else { off } {
-                        let marker =
-                            state_marker(&mut self.strings, name, start, t.last_time, cat, tid);
-                        t.markers.push(marker);
-                    }
-                }
-            }
-        }
         let symbols = ctx.symbols;
-        let samples: usize = self.threads.values().map(|t| t.sample_times.len()).sum();
-        let last = self
-            .threads
-            .values()
-            .map(|t| t.last_time)
-            .fold(0.0, f64::max);
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         // Tracks are named by interpreter too once a sub-interpreter was sampled.
         let interpreters = self.threads.keys().any(|&(_, iid)| iid != 0);
@@ -447,13 +588,13 @@ impl Collector for GeckoCollector {
             .collect();
         let profile = json!({
             "meta": {
-                "interval": if samples > 0 && last > 0.0 { last / samples as f64 } else { self.interval_us as f64 / 1000.0 },
+                "interval": if self.sample_count > 0 && end > 0.0 { end / self.sample_count as f64 } else { self.interval_us as f64 / 1000.0 },
                 "startTime": self.first_us.unwrap_or(0) as f64 / 1000.0, "abi": std::env::consts::ARCH, "oscpu": std::env::consts::ARCH,
-                "misc": "Python profiler", "platform": std::env::consts::OS, "processType": 0,
+                "misc": "Python profiler", "platform": PLATFORM, "processType": 0,
                 "categories": CATEGORIES.iter().map(|(name, color)| json!({"name": name, "color": color, "subcategories": ["Other"]})).collect::<Vec<_>>(),
                 "stackwalk": 0, "toolkit": "", "version": 32, "preprocessedProfileVersion": 57, "appBuildID": "",
                 "physicalCPUs": cpus, "logicalCPUs": cpus, "CPUName": "", "product": "Python", "symbolicated": true,
-                "markerSchema": [], "importedFrom": "Tachyon Sampling Profiler",
+                "markerSchema": if self.opcodes.is_some() { opcode_schema() } else { json!([]) }, "importedFrom": "Tachyon Sampling Profiler",
                 "extensions": {"id": [], "name": [], "baseURL": [], "length": 0},
             },
             "libs": [], "threads": [], "pages": [],
@@ -478,16 +619,15 @@ fn create(config: &CollectorConfig) -> Result<Box<dyn Collector>> {
         .python_version
         .and_then(|(major, minor, _)| Opcodes::for_version(major, minor))
         .filter(|_| with_opcodes != Some(false));
-    Ok(Box::new(GeckoCollector {
-        interval_us: config.interval_us,
+    Ok(Box::new(GeckoCollector::new(
+        config.interval_us,
         opcodes,
-        opcodes_unknown: with_opcodes.is_none(),
-        ..Default::default()
-    }))
+        with_opcodes.is_none(),
+    )))
 }
 
 inventory::submit! {
-    Format { name: "gecko", description: "Firefox Profiler JSON (processed format) with GIL/CPU/exception/GC markers", extension: "json", options: &[], needs: Needs { thread_state: true, opcodes: true, ..Needs::NOTHING }, create }
+    Format { name: "gecko", description: "Firefox Profiler JSON (processed format) with GIL, CPU, code type, GIL wait, exception and GC markers", extension: "json", options: &[], needs: Needs { thread_state: true, opcodes: true, ..Needs::NOTHING }, create }
 }
 
 /// A column written from an iterator as a JSON array, without collecting it.
@@ -546,8 +686,8 @@ struct Rows<'a> {
 impl<'a> Rows<'a> {
     fn new(t: &'a ThreadData, symbols: &'a Symbols) -> Rows<'a> {
         let mut row_of_frame = vec![u32::MAX; symbols.frames().len()];
-        for (row, &frame) in t.frames.iter().enumerate() {
-            row_of_frame[frame as usize] = row as u32;
+        for &(frame, row) in &t.frames {
+            row_of_frame[frame as usize] = row;
         }
         Rows {
             t,
@@ -570,7 +710,7 @@ table!(FrameTableJson, |_r, t, m| {
     m.serialize_entry("category", &Column(t.frame_table.iter().map(|f| f.3)))?;
     m.serialize_entry("subcategory", &repeat(0, n))?;
     m.serialize_entry("func", &Column(t.frame_table.iter().map(|f| f.0)))?;
-    m.serialize_entry("innerWindowID", &repeat(0, n))?;
+    m.serialize_entry("innerWindowID", &repeat(NULL, n))?;
     m.serialize_entry("implementation", &repeat(NULL, n))?;
     m.serialize_entry("optimizations", &repeat(NULL, n))?;
     m.serialize_entry("line", &Column(t.frame_table.iter().map(|f| f.1)))?;
@@ -582,13 +722,29 @@ table!(FrameTableJson, |_r, t, m| {
 
 table!(FuncTableJson, |_r, t, m| {
     let n = t.func_table.len();
-    m.serialize_entry("name", &Column(t.func_table.iter().map(|f| f.0)))?;
-    m.serialize_entry("isJS", &Column(t.func_table.iter().map(|f| f.1)))?;
-    m.serialize_entry("relevantForJS", &repeat(false, n))?;
-    m.serialize_entry("resource", &repeat(-1, n))?;
-    m.serialize_entry("fileName", &Column(t.func_table.iter().map(|f| f.2)))?;
-    m.serialize_entry("lineNumber", &Column(t.func_table.iter().map(|f| f.3)))?;
+    m.serialize_entry("name", &Column(t.func_table.iter().map(|f| f.name)))?;
+    m.serialize_entry("isJS", &Column(t.func_table.iter().map(|f| f.python)))?;
+    m.serialize_entry(
+        "relevantForJS",
+        &Column(t.func_table.iter().map(|f| f.python)),
+    )?;
+    m.serialize_entry("resource", &Column(t.func_table.iter().map(|f| f.resource)))?;
+    m.serialize_entry(
+        "fileName",
+        &Column(t.func_table.iter().map(|f| f.file_name)),
+    )?;
+    m.serialize_entry("lineNumber", &Column(t.func_table.iter().map(|f| f.line)))?;
     m.serialize_entry("columnNumber", &repeat(NULL, n))?;
+    m.serialize_entry("length", &n)?;
+});
+
+table!(ResourceTableJson, |_r, t, m| {
+    let n = t.resource_table.len();
+    m.serialize_entry("lib", &repeat(NULL, n))?;
+    m.serialize_entry("name", &Column(t.resource_table.iter()))?;
+    m.serialize_entry("host", &repeat(NULL, n))?;
+    // RESOURCE_TYPE_LIBRARY
+    m.serialize_entry("type", &repeat(1, n))?;
     m.serialize_entry("length", &n)?;
 });
 
@@ -741,11 +897,7 @@ impl ThreadJson<'_> {
 
         write_field(out, "frameTable", &FrameTableJson(&r))?;
         write_field(out, "funcTable", &FuncTableJson(&r))?;
-        write_field(
-            out,
-            "resourceTable",
-            &json!({"lib": [], "name": [], "host": [], "type": [], "length": 0}),
-        )?;
+        write_field(out, "resourceTable", &ResourceTableJson(&r))?;
         write_field(
             out,
             "nativeSymbols",
@@ -849,7 +1001,7 @@ mod tests {
             frame(&mut symbols, "work", 2),
             frame(&mut symbols, "leaf", 3),
         );
-        let mut gecko = GeckoCollector::default();
+        let mut gecko = GeckoCollector::new(100, None, false);
         // Thread 1 samples [work, main], then thread 2 samples [leaf, work, main] (sharing its
         // prefix), then thread 1 the same stack.
         for (tid, frames) in [
@@ -872,7 +1024,7 @@ mod tests {
             let t = &gecko.threads[&(tid, 0)];
             let rows = Rows::new(t, &symbols);
             let name = |frame: u32| {
-                gecko.strings.list()[t.func_table[t.frame_table[frame as usize].0].0].clone()
+                gecko.strings.list()[t.func_table[t.frame_table[frame as usize].0].name].clone()
             };
             // Follow the last sample's stack to its root, leaf first.
             let mut names = Vec::new();

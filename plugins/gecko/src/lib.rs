@@ -95,6 +95,7 @@ type Marker = (usize, f64, f64, usize, Value);
 type OpcodeSpan = (Option<u8>, i32, i32, StrId, StrId);
 
 const CAT_OPCODES: usize = 7;
+const _: () = assert!(CATEGORIES.len() <= 10, "a category is written as one digit");
 
 /// `platform.system()`, as CPython writes it.
 const PLATFORM: &str = "Linux";
@@ -681,19 +682,24 @@ struct Rows<'a> {
     stacks: &'a StackTable,
     stack_rows: Ranked,
     row_of_frame: Vec<u32>,
+    /// By frame id, its row's category as the digit written (every category is below 10).
+    category_of_frame: Vec<u8>,
 }
 
 impl<'a> Rows<'a> {
     fn new(t: &'a ThreadData, symbols: &'a Symbols) -> Rows<'a> {
         let mut row_of_frame = vec![u32::MAX; symbols.frames().len()];
+        let mut category_of_frame = vec![b'0'; symbols.frames().len()];
         for &(frame, row) in &t.frames {
             row_of_frame[frame as usize] = row;
+            category_of_frame[frame as usize] = b'0' + t.frame_table[row as usize].3 as u8;
         }
         Rows {
             t,
             stacks: symbols.stacks(),
             stack_rows: Ranked::new(&t.stacks),
             row_of_frame,
+            category_of_frame,
         }
     }
 
@@ -883,7 +889,8 @@ impl ThreadJson<'_> {
         stack_column(out, "frame", rows, |id, text| put_int(text, r.frame(id)))?;
         out.write_all(b",")?;
         stack_column(out, "category", rows, |id, text| {
-            put_int(text, t.frame_table[r.frame(id) as usize].3);
+            let leaf = r.stacks.leaf(id).expect("non-empty stack");
+            text.push(r.category_of_frame[leaf as usize]);
         })?;
         out.write_all(b",")?;
         stack_column(out, "subcategory", rows, |_, text| text.push(b'0'))?;

@@ -93,46 +93,71 @@ pub fn join<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> 
 }
 
 /// Write `chunks` pieces of text in order, made two at a time: `make(chunk, text)` appends
-/// piece `chunk` (of `0..chunks`) to `text`. This thread makes the even pieces and writes
-/// them all, a second one makes the odd pieces a few ahead; only those few are held, so
-/// memory does not grow with the output. For outputs of hundreds of megabytes, whose making
-/// is most of an export and can be cut anywhere: replay's second core has nothing else to do
-/// by then. (If no thread can be started, this one makes every piece.)
+/// piece `chunk` (of `0..chunks`) to `text`. Both this thread and a second one take the next
+/// piece not yet taken; this one also writes them all, in order, so it makes a piece only when
+/// the one it must write next is not made yet, and waits once it holds a few made ahead: memory
+/// does not grow with the output, and the thread that writes makes fewer pieces than the other.
+/// For outputs of hundreds of megabytes, whose making is most of an export and can be cut
+/// anywhere: replay's second core has nothing else to do by then. (If no thread can be
+/// started, this one makes every piece.)
 pub fn write_in_pieces(
     out: &mut dyn std::io::Write,
     chunks: usize,
     make: &(dyn Fn(usize, &mut Vec<u8>) -> anyhow::Result<()> + Sync),
 ) -> anyhow::Result<()> {
-    use std::sync::mpsc::{channel, sync_channel};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc::{sync_channel, TryRecvError};
+    /// Pieces this thread holds, made ahead of the one it must write next, before it waits.
+    const AHEAD: usize = 4;
+    let next = AtomicUsize::new(0);
+    let take = || Some(next.fetch_add(1, Ordering::Relaxed)).filter(|&chunk| chunk < chunks);
+    // Texts written, to be made again.
+    let spare = std::sync::Mutex::new(Vec::<Vec<u8>>::new());
+    let make_one = |chunk: usize| {
+        let mut text = spare
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop())
+            .unwrap_or_default();
+        text.clear();
+        make(chunk, &mut text).map(|()| text)
+    };
     std::thread::scope(|scope| {
-        let (made, odd_pieces) = sync_channel::<anyhow::Result<Vec<u8>>>(2);
-        let (give_back, spare) = channel::<Vec<u8>>();
-        let helper = std::thread::Builder::new()
+        let (made, from_helper) = sync_channel::<(usize, anyhow::Result<Vec<u8>>)>(2);
+        let _ = std::thread::Builder::new()
             .name("tachyon-pieces".into())
-            .spawn_scoped(scope, move || {
-                for chunk in (1..chunks).step_by(2) {
-                    let mut text = spare.try_recv().unwrap_or_default();
-                    text.clear();
-                    let piece = make(chunk, &mut text).map(|()| text);
+            .spawn_scoped(scope, || {
+                let made = made;
+                while let Some(chunk) = take() {
                     // The writer has stopped (an error): nothing more is wanted.
-                    if made.send(piece).is_err() {
+                    if made.send((chunk, make_one(chunk))).is_err() {
                         return;
                     }
                 }
-            })
-            .is_ok();
-        let mut text = Vec::new();
+            });
+        let mut ready = std::collections::BTreeMap::new();
         for chunk in 0..chunks {
-            if helper && chunk % 2 == 1 {
-                let piece = odd_pieces
-                    .recv()
-                    .map_err(|_| anyhow::anyhow!("the thread making the output stopped"))??;
-                out.write_all(&piece)?;
-                let _ = give_back.send(piece);
-            } else {
-                text.clear();
-                make(chunk, &mut text)?;
-                out.write_all(&text)?;
+            let piece = loop {
+                if let Some(piece) = ready.remove(&chunk) {
+                    break piece;
+                }
+                let (at, piece) = match from_helper.try_recv() {
+                    Ok(made) => made,
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
+                        match (ready.len() < AHEAD).then(take).flatten() {
+                            Some(mine) => (mine, make_one(mine)),
+                            // The helper is making this piece.
+                            None => from_helper.recv().map_err(|_| {
+                                anyhow::anyhow!("the thread making the output stopped")
+                            })?,
+                        }
+                    }
+                };
+                ready.insert(at, piece);
+            }?;
+            out.write_all(&piece)?;
+            if let Ok(mut spare) = spare.lock() {
+                spare.push(piece);
             }
         }
         Ok(())

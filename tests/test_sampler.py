@@ -132,6 +132,37 @@ def test_modes_keep_only_matching_threads(tmp, version):
     assert set(functions_in(path)) == {"handle_forever"}
 
 
+CONTENDERS = """
+import threading
+def contend():
+    while True:
+        sum(range(1000))
+for _ in range(3):
+    threading.Thread(target=contend, daemon=True).start()
+contend()
+"""
+
+
+def test_threads_waiting_for_the_gil_are_flagged(tmp):
+    """3.15 says when a thread waits for the GIL (CPython's THREAD_STATUS_GIL_REQUESTED, 0x08):
+    four threads running Python share one GIL, so at most samples one holds it and the others
+    wait; a thread never both holds it and waits. Older versions do not say (never flagged)."""
+    for version, says in (("3.15", True), ("3.13", False)):
+        python = require_python(version)
+        script = tmp / "contend.py"
+        script.write_text(CONTENDERS)
+        path = tmp / f"contend{version}.bin"
+        tachyon("run", "--python", python, "-a", "-d", "1", "-r", "500", "-f", "binary", "-o", path, script)
+        statuses = [status for *_, status, frames in decoded_samples(path) if frames]
+        waiting = [s for s in statuses if s & 0x08]
+        assert not [s for s in waiting if s & 0x01], "held and waited for at once"
+        if says:
+            # Of four threads wanting the GIL, about three wait at any instant.
+            assert len(waiting) >= 0.4 * len(statuses) > 0, (len(waiting), len(statuses))
+        else:
+            assert waiting == [], version
+
+
 def test_run_module_with_arguments_and_collapsed_output(tmp):
     python = require_python("3.12")
     pkg = tmp / "pkg"

@@ -60,7 +60,7 @@ LAYOUT_FIELDS = [
     "gil_last_holder", "interp_gil_locked", "interp_gil_holder", "tstate_size", "tstate_next",
     "tstate_interp", "tstate_frame", "cframe_current_frame", "tstate_native_thread_id",
     "tstate_datastack_chunk", "tstate_thread_id", "tstate_exception", "tstate_exc_type",
-    "tstate_exc_info", "exc_info_value", "frame_size", "frame_code", "frame_previous",
+    "tstate_exc_info", "exc_info_value", "tstate_gil_requested", "frame_size", "frame_code", "frame_previous",
     "frame_instr", "frame_owner", "frame_is_entry", "code_size", "code_qualname",
     "code_code_adaptive", "code_linetable", "code_filename", "code_name", "code_firstlineno",
     "unicode_ascii_size", "unicode_compact_size", "bytes_sval", "object_type", "type_flags",

@@ -44,6 +44,8 @@ pub struct Layout {
     /// 3.7+: `exc_info` pointer; `exc_info_value` is the handled exception inside it.
     pub tstate_exc_info: Option<usize>,
     pub exc_info_value: Option<usize>,
+    /// 3.15+: an int, nonzero while the thread waits for the GIL.
+    pub tstate_gil_requested: Option<usize>,
     pub frame_size: Option<usize>,
     /// `f_code` / `f_executable`.
     pub frame_code: usize,
@@ -159,6 +161,7 @@ impl Layout {
                 self.tstate_exception,
                 self.tstate_exc_type,
                 self.tstate_exc_info,
+                self.tstate_gil_requested,
             ]
             .into_iter()
             .flatten()
@@ -265,6 +268,7 @@ impl Layout {
             tstate_exc_info: exception.map(|e| e + 8),
             // The handled exception is `_PyErr_StackItem`'s first field.
             exc_info_value: get("err_stackitem.exc_value").or(Some(0)),
+            tstate_gil_requested: get("thread_state.gil_requested"),
             frame_size: get("interpreter_frame.size"),
             frame_code: need("interpreter_frame.executable")?,
             frame_previous: need("interpreter_frame.previous")?,

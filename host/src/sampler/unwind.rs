@@ -397,6 +397,9 @@ impl UnwindState {
         let mut status = 0u8;
         if tstate == context.gil_holder {
             status |= ThreadStatus::HAS_GIL;
+        } else if l.tstate_gil_requested.is_some_and(|o| i32_at(ts, o) != 0) {
+            // 3.15 flags a thread waiting for the GIL, as CPython's sampler reports it.
+            status |= ThreadStatus::GIL_REQUESTED;
         }
         if Some(tstate) == context.main {
             status |= ThreadStatus::MAIN_THREAD;

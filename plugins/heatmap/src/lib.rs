@@ -137,20 +137,25 @@ struct Calls {
     /// By calling line; `by_line[line]..by_line[line + 1]` are the line's.
     calls: Vec<Call>,
     by_line: Vec<u32>,
-    /// Indexes into `calls`, by callee; `by_callee[f]..by_callee[f + 1]` are `f`'s.
+    /// The calls as they came, and indexes into them by callee;
+    /// `by_callee[f]..by_callee[f + 1]` are `f`'s.
+    came: Vec<Call>,
     order_by_callee: Vec<u32>,
     by_callee: Vec<u32>,
 }
 
 impl Calls {
-    fn new(unsorted: Vec<Call>, lines: usize, functions: usize) -> Calls {
-        let (by_line, calls) = group_by_key(unsorted.iter().map(|&c| (c.line, c)), lines);
-        drop(unsorted);
-        let indexes = calls.iter().enumerate().map(|(i, c)| (c.callee, i as u32));
-        let (by_callee, order_by_callee) = group_by_key(indexes, functions);
+    /// Both groupings at once, on both cores.
+    fn new(came: Vec<Call>, lines: usize, functions: usize) -> Calls {
+        let indexes = came.iter().enumerate().map(|(i, c)| (c.callee, i as u32));
+        let ((by_callee, order_by_callee), (by_line, calls)) = tachyon_plugin_api::join(
+            || group_by_key(indexes, functions),
+            || group_by_key(came.iter().map(|&c| (c.line, c)), lines),
+        );
         Calls {
             calls,
             by_line,
+            came,
             order_by_callee,
             by_callee,
         }
@@ -164,7 +169,7 @@ impl Calls {
         let f = function as usize;
         self.order_by_callee[self.by_callee[f] as usize..self.by_callee[f + 1] as usize]
             .iter()
-            .map(|&i| &self.calls[i as usize])
+            .map(|&i| &self.came[i as usize])
     }
 }
 

@@ -191,9 +191,9 @@ def test_replay_of_one_capture_gives_equal_outputs(work, capture, args, compare,
 def test_gecko_of_changing_thread_states(tmp_path):
     """Every marker CPython's gecko collector makes (GIL held, CPU, Python or native code, waiting
     for the GIL, exceptions, GC) opening and closing as threads change state, samples without a
-    Python frame (they move markers but are not samples), a thread seen only without one, frames
-    that differ only past CPython's (function, line, column) key, files of one base name in two
-    directories and non-Python files: the profile is CPython's, string array and all."""
+    Python frame (they move markers but are not samples), threads in the order first sampled,
+    frames that differ only past CPython's (function, line, column) key, files of one base name
+    in two directories and non-Python files: the profile is CPython's, string array and all."""
     gil, cpu, requested, exception, main = 1, 2, 8, 16, 32
     app = ("/srv/app/app.py", "work", 10, 10, 4, 20, None)
     app_wide = ("/srv/app/app.py", "work", 10, 12, 4, 30, None)  # one frame for CPython
@@ -207,9 +207,10 @@ def test_gecko_of_changing_thread_states(tmp_path):
               (no_line, app), (frozen,)]
     samples = []
     for i in range(30):
-        samples.append((1, 0, 1000 * (i + 1), states[i % 10], stacks[i % 10]))
+        # Thread 3 is sampled first: tracks come in the order threads were first seen.
+        samples.append((3, 0, 1000 * (i + 1), [0, requested][i // 5 % 2], (app,) if i == 0 else ()))
+        samples.append((1, 0, 1000 * (i + 1) + 300, states[i % 10], stacks[i % 10]))
         samples.append((2, 0, 1000 * (i + 1) + 500, [gil | cpu, cpu][i // 7 % 2], stacks[(i * 3) % 10]))
-        samples.append((3, 0, 1000 * (i + 1) + 700, [0, requested][i // 5 % 2], ()))
     write_capture(tmp_path / "cap.bin", samples)
     for tool, runner in (("theirs", cpython), ("ours", ours)):
         proc = runner("replay", "--gecko", "-o", tmp_path / tool, tmp_path / "cap.bin", cwd=tmp_path)
@@ -219,9 +220,9 @@ def test_gecko_of_changing_thread_states(tmp_path):
     names = {name for t in ours_["threads"] for name, *_ in t["markers"]}
     assert names == {"Has GIL", "No GIL", "On CPU", "Off CPU", "Python Code", "Native Code", "Waiting for GIL",
                      "Has Exception", "No Exception", "GC Collecting"}
-    # Thread 3 never had a Python frame: a track with markers and no sample.
-    assert [len(t["samples"]) for t in ours_["threads"]] == [24, 24, 0]
-    assert ours_["threads"][0]["sizes"] == (5, 5, 4)
+    # Thread 3 had a Python frame once.
+    assert [(t["thread"]["tid"], len(t["samples"])) for t in ours_["threads"]] == [(3, 1), (1, 24), (2, 24)]
+    assert ours_["threads"][1]["sizes"] == (5, 5, 4)
 
 
 def test_jsonl_of_frames_without_a_location(tmp_path):

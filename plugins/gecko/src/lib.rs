@@ -3,7 +3,6 @@
 //! interval markers for GIL, CPU, code type (Python or native), GIL wait, exception and GC state
 //! changes per thread.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context, Result};
@@ -275,6 +274,35 @@ impl Ranked {
     }
 }
 
+/// Each (thread id, interpreter id) sampled, in the order first seen (CPython's dict order,
+/// the order of the profile's tracks), found through an index: a thread running in a
+/// sub-interpreter is sampled there too, as a track of its own.
+#[derive(Default)]
+struct Threads {
+    list: Vec<((u64, u32), ThreadData)>,
+    index: FxHashMap<(u64, u32), usize>,
+}
+
+impl Threads {
+    fn get(&self, key: (u64, u32)) -> Option<&ThreadData> {
+        self.index.get(&key).map(|&i| &self.list[i].1)
+    }
+
+    fn get_mut(&mut self, key: (u64, u32)) -> Option<&mut ThreadData> {
+        self.index.get(&key).map(|&i| &mut self.list[i].1)
+    }
+
+    /// The thread, made by `new` if it was not sampled yet.
+    fn entry(&mut self, key: (u64, u32), new: impl FnOnce() -> ThreadData) -> &mut ThreadData {
+        let list = &mut self.list;
+        let i = *self.index.entry(key).or_insert_with(|| {
+            list.push((key, new()));
+            list.len() - 1
+        });
+        &mut self.list[i].1
+    }
+}
+
 #[derive(Default)]
 pub struct GeckoCollector {
     interval_us: u64,
@@ -287,9 +315,7 @@ pub struct GeckoCollector {
     sample_count: usize,
     /// The string array, "(root)" first as CPython's.
     strings: Interner<String>,
-    /// Each (thread id, interpreter id): a thread running in a sub-interpreter is sampled
-    /// there too, as a track of its own.
-    threads: BTreeMap<(u64, u32), ThreadData>,
+    threads: Threads,
     /// The target's opcode names, for opcode interval markers (frames carry opcodes only
     /// with --opcodes).
     opcodes: Option<Opcodes>,
@@ -338,13 +364,13 @@ impl GeckoCollector {
     fn track_opcode(&mut self, symbols: &Symbols, key: (u64, u32), leaf: FrameId, now: f64) {
         let f = symbols.frame(leaf);
         let span: OpcodeSpan = (f.opcode, f.lineno, f.column, f.funcname, f.filename);
-        let t = self.threads.get_mut(&key).expect("thread exists");
+        let t = self.threads.get_mut(key).expect("thread exists");
         match t.opcode_state.take() {
             Some((open, start)) if open != span => {
                 t.opcode_state = Some((span, now));
                 if let Some(m) = self.opcode_marker(symbols, &open, start, now) {
                     self.threads
-                        .get_mut(&key)
+                        .get_mut(key)
                         .expect("thread exists")
                         .markers
                         .push(m);
@@ -474,7 +500,9 @@ impl Collector for GeckoCollector {
             return;
         };
         let base = *self.first_us.get_or_insert(first_us);
-        let to_ms = |ts: u64| ts.saturating_sub(base) as f64 / 1000.0;
+        // Milliseconds since the first sample replayed; a thread's records can hold earlier
+        // samples than another thread's before them (negative times, as CPython's).
+        let to_ms = |ts: u64| (ts as i64).wrapping_sub(base as i64) as f64 / 1000.0;
         let now = to_ms(first_us);
         self.sample_count += sample.timestamps_us.len();
         let last_ms = to_ms(*sample.timestamps_us.last().expect("not empty"));
@@ -486,7 +514,7 @@ impl Collector for GeckoCollector {
         }
         let tid = sample.thread_id;
         let key = (tid, sample.interpreter_id);
-        let t = self.threads.entry(key).or_insert_with(|| ThreadData {
+        let t = self.threads.entry(key, || ThreadData {
             is_main: sample.status.has(ThreadStatus::MAIN_THREAD),
             ..ThreadData::default()
         });
@@ -531,11 +559,8 @@ impl Collector for GeckoCollector {
         for below in [0, 8, 16, 24] {
             symbols.stacks().prefetch_node(stack.saturating_sub(below));
         }
-        if let Some((_, t)) = self
-            .threads
-            .range((thread_id, 0)..=(thread_id, u32::MAX))
-            .next()
-        {
+        // (A thread in a sub-interpreter goes without: this is only a hint.)
+        if let Some(t) = self.threads.get((thread_id, 0)) {
             t.stacks.prefetch(stack);
         }
     }
@@ -547,7 +572,8 @@ impl Collector for GeckoCollector {
         // by kind, then thread (the order their names join the string array), opcodes last.
         let end = self.last_time;
         for rank in 0..CLOSING_RANKS {
-            for (&(tid, _), t) in &mut self.threads {
+            for ((tid, _), t) in &mut self.threads.list {
+                let tid = *tid;
                 if let Some((_, name, start, cat)) = t.open.listed().find(|m| m.0 == rank) {
                     let marker = state_marker(&mut self.strings, name, start, end, cat, tid);
                     t.markers.push(marker);
@@ -556,8 +582,10 @@ impl Collector for GeckoCollector {
         }
         let open_spans: Vec<((u64, u32), OpcodeSpan, f64)> = self
             .threads
+            .list
             .iter_mut()
-            .filter_map(|(&key, t)| {
+            .filter_map(|(key, t)| {
+                let key = *key;
                 t.opcode_state
                     .take()
                     .map(|(span, start)| (key, span, start))
@@ -566,7 +594,7 @@ impl Collector for GeckoCollector {
         for (key, span, start) in open_spans {
             if let Some(m) = self.opcode_marker(ctx.symbols, &span, start, end) {
                 self.threads
-                    .get_mut(&key)
+                    .get_mut(key)
                     .expect("thread exists")
                     .markers
                     .push(m);
@@ -575,11 +603,12 @@ impl Collector for GeckoCollector {
         let symbols = ctx.symbols;
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         // Tracks are named by interpreter too once a sub-interpreter was sampled.
-        let interpreters = self.threads.keys().any(|&(_, iid)| iid != 0);
+        let interpreters = self.threads.list.iter().any(|&((_, iid), _)| iid != 0);
         let threads: Vec<ThreadJson<'_>> = self
             .threads
+            .list
             .iter()
-            .map(|(&(tid, iid), t)| ThreadJson {
+            .map(|&((tid, iid), ref t)| ThreadJson {
                 tid,
                 interpreter: interpreters.then_some(iid),
                 pid: &pid,
@@ -1028,7 +1057,7 @@ mod tests {
             gecko.collect(&symbols, &sample);
         }
         for tid in [1, 2] {
-            let t = &gecko.threads[&(tid, 0)];
+            let t = gecko.threads.get((tid, 0)).expect("sampled");
             let rows = Rows::new(t, &symbols);
             let name = |frame: u32| {
                 gecko.strings.list()[t.func_table[t.frame_table[frame as usize].0].name].clone()

@@ -299,7 +299,8 @@ def test_replay_draws_a_progress_bar_on_a_terminal(tmp):
 
 def test_empty_stacks_are_skipped_as_cpython_does(tmp):
     """A thread sampled with no Python frame (CPython 3.15 writes such samples) is not a stack:
-    collapsed output is line for line CPython's own replay, and gecko counts no extra sample."""
+    collapsed output is line for line CPython's own replay, and gecko counts no extra sample
+    (a thread only ever sampled so is a track without samples, as in CPython's)."""
     python = require_python("3.15")
     samples = reference_samples() + [(111, 0, 10**7 + i, 1, []) for i in range(5)] + [(333, 0, 10**7, 1, [])]
     path = tmp / "empty.bin"
@@ -311,5 +312,9 @@ def test_empty_stacks_are_skipped_as_cpython_does(tmp):
     assert sorted(ours.read_text().splitlines()) == sorted(theirs.read_text().splitlines())
     assert not any(line.startswith("tid:333") for line in ours.read_text().splitlines())
     tachyon("replay", path, "-f", "gecko", "-o", tmp / "g.json")
-    threads = json.loads((tmp / "g.json").read_text())["threads"]
-    assert sorted((t["name"], t["samples"]["length"]) for t in threads) == [("Thread-111", 300), ("Thread-222", 100)]
+    subprocess.run([python, "-m", "profiling.sampling", "replay", "--gecko", "-o", str(tmp / "cpython.json"), str(path)],
+                   check=True, capture_output=True)
+    for profile in ("g.json", "cpython.json"):
+        threads = json.loads((tmp / profile).read_text())["threads"]
+        assert sorted((t["name"], t["samples"]["length"]) for t in threads) == [
+            ("Thread-111", 300), ("Thread-222", 100), ("Thread-333", 0)], profile

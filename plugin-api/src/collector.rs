@@ -106,7 +106,7 @@ pub fn write_in_pieces(
     make: &(dyn Fn(usize, &mut Vec<u8>) -> anyhow::Result<()> + Sync),
 ) -> anyhow::Result<()> {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::mpsc::{sync_channel, TryRecvError};
+    use std::sync::mpsc::sync_channel;
     /// Pieces this thread holds, made ahead of the one it must write next, before it waits.
     const AHEAD: usize = 4;
     let next = AtomicUsize::new(0);
@@ -141,17 +141,16 @@ pub fn write_in_pieces(
                 if let Some(piece) = ready.remove(&chunk) {
                     break piece;
                 }
+                // What the helper made, else a piece of this thread's own, else (the helper is
+                // making the next to write, or this thread holds enough) wait for the helper.
                 let (at, piece) = match from_helper.try_recv() {
                     Ok(made) => made,
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
-                        match (ready.len() < AHEAD).then(take).flatten() {
-                            Some(mine) => (mine, make_one(mine)),
-                            // The helper is making this piece.
-                            None => from_helper.recv().map_err(|_| {
-                                anyhow::anyhow!("the thread making the output stopped")
-                            })?,
-                        }
-                    }
+                    Err(_) => match (ready.len() < AHEAD).then(take).flatten() {
+                        Some(mine) => (mine, make_one(mine)),
+                        None => from_helper
+                            .recv()
+                            .map_err(|_| anyhow::anyhow!("the thread making the output stopped"))?,
+                    },
                 };
                 ready.insert(at, piece);
             }?;

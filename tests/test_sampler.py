@@ -163,6 +163,59 @@ def test_threads_waiting_for_the_gil_are_flagged(tmp):
             assert waiting == [], version
 
 
+REUSED_CODE = """
+import gc
+import sys
+import time
+log = open(sys.argv[1], "w")
+i = 0
+while True:
+    source = "def gen_%d():\\n    end = time.monotonic() + 0.03\\n    while time.monotonic() < end:\\n        pass\\n" % i
+    namespace = {"time": time}
+    exec(compile(source, "<gen %d>" % i, "exec"), namespace)
+    f = namespace["gen_%d" % i]
+    start = time.monotonic()
+    f()
+    log.write("%d %d %d %d\\n" % (i, id(f.__code__), start * 1e6, time.monotonic() * 1e6))
+    log.flush()
+    del f, namespace
+    gc.collect()
+    i += 1
+"""
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.15"])
+def test_code_freed_and_made_again_at_its_address_is_named_anew(tmp, version):
+    """A program that keeps making and freeing functions (exec, as namedtuple and dataclass
+    do) gets each new code object at the address of the one freed before it. Every sample in
+    a function's run names that function, not the one the cache remembers at its address:
+    3.14+ are trusted only while the interpreter has freed no code object, older versions
+    have each code's identity checked every sample."""
+    python = require_python(version)
+    script = tmp / "reuse.py"
+    script.write_text(REUSED_CODE)
+    log, out = tmp / "log.txt", tmp / "reuse.bin"
+    tachyon("run", "--python", python, "-d", "1.5", "-r", "1khz", "-f", "binary", "-o", out, script, log)
+    runs = {}
+    addresses = set()
+    for line in log.read_text().splitlines():
+        i, address, start, end = map(int, line.split())
+        runs["gen_%d" % i] = (start, end)
+        addresses.add(address)
+    assert len(runs) >= 20 and len(addresses) <= len(runs) // 2, "addresses were not reused"
+    named = 0
+    for _tid, _iid, ts, _st, frames in read_capture(out):
+        leaf = frames[0] if frames else None
+        if leaf is None or not leaf[1].startswith("gen_") or leaf[1] not in runs:
+            continue
+        start, end = runs[leaf[1]]
+        assert leaf[0] == "<gen %s>" % leaf[1][4:] and leaf[2] in (2, 3, 4), leaf
+        # A stamp is within a tenth of an interval of its read; the log's times bracket the run.
+        assert start - 200 <= ts <= end + 200, (leaf, ts, start, end)
+        named += 1
+    assert named >= 0.5 * 30 * len(runs), (named, len(runs))
+
+
 def test_run_module_with_arguments_and_collapsed_output(tmp):
     python = require_python("3.12")
     pkg = tmp / "pkg"

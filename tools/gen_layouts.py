@@ -57,7 +57,8 @@ VERSIONS = ["2.7", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12"]
 LAYOUT_FIELDS = [
     "runtime_interpreters_head", "runtime_tstate_current", "interp_next", "interp_id",
     "interp_tstate_head", "interp_threads_main", "interp_gc_collecting", "interp_ceval_gil", "gil_locked",
-    "gil_last_holder", "interp_gil_locked", "interp_gil_holder", "tstate_size", "tstate_next",
+    "gil_last_holder", "interp_gil_locked", "interp_gil_holder", "interp_code_generation",
+    "tstate_size", "tstate_next",
     "tstate_interp", "tstate_frame", "cframe_current_frame", "tstate_native_thread_id",
     "tstate_datastack_chunk", "tstate_thread_id", "tstate_exception", "tstate_exc_type",
     "tstate_exc_info", "exc_info_value", "tstate_gil_requested", "frame_size", "frame_code", "frame_previous",

@@ -28,6 +28,8 @@ pub struct Layout {
     /// 3.13+: the GIL state embedded in the interpreter state.
     pub interp_gil_locked: Option<usize>,
     pub interp_gil_holder: Option<usize>,
+    /// 3.14+: a counter CPython bumps whenever it frees a code object of the interpreter.
+    pub interp_code_generation: Option<usize>,
     pub tstate_size: Option<usize>,
     pub tstate_next: usize,
     pub tstate_interp: usize,
@@ -256,6 +258,7 @@ impl Layout {
                 .map(|(a, b)| a + b),
             interp_gil_locked: get("interpreter_state.gil_runtime_state_locked"),
             interp_gil_holder: get("interpreter_state.gil_runtime_state_holder"),
+            interp_code_generation: get("interpreter_state.code_object_generation"),
             tstate_size: get("thread_state.size"),
             tstate_next: need("thread_state.next")?,
             tstate_interp: need("thread_state.interp")?,

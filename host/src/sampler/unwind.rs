@@ -1,6 +1,7 @@
 //! One sample: walk the target's threads and frames, turning them into interned frames.
 //! Every read goes through the read set (readset.rs), so a steady-state sample is one
-//! syscall; code objects are cached by address and their identity re-checked every sample.
+//! syscall; code objects are cached by address and their identity re-checked every sample
+//! (3.14+: only after the interpreter freed a code object).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -61,6 +62,8 @@ struct CodeEntry {
     filename: u32,
     name: u32,
     frames: FxHashMap<(i64, u8), FrameId>,
+    /// The code epoch its identity was last read in.
+    checked_in: u64,
 }
 
 /// What the threads of one interpreter are sampled with.
@@ -108,6 +111,8 @@ impl Unwinder {
             mem: memory,
             codes: FxHashMap::default(),
             code_cache_limit: MAX_CODES,
+            code_generations: Vec::new(),
+            code_epoch: 0,
             main_tstates: FxHashMap::default(),
             pthread_tids: FxHashMap::default(),
             thread_count: 0,
@@ -143,6 +148,13 @@ pub(super) struct UnwindState {
     codes: FxHashMap<u64, CodeEntry>,
     /// Code objects `codes` holds at most ([`MAX_CODES`]; lower in tests).
     code_cache_limit: usize,
+    /// 3.14+: each interpreter's count of code objects freed, as last read. While none moves,
+    /// no code object was freed, so none of `codes` can have been replaced by another at its
+    /// address (CPython's own sampler trusts its cache on the same counter).
+    code_generations: Vec<(u64, u64)>,
+    /// Bumped whenever `code_generations` changes (always, before 3.14): a code checked in an
+    /// earlier epoch has its identity read again before it is used.
+    code_epoch: u64,
     /// ≤3.12 (no `threads.main`): each interpreter's main thread state, found once.
     main_tstates: FxHashMap<u64, u64>,
     pthread_tids: FxHashMap<u64, u64>,
@@ -202,16 +214,23 @@ impl UnwindState {
 
     /// Every interpreter of the process, newest first.
     fn interpreters(&mut self, target: &Target) -> Result<Vec<u64>, ReadError> {
+        let l = &target.layout;
         let mut interp = self.mem.read_u64(target.interp_head_addr)?;
         let mut out = Vec::new();
+        let mut generations = Vec::new();
         while interp != 0 {
             if out.len() >= MAX_INTERPRETERS || out.contains(&interp) {
                 return Err(ReadError::Fault);
             }
             out.push(interp);
-            interp = self
-                .mem
-                .read_u64(field_addr(interp, target.layout.interp_next))?;
+            if let Some(off) = l.interp_code_generation {
+                generations.push((interp, self.mem.read_u64(field_addr(interp, off))?));
+            }
+            interp = self.mem.read_u64(field_addr(interp, l.interp_next))?;
+        }
+        if generations.is_empty() || generations != self.code_generations {
+            self.code_epoch += 1;
+            self.code_generations = generations;
         }
         Ok(out)
     }
@@ -578,8 +597,9 @@ impl UnwindState {
         span.bytes
     }
 
-    /// Turn raw frames into interned frame ids. A cached code object whose identifying fields
-    /// changed (the address now holds another object) is read again.
+    /// Turn raw frames into interned frame ids. A cached code object not checked in this epoch
+    /// has its identifying fields read; if they changed (the address now holds another
+    /// object), it is read again whole.
     pub(super) fn resolve(
         &mut self,
         target: &Target,
@@ -599,6 +619,12 @@ impl UnwindState {
         if self.codes.len() + unique.len() > self.code_cache_limit {
             self.codes.clear();
         }
+        // Read: the new codes, and those not yet checked in this epoch.
+        unique.retain(|code| {
+            self.codes
+                .get(code)
+                .is_none_or(|e| e.checked_in != self.code_epoch)
+        });
         let size = l.code_read_size();
         let mut headers = vec![0u8; size * unique.len()];
         let complete = {
@@ -610,11 +636,11 @@ impl UnwindState {
             self.mem.read_many(&mut regions)?
         };
         for (&addr, header) in unique.iter().zip(headers.chunks(size)) {
-            let known = self.codes.get(&addr).is_some_and(|e| {
-                complete && code_identity(l, header) == code_identity(l, &e.code.header)
-            });
-            if known {
-                continue;
+            if let Some(entry) = self.codes.get_mut(&addr) {
+                if complete && code_identity(l, header) == code_identity(l, &entry.code.header) {
+                    entry.checked_in = self.code_epoch;
+                    continue;
+                }
             }
             // New, or freed and its address reused by another code object (or unreadable now).
             let code = read_code(&mut *self.mem, l, addr)?;
@@ -627,6 +653,7 @@ impl UnwindState {
                     filename,
                     name,
                     frames: FxHashMap::default(),
+                    checked_in: self.code_epoch,
                 },
             );
         }

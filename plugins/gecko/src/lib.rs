@@ -145,10 +145,12 @@ struct Func {
 #[derive(Default)]
 struct ThreadData {
     is_main: bool,
-    /// Each sample's stack (an id in the symbols' stack table) and time (ms), as two columns:
-    /// 12 bytes a sample.
+    /// Each sample's stack (an id in the symbols' stack table) and time, as two columns: 12
+    /// bytes a sample.
     sample_stacks: Vec<StackId>,
-    sample_times: Vec<f64>,
+    /// Microseconds since the first sample replayed: written as the milliseconds serde_json
+    /// would write for `us / 1000.0`, without formatting a float.
+    sample_us: Vec<i64>,
     /// The stacks this thread sampled and each of their prefixes: its stack table, in the
     /// order of the ids (a prefix's id is below its stacks'), made when the profile is written.
     stacks: IdSet,
@@ -502,7 +504,8 @@ impl Collector for GeckoCollector {
         let base = *self.first_us.get_or_insert(first_us);
         // Milliseconds since the first sample replayed; a thread's records can hold earlier
         // samples than another thread's before them (negative times, as CPython's).
-        let to_ms = |ts: u64| (ts as i64).wrapping_sub(base as i64) as f64 / 1000.0;
+        let to_us = |ts: u64| (ts as i64).wrapping_sub(base as i64);
+        let to_ms = |ts: u64| to_us(ts) as f64 / 1000.0;
         let now = to_ms(first_us);
         self.sample_count += sample.timestamps_us.len();
         let last_ms = to_ms(*sample.timestamps_us.last().expect("not empty"));
@@ -544,7 +547,7 @@ impl Collector for GeckoCollector {
         }
         for &ts in sample.timestamps_us {
             t.sample_stacks.push(sample.stack);
-            t.sample_times.push(to_ms(ts));
+            t.sample_us.push(to_us(ts));
         }
         if self.opcodes.is_some() {
             self.track_opcode(symbols, key, leaf, now);
@@ -873,6 +876,31 @@ fn put_int(text: &mut Vec<u8>, value: impl itoa::Integer) {
     text.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
+/// `us / 1000.0` as serde_json writes it (`1.5`, `2.0`, `-0.25`): the shortest decimal that
+/// reads back as that double is the exact thousandths for any time below 2^53 µs.
+fn put_ms(text: &mut Vec<u8>, us: i64) {
+    if us < 0 {
+        text.push(b'-');
+    }
+    let us = us.unsigned_abs();
+    put_int(text, us / 1000);
+    text.push(b'.');
+    let thousandths = us % 1000;
+    if thousandths == 0 {
+        text.push(b'0');
+        return;
+    }
+    let digits = [thousandths / 100, thousandths / 10 % 10, thousandths % 10];
+    let significant = if digits[2] != 0 {
+        3
+    } else if digits[1] != 0 {
+        2
+    } else {
+        1
+    };
+    text.extend(digits[..significant].iter().map(|&d| b'0' + d as u8));
+}
+
 impl ThreadJson<'_> {
     /// The thread's object, in serde_json's form; its samples and stack table (millions of
     /// entries on a capture of many stacks) made on two threads.
@@ -897,13 +925,13 @@ impl ThreadJson<'_> {
         let r = Rows::new(t, self.symbols);
 
         out.write_all(b",\"samples\":{")?;
-        let n = t.sample_times.len();
+        let n = t.sample_us.len();
         sample_column(out, "stack", n, |i, text| {
             put_int(text, r.stack_rows.row(t.sample_stacks[i]));
         })?;
         out.write_all(b",")?;
         sample_column(out, "time", n, |i, text| {
-            let _ = serde_json::to_writer(&mut *text, &t.sample_times[i]);
+            put_ms(text, t.sample_us[i]);
         })?;
         out.write_all(b",")?;
         sample_column(out, "eventDelay", n, |_, text| {
@@ -986,6 +1014,34 @@ fn write_document(
 mod tests {
     use super::*;
     use tachyon_plugin_api::FrameInfo;
+
+    #[test]
+    fn times_are_written_as_serde_json_writes_the_milliseconds() {
+        let some = [
+            0,
+            1,
+            9,
+            10,
+            100,
+            999,
+            1000,
+            1001,
+            1050,
+            12_345,
+            999_999_999_999_999,
+        ];
+        let near_zero = -2_000..2_000;
+        for us in some.iter().flat_map(|&u| [u, -u]).chain(near_zero) {
+            let mut ours = Vec::new();
+            put_ms(&mut ours, us);
+            let theirs = serde_json::to_vec(&(us as f64 / 1000.0)).unwrap();
+            assert_eq!(
+                String::from_utf8(ours),
+                String::from_utf8(theirs),
+                "{us} µs"
+            );
+        }
+    }
 
     #[test]
     fn id_sets_number_their_ids_in_order_across_pages_and_pieces() {

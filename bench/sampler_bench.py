@@ -134,12 +134,18 @@ def against_cpython(python, seconds):
 
 def austin_run(austin, python, depth, interval_us, seconds, report=None):
     """austin 3.7.0 launching the target itself: its attach-by-PID fails intermittently here
-    ("not a Python process"). Returns samples per second."""
+    ("not a Python process"), and so, now and then, does launching (exit status 32, no
+    samples): such a run is tried again. Returns samples per second."""
     out = os.path.join(WORK, "a.txt")
     # The target stops by itself after `seconds` (and writes its report); austin outlasts it.
     cmd = [austin, "-i", "%dus" % interval_us, "-x", str(seconds + 2), "-o", out, python, TARGET, str(depth), str(seconds)]
-    sh(cmd + ([report] if report else []))
-    return sum(1 for l in open(out, errors="replace") if l.startswith("P")) / seconds
+    for _ in range(3):
+        done = sh(cmd + ([report] if report else []))
+        samples = sum(1 for l in open(out, errors="replace") if l.startswith("P"))
+        if done.returncode == 0 and samples:
+            return samples / seconds
+        print("austin failed (exit status %d, %d samples); trying again" % (done.returncode, samples))
+    raise RuntimeError("austin failed three times in a row")
 
 
 def reads_per_sample(pid):

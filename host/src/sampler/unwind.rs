@@ -113,6 +113,9 @@ impl Unwinder {
             code_cache_limit: MAX_CODES,
             code_generations: Vec::new(),
             code_epoch: 0,
+            interpreters: Vec::new(),
+            generations_read: Vec::new(),
+            unique_codes: Vec::new(),
             main_tstates: FxHashMap::default(),
             pthread_tids: FxHashMap::default(),
             thread_count: 0,
@@ -155,6 +158,11 @@ pub(super) struct UnwindState {
     /// Bumped whenever `code_generations` changes (always, before 3.14): a code checked in an
     /// earlier epoch has its identity read again before it is used.
     code_epoch: u64,
+    /// Buffers each sample fills again: the interpreters, their generations as read, and the
+    /// distinct codes of a stack.
+    interpreters: Vec<u64>,
+    generations_read: Vec<(u64, u64)>,
+    unique_codes: Vec<u64>,
     /// ≤3.12 (no `threads.main`): each interpreter's main thread state, found once.
     main_tstates: FxHashMap<u64, u64>,
     pthread_tids: FxHashMap<u64, u64>,
@@ -192,15 +200,16 @@ impl UnwindState {
             return Ok(());
         };
         let sampled = if self.opts.all_threads && self.opts.asyncio.is_none() {
-            interpreters
+            &interpreters[..]
         } else {
-            vec![main]
+            std::slice::from_ref(&main)
         };
         self.thread_frames.clear();
         let mut thread_count = 0;
-        for interp in sampled {
+        for &interp in sampled {
             thread_count += self.sample_interpreter(target, symbols, interp, out)?;
         }
+        self.interpreters = interpreters;
         if thread_count != self.thread_count {
             self.thread_count = thread_count;
             self.pthread_tids.clear();
@@ -212,12 +221,14 @@ impl UnwindState {
         Ok(())
     }
 
-    /// Every interpreter of the process, newest first.
+    /// Every interpreter of the process, newest first (in the list the last sample used).
     fn interpreters(&mut self, target: &Target) -> Result<Vec<u64>, ReadError> {
         let l = &target.layout;
         let mut interp = self.mem.read_u64(target.interp_head_addr)?;
-        let mut out = Vec::new();
-        let mut generations = Vec::new();
+        let mut out = std::mem::take(&mut self.interpreters);
+        out.clear();
+        let mut generations = std::mem::take(&mut self.generations_read);
+        generations.clear();
         while interp != 0 {
             if out.len() >= MAX_INTERPRETERS || out.contains(&interp) {
                 return Err(ReadError::Fault);
@@ -230,8 +241,9 @@ impl UnwindState {
         }
         if generations.is_empty() || generations != self.code_generations {
             self.code_epoch += 1;
-            self.code_generations = generations;
+            std::mem::swap(&mut self.code_generations, &mut generations);
         }
+        self.generations_read = generations;
         Ok(out)
     }
 
@@ -336,11 +348,11 @@ impl UnwindState {
         };
         let thread_count = threads.len();
         let selected = if listed {
-            threads
+            &threads[..]
         } else {
-            main.into_iter().collect()
+            main.as_slice()
         };
-        for tstate in selected {
+        for &tstate in selected {
             if let Some(thread) = self.sample_thread(target, symbols, tstate, &context)? {
                 out.push(thread);
             }
@@ -607,7 +619,8 @@ impl UnwindState {
         out: &mut Vec<FrameId>,
     ) -> Result<(), ReadError> {
         let l = &target.layout;
-        let mut unique: Vec<u64> = Vec::new();
+        let mut unique = std::mem::take(&mut self.unique_codes);
+        unique.clear();
         for f in &self.raw {
             if let RawFrame::Python { code, .. } = f {
                 if !unique.contains(code) {
@@ -657,6 +670,7 @@ impl UnwindState {
                 },
             );
         }
+        self.unique_codes = unique;
         let opcodes = if self.opts.opcodes && !l.object_frames() {
             self.read_opcodes()?
         } else {

@@ -3,6 +3,7 @@ of 3.15's documentation and `--help` examples, run with both tools. A replay of 
 must give equal parsed outputs; live runs (which never sample alike twice) the same exit
 status, the same output structure and the same hot functions; refusals the same status and
 words. Skipped where the 3.15.2 interpreter is not unpacked."""
+import html
 import json
 import os
 import re
@@ -97,6 +98,26 @@ def gecko_summary(path):
                   for t in doc["threads"])
 
 
+def heatmap_lines(directory):
+    """Each file page's sampled lines as the page says them, by the file's path: line ->
+    (self, total, self intensity, cumulative intensity). The pages' designs differ; these
+    numbers are what a user reads off either."""
+    files = {}
+    for page in sorted(directory.glob("file_*.html")):
+        text = page.read_text()
+        path = html.unescape(re.search(r"<title>(.*?) - (?:Tachyon )?Heatmap</title>", text).group(1))
+        lines = {}
+        for tag in re.findall(r'<div class="code-line"[^>]*>', text):
+            attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', tag))
+            counts = re.fullmatch(r"Self: (\d+), Total: (\d+)", attrs.get("title", "Self: 0, Total: 0"))
+            own, total = int(counts.group(1)), int(counts.group(2))
+            if own or total:
+                lines[int(attrs["id"].split("-")[1])] = (own, total, attrs["data-self-intensity"],
+                                                         attrs["data-cumulative-intensity"])
+        files[path] = lines
+    return files
+
+
 def gecko_view(path):
     """The whole profile as the Firefox Profiler reads it, each sample's stack resolved through
     the thread's stack, frame, function and resource tables to strings: equal for equal profiles
@@ -186,6 +207,9 @@ def test_replay_of_one_capture_gives_equal_outputs(work, capture, args, compare,
         for d in (our_out, their_out):
             assert (d / "index.html").exists()
             assert "app.py" in (d / "index.html").read_text()
+        ours_lines, their_lines = heatmap_lines(our_out), heatmap_lines(their_out)
+        assert any(lines for lines in their_lines.values())
+        assert ours_lines == their_lines
 
 
 def test_gecko_of_changing_thread_states(tmp_path):

@@ -210,8 +210,11 @@ def test_code_freed_and_made_again_at_its_address_is_named_anew(tmp, version):
             continue
         start, end = runs[leaf[1]]
         assert leaf[0] == "<gen %s>" % leaf[1][4:] and leaf[2] in (2, 3, 4), leaf
-        # A stamp is within a tenth of an interval of its read; the log's times bracket the run.
-        assert start - 200 <= ts <= end + 200, (leaf, ts, start, end)
+        # A stamp is taken just before its read, within a tenth of an interval of it: it is
+        # never later than the end of the run it read by more than that, and a sample named
+        # after an earlier function (a stale cache) is. A loaded machine can delay a read after
+        # its stamp, so the bound before the run is loose.
+        assert start - 50_000 <= ts <= end + 200, (leaf, ts, start, end)
         named += 1
     assert named >= 0.5 * 30 * len(runs), (named, len(runs))
 

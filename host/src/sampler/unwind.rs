@@ -221,7 +221,7 @@ impl UnwindState {
         Ok(())
     }
 
-    /// Every interpreter of the process, newest first (in the list the last sample used).
+    /// Every interpreter of the process, newest first (in the last sample's vector, refilled).
     fn interpreters(&mut self, target: &Target) -> Result<Vec<u64>, ReadError> {
         let l = &target.layout;
         let mut interp = self.mem.read_u64(target.interp_head_addr)?;

@@ -877,7 +877,9 @@ fn put_int(text: &mut Vec<u8>, value: impl itoa::Integer) {
 }
 
 /// `us / 1000.0` as serde_json writes it (`1.5`, `2.0`, `-0.25`): the shortest decimal that
-/// reads back as that double is the exact thousandths for any time below 2^53 µs.
+/// reads back as that double is the exact thousandths while they fit in the 15 significant
+/// digits a double always keeps (below 10^15 µs, 31 years). A crafted capture's larger times
+/// are written exactly, where serde_json would round them.
 fn put_ms(text: &mut Vec<u8>, us: i64) {
     if us < 0 {
         text.push(b'-');

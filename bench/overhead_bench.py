@@ -6,8 +6,9 @@ attached at 1 kHz (and 10 kHz) to a sleeping CPython 3.11 target, in interleaved
   in its own page of the target, as tachyon reads per sample of this target (READ_REGIONS):
   the least any sampler that reads its target at each sample can cost;
 - py-spy 0.4 (--nonblocking --idle) at 1 kHz on the same target, and CPython 3.15.2's sampler
-  at 1 kHz on a sleeping 3.15 target beside tachyon on that target (when
-  tests/setup_debian_pythons.sh has unpacked it).
+  at 1 kHz on a sleeping 3.15 target beside tachyon on that target and a read loop of as many
+  pages as tachyon reads from it (READ_REGIONS_315), when tests/setup_debian_pythons.sh has
+  unpacked it.
 CPU is user + system of each child (getrusage), as % of one core; ratios are medians of the
 per-round ratios. Each profiler's samples are counted in its output, to check it sampled at
 the rate asked for as long as asked. Issue 21's goal is a ratio of at most 1.3 to the empty
@@ -25,9 +26,11 @@ import time
 from sampler_bench import ROOT, TACHYON, ensure_pyspy, measured, samples_in
 
 # Regions (distinct pages) in tachyon's one read per sample of IDLE_TARGET on 3.11: the
-# thread state, the interpreter, two frames' worth of the data stack, the C stack word
-# holding the current frame, two code objects (strace -e process_vm_readv).
+# runtime, the interpreter, the thread state, the C stack word holding the current frame,
+# the data stack, two code objects (strace -e process_vm_readv). On 3.15 no code object is
+# read: the runtime, the interpreter, the thread state, the data stack, the entry frame.
 READ_REGIONS = 7
+READ_REGIONS_315 = 5
 IDLE_TARGET = "import time\ndef idle():\n    time.sleep(3600)\nidle()"
 
 
@@ -86,6 +89,7 @@ def main():
         target = start_idle(python)
         target315 = start_idle(python315) if os.path.exists(python315) else None
         pages = resident_pages(target.pid, READ_REGIONS)
+        pages315 = resident_pages(target315.pid, READ_REGIONS_315) if target315 else []
         fig = {}
         try:
             for _ in range(a.rounds):
@@ -102,6 +106,8 @@ def main():
                      "-d", str(s), "-f", "raw", "-o", out], s))
                 sampled(out, 1000, s, "py-spy")
                 if target315:
+                    fig.setdefault("read 3.15", []).append(
+                        cpu_percent([loop, "1000", str(s), str(target315.pid), *pages315], s))
                     fig.setdefault("tachyon 3.15", []).append(cpu_percent(
                         [TACHYON, "attach", "-r", "1khz", "-d", str(s), "-f", "collapsed", "-o", out,
                          str(target315.pid)], s))
@@ -125,8 +131,10 @@ def main():
         if rate == "1khz":
             row("py-spy 0.4 --nonblocking", fig["py-spy"], floor, read_floor)
             if "cpython" in fig:
-                row("tachyon on a 3.15 target", fig["tachyon 3.15"], floor, read_floor)
-                row("CPython 3.15.2 on a 3.15 target", fig["cpython"], floor, read_floor)
+                read315 = fig["read 3.15"]
+                row("read loop (+1 read of %d pages, 3.15)" % READ_REGIONS_315, read315, floor)
+                row("tachyon on a 3.15 target", fig["tachyon 3.15"], floor, read315)
+                row("CPython 3.15.2 on a 3.15 target", fig["cpython"], floor, read315)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ use nix::sys::uio::RemoteIoVec;
 
 use super::process::{readable_range, Process, ReadError};
 
-/// Most bytes prefetched at once (a few deep stacks fit easily).
-const MAX_PREFETCH: usize = 1 << 20;
-/// The kernel's IOV_MAX.
+/// Most bytes prefetched at once (a few kilobytes a thread: thousands of threads fit).
+const MAX_PREFETCH: usize = 16 << 20;
+/// The kernel's IOV_MAX: the most regions one `process_vm_readv` takes.
 const MAX_REGIONS: usize = 1024;
 /// Reads remembered per sample (thousands of asyncio tasks stay well below).
 const MAX_WANTED: usize = 1 << 16;
@@ -81,7 +81,7 @@ impl ReadSet {
             self.plan.clear();
             self.plan_by_addr.clear();
             let mut total = 0usize;
-            for (addr, len) in coalesce(&self.wanted).into_iter().take(MAX_REGIONS) {
+            for (addr, len) in coalesce(&self.wanted) {
                 if total + len > MAX_PREFETCH {
                     break;
                 }
@@ -99,7 +99,17 @@ impl ReadSet {
         self.wanted.clear();
         let total = self.plan.iter().map(|r| r.len).sum();
         self.data.resize(total, 0);
-        let read = p.read_packed(&self.plan, &mut self.data)?;
+        // A plan of more regions than one call takes (hundreds of threads) is read in as many
+        // calls, in order, up to the first that falls short.
+        let mut read = 0;
+        for batch in self.plan.chunks(MAX_REGIONS) {
+            let len: usize = batch.iter().map(|r| r.len).sum();
+            let got = p.read_packed(batch, &mut self.data[read..read + len])?;
+            read += got;
+            if got < len {
+                break;
+            }
+        }
         self.regions.clear();
         let whole = self
             .plan_by_addr
@@ -162,7 +172,7 @@ impl ReadSet {
 
 #[cfg(test)]
 mod tests {
-    use super::{coalesce, ReadSet};
+    use super::{coalesce, ReadSet, MAX_REGIONS};
     use crate::sampler::process::Process;
     use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -191,6 +201,42 @@ mod tests {
                 "as prefetched when the sample began"
             );
         }
+    }
+
+    /// More regions than one `process_vm_readv` takes (a target with hundreds of threads) are
+    /// all prefetched: each holds its value as it was when the sample began.
+    #[test]
+    fn a_plan_of_more_regions_than_one_call_takes_is_prefetched_whole() {
+        let me = Process::new(std::process::id() as i32);
+        let pages: Vec<Box<[AtomicU64; 512]>> = (0..MAX_REGIONS * 3 / 2)
+            .map(|_| Box::new(std::array::from_fn(|_| AtomicU64::new(0))))
+            .collect();
+        let mut set = ReadSet::default();
+        let read_all = |set: &mut ReadSet| -> Vec<u64> {
+            pages
+                .iter()
+                .map(|page| {
+                    let mut bytes = [0u8; 8];
+                    set.read(&me, page[0].as_ptr() as u64, &mut bytes).unwrap();
+                    u64::from_le_bytes(bytes)
+                })
+                .collect()
+        };
+        set.begin(&me).unwrap();
+        read_all(&mut set);
+        for (i, page) in pages.iter().enumerate() {
+            page[0].store(i as u64 + 1, Ordering::SeqCst);
+        }
+        set.begin(&me).unwrap();
+        for page in &pages {
+            page[0].store(0, Ordering::SeqCst);
+        }
+        let expected: Vec<u64> = (1..=pages.len() as u64).collect();
+        assert_eq!(
+            read_all(&mut set),
+            expected,
+            "as prefetched when the sample began"
+        );
     }
 
     #[test]

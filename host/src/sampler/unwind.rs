@@ -363,12 +363,18 @@ impl UnwindState {
     fn thread_list(&mut self, target: &Target, mut tstate: u64) -> Result<Vec<u64>, ReadError> {
         let next = target.layout.tstate_next;
         let mut out = Vec::new();
+        // A torn list can loop: found in linear time (a search of the list so far for each
+        // thread was a million comparisons a sample with a thousand threads).
+        let mut cycle = CycleGuard::new(tstate);
         while tstate != 0 {
-            if out.len() >= MAX_THREADS || out.contains(&tstate) {
+            if out.len() >= MAX_THREADS {
                 return Err(ReadError::Fault);
             }
             out.push(tstate);
             tstate = self.mem.read_u64(field_addr(tstate, next))?;
+            if cycle.looped(tstate) {
+                return Err(ReadError::Fault);
+            }
         }
         Ok(out)
     }

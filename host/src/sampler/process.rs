@@ -35,6 +35,8 @@ impl std::error::Error for ReadError {}
 /// End of x86_64 user space: a pointer at or past it (or a region running past it) is torn
 /// or corrupt, never readable.
 const USER_SPACE_END: u64 = 1 << 47;
+/// The kernel's IOV_MAX: the most regions one `process_vm_readv` takes.
+pub const IOV_MAX: usize = 1024;
 
 /// Whether `len` bytes at `addr` lie in user space, with no wrap-around. Target pointers
 /// are untrusted: a torn read can hold any 64-bit value.
@@ -85,10 +87,21 @@ impl Process {
         }
     }
 
-    /// Regions read back to back into `buf` (as long as their lengths together) in one call;
-    /// bytes read. The caller checks the regions are in user space.
+    /// Regions read back to back into `buf` (as long as their lengths together); bytes read.
+    /// One call, or for more regions than one call takes (hundreds of threads) as many calls,
+    /// in order, up to the first that falls short. The caller checks the regions are in user
+    /// space.
     pub fn read_packed(&self, remote: &[RemoteIoVec], buf: &mut [u8]) -> Result<usize, ReadError> {
-        self.readv(&mut [IoSliceMut::new(buf)], remote)
+        let mut read = 0;
+        for batch in remote.chunks(IOV_MAX) {
+            let len: usize = batch.iter().map(|r| r.len).sum();
+            let got = self.readv(&mut [IoSliceMut::new(&mut buf[read..read + len])], batch)?;
+            read += got;
+            if got < len {
+                break;
+            }
+        }
+        Ok(read)
     }
 
     /// Several regions in one syscall. Returns the number of bytes read: the kernel stops at

@@ -10,8 +10,6 @@ use super::process::{readable_range, Process, ReadError};
 
 /// Most bytes prefetched at once (a few kilobytes a thread: thousands of threads fit).
 const MAX_PREFETCH: usize = 16 << 20;
-/// The kernel's IOV_MAX: the most regions one `process_vm_readv` takes.
-const MAX_REGIONS: usize = 1024;
 /// Reads remembered per sample (thousands of asyncio tasks stay well below).
 const MAX_WANTED: usize = 1 << 16;
 
@@ -99,17 +97,7 @@ impl ReadSet {
         self.wanted.clear();
         let total = self.plan.iter().map(|r| r.len).sum();
         self.data.resize(total, 0);
-        // A plan of more regions than one call takes (hundreds of threads) is read in as many
-        // calls, in order, up to the first that falls short.
-        let mut read = 0;
-        for batch in self.plan.chunks(MAX_REGIONS) {
-            let len: usize = batch.iter().map(|r| r.len).sum();
-            let got = p.read_packed(batch, &mut self.data[read..read + len])?;
-            read += got;
-            if got < len {
-                break;
-            }
-        }
+        let read = p.read_packed(&self.plan, &mut self.data)?;
         self.regions.clear();
         let whole = self
             .plan_by_addr
@@ -172,8 +160,8 @@ impl ReadSet {
 
 #[cfg(test)]
 mod tests {
-    use super::{coalesce, ReadSet, MAX_REGIONS};
-    use crate::sampler::process::Process;
+    use super::{coalesce, ReadSet};
+    use crate::sampler::process::{Process, IOV_MAX};
     use std::sync::atomic::{AtomicU64, Ordering};
 
     /// Reads of this process: each sample's reads are prefetched at the start of the next
@@ -208,7 +196,7 @@ mod tests {
     #[test]
     fn a_plan_of_more_regions_than_one_call_takes_is_prefetched_whole() {
         let me = Process::new(std::process::id() as i32);
-        let pages: Vec<Box<[AtomicU64; 512]>> = (0..MAX_REGIONS * 3 / 2)
+        let pages: Vec<Box<[AtomicU64; 512]>> = (0..IOV_MAX * 3 / 2)
             .map(|_| Box::new(std::array::from_fn(|_| AtomicU64::new(0))))
             .collect();
         let mut set = ReadSet::default();

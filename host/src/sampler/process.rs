@@ -104,27 +104,35 @@ impl Process {
         Ok(read)
     }
 
-    /// Several regions in one syscall. Returns the number of bytes read: the kernel stops at
-    /// the first region it cannot read, so regions are complete in order up to that count.
+    /// Several regions, each into its own buffer, in one syscall (or, past `IOV_MAX` regions,
+    /// as many calls, in order, up to the first that falls short). Returns the number of bytes
+    /// read: the kernel stops at the first region it cannot read, so regions are complete in
+    /// order up to that count.
     pub fn read_many(&self, regions: &mut [(u64, &mut [u8])]) -> Result<usize, ReadError> {
         // Like the kernel, stop at the first region that cannot be read.
         let readable = regions
             .iter()
             .position(|(a, b)| !readable_range(*a, b.len()))
             .unwrap_or(regions.len());
-        let regions = &mut regions[..readable];
-        let remote: Vec<RemoteIoVec> = regions
-            .iter()
-            .map(|(a, b)| RemoteIoVec {
-                base: *a as usize,
-                len: b.len(),
-            })
-            .collect();
-        let mut local: Vec<IoSliceMut<'_>> = regions
-            .iter_mut()
-            .map(|(_, b)| IoSliceMut::new(b))
-            .collect();
-        self.readv(&mut local, &remote)
+        let mut read = 0;
+        for batch in regions[..readable].chunks_mut(IOV_MAX) {
+            let remote: Vec<RemoteIoVec> = batch
+                .iter()
+                .map(|(a, b)| RemoteIoVec {
+                    base: *a as usize,
+                    len: b.len(),
+                })
+                .collect();
+            let len: usize = remote.iter().map(|r| r.len).sum();
+            let mut local: Vec<IoSliceMut<'_>> =
+                batch.iter_mut().map(|(_, b)| IoSliceMut::new(b)).collect();
+            let got = self.readv(&mut local, &remote)?;
+            read += got;
+            if got < len {
+                break;
+            }
+        }
+        Ok(read)
     }
 
     /// One `process_vm_readv` of several regions: bytes read (none when the first region

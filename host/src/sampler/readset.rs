@@ -227,6 +227,28 @@ mod tests {
         );
     }
 
+    /// Regions missing from the prefetch (a stack of more code objects new to the cache than
+    /// one `process_vm_readv` takes) are read whole, in as many calls as they need.
+    #[test]
+    fn more_misses_than_one_call_takes_are_read_whole() {
+        let me = Process::new(std::process::id() as i32);
+        let pages: Vec<Box<[AtomicU64; 512]>> = (0..IOV_MAX * 3 / 2)
+            .map(|i| Box::new(std::array::from_fn(|_| AtomicU64::new(i as u64 + 1))))
+            .collect();
+        let mut bufs = vec![[0u8; 8]; pages.len()];
+        let mut regions: Vec<(u64, &mut [u8])> = pages
+            .iter()
+            .zip(bufs.iter_mut())
+            .map(|(page, buf)| (page[0].as_ptr() as u64, &mut buf[..]))
+            .collect();
+        let mut set = ReadSet::default();
+        set.begin(&me).unwrap();
+        assert!(set.read_many(&me, &mut regions).unwrap(), "all read whole");
+        let values: Vec<u64> = bufs.iter().map(|b| u64::from_le_bytes(*b)).collect();
+        let expected: Vec<u64> = (1..=pages.len() as u64).collect();
+        assert_eq!(values, expected);
+    }
+
     #[test]
     fn merges_regions_that_share_a_page_only_and_keeps_request_order() {
         let merged = coalesce(&[

@@ -9,9 +9,11 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use anyhow::{Context, Result};
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, message, WireType};
 use tachyon_plugin_api::{
-    AggregateOutput, Aggregating, Collector, CollectorConfig, ExportContext, Format, FrameKey,
-    FrameKeys, FxHashMap, Mode, Needs, Sample, SourceReader, StackCounts, Symbols, ThreadStatus,
+    prefetch, AggregateOutput, Aggregating, Collector, CollectorConfig, ExportContext, Format,
+    FrameId, FrameKey, FrameKeys, FxHashMap, Mode, Needs, Sample, SourceReader, StackCounts,
+    StackId, Symbols, ThreadStatus,
 };
 
 mod proto;
@@ -120,6 +122,56 @@ impl AggregateOutput for Pprof {
     }
 }
 
+/// pprof's functions, one per (file, name), and locations, one per frame key (file, line,
+/// name), numbered from 1 as first asked for.
+#[derive(Default)]
+struct Locations {
+    keys: FrameKeys,
+    /// The location of each frame key, by its id in `keys`.
+    of_key: Vec<Option<u64>>,
+    list: Vec<proto::Location>,
+    function_of: HashMap<(String, String), u64>,
+    /// Each function's frame key and the first line of it sampled.
+    functions: Vec<(FrameKey, i32)>,
+}
+
+impl Locations {
+    fn id(&mut self, symbols: &Symbols, frame: FrameId) -> u64 {
+        let key_id = self.keys.id(symbols, frame);
+        if self.of_key.len() <= key_id {
+            self.of_key.resize(key_id + 1, None);
+        }
+        if let Some(location) = self.of_key[key_id] {
+            return location;
+        }
+        let key = self.keys.key(key_id);
+        let line = key.lineno;
+        let function = *self
+            .function_of
+            .entry((key.filename.clone(), key.funcname.clone()))
+            .or_insert_with(|| {
+                self.functions.push((key.clone(), line));
+                self.functions.len() as u64
+            });
+        let first = &mut self.functions[function as usize - 1].1;
+        if line > 0 && (*first <= 0 || line < *first) {
+            *first = line;
+        }
+        self.list.push(proto::Location {
+            id: self.list.len() as u64 + 1,
+            line: vec![proto::Line {
+                function_id: function,
+                line: i64::from(line.max(0)),
+                column: 0,
+            }],
+            ..Default::default()
+        });
+        let location = self.list.len() as u64;
+        self.of_key[key_id] = Some(location);
+        location
+    }
+}
+
 impl Pprof {
     /// The profile as protobuf, handed to `send` a megabyte at a time; it stops early when
     /// `send` refuses a chunk.
@@ -131,7 +183,6 @@ impl Pprof {
     ) -> Result<()> {
         let period_ns = self.config.interval_us as i64 * 1000;
         let mut strings = StringTable::new();
-        let mut keys = FrameKeys::default();
         let time_kind = if self.config.mode == Mode::Cpu {
             "cpu"
         } else {
@@ -147,88 +198,84 @@ impl Pprof {
                 unit: strings.id("nanoseconds"),
             },
         ];
-        // Functions per (file, name); a location per frame key (file, line, name), made the
-        // first time the key is seen.
-        let mut functions: HashMap<(String, String), u64> = HashMap::new();
-        let mut function_list: Vec<(FrameKey, i32)> = Vec::new();
-        let mut location_of: Vec<Option<u64>> = Vec::new();
-        let mut location_list: Vec<proto::Location> = Vec::new();
+        let mut locations = Locations::default();
         // The profile is encoded as it is built, in prost's field order (sample types, then
         // samples, then the rest): on a capture of many stacks the samples are most of it, and
         // are not kept. A megabyte of encoding at a time goes to the gzip stream.
         let mut encoded: Vec<u8> = Vec::new();
         prost::encoding::message::encode_repeated(1, &sample_type, &mut encoded);
         let (thread_id, thread_name) = (strings.id("thread_id"), strings.id("thread_name"));
-        // Innermost first, as pprof lists a sample's locations.
-        let mut walk = ctx.symbols.stacks().walk(counts.entries(), |e| e.1);
-        // One sample message, its lists refilled for each stack; each thread's name made once.
-        let mut sample = proto::Sample::default();
+        // Each distinct stack's location ids are found and encoded once, as the packed field
+        // that lists them (innermost first, as pprof wants): a stack sampled in several
+        // threads is one walk. Entries go a block at a time (its stacks new so far walked,
+        // then its samples encoded), so the gzip thread starts early, and locations are
+        // numbered as the samples first name them.
+        let mut slot_of_stack = vec![u32::MAX; ctx.symbols.stacks().len()];
+        // The distinct stacks' packed location ids, back to back; where each starts, and
+        // (last) where the last ends.
+        let mut packed: Vec<u8> = Vec::new();
+        let mut packed_at: Vec<usize> = vec![0];
+        let mut new_stacks: Vec<StackId> = Vec::new();
+        let mut block_slots: Vec<u32> = Vec::new();
+        // Each thread's name made once.
         let mut name_of_thread: FxHashMap<u64, i64> = FxHashMap::default();
-        while let Some((_, &(tid, _, count), frames)) = walk.next_stack() {
-            let location_ids = &mut sample.location_id;
-            location_ids.clear();
-            for &frame in frames {
-                let id = keys.id(ctx.symbols, frame);
-                if location_of.len() <= id {
-                    location_of.resize(id + 1, None);
+        for block in counts.entries().chunks(4096) {
+            new_stacks.clear();
+            block_slots.clear();
+            for (i, &(_, stack, _)) in block.iter().enumerate() {
+                // Stacks are spread over the whole table: fetch the slot of one a few on.
+                if let Some(&(_, ahead, _)) = block.get(i + 8) {
+                    prefetch(&slot_of_stack[ahead as usize]);
                 }
-                let location = *location_of[id].get_or_insert_with(|| {
-                    let key = keys.key(id);
-                    let line = key.lineno;
-                    let function = *functions
-                        .entry((key.filename.clone(), key.funcname.clone()))
-                        .or_insert_with(|| {
-                            function_list.push((key.clone(), line));
-                            function_list.len() as u64
-                        });
-                    let first = &mut function_list[function as usize - 1].1;
-                    if line > 0 && (*first <= 0 || line < *first) {
-                        *first = line;
-                    }
-                    location_list.push(proto::Location {
-                        id: location_list.len() as u64 + 1,
-                        line: vec![proto::Line {
-                            function_id: function,
-                            line: i64::from(line.max(0)),
-                            column: 0,
-                        }],
-                        ..Default::default()
-                    });
-                    location_list.len() as u64
-                });
-                location_ids.push(location);
+                let slot = &mut slot_of_stack[stack as usize];
+                if *slot == u32::MAX {
+                    *slot = (packed_at.len() - 1 + new_stacks.len()) as u32;
+                    new_stacks.push(stack);
+                }
+                block_slots.push(*slot);
             }
-            let name = *name_of_thread.entry(tid).or_insert_with(|| {
-                strings.id(&if self.main_threads.contains(&tid) {
-                    "MainThread".to_owned()
-                } else {
-                    format!("Thread {tid}")
-                })
-            });
-            sample.value.clear();
-            sample
-                .value
-                .extend([count as i64, count as i64 * period_ns]);
-            sample.label.clear();
-            sample.label.extend([
-                proto::Label {
-                    key: thread_id,
-                    num: tid as i64,
-                    ..Default::default()
-                },
-                proto::Label {
-                    key: thread_name,
-                    str: name,
-                    ..Default::default()
-                },
-            ]);
-            prost::encoding::message::encode(2, &sample, &mut encoded);
-            if encoded.len() >= 1 << 20 && !send(std::mem::take(&mut encoded)) {
-                return Ok(());
+            let mut walk = ctx.symbols.stacks().walk(&new_stacks, |&stack| stack);
+            while let Some((_, _, frames)) = walk.next_stack() {
+                for &frame in frames {
+                    encode_varint(locations.id(ctx.symbols, frame), &mut packed);
+                }
+                packed_at.push(packed.len());
+            }
+            for (&(tid, _, count), &slot) in block.iter().zip(&block_slots) {
+                let slot = slot as usize;
+                let name = *name_of_thread.entry(tid).or_insert_with(|| {
+                    strings.id(&if self.main_threads.contains(&tid) {
+                        "MainThread".to_owned()
+                    } else {
+                        format!("Thread {tid}")
+                    })
+                });
+                let labels = [
+                    proto::Label {
+                        key: thread_id,
+                        num: tid as i64,
+                        ..Default::default()
+                    },
+                    proto::Label {
+                        key: thread_name,
+                        str: name,
+                        ..Default::default()
+                    },
+                ];
+                encode_sample(
+                    &packed[packed_at[slot]..packed_at[slot + 1]],
+                    [count as i64, count as i64 * period_ns],
+                    &labels,
+                    &mut encoded,
+                );
+                if encoded.len() >= 1 << 20 && !send(std::mem::take(&mut encoded)) {
+                    return Ok(());
+                }
             }
         }
         let mut sources = SourceReader::new(self.config.sources.clone());
-        let function = function_list
+        let function = locations
+            .functions
             .iter()
             .enumerate()
             .map(|(i, (key, first_line))| proto::Function {
@@ -253,7 +300,7 @@ impl Pprof {
         });
         // Sample types and samples are written already.
         let rest = proto::Profile {
-            location: location_list,
+            location: locations.list,
             function,
             string_table: strings.strings,
             duration_nanos: (ctx.stats.duration_sec * 1e9) as i64,
@@ -265,6 +312,32 @@ impl Pprof {
         prost::Message::encode(&rest, &mut encoded)?;
         send(encoded);
         Ok(())
+    }
+}
+
+/// One `Sample` message (field 2 of `Profile`), as prost encodes `proto::Sample`, from its
+/// locations already encoded as the packed field's contents.
+fn encode_sample(locations: &[u8], values: [i64; 2], labels: &[proto::Label], out: &mut Vec<u8>) {
+    let values_len: usize = values.iter().map(|&v| encoded_len_varint(v as u64)).sum();
+    let len = 1
+        + encoded_len_varint(locations.len() as u64)
+        + locations.len()
+        + 1
+        + encoded_len_varint(values_len as u64)
+        + values_len
+        + message::encoded_len_repeated(3, labels);
+    encode_key(2, WireType::LengthDelimited, out);
+    encode_varint(len as u64, out);
+    encode_key(1, WireType::LengthDelimited, out);
+    encode_varint(locations.len() as u64, out);
+    out.extend_from_slice(locations);
+    encode_key(2, WireType::LengthDelimited, out);
+    encode_varint(values_len as u64, out);
+    for v in values {
+        encode_varint(v as u64, out);
+    }
+    for label in labels {
+        message::encode(3, label, out);
     }
 }
 
@@ -281,5 +354,94 @@ inventory::submit! {
         description: "pprof profile.proto, gzipped (Pyroscope, Parca, Cloud Profiler, go tool pprof)",
         extension: "pb.gz", options: &[], needs: Needs::NOTHING,
         create,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+    use tachyon_plugin_api::{testing, RunStats};
+
+    /// (thread id, its stack's (file, function, line) innermost first) -> samples.
+    type Totals = HashMap<(u64, Vec<(String, String, i64)>), i64>;
+
+    /// Stacks shared by threads, more (thread, stack) pairs than one block of the encoding:
+    /// decoded, each sample lists its own stack's locations, innermost first, with its thread
+    /// and count, and each (thread, stack) is one sample.
+    #[test]
+    fn each_sample_lists_its_own_stack() {
+        let mut symbols = Symbols::new();
+        let frames: Vec<FrameId> = (0..20)
+            .map(|i| {
+                testing::frame(
+                    &mut symbols,
+                    &format!("/m{}.py", i % 3),
+                    &format!("f{i}"),
+                    i + 1,
+                    0,
+                )
+            })
+            .collect();
+        let (counts, samples) =
+            testing::random_samples(&mut symbols, &frames, 5, 30_000, &[1, 2, 3], 3, 2);
+        assert!(counts.entries().len() > 4096, "{}", counts.entries().len());
+        let pprof = Pprof {
+            config: CollectorConfig::default(),
+            main_threads: vec![],
+        };
+        let stats = RunStats::default();
+        let ctx = ExportContext {
+            path: None,
+            destination: None,
+            symbols: &symbols,
+            stats: &stats,
+        };
+        let mut bytes = Vec::new();
+        pprof
+            .encode(&counts, &ctx, &mut |chunk| {
+                bytes.extend(chunk);
+                true
+            })
+            .unwrap();
+        let profile = proto::Profile::decode(&bytes[..]).unwrap();
+
+        let mut expected = Totals::new();
+        for (tid, stack, weight) in samples {
+            let frames = stack
+                .iter()
+                .map(|&frame| {
+                    let info = symbols.frame(frame);
+                    (
+                        symbols.str(info.filename).to_owned(),
+                        symbols.str(info.funcname).to_owned(),
+                        i64::from(info.lineno),
+                    )
+                })
+                .collect();
+            *expected.entry((tid, frames)).or_default() += weight as i64;
+        }
+        let string = |id: i64| profile.string_table[id as usize].clone();
+        let mut decoded = Totals::new();
+        for sample in &profile.sample {
+            let tid = sample
+                .label
+                .iter()
+                .find(|l| string(l.key) == "thread_id")
+                .unwrap()
+                .num;
+            let frames = sample
+                .location_id
+                .iter()
+                .map(|&id| {
+                    let line = &profile.location[id as usize - 1].line[0];
+                    let function = &profile.function[line.function_id as usize - 1];
+                    (string(function.filename), string(function.name), line.line)
+                })
+                .collect();
+            let before = decoded.insert((tid as u64, frames), sample.value[0]);
+            assert!(before.is_none(), "a (thread, stack) listed twice");
+        }
+        assert_eq!(decoded, expected);
     }
 }

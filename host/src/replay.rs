@@ -119,8 +119,9 @@ pub fn replay(input: &Path, out: &OutputArgs, input_args: &InputArgs) -> Result<
         }
     };
     bar.finish();
-    let (mut collector, symbols, counts) =
+    let (mut collector, mut symbols, counts) =
         replayed.with_context(|| format!("{} is not a valid capture", input.display()))?;
+    symbols.freeze_stacks();
     export(
         collector.as_mut(),
         path.as_deref(),

@@ -723,7 +723,8 @@ fn profile(
     if let Some(status) = own_exit {
         report_target_exit(status);
     }
-    let symbols = std::mem::take(&mut lp.symbols);
+    let mut symbols = std::mem::take(&mut lp.symbols);
+    symbols.freeze_stacks();
     drop(lp);
     let exported = export(
         collector.as_mut(),

@@ -87,6 +87,11 @@ impl Symbols {
         self.stacks.prefetch(hash);
     }
 
+    /// Interning is over, for now: see [`StackTable::freeze`].
+    pub fn freeze_stacks(&mut self) {
+        self.stacks.freeze();
+    }
+
     /// Every interned stack: a sample's frames are `stacks().frames(sample.stack)`.
     #[must_use]
     pub fn stacks(&self) -> &StackTable {

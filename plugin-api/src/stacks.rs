@@ -46,6 +46,9 @@ impl Trie {
 
     /// The node for `parent` followed by `item`, made if new.
     pub fn child(&mut self, parent: u32, item: u32) -> u32 {
+        if self.first_child.len() < self.nodes.len() {
+            self.thaw();
+        }
         let first = self.first_child[parent as usize];
         if first == NO_CHILD {
             let node = push(&mut self.nodes, &mut self.first_child, parent, item);
@@ -92,10 +95,24 @@ impl Trie {
         self.nodes.len() == 1
     }
 
-    /// Drop the lookup index: nodes are kept, no more are made.
+    /// Drop the lookup index: nodes are kept. A node made later makes the index again.
     pub fn freeze(&mut self) {
         self.first_child = Vec::new();
         self.index = FxHashMap::default();
+    }
+
+    /// The lookup index made again from the nodes, as [`Trie::child`] made it: a node's first
+    /// child is the first made.
+    fn thaw(&mut self) {
+        self.first_child = vec![NO_CHILD; self.nodes.len()];
+        for (node, &(parent, item)) in self.nodes.iter().enumerate().skip(1) {
+            let first = &mut self.first_child[parent as usize];
+            if *first == NO_CHILD {
+                *first = node as u32;
+            } else {
+                self.index.insert((parent, item), node as u32);
+            }
+        }
     }
 
     /// A frozen trie of these nodes, (parent, item) of nodes 1, 2, ... (node 0 is the root):
@@ -219,6 +236,15 @@ impl WholeStacks {
 
 impl StackTable {
     pub const EMPTY: StackId = 0;
+
+    /// Interning is over: drop what only finding a stack needs (the trie's index and the
+    /// whole-stack cache, tens of megabytes on a capture of many stacks), so an export does
+    /// not hold them beside its own tables. Every stack is kept; interning again still works,
+    /// making the index anew.
+    pub fn freeze(&mut self) {
+        self.trie.freeze();
+        self.whole = WholeStacks::default();
+    }
 
     #[must_use]
     pub fn new() -> Self {
@@ -391,6 +417,29 @@ mod tests {
         assert_eq!(t.leaf(b), Some(4));
         assert_eq!(t.intern(&[]), StackTable::EMPTY);
         assert_eq!(t.len(), 5);
+    }
+
+    /// A frozen table keeps its stacks, and interning after it finds each again under its
+    /// id (the index made anew, first children and later ones) and makes new ones beside them.
+    #[test]
+    fn stacks_interned_after_a_freeze_keep_their_ids() {
+        let mut t = StackTable::new();
+        let stacks: Vec<Vec<FrameId>> = (0..2000u32)
+            .map(|i| (0..1 + i % 9).map(|d| (i * 17 + d * 5) % 41).collect())
+            .collect();
+        let ids: Vec<StackId> = stacks.iter().map(|s| t.intern(s)).collect();
+        let nodes = t.len();
+        t.freeze();
+        assert_eq!(t.len(), nodes);
+        for (stack, &id) in stacks.iter().zip(&ids).rev() {
+            assert_eq!(t.frames(id), *stack);
+            assert_eq!(t.intern(stack), id);
+        }
+        assert_eq!(t.len(), nodes, "no stack made twice");
+        let new = t.intern(&[99, 98]);
+        assert_eq!(t.len(), nodes + 2);
+        assert_eq!(t.frames(new), vec![99, 98]);
+        assert_eq!(t.intern(&[99, 98]), new);
     }
 
     /// Thousands of stacks, through several growths of the whole-stack table, keep their ids;

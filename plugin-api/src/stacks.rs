@@ -419,14 +419,23 @@ mod tests {
         assert_eq!(t.len(), 5);
     }
 
+    /// `count` stacks 1 to `depths` deep of frames below `frames`, many sharing prefixes.
+    fn made_up_stacks(count: u32, depths: u32, frames: u32) -> Vec<Vec<FrameId>> {
+        (0..count)
+            .map(|i| {
+                (0..1 + i % depths)
+                    .map(|d| (i * 31 + d * 7) % frames)
+                    .collect()
+            })
+            .collect()
+    }
+
     /// A frozen table keeps its stacks, and interning after it finds each again under its
     /// id (the index made anew, first children and later ones) and makes new ones beside them.
     #[test]
     fn stacks_interned_after_a_freeze_keep_their_ids() {
         let mut t = StackTable::new();
-        let stacks: Vec<Vec<FrameId>> = (0..2000u32)
-            .map(|i| (0..1 + i % 9).map(|d| (i * 17 + d * 5) % 41).collect())
-            .collect();
+        let stacks = made_up_stacks(2000, 9, 41);
         let ids: Vec<StackId> = stacks.iter().map(|s| t.intern(s)).collect();
         let nodes = t.len();
         t.freeze();
@@ -447,9 +456,7 @@ mod tests {
     #[test]
     fn whole_stacks_are_found_again_after_growing() {
         let mut t = StackTable::new();
-        let stacks: Vec<Vec<FrameId>> = (0..5000u32)
-            .map(|i| (0..1 + i % 7).map(|d| (i * 31 + d * 7) % 97).collect())
-            .collect();
+        let stacks = made_up_stacks(5000, 7, 97);
         let ids: Vec<StackId> = stacks.iter().map(|s| t.intern(s)).collect();
         for (stack, &id) in stacks.iter().zip(&ids) {
             t.prefetch(StackTable::hash(stack));

@@ -53,6 +53,26 @@ pub fn field_addr(base: u64, offset: usize) -> u64 {
     base.wrapping_add(offset as u64)
 }
 
+/// `remote` read by `read_batch` (given the regions' indices and their length together) in
+/// calls of at most `IOV_MAX` regions, the most one `process_vm_readv` takes (hundreds of
+/// threads need more), in order, up to the first call that falls short; bytes read.
+fn in_batches(
+    remote: &[RemoteIoVec],
+    mut read_batch: impl FnMut(std::ops::Range<usize>, usize) -> Result<usize, ReadError>,
+) -> Result<usize, ReadError> {
+    let mut read = 0;
+    for start in (0..remote.len()).step_by(IOV_MAX) {
+        let batch = start..(start + IOV_MAX).min(remote.len());
+        let len: usize = remote[batch.clone()].iter().map(|r| r.len).sum();
+        let got = read_batch(batch, len)?;
+        read += got;
+        if got < len {
+            break;
+        }
+    }
+    Ok(read)
+}
+
 #[derive(Clone)]
 pub struct Process {
     pub pid: i32,
@@ -88,51 +108,42 @@ impl Process {
     }
 
     /// Regions read back to back into `buf` (as long as their lengths together); bytes read.
-    /// One call, or for more regions than one call takes (hundreds of threads) as many calls,
-    /// in order, up to the first that falls short. The caller checks the regions are in user
-    /// space.
+    /// The caller checks the regions are in user space.
     pub fn read_packed(&self, remote: &[RemoteIoVec], buf: &mut [u8]) -> Result<usize, ReadError> {
-        let mut read = 0;
-        for batch in remote.chunks(IOV_MAX) {
-            let len: usize = batch.iter().map(|r| r.len).sum();
-            let got = self.readv(&mut [IoSliceMut::new(&mut buf[read..read + len])], batch)?;
-            read += got;
-            if got < len {
-                break;
-            }
-        }
-        Ok(read)
+        let mut at = 0;
+        in_batches(remote, |batch, len| {
+            let got = self.readv(
+                &mut [IoSliceMut::new(&mut buf[at..at + len])],
+                &remote[batch],
+            )?;
+            at += len;
+            Ok(got)
+        })
     }
 
-    /// Several regions, each into its own buffer, in one syscall (or, past `IOV_MAX` regions,
-    /// as many calls, in order, up to the first that falls short). Returns the number of bytes
-    /// read: the kernel stops at the first region it cannot read, so regions are complete in
-    /// order up to that count.
+    /// Several regions, each into its own buffer. Returns the number of bytes read: the
+    /// kernel stops at the first region it cannot read, so regions are complete in order up
+    /// to that count.
     pub fn read_many(&self, regions: &mut [(u64, &mut [u8])]) -> Result<usize, ReadError> {
         // Like the kernel, stop at the first region that cannot be read.
         let readable = regions
             .iter()
             .position(|(a, b)| !readable_range(*a, b.len()))
             .unwrap_or(regions.len());
-        let mut read = 0;
-        for batch in regions[..readable].chunks_mut(IOV_MAX) {
-            let remote: Vec<RemoteIoVec> = batch
-                .iter()
-                .map(|(a, b)| RemoteIoVec {
-                    base: *a as usize,
-                    len: b.len(),
-                })
+        let remote: Vec<RemoteIoVec> = regions[..readable]
+            .iter()
+            .map(|(a, b)| RemoteIoVec {
+                base: *a as usize,
+                len: b.len(),
+            })
+            .collect();
+        in_batches(&remote, |batch, _| {
+            let mut local: Vec<IoSliceMut<'_>> = regions[batch.clone()]
+                .iter_mut()
+                .map(|(_, b)| IoSliceMut::new(b))
                 .collect();
-            let len: usize = remote.iter().map(|r| r.len).sum();
-            let mut local: Vec<IoSliceMut<'_>> =
-                batch.iter_mut().map(|(_, b)| IoSliceMut::new(b)).collect();
-            let got = self.readv(&mut local, &remote)?;
-            read += got;
-            if got < len {
-                break;
-            }
-        }
-        Ok(read)
+            self.readv(&mut local, &remote[batch])
+        })
     }
 
     /// One `process_vm_readv` of several regions: bytes read (none when the first region

@@ -191,14 +191,20 @@ mod tests {
         }
     }
 
+    /// Half as many pages again as one `process_vm_readv` takes regions, each holding
+    /// `value(its index)` at its start.
+    fn more_pages_than_one_call_takes(value: impl Fn(usize) -> u64) -> Vec<Box<[AtomicU64; 512]>> {
+        (0..IOV_MAX * 3 / 2)
+            .map(|i| Box::new(std::array::from_fn(|_| AtomicU64::new(value(i)))))
+            .collect()
+    }
+
     /// More regions than one `process_vm_readv` takes (a target with hundreds of threads) are
     /// all prefetched: each holds its value as it was when the sample began.
     #[test]
     fn a_plan_of_more_regions_than_one_call_takes_is_prefetched_whole() {
         let me = Process::new(std::process::id() as i32);
-        let pages: Vec<Box<[AtomicU64; 512]>> = (0..IOV_MAX * 3 / 2)
-            .map(|_| Box::new(std::array::from_fn(|_| AtomicU64::new(0))))
-            .collect();
+        let pages = more_pages_than_one_call_takes(|_| 0);
         let mut set = ReadSet::default();
         let read_all = |set: &mut ReadSet| -> Vec<u64> {
             pages
@@ -232,9 +238,7 @@ mod tests {
     #[test]
     fn more_misses_than_one_call_takes_are_read_whole() {
         let me = Process::new(std::process::id() as i32);
-        let pages: Vec<Box<[AtomicU64; 512]>> = (0..IOV_MAX * 3 / 2)
-            .map(|i| Box::new(std::array::from_fn(|_| AtomicU64::new(i as u64 + 1))))
-            .collect();
+        let pages = more_pages_than_one_call_takes(|i| i as u64 + 1);
         let mut bufs = vec![[0u8; 8]; pages.len()];
         let mut regions: Vec<(u64, &mut [u8])> = pages
             .iter()

@@ -1,6 +1,7 @@
-//! The few Python `marshal` types a pstats file needs (format version 3+, for references),
-//! written as they come: a profile's dictionary is never built in memory, and each function's
-//! key is written once however often it appears among callers, then referred to.
+//! The few Python `marshal` types a pstats file needs (format version 4, for references and
+//! small tuples), written as they come: a profile's dictionary is never built in memory, and
+//! each function's key is written once however often it appears among callers, then referred
+//! to.
 
 #[derive(Default)]
 pub struct Marshal {
@@ -34,10 +35,9 @@ impl Marshal {
         self.out.extend_from_slice(s.as_bytes());
     }
 
-    /// A tuple of `len` items; the items follow.
-    pub fn tuple(&mut self, len: usize) {
-        self.out.push(b'(');
-        self.out.extend_from_slice(&(len as u32).to_le_bytes());
+    /// A tuple of `len` items (fewer than 256: TYPE_SMALL_TUPLE); the items follow.
+    pub fn tuple(&mut self, len: u8) {
+        self.out.extend_from_slice(&[b')', len]);
     }
 
     /// A dict: key and value pairs follow, then [`Marshal::dict_end`].
@@ -50,10 +50,10 @@ impl Marshal {
     }
 
     /// An object encoded earlier that recurs (a function's key, among the callers of every
-    /// function it calls): whole and flagged the first time (`reference` is then set), a
-    /// reference to it after, as `marshal.dump` writes an object it meets again. The file
-    /// is several times smaller, and loading it makes one tuple per function, not one per
-    /// caller edge.
+    /// function it calls; a caller edge's counts): whole and flagged the first time
+    /// (`reference` is then set), a reference to it after, as `marshal.dump` writes an object
+    /// it meets again. The file is several times smaller, and loading it makes one tuple per
+    /// function, not one per caller edge.
     pub fn shared(&mut self, bytes: &[u8], reference: &mut Option<u32>) {
         match *reference {
             Some(index) => {

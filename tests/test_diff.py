@@ -115,6 +115,38 @@ def test_the_issue_case_matches_cpython_node_for_node(tmp):
     assert new["baseline"] == 0 and new["diff_pct"] == 100.0
 
 
+def test_elided_paths_keep_their_opcodes_as_cpythons(tmp):
+    """Paths gone from the current run, every frame sampled at its instruction: in the elided
+    graph the elided nodes keep their opcodes and the node above them (the program's root,
+    still in the current run) carries none, as in CPython 3.15.2's; every number matches
+    CPython's, node for node."""
+    def at(func, line, opcode):
+        return (FILE, func, line, line, 4, 12, opcode)
+
+    main, removed = at("main", 20, 171), at("removed", 17, 171)
+    base = samples([([at("spin", 5, 100), at("kept", 11, 171), main], 1000),
+                    ([at("spin", 5, 100), removed, main], 300), ([at("spin", 5, 25), removed, main], 200)])
+    cur = samples([([at("spin", 5, 100), at("kept", 11, 171), main], 1500)])
+    theirs, ours, proc = diff_both_ways(tmp, base, cur)
+    assert proc.returncode == 0, proc.stderr
+    elided = resolve(ours["stats"]["elided_flamegraph"], ours["stats"]["elided_flamegraph"]["strings"])
+    assert_same_tree(elided, theirs["elided"])
+
+    def path_to(node, name):
+        if node["name"].startswith(name):
+            return [node]
+        for child in node["children"]:
+            found = path_to(child, name)
+            if found:
+                return [node] + found
+        return []
+
+    ours_path, their_path = path_to(elided, "spin"), path_to(theirs["elided"], "spin")
+    assert [n["name"] for n in ours_path] == [n["name"] for n in their_path] and len(ours_path) == 3
+    assert [n.get("opcodes") for n in ours_path] == [n.get("opcodes") for n in their_path] == \
+        [None, {"171": 500}, {"100": 300, "25": 200}]
+
+
 def test_threads_and_lines_match_cpython(tmp):
     base = samples([(calls("parse", 31), 700), (calls("render", 41), 300)], tid=1) + \
         samples([(calls("poll", 51), 500), ([frame("idle", 61), MAIN], 500)], tid=2, start=7)

@@ -244,8 +244,6 @@ enum Annotation<'a> {
     None,
     /// The current run's nodes: how each compares with the baseline.
     Diff(&'a Comparison),
-    /// The baseline's nodes: which paths the current run no longer reaches.
-    Elided(&'a Comparison),
 }
 
 /// A call tree as CPython 3.15.2's `_convert_to_flamegraph_format` writes it: nodes with
@@ -292,6 +290,11 @@ impl JsonBuilder<'_> {
         self.tree.nodes[id].value >= self.min_samples || significant_for_thread
     }
 
+    /// Whether node `id` is written: kept, and among `only` when that is set.
+    fn shown(&self, id: usize) -> bool {
+        self.kept(id) && self.only.as_ref().is_none_or(|only| only[id])
+    }
+
     /// The children of `id` that are kept, biggest first.
     fn children(&self, id: usize) -> Vec<usize> {
         let mut kids: Vec<usize> = self
@@ -299,7 +302,7 @@ impl JsonBuilder<'_> {
             .children(id)
             .iter()
             .map(|&c| c as usize)
-            .filter(|&c| self.kept(c) && self.only.as_ref().is_none_or(|only| only[c]))
+            .filter(|&c| self.shown(c))
             .collect();
         // Each name is formatted once, not at every comparison.
         kids.sort_by_cached_key(|&c| {
@@ -394,9 +397,6 @@ impl JsonBuilder<'_> {
                     }
                 }
             }
-            Annotation::Elided(d) => {
-                json::field(out, "elided", &d.is_elided(d.baseline_nodes[id]));
-            }
         }
         let kids = self.children(id);
         self.children_field(&kids, with, out);
@@ -420,17 +420,8 @@ impl JsonBuilder<'_> {
     fn root(&mut self, with: Annotation<'_>, out: &mut Vec<u8>) -> bool {
         let root = &self.tree.nodes[0];
         let kids = self.children(0);
-        let covers_all = kids.len() == 1 && {
-            let (only, all) = (self.tree.threads(kids[0]), self.tree.threads(0));
-            self.tree.nodes[kids[0]].value == root.value
-                && only.len() == all.len()
-                && only
-                    .iter()
-                    .zip(all)
-                    .all(|(t, r)| (t.tid, t.inclusive) == (r.tid, r.inclusive))
-        };
-        if covers_all {
-            self.fields(kids[0], with, "Program Root: ", out);
+        if let Some(only) = self.promoted(&kids) {
+            self.fields(only, with, "Program Root: ", out);
             return true;
         }
         let name = self.strings.id("Program Root");
@@ -441,6 +432,190 @@ impl JsonBuilder<'_> {
         thread_values_field(out, self.tree.threads(0), |_| 0);
         false
     }
+}
+
+impl JsonBuilder<'_> {
+    /// The root's only child, when it covers every sample of every thread: it stands for
+    /// the root (`Program Root: …`).
+    fn promoted(&self, kids: &[usize]) -> Option<usize> {
+        let &[only] = kids else { return None };
+        let (theirs, all) = (self.tree.threads(only), self.tree.threads(0));
+        let covers_all = self.tree.nodes[only].value == self.tree.nodes[0].value
+            && theirs.len() == all.len()
+            && theirs
+                .iter()
+                .zip(all)
+                .all(|(t, r)| (t.tid, t.inclusive) == (r.tid, r.inclusive));
+        covers_all.then_some(only)
+    }
+
+    /// The elided graph (see [`elided_json`]); `None` when no path is elided.
+    fn elided_root(&mut self, d: &Comparison, stats: &Map<String, Value>) -> Option<Vec<u8>> {
+        let tree = self.tree;
+        let is_elided = |id: usize| id != 0 && d.is_elided(d.baseline_nodes[id]);
+        // Each written node's samples: an elided node keeps its own, a node above one
+        // carries the sum of its written children's (children have higher ids).
+        let mut pruned = vec![0u64; tree.nodes.len()];
+        for id in (0..tree.nodes.len()).rev() {
+            pruned[id] = if is_elided(id) {
+                tree.nodes[id].value
+            } else {
+                let kids = tree.children(id).iter().map(|&c| c as usize);
+                kids.filter(|&c| self.shown(c)).map(|c| pruned[c]).sum()
+            };
+        }
+        let kids = self.children(0);
+        let top = self.promoted(&kids);
+        let kept = top.map_or(!kids.is_empty(), |only| {
+            is_elided(only) || !self.children(only).is_empty()
+        });
+        if !kept {
+            return None;
+        }
+        let written = Elided {
+            comparison: d,
+            pruned: &pruned,
+            stats,
+        };
+        let mut out = Vec::new();
+        match top {
+            Some(only) => self.elided_node(only, &written, "Program Root: ", true, &mut out),
+            None => {
+                // A synthetic root: no frame, no self samples, not in the baseline.
+                let name = self.strings.id("Program Root");
+                out.push(b'{');
+                json::field(&mut out, "baseline", &0.0);
+                json::field(&mut out, "baseline_total", &0.0);
+                self.elided_children(&kids, &written, &mut out);
+                json::field(&mut out, "diff", &0.0);
+                json::field(&mut out, "diff_pct", &0.0);
+                json::field(&mut out, "elided", &false);
+                json::field(&mut out, "label", &name);
+                json::field(&mut out, "name", &name);
+                json::field(&mut out, "self", &0.0);
+                json::field(&mut out, "self_time", &0);
+                self.elided_top_fields(&written, &mut out);
+                sorted_thread_values(&mut out, tree.threads(0), |_| 0);
+                json::field(&mut out, "value", &(pruned[0] as f64 * d.noise.scale));
+                out.push(b'}');
+            }
+        }
+        Some(out)
+    }
+
+    /// Frame node `id` of the elided graph, its keys in serde_json's (sorted) order; its
+    /// strings interned in the order [`JsonBuilder::fields`] interns them.
+    fn elided_node(
+        &mut self,
+        id: usize,
+        e: &Elided<'_>,
+        prefix: &str,
+        top: bool,
+        out: &mut Vec<u8>,
+    ) {
+        let tree = self.tree;
+        let n = &tree.nodes[id];
+        let k = tree.keys.get(n.key);
+        let module = module_name(&k.filename, self.cwd.as_deref());
+        let name = self.strings.id(&format!("{prefix}{}", k.label()));
+        let label = self
+            .strings
+            .id(&format!("{prefix}{}", k.label_with(&module)));
+        let filename = self.strings.id(&k.filename);
+        let module = self.strings.id(&module);
+        let funcname = self.strings.id(&k.funcname);
+        let scale = e.comparison.noise.scale;
+        let elided = e.comparison.is_elided(e.comparison.baseline_nodes[id]);
+        // A node above an elided one keeps no self samples and no opcodes of its own.
+        let own = if elided { n.self_value as f64 } else { 0.0 };
+        let baseline = if elided { own * scale } else { 0.0 };
+        let value = e.pruned[id] as f64 * scale;
+        out.push(b'{');
+        json::field(out, "baseline", &baseline);
+        json::field(out, "baseline_total", &value);
+        let kids = self.children(id);
+        self.elided_children(&kids, e, out);
+        json::field(out, "diff", &(0.0 - baseline));
+        json::field(out, "diff_pct", &if baseline > 0.0 { -100.0 } else { 0.0 });
+        json::field(out, "elided", &elided);
+        json::field(out, "filename", &filename);
+        json::field(out, "funcname", &funcname);
+        json::field(out, "label", &label);
+        json::field(out, "lineno", &i64::from(k.lineno));
+        json::field(out, "module", &module);
+        json::field(out, "name", &name);
+        let opcodes = tree.opcodes(id);
+        if elided && !opcodes.is_empty() {
+            let mut by_name: Vec<(String, u64)> = opcodes
+                .iter()
+                .map(|&(op, count)| (op.to_string(), count))
+                .collect();
+            by_name.sort();
+            json::key(out, "opcodes");
+            out.push(b'{');
+            for (op, count) in &by_name {
+                json::field(out, op, count);
+            }
+            out.push(b'}');
+        }
+        json::field(out, "self", &(own * scale));
+        json::field(out, "self_time", &0);
+        if top {
+            self.elided_top_fields(e, out);
+        }
+        let threads = tree.threads(id);
+        sorted_thread_values(out, threads, |t| t.self_value);
+        json::key(out, "threads");
+        json::list(out, threads, |out, t| json::put(out, &t.tid));
+        json::field(out, "value", &value);
+        out.push(b'}');
+    }
+
+    fn elided_children(&mut self, kids: &[usize], e: &Elided<'_>, out: &mut Vec<u8>) {
+        json::key(out, "children");
+        out.push(b'[');
+        for (i, &child) in kids.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            self.elided_node(child, e, "", false, out);
+        }
+        out.push(b']');
+    }
+
+    /// The top node's `stats` and `strings`: its keys sort after `children`, so every string
+    /// of the graph is interned by then.
+    fn elided_top_fields(&self, e: &Elided<'_>, out: &mut Vec<u8>) {
+        json::field(out, "stats", &Value::Object(e.stats.clone()));
+        json::field(out, "strings", &self.strings.list());
+    }
+}
+
+/// What writing the elided graph's nodes reads.
+struct Elided<'a> {
+    comparison: &'a Comparison,
+    /// Each written node's samples once the graph is cut down.
+    pruned: &'a [u64],
+    /// The graph's own `stats`.
+    stats: &'a Map<String, Value>,
+}
+
+/// `"thread_values"` as a serde_json map writes it: the thread ids as text, in text order.
+fn sorted_thread_values(
+    out: &mut Vec<u8>,
+    threads: &[ThreadValue],
+    self_of: impl Fn(&ThreadValue) -> u64,
+) {
+    let mut by_name: Vec<(String, &ThreadValue)> =
+        threads.iter().map(|t| (t.tid.to_string(), t)).collect();
+    by_name.sort_by(|a, b| a.0.cmp(&b.0));
+    json::key(out, "thread_values");
+    out.push(b'{');
+    for (tid, t) in &by_name {
+        json::key(out, tid);
+        json::list(out, &[t.inclusive, self_of(t)], json::put);
+    }
+    out.push(b'}');
 }
 
 /// `"thread_values": {tid: [inclusive, self], …}`, self as `self_of` says.
@@ -472,14 +647,18 @@ fn elided_nodes(base: &CallTree, comparison: &Comparison) -> Vec<bool> {
     keep
 }
 
-/// CPython's elided flame graph: the baseline (nothing pruned) cut down to the paths that are
-/// gone, values in current-run units; ancestors only carry what is kept below them. Only
-/// the nodes written get their per-thread values.
+/// CPython's elided flame graph (`stats.elided_flamegraph`): the baseline, nothing pruned,
+/// cut down to the paths that are gone and the nodes above them, values in current-run
+/// units; a node above one carries only what is kept below it. Only the nodes written get
+/// their per-thread values. Written as text, keys in the order serde_json's maps write them
+/// (sorted), as when it was made as a `serde_json::Value`: two short runs of a program of
+/// many stacks elide hundreds of thousands of paths, which as values took gigabytes.
 fn elided_json(
     base: &mut CallTree,
     comparison: &Comparison,
     cwd: Option<PathBuf>,
-) -> Result<Option<Value>> {
+    stats: &Map<String, Value>,
+) -> Option<Vec<u8>> {
     let written = elided_nodes(base, comparison);
     base.list_threads(&written);
     let mut builder = JsonBuilder {
@@ -491,67 +670,26 @@ fn elided_json(
         verdicts: HashMap::new(),
         only: Some(written),
     };
-    let mut text = b"{".to_vec();
-    builder.root(Annotation::Elided(comparison), &mut text);
-    text.push(b'}');
-    // Pruned and rescaled below as a value: it is rarely more than a few paths.
-    let mut data: Value = serde_json::from_slice(&text)?;
-    // A frame node carries "elided"; the synthetic "Program Root" does not.
-    let is_elided = |node: &Value| node.get("elided").and_then(Value::as_bool);
-    // Keep elided nodes and the ancestors of elided nodes.
-    fn prune(node: &mut Value, is_elided: &dyn Fn(&Value) -> Option<bool>) -> bool {
-        let elided_here = is_elided(node) == Some(true);
-        let mut kept = Vec::new();
-        let mut total = 0.0;
-        if let Some(Value::Array(children)) = node.get_mut("children").map(Value::take) {
-            for mut child in children {
-                if prune(&mut child, is_elided) {
-                    total += child["value"].as_f64().unwrap_or(0.0);
-                    kept.push(child);
-                }
-            }
+    builder.elided_root(comparison, stats)
+}
+
+/// `map` as serde_json writes it (keys in order), with `raw` JSON text as the value of `key`.
+fn object_with(out: &mut Vec<u8>, map: &Map<String, Value>, key: &str, raw: Option<&[u8]>) {
+    out.push(b'{');
+    let mut pending = raw;
+    for (k, v) in map {
+        if let Some(text) = pending.filter(|_| k.as_str() > key) {
+            json::key(out, key);
+            out.extend_from_slice(text);
+            pending = None;
         }
-        let has_kept = !kept.is_empty();
-        if has_kept && !elided_here {
-            node["value"] = json!(total);
-            node["self"] = json!(0);
-            if let Some(obj) = node.as_object_mut() {
-                obj.remove("opcodes");
-            }
-        }
-        node["children"] = Value::Array(kept);
-        elided_here || has_kept
+        json::field(out, k, v);
     }
-    fn metadata(node: &mut Value, scale: f64, is_elided: &dyn Fn(&Value) -> Option<bool>) {
-        let value = node["value"].as_f64().unwrap_or(0.0);
-        let self_value = node["self"].as_f64().unwrap_or(0.0);
-        let elided_here = is_elided(node);
-        let baseline_self = if elided_here == Some(true) {
-            self_value * scale
-        } else {
-            0.0
-        };
-        let in_baseline = elided_here.is_some();
-        node["baseline"] = json!(baseline_self);
-        node["baseline_total"] = json!(if in_baseline { value * scale } else { 0.0 });
-        node["diff"] = json!(0.0 - baseline_self);
-        node["self_time"] = json!(0);
-        node["diff_pct"] = json!(if baseline_self > 0.0 { -100.0 } else { 0.0 });
-        node["elided"] = json!(elided_here == Some(true));
-        node["value"] = json!(value * scale);
-        node["self"] = json!(self_value * scale);
-        if let Some(Value::Array(children)) = node.get_mut("children") {
-            for child in children {
-                metadata(child, scale, is_elided);
-            }
-        }
+    if let Some(text) = pending {
+        json::key(out, key);
+        out.extend_from_slice(text);
     }
-    if !prune(&mut data, &is_elided) {
-        return Ok(None);
-    }
-    metadata(&mut data, comparison.noise.scale, &is_elided);
-    data["strings"] = json!(builder.strings.list());
-    Ok(Some(data))
+    out.push(b'}');
 }
 
 impl Flamegraph {
@@ -626,6 +764,7 @@ impl Flamegraph {
         let mut stats = self.stats_json(ctx);
         let mut extra = Map::new();
         let mut functions: &[FunctionDiff] = &[];
+        let mut elided: Option<Vec<u8>> = None;
         let base_tree = self.baseline_tree.take().map(|building| {
             building
                 .join()
@@ -675,24 +814,21 @@ impl Flamegraph {
                     stats.insert("current_runs".into(), json!(runs.current_runs));
                 }
                 if comparison.elided().next().is_some() {
-                    if let Some(mut e) = elided_json(base_tree, comparison, cwd)? {
-                        let mut estats = Map::new();
-                        for key in [
-                            "sample_interval_usec",
-                            "duration_sec",
-                            "sample_rate",
-                            "error_rate",
-                            "missed_samples",
-                            "mode",
-                        ] {
-                            estats.insert(key.into(), stats[key].clone());
-                        }
-                        estats.insert("is_differential".into(), json!(true));
-                        estats.insert("baseline_samples".into(), json!(base_total));
-                        estats.insert("current_samples".into(), json!(total));
-                        e["stats"] = Value::Object(estats);
-                        stats.insert("elided_flamegraph".into(), e);
+                    let mut estats = Map::new();
+                    for key in [
+                        "sample_interval_usec",
+                        "duration_sec",
+                        "sample_rate",
+                        "error_rate",
+                        "missed_samples",
+                        "mode",
+                    ] {
+                        estats.insert(key.into(), stats[key].clone());
                     }
+                    estats.insert("is_differential".into(), json!(true));
+                    estats.insert("baseline_samples".into(), json!(base_total));
+                    estats.insert("current_samples".into(), json!(total));
+                    elided = elided_json(base_tree, comparison, cwd, &estats);
                 }
                 wrote_threads
             }
@@ -725,8 +861,9 @@ impl Flamegraph {
             }
         }
         let threads: BTreeSet<u64> = counts.threads().into_iter().collect();
+        json::key(&mut data, "stats");
+        object_with(&mut data, &stats, "elided_flamegraph", elided.as_deref());
         let stats = Value::Object(stats);
-        json::field(&mut data, "stats", &stats);
         if !wrote_threads {
             json::field(&mut data, "threads", &threads);
         }

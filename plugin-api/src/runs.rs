@@ -265,42 +265,16 @@ fn samples_by_function_and_path(run: &Profile) -> (KeySamples, KeySamples) {
     }
     // Each node's function, by (file, name) ids, numbered as met.
     let mut function_ids: FxHashMap<(StrId, StrId), u32> = FxHashMap::default();
-    let mut functions: Vec<((StrId, StrId), u64)> = Vec::new();
+    let mut functions: Vec<(StrId, StrId)> = Vec::new();
     let function_of = table.map_prefixes(sampled.iter().map(|&(s, _)| s), 0, |_, frame| {
         let info = symbols.frame(frame);
         let key = (info.filename, info.funcname);
         *function_ids.entry(key).or_insert_with(|| {
-            functions.push((key, 0));
+            functions.push(key);
             (functions.len() - 1) as u32
         })
     });
-    // A function's samples are those of its outermost nodes on each path: every stack it is
-    // on passes through exactly one. The functions above a node are kept as a 64-bit filter;
-    // only a node whose function's bit is already set has its path walked.
-    let mut above = vec![0u64; table.len()];
-    for node in 1..table.len() as StackId {
-        let function = function_of[node as usize];
-        if function == u32::MAX {
-            continue;
-        }
-        let parent = table.parent(node);
-        let bit = 1u64 << (function % 64);
-        above[node as usize] = above[parent as usize] | bit;
-        let mut up = parent;
-        let outermost = above[parent as usize] & bit == 0
-            || loop {
-                if up == StackTable::EMPTY {
-                    break true;
-                }
-                if function_of[up as usize] == function {
-                    break false;
-                }
-                up = table.parent(up);
-            };
-        if outermost {
-            functions[function as usize].1 += inclusive[node as usize];
-        }
-    }
+    let function_samples = table.once_per_stack(&function_of, &inclusive, functions.len());
     // Each node's call path, as a tree of names: (parent path, name) -> path; 0 is empty.
     let mut path_ids: FxHashMap<(u32, StrId), u32> = FxHashMap::default();
     let mut path_nodes: Vec<(u32, StrId)> = vec![(0, 0)];
@@ -321,7 +295,7 @@ fn samples_by_function_and_path(run: &Profile) -> (KeySamples, KeySamples) {
     }
     let function_samples = functions
         .into_iter()
-        .filter(|&(_, n)| n > 0)
+        .zip(function_samples)
         .map(|((file, name), n)| {
             (
                 (symbols.str(file).to_owned(), symbols.str(name).to_owned()),

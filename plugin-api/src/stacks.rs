@@ -389,6 +389,42 @@ impl StackTable {
         value
     }
 
+    /// Each group's samples with every stack counted once, however many of its nodes the
+    /// stack passes through (a function called recursively): `group_of[node]` is a node's
+    /// group (`u32::MAX` for none), `inclusive[node]` its samples with everything under it. A
+    /// group's samples are those of its outermost nodes on each path, since a stack passes
+    /// through exactly one of them. The groups above a node are kept as a 64-bit filter:
+    /// only a node whose group's bit is already set has its path walked.
+    #[must_use]
+    pub fn once_per_stack(&self, group_of: &[u32], inclusive: &[u64], groups: usize) -> Vec<u64> {
+        let mut samples = vec![0u64; groups];
+        let mut above = vec![0u64; self.len()];
+        for node in 1..self.len() as StackId {
+            let group = group_of[node as usize];
+            if group == u32::MAX {
+                continue;
+            }
+            let parent = self.parent(node);
+            let bit = 1u64 << (group % 64);
+            above[node as usize] = above[parent as usize] | bit;
+            let mut up = parent;
+            let outermost = above[parent as usize] & bit == 0
+                || loop {
+                    if up == Self::EMPTY {
+                        break true;
+                    }
+                    if group_of[up as usize] == group {
+                        break false;
+                    }
+                    up = self.parent(up);
+                };
+            if outermost {
+                samples[group as usize] += inclusive[node as usize];
+            }
+        }
+        samples
+    }
+
     #[must_use]
     pub fn len(&self) -> usize {
         self.trie.len()

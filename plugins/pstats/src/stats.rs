@@ -51,36 +51,10 @@ impl FuncTable {
             inclusive[stacks.parent(node as StackId) as usize] += inclusive[node];
         }
         let is_node = |node: usize| function_of[node] != NONE;
-        // Cumulative: the samples of each node whose function is not on its path above it,
-        // summed on a second thread while the callers are grouped here (both read the
-        // table, neither writes what the other reads).
-        let cumulative = || {
-            let mut cumulative = vec![0u64; functions];
-            // The functions on a path are kept as a 64-bit filter: only a node whose
-            // function's bit is already set has its path walked.
-            let mut on_path = vec![0u64; stacks.len()];
-            for node in (1..stacks.len()).filter(|&n| is_node(n)) {
-                let function = function_of[node];
-                let parent = stacks.parent(node as StackId);
-                let bit = 1u64 << (function % 64);
-                on_path[node] = on_path[parent as usize] | bit;
-                let mut above = parent;
-                let recursive = on_path[parent as usize] & bit != 0
-                    && loop {
-                        if above == StackTable::EMPTY {
-                            break false;
-                        }
-                        if function_of[above as usize] == function {
-                            break true;
-                        }
-                        above = stacks.parent(above);
-                    };
-                if !recursive {
-                    cumulative[function as usize] += inclusive[node];
-                }
-            }
-            cumulative
-        };
+        // Cumulative samples (each stack once per function on it), summed on a second thread
+        // while the callers are grouped here (both read the table, neither writes what the
+        // other reads).
+        let cumulative = || stacks.once_per_stack(&function_of, &inclusive, functions);
         // Every node's edge, (caller, samples), grouped by callee: a scatter in node order
         // (gathering each callee's nodes instead read them out of order, 16 % slower).
         let grouped = || {

@@ -260,9 +260,7 @@ fn samples_by_function_and_path(run: &Profile) -> (KeySamples, KeySamples) {
         .map(|stack| (stack, inclusive[stack as usize]))
         .filter(|&(stack, weight)| weight > 0 && stack != StackTable::EMPTY)
         .collect();
-    for node in (1..table.len() as StackId).rev() {
-        inclusive[table.parent(node) as usize] += inclusive[node as usize];
-    }
+    table.add_descendants(&mut inclusive);
     // Each node's function, by (file, name) ids, numbered as met.
     let mut function_ids: FxHashMap<(StrId, StrId), u32> = FxHashMap::default();
     let mut functions: Vec<(StrId, StrId)> = Vec::new();

@@ -389,6 +389,14 @@ impl StackTable {
         value
     }
 
+    /// Each node's value plus all its descendants' (`values` by node): children have higher
+    /// ids than their parents, so one pass from the last node up adds each subtree in.
+    pub fn add_descendants(&self, values: &mut [u64]) {
+        for node in (1..self.len() as StackId).rev() {
+            values[self.parent(node) as usize] += values[node as usize];
+        }
+    }
+
     /// Each group's samples with every stack counted once, however many of its nodes the
     /// stack passes through (a function called recursively): `group_of[node]` is a node's
     /// group (`u32::MAX` for none), `inclusive[node]` its samples with everything under it. A

@@ -246,6 +246,15 @@ enum Annotation<'a> {
     Diff(&'a Comparison),
 }
 
+/// A node's ids in the page's string list.
+struct NodeStrings {
+    name: usize,
+    label: usize,
+    filename: usize,
+    module: usize,
+    funcname: usize,
+}
+
 /// A call tree as CPython 3.15.2's `_convert_to_flamegraph_format` writes it: nodes with
 /// name/label/value/self/filename/module/lineno/funcname/threads/thread_values (+source,
 /// opcodes), children by value, small nodes pruned.
@@ -322,23 +331,36 @@ impl JsonBuilder<'_> {
         out.push(b'}');
     }
 
+    /// Node `id`'s strings, interned in this order whatever order they are written in (the
+    /// page's string list is in the order they were first met); its name and label after
+    /// `prefix`.
+    fn node_strings(&mut self, id: usize, prefix: &str) -> NodeStrings {
+        let k = self.tree.keys.get(self.tree.nodes[id].key);
+        let module = module_name(&k.filename, self.cwd.as_deref());
+        NodeStrings {
+            name: self.strings.id(&format!("{prefix}{}", k.label())),
+            label: self
+                .strings
+                .id(&format!("{prefix}{}", k.label_with(&module))),
+            filename: self.strings.id(&k.filename),
+            module: self.strings.id(&module),
+            funcname: self.strings.id(&k.funcname),
+        }
+    }
+
     /// Node `id`'s fields, children last.
     fn fields(&mut self, id: usize, with: Annotation<'_>, prefix: &str, out: &mut Vec<u8>) {
         let n = &self.tree.nodes[id];
         let k = self.tree.keys.get(n.key);
-        let module = module_name(&k.filename, self.cwd.as_deref());
-        let name = self.strings.id(&format!("{prefix}{}", k.label()));
-        let label = self
-            .strings
-            .id(&format!("{prefix}{}", k.label_with(&module)));
-        json::field(out, "name", &name);
-        json::field(out, "label", &label);
+        let strings = self.node_strings(id, prefix);
+        json::field(out, "name", &strings.name);
+        json::field(out, "label", &strings.label);
         json::field(out, "value", &n.value);
         json::field(out, "self", &n.self_value);
-        json::field(out, "filename", &self.strings.id(&k.filename));
-        json::field(out, "module", &self.strings.id(&module));
+        json::field(out, "filename", &strings.filename);
+        json::field(out, "module", &strings.module);
         json::field(out, "lineno", &i64::from(k.lineno));
-        json::field(out, "funcname", &self.strings.id(&k.funcname));
+        json::field(out, "funcname", &strings.funcname);
         let threads = self.tree.threads(id);
         json::key(out, "threads");
         json::list(out, threads, |out, t| json::put(out, &t.tid));
@@ -516,14 +538,7 @@ impl JsonBuilder<'_> {
         let tree = self.tree;
         let n = &tree.nodes[id];
         let k = tree.keys.get(n.key);
-        let module = module_name(&k.filename, self.cwd.as_deref());
-        let name = self.strings.id(&format!("{prefix}{}", k.label()));
-        let label = self
-            .strings
-            .id(&format!("{prefix}{}", k.label_with(&module)));
-        let filename = self.strings.id(&k.filename);
-        let module = self.strings.id(&module);
-        let funcname = self.strings.id(&k.funcname);
+        let strings = self.node_strings(id, prefix);
         let scale = e.comparison.noise.scale;
         let elided = e.comparison.is_elided(e.comparison.baseline_nodes[id]);
         // A node above an elided one keeps no self samples and no opcodes of its own.
@@ -538,12 +553,12 @@ impl JsonBuilder<'_> {
         json::field(out, "diff", &(0.0 - baseline));
         json::field(out, "diff_pct", &if baseline > 0.0 { -100.0 } else { 0.0 });
         json::field(out, "elided", &elided);
-        json::field(out, "filename", &filename);
-        json::field(out, "funcname", &funcname);
-        json::field(out, "label", &label);
+        json::field(out, "filename", &strings.filename);
+        json::field(out, "funcname", &strings.funcname);
+        json::field(out, "label", &strings.label);
         json::field(out, "lineno", &i64::from(k.lineno));
-        json::field(out, "module", &module);
-        json::field(out, "name", &name);
+        json::field(out, "module", &strings.module);
+        json::field(out, "name", &strings.name);
         let opcodes = tree.opcodes(id);
         if elided && !opcodes.is_empty() {
             let mut by_name: Vec<(String, u64)> = opcodes
@@ -606,16 +621,9 @@ fn sorted_thread_values(
     threads: &[ThreadValue],
     self_of: impl Fn(&ThreadValue) -> u64,
 ) {
-    let mut by_name: Vec<(String, &ThreadValue)> =
-        threads.iter().map(|t| (t.tid.to_string(), t)).collect();
-    by_name.sort_by(|a, b| a.0.cmp(&b.0));
-    json::key(out, "thread_values");
-    out.push(b'{');
-    for (tid, t) in &by_name {
-        json::key(out, tid);
-        json::list(out, &[t.inclusive, self_of(t)], json::put);
-    }
-    out.push(b'}');
+    let mut sorted = threads.to_vec();
+    sorted.sort_by_cached_key(|t| t.tid.to_string());
+    thread_values_field(out, &sorted, self_of);
 }
 
 /// `"thread_values": {tid: [inclusive, self], …}`, self as `self_of` says.

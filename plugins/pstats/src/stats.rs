@@ -47,9 +47,7 @@ impl FuncTable {
             table.total_samples += weight;
             table.stats[function_of[stack as usize] as usize].direct += weight;
         }
-        for node in (1..stacks.len()).rev() {
-            inclusive[stacks.parent(node as StackId) as usize] += inclusive[node];
-        }
+        stacks.add_descendants(&mut inclusive);
         let is_node = |node: usize| function_of[node] != NONE;
         // Cumulative samples (each stack once per function on it), summed on a second thread
         // while the callers are grouped here (both read the table, neither writes what the

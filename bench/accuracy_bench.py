@@ -1,20 +1,22 @@
 #!/usr/bin/env python3
 """Does fast sampling still attribute time correctly on a stack that changes every few
-microseconds? bench/target_workloads.py's "mixed" workload (a recursive descent 5-40 frames
-deep, a leaf loop, the loop that drives them: one pass takes about 18 µs on this machine) is
-profiled non-blocking at 10 kHz by tachyon and by CPython 3.15.2's sampler, in interleaved
-rounds on one 3.15 target, and each function's share of the samples (the innermost frame's
-function) is compared with a reference: tachyon `--blocking` at 200 Hz over the whole run.
+microseconds, or every few tens of nanoseconds? Two of bench/target_workloads.py's workloads on a
+3.15 target: "mixed" (a recursive descent 5-40 frames deep, a leaf loop, the loop that drives
+them: one pass takes about 18 µs on this machine) and "calls" (text scanned through small
+functions: a call or a return every few tens of nanoseconds). Each is profiled non-blocking at
+10 kHz by tachyon and by CPython 3.15.2's sampler, in interleaved rounds on one target, and each
+function's share of the samples (the innermost frame's function) is compared with a reference:
+tachyon `--blocking` at 200 Hz over the whole run.
 
 Why that reference: at 200 Hz a stopped target runs 5 ms between stops, so stopping it barely
 changes where its time goes, and a stopped target cannot tear a read. (Blocking at 10 kHz is no
 reference: each stop cools the target's caches for much of the 100 µs it then runs, which
 inflates what runs just after a stop.)
 
-    .venv/bin/python bench/accuracy_bench.py [--rounds 4] [--seconds 3]
+    .venv/bin/python bench/accuracy_bench.py [--rounds 4] [--seconds 3] [--workload mixed|calls]
 
-Prints, per profiler, the share of each function and the largest deviation from the reference
-in percentage points, and the share of samples each profiler dropped as errors."""
+Prints, per workload and profiler, the share of each function and the largest deviation from
+the reference in percentage points, and the share of samples each profiler dropped as errors."""
 import argparse
 import collections
 import os
@@ -29,7 +31,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(ROOT), "tests"))
 from conftest import TACHYON, cpython_oracle  # noqa: E402
 
 TARGET = os.path.join(ROOT, "target_workloads.py")
-FUNCTIONS = ["spin", "descend", "mixed", "leaf_a", "leaf_b", "leaf_c"]
+# Each workload's functions, as they are reported.
+WORKLOADS = {
+    "mixed": ["spin", "descend", "mixed", "leaf_a", "leaf_b", "leaf_c"],
+    "calls": ["scan", "classify", "is_space", "is_digit"],
+}
 
 
 def leaf_counts(collapsed):
@@ -51,17 +57,11 @@ def run(cmd):
     return float(found.group(1)) if found else 0.0
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--seconds", type=float, default=3)
-    args = ap.parse_args()
-    python = cpython_oracle()
-    if python is None:
-        sys.exit("CPython 3.15 is not unpacked: run tests/setup_debian_pythons.sh")
-    total = args.rounds * args.seconds * 2 + 4
+def measure(python, workload, rounds, seconds):
+    """Samples by innermost function and error shares of each profiler on one target."""
+    total = rounds * seconds * 2 + 4
     with tempfile.TemporaryDirectory() as tmp:
-        target = subprocess.Popen([python, TARGET, "mixed", str(total + 10)])
+        target = subprocess.Popen([python, TARGET, workload, str(total + 10)])
         try:
             time.sleep(1)
             pid = str(target.pid)
@@ -71,14 +71,14 @@ def main():
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             counts = {"tachyon": collections.Counter(), "cpython": collections.Counter()}
             errors = {"tachyon": [], "cpython": []}
-            for r in range(args.rounds):
+            for r in range(rounds):
                 path = out("tachyon%d.txt" % r)
-                errors["tachyon"].append(run([TACHYON, "attach", pid, "-r", "10khz", "-d", str(args.seconds),
+                errors["tachyon"].append(run([TACHYON, "attach", pid, "-r", "10khz", "-d", str(seconds),
                                               "-f", "collapsed", "-o", path]))
                 counts["tachyon"].update(leaf_counts(path))
                 path = out("cpython%d.txt" % r)
                 errors["cpython"].append(run([python, "-m", "profiling.sampling", "attach", pid, "-r", "10000",
-                                              "-d", str(args.seconds), "--collapsed", "-o", path]))
+                                              "-d", str(seconds), "--collapsed", "-o", path]))
                 counts["cpython"].update(leaf_counts(path))
             if reference.wait() != 0:
                 sys.exit("the reference run failed")
@@ -86,16 +86,36 @@ def main():
         finally:
             target.kill()
             target.wait()
-    shares = {name: {f: 100 * c[f] / max(1, sum(c.values())) for f in FUNCTIONS} for name, c in counts.items()}
-    print("mixed workload, 3.15 target; share of samples by innermost function (%)")
-    print("%-34s %s  %9s  %7s" % ("", " ".join("%8s" % f for f in FUNCTIONS), "max dev", "errors"))
+    return counts, errors
+
+
+def report(workload, counts, errors):
+    functions = WORKLOADS[workload]
+    shares = {name: {f: 100 * c[f] / max(1, sum(c.values())) for f in functions} for name, c in counts.items()}
+    print("%s workload, 3.15 target; share of samples by innermost function (%%)" % workload)
+    print("%-34s %s  %9s  %7s" % ("", " ".join("%8s" % f for f in functions), "max dev", "errors"))
     for name, label in [("reference", "reference: tachyon --blocking 200 Hz"),
                         ("tachyon", "tachyon 10 kHz"), ("cpython", "CPython 3.15.2 10 kHz")]:
-        dev = max(abs(shares[name][f] - shares["reference"][f]) for f in FUNCTIONS)
+        dev = max(abs(shares[name][f] - shares["reference"][f]) for f in functions)
         err = errors.get(name)
-        print("%-34s %s  %7.2f pp  %6s" % (label, " ".join("%8.2f" % shares[name][f] for f in FUNCTIONS), dev,
+        print("%-34s %s  %7.2f pp  %6s" % (label, " ".join("%8.2f" % shares[name][f] for f in functions), dev,
                                           "%.1f%%" % (sum(err) / len(err)) if err else "-"))
     print("samples: %s" % ", ".join("%s %d" % (n, sum(c.values())) for n, c in counts.items()))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--workload", choices=sorted(WORKLOADS), action="append",
+                    help="repeatable; default: every workload")
+    args = ap.parse_args()
+    python = cpython_oracle()
+    if python is None:
+        sys.exit("CPython 3.15 is not unpacked: run tests/setup_debian_pythons.sh")
+    for workload in args.workload or list(WORKLOADS):
+        counts, errors = measure(python, workload, args.rounds, args.seconds)
+        report(workload, counts, errors)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Benchmark target with a known shape, run for SECONDS; writes its loop count to REPORT (the
 target's own measure of its speed, for slowdown figures).
 
-    python target_workloads.py steady|mixed|threads SECONDS [REPORT]
+    python target_workloads.py steady|mixed|calls|threads SECONDS [REPORT]
 
 steady:  one thread, 50 frames deep, spinning in one function (a stack that never changes)
 mixed:   one thread moving between 6 functions at depths 5-40 every few hundred microseconds
+calls:   one thread scanning text through small functions: a call or a return every few
+         tens of nanoseconds, as in parsers, formatters and other ordinary pure-Python code
 threads: 8 threads, each spinning in its own function at its own depth"""
 import sys
 import threading
@@ -57,6 +59,38 @@ def mixed():
     counts.append(n)
 
 
+def is_space(c):
+    return c == " "
+
+
+def is_digit(c):
+    return "0" <= c <= "9"
+
+
+def classify(c):
+    if is_space(c):
+        return 0
+    if is_digit(c):
+        return 1
+    return 2
+
+
+def scan(text):
+    kinds = [0, 0, 0]
+    for c in text:
+        kinds[classify(c)] += 1
+    return kinds
+
+
+def calls():
+    text = "let x1 = 42 + y7 * (3 - z) " * 40
+    n = 0
+    while time.time() < END:
+        scan(text)
+        n += 1
+    counts.append(n)
+
+
 def worker(depth):
     descend(depth, steady)
 
@@ -67,6 +101,8 @@ def start(depth):
             steady()
         elif MODE == "mixed":
             mixed()
+        elif MODE == "calls":
+            calls()
         else:
             threads = [threading.Thread(target=worker, args=(4 + 3 * i,)) for i in range(8)]
             for t in threads:

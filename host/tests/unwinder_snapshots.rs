@@ -124,23 +124,91 @@ fn frames_passed_over(f: &Fixture, places: Vec<u64>, bytes: &[u8]) -> usize {
     passed_over
 }
 
-/// 3.11+: a frame of the thread's data stack whose code pointer reads as null is a frame
-/// popped (its executable cleared) while the sample read the stack; the sample fails rather
-/// than skip it and report the callers its stale `previous` leads to. Every aligned word of
-/// the snapshot is cleared in turn: the deep recursion's stack is then whole, cut short (a
-/// null `previous` ends it), or an error, never short of one frame.
-fn a_popped_frame_is_an_error(version: &str) {
-    let f = fixture(version);
-    let words = f
-        .snapshot
+/// Every 8-byte-aligned word of the snapshot.
+fn words(f: &Fixture) -> Vec<u64> {
+    f.snapshot
         .regions()
         .into_iter()
         .flat_map(|(start, len)| (start.next_multiple_of(8)..start + len as u64 - 7).step_by(8))
-        .collect();
+        .collect()
+}
+
+/// 3.11+: a frame of the thread's data stack whose code pointer reads as null is a frame
+/// popped (3.14+ clear its executable) while the sample read the stack. Of a code not seen
+/// yet, the sample fails rather than skip it and report its callers. Every aligned word of
+/// the snapshot is cleared in turn, in a first sample: the deep recursion's stack is then
+/// whole, cut short (a null `previous` ends it), or an error, never short of one frame.
+fn a_popped_frame_of_unseen_code_is_an_error(version: &str) {
+    let f = fixture(version);
     assert_eq!(
-        frames_passed_over(&f, words, &[0; 8]),
+        frames_passed_over(&f, words(&f), &[0; 8]),
         0,
         "{version}: a frame was skipped"
+    );
+}
+
+/// 3.11+: a popped frame keeps its instruction pointer, which points into the code it ran:
+/// once that code was seen, the frame is named by it. The code pointer of every frame of the
+/// copied data stacks (a word pointing at an object whose instructions hold the frame's
+/// instruction pointer) is cleared in turn: where that fails a first sample, a second sample
+/// after a whole one gives the recorded stacks, and so it is for the whole deep recursion at
+/// least.
+fn a_popped_frame_is_named_by_its_instruction_pointer(version: &str) {
+    let f = fixture(version);
+    let layout = f.target.target().layout;
+    let instructions = layout.code_code_adaptive.expect("3.11+") as u64;
+    let mut expected = f.expected.clone();
+    expected.sort();
+    let mut whole = f.snapshot.clone();
+    let mut word = |at: u64| {
+        let mut bytes = [0u8; 8];
+        whole
+            .read(at, &mut bytes)
+            .map_or(0, |()| u64::from_le_bytes(bytes))
+    };
+    // A data stack is copied in whole kilobytes; the other reads are of an object or a frame.
+    let data_stacks: Vec<(u64, usize)> = f
+        .snapshot
+        .regions()
+        .into_iter()
+        .filter(|&(_, len)| len >= 1024)
+        .collect();
+    let code_words: Vec<u64> = words(&f)
+        .into_iter()
+        .filter(|&at| {
+            data_stacks
+                .iter()
+                .any(|&(start, len)| (start..start + len as u64).contains(&at))
+        })
+        .filter(|&at| {
+            let code = word(at) & !7;
+            let instr = word(at - layout.frame_code as u64 + layout.frame_instr as u64);
+            code != 0 && (code + instructions..code + instructions + (1 << 16)).contains(&instr)
+        })
+        .collect();
+    let mut named = 0;
+    for at in code_words {
+        let mut popped = f.snapshot.clone();
+        popped.write(at, &[0; 8]);
+        if sample(&f, popped.clone(), 1).is_ok() {
+            continue;
+        }
+        let memory = Phases {
+            snapshots: vec![f.snapshot.clone(), popped],
+            begun: 0,
+        };
+        let mut unwinder = Unwinder::with_memory(f.target.target(), options(), Box::new(memory));
+        let (mut symbols, mut threads) = (Symbols::default(), Vec::new());
+        unwinder.sample(&mut symbols, &mut threads).unwrap();
+        unwinder.sample(&mut symbols, &mut threads).unwrap();
+        let mut seen = stacks(&symbols, &threads);
+        seen.sort();
+        assert_eq!(seen, expected, "{version}: frame code at {at:#x} cleared");
+        named += 1;
+    }
+    assert!(
+        named >= 41,
+        "{version}: {named} popped frames named, of a recursion 41 deep"
     );
 }
 
@@ -174,28 +242,25 @@ fn a_frame_of_no_known_owner_is_an_error(version: &str) {
     );
 }
 
-/// A target whose first read is torn (one region of it gone) and whose next is whole.
-struct TornOnce {
-    torn: Snapshot,
-    whole: Snapshot,
+/// A target read as each snapshot in turn, one a sample read, and as the last one after.
+struct Phases {
+    snapshots: Vec<Snapshot>,
     begun: usize,
 }
 
-impl Memory for TornOnce {
+impl Memory for Phases {
     fn begin(&mut self) -> Result<(), ReadError> {
         self.begun += 1;
         Ok(())
     }
 
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        match self.begun {
-            1 => self.torn.read(addr, buf),
-            _ => self.whole.read(addr, buf),
-        }
+        let now = self.begun.clamp(1, self.snapshots.len()) - 1;
+        self.snapshots[now].read(addr, buf)
     }
 
     fn thread_ids(&self) -> Vec<u32> {
-        self.whole.thread_ids()
+        self.snapshots[0].thread_ids()
     }
 }
 
@@ -212,9 +277,8 @@ fn a_torn_read_is_made_again(version: &str) {
         if sample(&f, torn.clone(), 1).is_ok() {
             continue;
         }
-        let memory = TornOnce {
-            torn,
-            whole: f.snapshot.clone(),
+        let memory = Phases {
+            snapshots: vec![torn, f.snapshot.clone()],
             begun: 0,
         };
         let mut unwinder = Unwinder::with_memory(f.target.target(), options(), Box::new(memory));
@@ -259,8 +323,13 @@ macro_rules! data_stack_versions {
         $(
             mod $name {
                 #[test]
-                fn a_popped_frame_is_an_error() {
-                    super::a_popped_frame_is_an_error($version);
+                fn a_popped_frame_of_unseen_code_is_an_error() {
+                    super::a_popped_frame_of_unseen_code_is_an_error($version);
+                }
+
+                #[test]
+                fn a_popped_frame_is_named_by_its_instruction_pointer() {
+                    super::a_popped_frame_is_named_by_its_instruction_pointer($version);
                 }
 
                 #[test]

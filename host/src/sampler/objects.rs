@@ -8,6 +8,8 @@ use super::process::{field_addr, ReadError};
 
 /// Longest string or line table accepted; longer means a corrupt read.
 const MAX_OBJECT_BYTES: usize = 1 << 20;
+/// `ob_size` of a variable-size object (`PyVarObject`): a code object's count of code units.
+const OB_SIZE: usize = 16;
 
 fn i64_at(b: &[u8], at: usize) -> i64 {
     b.get(at..at.saturating_add(8))
@@ -91,6 +93,9 @@ pub struct Code {
     pub table_kind: LineTable,
     /// Address of the first instruction (3.11+: `co_code_adaptive`).
     pub code_start: u64,
+    /// Address past the last instruction (3.11+: the code object holds `ob_size` 2-byte units
+    /// of them; 0 before).
+    pub code_end: u64,
 }
 
 /// The bytes of a code object that identify it (the pointers and first line we use).
@@ -115,14 +120,21 @@ pub fn read_code(mem: &mut dyn Memory, layout: &Layout, addr: u64) -> Result<Cod
     if filename.chars().chain(name.chars()).any(char::is_control) {
         return Err(ReadError::Fault);
     }
+    // 3.11+ (Layout::checked); before, line tables count from the code's start anyway.
+    let code_start = layout.code_code_adaptive.map_or(0, |o| field_addr(addr, o));
+    let code_units = u64_at(&header, OB_SIZE).min(MAX_OBJECT_BYTES as u64);
     Ok(Code {
         filename,
         name,
         firstlineno: firstlineno as i32,
         linetable: read_bytes(mem, layout, linetable)?,
         table_kind: LineTable::for_version(layout.python),
-        // 3.11+ (Layout::checked); before, line tables count from the code's start anyway.
-        code_start: layout.code_code_adaptive.map_or(0, |o| field_addr(addr, o)),
+        code_start,
+        code_end: if code_start == 0 {
+            0
+        } else {
+            code_start + 2 * code_units
+        },
         header,
     })
 }

@@ -3,6 +3,7 @@
 //! syscall; code objects are cached by address and their identity re-checked every sample
 //! (3.14+: only after the interpreter freed a code object).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
@@ -122,6 +123,7 @@ impl Unwinder {
             opts,
             mem: memory,
             codes: FxHashMap::default(),
+            code_starts: BTreeMap::new(),
             code_cache_limit: MAX_CODES,
             code_generations: Vec::new(),
             code_epoch: 0,
@@ -169,6 +171,9 @@ pub(super) struct UnwindState {
     pub(super) opts: UnwindOptions,
     pub(super) mem: Box<dyn Memory>,
     codes: FxHashMap<u64, CodeEntry>,
+    /// The addresses of `codes` by where their instructions start (3.11+): which code an
+    /// instruction pointer is in.
+    code_starts: BTreeMap<u64, u64>,
     /// Code objects `codes` holds at most ([`MAX_CODES`]; lower in tests).
     code_cache_limit: usize,
     /// 3.14+: each interpreter's count of code objects freed, as last read. While none moves,
@@ -599,10 +604,16 @@ impl UnwindState {
                     self.raw.push(RawFrame::Native);
                 }
             } else if code == 0 && copied.is_some() {
-                // No code in a frame of the copied chunk: one popped (its executable cleared)
-                // after the thread state was read. Its `previous` is stale; followed, it
-                // would report this sample at whatever frame it leads to.
-                return Err(ReadError::Fault);
+                // No code in a frame of the copied chunk: one popped (3.14+ clear its
+                // executable) after the thread state was read, when it was the thread's
+                // frame. Its instruction pointer, left as it was, still points into the code
+                // it ran: a code already seen names the frame. Otherwise the sample fails.
+                // Reported at its callers instead (as CPython 3.15.2 does), or failed always,
+                // a call of a few nanoseconds lost half its samples: such frames are mostly
+                // gone by the time the stack is copied (bench/accuracy_bench.py, "calls").
+                let code = self.code_at(instr).ok_or(ReadError::Fault)?;
+                self.raw.push(RawFrame::Python { code, instr, frame });
+                emitted += 1;
             } else if code != 0 {
                 self.raw.push(RawFrame::Python { code, instr, frame });
                 emitted += 1;
@@ -618,6 +629,13 @@ impl UnwindState {
             frame = previous;
         }
         Ok(())
+    }
+
+    /// The cached code whose instructions hold `instr`.
+    fn code_at(&self, instr: u64) -> Option<u64> {
+        let (_, &code) = self.code_starts.range(..=instr).next_back()?;
+        let entry = self.codes.get(&code)?;
+        (instr < entry.code.code_end).then_some(code)
     }
 
     /// How much of `chunk` to copy when its frames end `used` bytes in: the deepest span of
@@ -664,6 +682,7 @@ impl UnwindState {
         // Before, not while, resolving: every code of this sample must stay in the cache.
         if self.codes.len() + unique.len() > self.code_cache_limit {
             self.codes.clear();
+            self.code_starts.clear();
         }
         // Read: the new codes, and those not yet checked in this epoch.
         unique.retain(|code| {
@@ -692,6 +711,9 @@ impl UnwindState {
             let code = read_code(&mut *self.mem, l, addr)?;
             let filename = symbols.intern_str(&code.filename);
             let name = symbols.intern_str(&code.name);
+            if code.code_start != 0 {
+                self.code_starts.insert(code.code_start, addr);
+            }
             self.codes.insert(
                 addr,
                 CodeEntry {

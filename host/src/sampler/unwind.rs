@@ -739,7 +739,15 @@ impl UnwindState {
                     let opcode = opcodes.get(python_index).copied().flatten();
                     python_index += 1;
                     let entry = self.codes.get_mut(&code).expect("resolved above");
-                    let addrq = instruction_offset(l.python, instr, entry.code.code_start);
+                    let (start, end) = (entry.code.code_start, entry.code.code_end);
+                    let addrq = if end != 0 && !(start..end).contains(&instr) {
+                        // Not an instruction of its code: a frame being pushed, its
+                        // instruction pointer still that of the frame there before it, or a
+                        // 3.11 frame before its first instruction. It is at its first line.
+                        -1
+                    } else {
+                        instruction_offset(l.python, instr, start)
+                    };
                     let key = (addrq, opcode.unwrap_or(255));
                     let id = if let Some(&id) = entry.frames.get(&key) {
                         id

@@ -282,7 +282,7 @@ def test_calls_of_a_few_nanoseconds_keep_their_samples_and_stacks(tmp, version):
             assert caller[1] == caller_name, frames
             callers["at the call" if caller[2] == call_line else "past it"] += 1
     assert sum(leaves.values()) >= 3000 and {"is_space", "is_digit", "classify", "scan"} <= set(leaves), leaves
-    # 13-18 % past the call here, when the target runs on the other core.
+    # 13-23 % of samples have one past its call here, when the target runs on the other core.
     assert callers["at the call"] >= 2 * callers["past it"], callers
 
 

@@ -603,22 +603,26 @@ impl UnwindState {
                 if self.opts.native && emitted > 0 && previous != 0 {
                     self.raw.push(RawFrame::Native);
                 }
-            } else if code == 0 && copied.is_some() {
-                // No code in a frame of the copied chunk: one popped (3.14+ clear its
-                // executable) after the thread state was read, when it was the thread's
-                // frame. Its instruction pointer, left as it was, still points into the code
-                // it ran: a code already seen names the frame. Otherwise the sample fails.
-                // Reported at its callers instead (as CPython 3.15.2 does), or failed always,
-                // a call of a few nanoseconds lost half its samples: such frames are mostly
-                // gone by the time the stack is copied (bench/accuracy_bench.py, "calls").
-                let code = self.code_at(instr).ok_or(ReadError::Fault)?;
-                self.raw.push(RawFrame::Python { code, instr, frame });
-                emitted += 1;
-            } else if code != 0 {
-                self.raw.push(RawFrame::Python { code, instr, frame });
-                emitted += 1;
-                if is_entry && self.opts.native && previous != 0 {
-                    self.raw.push(RawFrame::Native);
+            } else {
+                let code = if code == 0 && copied.is_some() {
+                    // No code in a frame of the copied chunk: one popped (3.14+ clear its
+                    // executable) after the thread state was read, when it was the thread's
+                    // frame. Its instruction pointer, left as it was, still points into the
+                    // code it ran: a code already seen names the frame. Otherwise the sample
+                    // fails. Reported at its callers instead (as CPython 3.15.2 does), or
+                    // failed always, a call of a few nanoseconds lost half its samples: such
+                    // frames are mostly gone by the time the stack is copied
+                    // (bench/accuracy_bench.py, "calls").
+                    self.code_at(instr).ok_or(ReadError::Fault)?
+                } else {
+                    code
+                };
+                if code != 0 {
+                    self.raw.push(RawFrame::Python { code, instr, frame });
+                    emitted += 1;
+                    if is_entry && self.opts.native && previous != 0 {
+                        self.raw.push(RawFrame::Native);
+                    }
                 }
             }
             // In one chunk, a frame's caller sits below it: a caller above it (or itself) is a

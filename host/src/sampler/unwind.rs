@@ -340,14 +340,21 @@ impl UnwindState {
             0
         };
         let listed = self.opts.all_threads || self.opts.asyncio.is_some();
+        // 3.13+ name the main thread only while the interpreter runs its program: not while
+        // it starts, nor while it finalizes (joining non-daemon threads in
+        // `threading._shutdown`, atexit handlers). Then it is found as before 3.13.
+        let named_main = l
+            .interp_threads_main
+            .map(|_| u64::from_le_bytes(main))
+            .filter(|&m| m != 0);
         let cached_main = self.main_tstates.get(&interp).copied();
-        let threads = if listed || (l.interp_threads_main.is_none() && cached_main.is_none()) {
+        let threads = if listed || (named_main.is_none() && cached_main.is_none()) {
             self.thread_list(target, head)?
         } else {
             Vec::new()
         };
-        let main = if l.interp_threads_main.is_some() {
-            Some(u64::from_le_bytes(main))
+        let main = if named_main.is_some() {
+            named_main
         } else {
             // Found once, and again if it left the list (an interpreter gone, another at
             // its address).

@@ -29,6 +29,10 @@ const STACK_COPY_ROUNDING: u64 = 1024;
 const COPY_SPAN_SAMPLES: u32 = 1000;
 /// Owners at or above this are C/interpreter shim frames (3.12+).
 const FIRST_NON_PYTHON_OWNER: u8 = 3;
+/// 3.11+: the owner of a generator's or coroutine's frame (`FRAME_OWNED_BY_GENERATOR`).
+const FRAME_OWNED_BY_GENERATOR: u8 = 1;
+/// Reads of a generator that yielded mid-sample, waiting for it to be resumed.
+const GENERATOR_REREADS: usize = 4;
 
 /// The highest owner a frame of this version has (3.11+): beside the thread's own, 3.11's
 /// frames belong to a generator or a frame object, 3.12, 3.13 and 3.15 add one shim kind
@@ -487,7 +491,9 @@ impl UnwindState {
         if l.object_frames() {
             self.walk_object_frames(target, frame)?;
         } else {
-            self.walk_interpreter_frames(target, frame, chunk)?;
+            let walked = self.walk_interpreter_frames(target, frame, chunk);
+            self.mem.set_fresh(false);
+            walked?;
         }
         let mut frames = Vec::with_capacity(self.raw.len() + 1);
         if context.gc_running && status & ThreadStatus::HAS_GIL != 0 {
@@ -576,10 +582,12 @@ impl UnwindState {
         }
         let mut emitted = 0usize;
         let mut visited = 0usize;
+        let mut bottom = None;
+        let mut resumed = false;
         let mut cycle = CycleGuard::new(frame);
         let copied_len = self.stack_copy.len() as u64;
         let in_copy = |f: u64| f >= chunk && f - chunk < copied_len;
-        while frame != 0 {
+        while frame != 0 || self.resumed_caller(target, bottom, &mut resumed, &mut frame)? {
             visited += 1;
             if visited > MAX_FRAMES {
                 return Err(ReadError::Fault);
@@ -611,25 +619,23 @@ impl UnwindState {
                     self.raw.push(RawFrame::Native);
                 }
             } else {
-                let code = if code == 0 && copied.is_some() {
-                    // No code in a frame of the copied chunk: one popped (3.14+ clear its
-                    // executable) after the thread state was read, when it was the thread's
-                    // frame. Its instruction pointer, left as it was, still points into the
-                    // code it ran: a code already seen names the frame. Otherwise the sample
-                    // fails. Reported at its callers instead (as CPython 3.15.2 does), or
-                    // failed always, a call of a few nanoseconds lost half its samples: such
-                    // frames are mostly gone by the time the stack is copied
-                    // (bench/accuracy_bench.py, "calls").
+                let code = if code == 0 {
+                    // A Python frame without code: one popped (3.14+ clear its executable; a
+                    // generator's is cleared when it finishes) after the thread state was
+                    // read, when it was on the thread's stack. Its instruction pointer, left
+                    // as it was, still points into the code it ran: a code already seen
+                    // names the frame. Otherwise the sample fails. Reported at its callers
+                    // instead (as CPython 3.15.2 does), or failed always, a call of a few
+                    // nanoseconds lost half its samples: such frames are mostly gone by the
+                    // time the stack is copied (bench/accuracy_bench.py, "calls").
                     self.code_at(instr).ok_or(ReadError::Fault)?
                 } else {
                     code
                 };
-                if code != 0 {
-                    self.raw.push(RawFrame::Python { code, instr, frame });
-                    emitted += 1;
-                    if is_entry && self.opts.native && previous != 0 {
-                        self.raw.push(RawFrame::Native);
-                    }
+                self.raw.push(RawFrame::Python { code, instr, frame });
+                emitted += 1;
+                if is_entry && self.opts.native && previous != 0 {
+                    self.raw.push(RawFrame::Native);
                 }
             }
             // In one chunk, a frame's caller sits below it: a caller above it (or itself) is a
@@ -637,9 +643,49 @@ impl UnwindState {
             if in_copy(frame) && in_copy(previous) && previous >= frame || cycle.looped(previous) {
                 return Err(ReadError::Fault);
             }
+            bottom = Some((frame, owner, code));
             frame = previous;
         }
         Ok(())
+    }
+
+    /// The walk ended at `bottom`, `(frame, owner, code)`. A thread's outermost frame is never a
+    /// generator's: this one yielded after the thread state was read, which cleared its link
+    /// to its caller (the sample would be the generator alone: a fifth of the samples of a
+    /// loop over a small generator). Its caller was the frame that resumes it, and a loop
+    /// over a generator resumes it within nanoseconds: its link, read afresh a few times, is
+    /// set again while it runs, and the walk goes on there (with fresh reads from then on;
+    /// `frame` set), once, if the frame still runs the same code. Otherwise the sample fails:
+    /// failing them all left such a generator a third short of its samples.
+    fn resumed_caller(
+        &mut self,
+        target: &Target,
+        bottom: Option<(u64, u8, u64)>,
+        resumed: &mut bool,
+        frame: &mut u64,
+    ) -> Result<bool, ReadError> {
+        let Some((generator, FRAME_OWNED_BY_GENERATOR, code)) = bottom else {
+            return Ok(false);
+        };
+        if std::mem::replace(resumed, true) {
+            return Err(ReadError::Fault);
+        }
+        let l = &target.layout;
+        self.mem.set_fresh(true);
+        for _ in 0..GENERATOR_REREADS {
+            self.mem.read(generator, &mut self.frame_buf)?;
+            let same = u64_at(&self.frame_buf, l.frame_code) & !7 == code
+                && l.frame_owner.map(|o| self.frame_buf[o]) == Some(FRAME_OWNED_BY_GENERATOR);
+            if !same {
+                // Finished, or its memory now holds something else.
+                return Err(ReadError::Fault);
+            }
+            *frame = u64_at(&self.frame_buf, l.frame_previous);
+            if *frame != 0 {
+                return Ok(true);
+            }
+        }
+        Err(ReadError::Fault)
     }
 
     /// The cached code whose instructions hold `instr`.

@@ -330,8 +330,9 @@ def test_a_generator_that_yields_mid_read_keeps_its_callers(tmp, version):
         chains[names[0]] += 1
     total = sum(chains.values())
     assert total >= 3000 and chains["chars"] >= 0.2 * total, chains
-    # Left: on 3.14+ a few samples in 10,000 show the generator right under `main`, `count`
-    # missing between them (as they did before generators were followed past a yield).
+    # A read torn some other way may still put together a chain the program never makes:
+    # none in 10,000 samples here (a frame without code passed over put the generator right
+    # under `main` in 4 to 24 of them).
     assert len(odd) <= 0.002 * total, collections.Counter(odd)
 
 

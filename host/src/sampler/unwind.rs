@@ -33,6 +33,19 @@ const FIRST_NON_PYTHON_OWNER: u8 = 3;
 const FRAME_OWNED_BY_GENERATOR: u8 = 1;
 /// Reads of a generator that yielded mid-sample, waiting for it to be resumed.
 const GENERATOR_REREADS: usize = 4;
+/// `co_flags` of a generator's, a coroutine's or an async generator's code (`CO_GENERATOR`,
+/// `CO_COROUTINE`, `CO_ITERABLE_COROUTINE`, `CO_ASYNC_GENERATOR`).
+const CO_GENERATOR_FLAGS: u32 = 0x20 | 0x80 | 0x100 | 0x200;
+
+/// ≤3.10: where `co_flags` is in a code object (after the argument, local and stack counts).
+fn code_flags_offset(python: (u8, u8)) -> Option<usize> {
+    match python {
+        (2, _) => Some(28),
+        (3, 6 | 7) => Some(32),
+        (3, 8..=10) => Some(36),
+        _ => None,
+    }
+}
 
 /// The highest owner a frame of this version has (3.11+): beside the thread's own, 3.11's
 /// frames belong to a generator or a frame object, 3.12, 3.13 and 3.15 add one shim kind
@@ -532,7 +545,12 @@ impl UnwindState {
         let l = &target.layout;
         let (code_off, back_off, lasti_off) = (l.frame_code, l.frame_previous, l.frame_instr);
         let mut cycle = CycleGuard::new(frame);
-        while frame != 0 {
+        let mut bottom = None;
+        let mut resumed = false;
+        while frame != 0 || {
+            let generator = self.generator_frame(target, bottom)?;
+            self.resumed_caller(target, generator, &mut resumed, &mut frame)?
+        } {
             if self.raw.len() >= MAX_FRAMES {
                 return Err(ReadError::Fault);
             }
@@ -546,6 +564,7 @@ impl UnwindState {
                     frame,
                 });
             }
+            bottom = (code != 0).then_some((frame, code));
             frame = u64_at(&self.frame_buf, back_off);
             if cycle.looped(frame) {
                 return Err(ReadError::Fault);
@@ -643,39 +662,42 @@ impl UnwindState {
             if in_copy(frame) && in_copy(previous) && previous >= frame || cycle.looped(previous) {
                 return Err(ReadError::Fault);
             }
-            bottom = Some((frame, owner, code));
+            bottom = (owner == FRAME_OWNED_BY_GENERATOR).then_some((frame, code));
             frame = previous;
         }
         Ok(())
     }
 
-    /// The walk ended at `bottom`, `(frame, owner, code)`. A thread's outermost frame is never a
-    /// generator's: this one yielded after the thread state was read, which cleared its link
-    /// to its caller (the sample would be the generator alone: a fifth of the samples of a
-    /// loop over a small generator). Its caller was the frame that resumes it, and a loop
-    /// over a generator resumes it within nanoseconds: its link, read afresh a few times, is
-    /// set again while it runs, and the walk goes on there (with fresh reads from then on;
-    /// `frame` set), once, if the frame still runs the same code. Otherwise the sample fails:
-    /// failing them all left such a generator a third short of its samples.
+    /// The walk ended at `generator`, `(frame, code)`: a generator's frame. A thread's
+    /// outermost frame is never a generator's: this one yielded after the thread state was
+    /// read, which cleared its link to its caller (the sample would be the generator alone: a
+    /// fifth of the samples of a loop over a small generator). Its caller was the frame that
+    /// resumes it, and a loop over a generator resumes it within nanoseconds: its link, read
+    /// afresh a few times, is set again while it runs, and the walk goes on there (with fresh
+    /// reads from then on; `frame` set), once, if the frame still runs the same code.
+    /// Otherwise the sample fails: failing them all left such a generator a third short of
+    /// its samples.
     fn resumed_caller(
         &mut self,
         target: &Target,
-        bottom: Option<(u64, u8, u64)>,
+        generator: Option<(u64, u64)>,
         resumed: &mut bool,
         frame: &mut u64,
     ) -> Result<bool, ReadError> {
-        let Some((generator, FRAME_OWNED_BY_GENERATOR, code)) = bottom else {
+        let Some((generator, code)) = generator else {
             return Ok(false);
         };
         if std::mem::replace(resumed, true) {
             return Err(ReadError::Fault);
         }
         let l = &target.layout;
+        let code_mask = if l.object_frames() { !0 } else { !7 };
         self.mem.set_fresh(true);
         for _ in 0..GENERATOR_REREADS {
             self.mem.read(generator, &mut self.frame_buf)?;
-            let same = u64_at(&self.frame_buf, l.frame_code) & !7 == code
-                && l.frame_owner.map(|o| self.frame_buf[o]) == Some(FRAME_OWNED_BY_GENERATOR);
+            let same = u64_at(&self.frame_buf, l.frame_code) & code_mask == code
+                && l.frame_owner
+                    .is_none_or(|o| self.frame_buf[o] == FRAME_OWNED_BY_GENERATOR);
             if !same {
                 // Finished, or its memory now holds something else.
                 return Err(ReadError::Fault);
@@ -686,6 +708,22 @@ impl UnwindState {
             }
         }
         Err(ReadError::Fault)
+    }
+
+    /// ≤3.10: `frame`, if its code is a generator's or a coroutine's (`co_flags`).
+    fn generator_frame(
+        &mut self,
+        target: &Target,
+        frame: Option<(u64, u64)>,
+    ) -> Result<Option<(u64, u64)>, ReadError> {
+        let (Some((_, code)), Some(off)) = (frame, code_flags_offset(target.layout.python)) else {
+            return Ok(None);
+        };
+        let mut flags = [0u8; 4];
+        self.mem.read(field_addr(code, off), &mut flags)?;
+        Ok((u32::from_le_bytes(flags) & CO_GENERATOR_FLAGS != 0)
+            .then_some(frame)
+            .flatten())
     }
 
     /// The cached code whose instructions hold `instr`.

@@ -501,13 +501,14 @@ impl UnwindState {
         let chunk = field(l.tstate_datastack_chunk);
 
         self.raw.clear();
-        if l.object_frames() {
-            self.walk_object_frames(target, frame)?;
+        let walked = if l.object_frames() {
+            self.walk_object_frames(target, frame)
         } else {
-            let walked = self.walk_interpreter_frames(target, frame, chunk);
-            self.mem.set_fresh(false);
-            walked?;
-        }
+            self.walk_interpreter_frames(target, frame, chunk)
+        };
+        // A walk that followed a generator past a yield read afresh from there on.
+        self.mem.set_fresh(false);
+        walked?;
         let mut frames = Vec::with_capacity(self.raw.len() + 1);
         if context.gc_running && status & ThreadStatus::HAS_GIL != 0 {
             frames.push(synthetic(symbols, "<GC>"));

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Does fast sampling still attribute time correctly on a stack that changes every few
-microseconds, or every few tens of nanoseconds? Two of bench/target_workloads.py's workloads on a
-3.15 target: "mixed" (a recursive descent 5-40 frames deep, a leaf loop, the loop that drives
-them: one pass takes about 18 µs on this machine) and "calls" (text scanned through small
-functions: a call or a return every few tens of nanoseconds). Each is profiled non-blocking at
+microseconds, or every few tens of nanoseconds? Three of bench/target_workloads.py's workloads
+on a 3.15 target: "mixed" (a recursive descent 5-40 frames deep, a leaf loop, the loop that
+drives them: one pass takes about 18 µs on this machine), "calls" (text scanned through small
+functions: a call or a return every few tens of nanoseconds) and "generator" (characters
+counted as a small generator yields them). Each is profiled non-blocking at
 10 kHz by tachyon and by CPython 3.15.2's sampler, in interleaved rounds on one target, and each
 function's share of the samples (the innermost frame's function) is compared with a reference:
 tachyon `--blocking` at 200 Hz over the whole run.
@@ -13,7 +14,7 @@ changes where its time goes, and a stopped target cannot tear a read. (Blocking 
 reference: each stop cools the target's caches for much of the 100 µs it then runs, which
 inflates what runs just after a stop.)
 
-    .venv/bin/python bench/accuracy_bench.py [--rounds 4] [--seconds 3] [--workload mixed|calls]
+    .venv/bin/python bench/accuracy_bench.py [--rounds 4] [--seconds 3] [--workload mixed|calls|generator]
 
 Prints, per workload and profiler, the share of each function and the largest deviation from
 the reference in percentage points, and the share of samples each profiler dropped as errors."""
@@ -35,6 +36,7 @@ TARGET = os.path.join(ROOT, "target_workloads.py")
 WORKLOADS = {
     "mixed": ["spin", "descend", "mixed", "leaf_a", "leaf_b", "leaf_c"],
     "calls": ["scan", "classify", "is_space", "is_digit"],
+    "generator": ["chars", "count", "generator"],
 }
 
 

@@ -1,12 +1,14 @@
 """Benchmark target with a known shape, run for SECONDS; writes its loop count to REPORT (the
 target's own measure of its speed, for slowdown figures).
 
-    python target_workloads.py steady|mixed|calls|threads SECONDS [REPORT]
+    python target_workloads.py steady|mixed|calls|generator|threads SECONDS [REPORT]
 
 steady:  one thread, 50 frames deep, spinning in one function (a stack that never changes)
 mixed:   one thread moving between 6 functions at depths 5-40 every few hundred microseconds
 calls:   one thread scanning text through small functions: a call or a return every few
          tens of nanoseconds, as in parsers, formatters and other ordinary pure-Python code
+generator: one thread counting the characters a small generator yields (a yield every few
+         tens of nanoseconds)
 threads: 8 threads, each spinning in its own function at its own depth"""
 import sys
 import threading
@@ -91,6 +93,28 @@ def calls():
     counts.append(n)
 
 
+def chars(text):
+    for c in text:
+        yield c
+
+
+def count(text):
+    n = 0
+    for c in chars(text):
+        if c == " ":
+            n += 1
+    return n
+
+
+def generator():
+    text = "let x1 = 42 + y7 * (3 - z) " * 40
+    n = 0
+    while time.time() < END:
+        count(text)
+        n += 1
+    counts.append(n)
+
+
 def worker(depth):
     descend(depth, steady)
 
@@ -103,6 +127,8 @@ def start(depth):
             mixed()
         elif MODE == "calls":
             calls()
+        elif MODE == "generator":
+            generator()
         else:
             threads = [threading.Thread(target=worker, args=(4 + 3 * i,)) for i in range(8)]
             for t in threads:

@@ -242,6 +242,89 @@ fn a_frame_of_no_known_owner_is_an_error(version: &str) {
     );
 }
 
+/// A target whose generator yielded between the copies of the thread state and of the
+/// generator's frame (its link to its caller cleared): what a sample reads from the
+/// prefetch. Read afresh, the generator runs again. A sample must not leave reads fresh.
+struct Yielded {
+    prefetched: Snapshot,
+    now: Snapshot,
+    fresh: bool,
+}
+
+impl Memory for Yielded {
+    fn begin(&mut self) -> Result<(), ReadError> {
+        assert!(!self.fresh, "a sample left reads fresh");
+        Ok(())
+    }
+
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        match self.fresh {
+            true => self.now.read(addr, buf),
+            false => self.prefetched.read(addr, buf),
+        }
+    }
+
+    fn set_fresh(&mut self, fresh: bool) {
+        self.fresh = fresh;
+    }
+
+    fn thread_ids(&self) -> Vec<u32> {
+        self.now.thread_ids()
+    }
+}
+
+/// 3.11+: a generator whose frame is read just after it yielded (its link to its caller
+/// cleared) is followed to the caller that resumes it, read afresh, and the sample is the
+/// recorded stacks; the next sample reads from the prefetch again. The generator frame is
+/// the one of owner 1 (a generator's) whose code is the recorded generator's.
+fn a_generator_that_yielded_is_followed_to_its_caller(version: &str) {
+    let f = fixture(version);
+    let layout = f.target.target().layout;
+    let owner = layout.frame_owner.expect("3.11+ frames have an owner") as u64;
+    let mut expected = f.expected.clone();
+    expected.sort();
+    let mut whole = f.snapshot.clone();
+    let mut read = |at: u64, len: usize| {
+        let mut bytes = [0u8; 8];
+        whole
+            .read(at, &mut bytes[..len])
+            .map_or(0, |()| u64::from_le_bytes(bytes))
+    };
+    let generators: Vec<u64> = words(&f)
+        .into_iter()
+        .filter(|&frame| {
+            read(frame + owner, 1) == 1
+                && read(frame + layout.frame_previous as u64, 8) != 0
+                && read(frame + layout.frame_code as u64, 8) != 0
+        })
+        .collect();
+    let mut followed = 0;
+    for frame in generators {
+        let mut yielded = f.snapshot.clone();
+        yielded.write(frame + layout.frame_previous as u64, &[0; 8]);
+        let memory = Yielded {
+            prefetched: yielded,
+            now: f.snapshot.clone(),
+            fresh: false,
+        };
+        let mut unwinder = Unwinder::with_memory(f.target.target(), options(), Box::new(memory));
+        let (mut symbols, mut threads) = (Symbols::default(), Vec::new());
+        if unwinder.sample(&mut symbols, &mut threads).is_err() {
+            continue;
+        }
+        let mut seen = stacks(&symbols, &threads);
+        seen.sort();
+        if seen == expected {
+            followed += 1;
+            unwinder.sample(&mut symbols, &mut threads).unwrap();
+        }
+    }
+    assert!(
+        followed >= 1,
+        "{version}: no generator followed past its yield"
+    );
+}
+
 /// A target read as each snapshot in turn, one a sample read, and as the last one after.
 struct Phases {
     snapshots: Vec<Snapshot>,
@@ -330,6 +413,11 @@ macro_rules! data_stack_versions {
                 #[test]
                 fn a_popped_frame_is_named_by_its_instruction_pointer() {
                     super::a_popped_frame_is_named_by_its_instruction_pointer($version);
+                }
+
+                #[test]
+                fn a_generator_that_yielded_is_followed_to_its_caller() {
+                    super::a_generator_that_yielded_is_followed_to_its_caller($version);
                 }
 
                 #[test]

@@ -330,7 +330,7 @@ def test_a_generator_that_yields_mid_read_keeps_its_callers(tmp, version):
             odd.append(names)
         chains[names[0]] += 1
     total = sum(chains.values())
-    assert total >= 3000 and chains["chars"] >= 0.2 * total, chains
+    assert total >= 3000 and chains["chars"] >= 0.1 * total, chains
     # A read torn some other way may still put together a chain the program never makes: none
     # in 10,000 samples here, or one (3.11: the generator alone, once in some runs). A frame
     # without code passed over put the generator right under `main` in 4 to 24 of them.

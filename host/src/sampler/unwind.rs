@@ -510,7 +510,10 @@ impl UnwindState {
         self.mem.set_fresh(false);
         walked?;
         let mut frames = Vec::with_capacity(self.raw.len() + 1);
-        if context.gc_running && status & ThreadStatus::HAS_GIL != 0 {
+        // Above the Python code that set the collection off, as CPython 3.15.2 places it: a
+        // thread with no Python frame (the interpreter's last collections as it finalizes) is
+        // not a `<GC>` stack of its own beside the program's.
+        if context.gc_running && status & ThreadStatus::HAS_GIL != 0 && !self.raw.is_empty() {
             frames.push(synthetic(symbols, "<GC>"));
         }
         let gc_frames = frames.len();

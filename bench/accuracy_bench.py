@@ -36,7 +36,7 @@ TARGET = os.path.join(ROOT, "target_workloads.py")
 WORKLOADS = {
     "mixed": ["spin", "descend", "mixed", "leaf_a", "leaf_b", "leaf_c"],
     "calls": ["scan", "classify", "is_space", "is_digit"],
-    "generator": ["chars", "count", "generator"],
+    "generator": ["chars", "count", "repeat"],
 }
 
 

@@ -5,14 +5,21 @@ target's own measure of its speed, for slowdown figures).
 
 steady:  one thread, 50 frames deep, spinning in one function (a stack that never changes)
 mixed:   one thread moving between 6 functions at depths 5-40 every few hundred microseconds
-calls:   one thread scanning text through small functions: a call or a return every few
-         tens of nanoseconds, as in parsers, formatters and other ordinary pure-Python code
-generator: one thread counting the characters a small generator yields (a yield every few
-         tens of nanoseconds)
+calls:   one thread scanning text through small functions (tests/scripts/short_calls.py): a
+         call or a return every few tens of nanoseconds, as in parsers, formatters and other
+         ordinary pure-Python code
+generator: one thread counting the characters a small generator yields
+         (tests/scripts/small_generator.py): a yield every few tens of nanoseconds
 threads: 8 threads, each spinning in its own function at its own depth"""
+import os
 import sys
 import threading
 import time
+
+# The tests' own targets of calls and generators (tests/scripts).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "scripts"))
+import short_calls  # noqa: E402
+import small_generator  # noqa: E402
 
 MODE, SECONDS = sys.argv[1], float(sys.argv[2])
 REPORT = sys.argv[3] if len(sys.argv) > 3 else None
@@ -61,56 +68,11 @@ def mixed():
     counts.append(n)
 
 
-def is_space(c):
-    return c == " "
-
-
-def is_digit(c):
-    return "0" <= c <= "9"
-
-
-def classify(c):
-    if is_space(c):
-        return 0
-    if is_digit(c):
-        return 1
-    return 2
-
-
-def scan(text):
-    kinds = [0, 0, 0]
-    for c in text:
-        kinds[classify(c)] += 1
-    return kinds
-
-
-def calls():
-    text = "let x1 = 42 + y7 * (3 - z) " * 40
+def repeat(step, *args):
+    """Call `step(*args)` until the end; count the calls."""
     n = 0
     while time.time() < END:
-        scan(text)
-        n += 1
-    counts.append(n)
-
-
-def chars(text):
-    for c in text:
-        yield c
-
-
-def count(text):
-    n = 0
-    for c in chars(text):
-        if c == " ":
-            n += 1
-    return n
-
-
-def generator():
-    text = "let x1 = 42 + y7 * (3 - z) " * 40
-    n = 0
-    while time.time() < END:
-        count(text)
+        step(*args)
         n += 1
     counts.append(n)
 
@@ -126,9 +88,9 @@ def start(depth):
         elif MODE == "mixed":
             mixed()
         elif MODE == "calls":
-            calls()
+            repeat(short_calls.scan, short_calls.TEXT)
         elif MODE == "generator":
-            generator()
+            repeat(small_generator.count, small_generator.TEXT)
         else:
             threads = [threading.Thread(target=worker, args=(4 + 3 * i,)) for i in range(8)]
             for t in threads:

@@ -220,36 +220,14 @@ def test_code_freed_and_made_again_at_its_address_is_named_anew(tmp, version):
     assert named >= 0.5 * 30 * len(runs), (named, len(runs))
 
 
-SHORT_CALLS = """import sys, time
-def is_space(c):
-    return c == " "
-def is_digit(c):
-    return "0" <= c <= "9"
-def classify(c):
-    if is_space(c):
-        return 0
-    if is_digit(c):
-        return 1
-    return 2
-def scan(text):
-    kinds = [0, 0, 0]
-    for c in text:
-        kinds[classify(c)] += 1
-    return kinds
-def main(seconds):
-    text = "let x1 = 42 + y7 * (3 - z) " * 40
-    end = time.time() + seconds
-    while time.time() < end:
-        scan(text)
-main(float(sys.argv[1]))
-"""
-# Each function of SHORT_CALLS: its lines, and its caller and the line it is called from.
+# Each function of tests/scripts/short_calls.py: its lines, and its caller and the line it is
+# called from.
 SHORT_CALL_SITES = {
-    "is_space": ((2, 3), ("classify", 7)),
-    "is_digit": ((4, 5), ("classify", 9)),
-    "classify": ((6, 11), ("scan", 15)),
-    "scan": ((12, 16), ("main", 21)),
-    "main": ((17, 21), ("<module>", 22)),
+    "is_space": ((12, 13), ("classify", 21)),
+    "is_digit": ((16, 17), ("classify", 23)),
+    "classify": ((20, 25), ("scan", 31)),
+    "scan": ((28, 32), ("main", 38)),
+    "main": ((35, 38), ("<module>", 42)),
 }
 
 
@@ -264,8 +242,7 @@ def test_calls_of_a_few_nanoseconds_keep_their_samples_and_stacks(tmp, version):
     line. (A caller can be at a line past its call: the call returned between the copies of
     the caller and of the callee.)"""
     python = require_python(version)
-    script = tmp / "calls.py"
-    script.write_text(SHORT_CALLS)
+    script = os.path.join(SCRIPTS, "short_calls.py")
     out = tmp / "calls.bin"
     proc = tachyon("run", "--python", python, "-d", "1.5", "-r", "5khz", "-f", "binary", "-o", out, script, 30)
     error_rate = float(re.search(r"Error rate: ([0-9.]+)", proc.stderr).group(1))
@@ -275,7 +252,7 @@ def test_calls_of_a_few_nanoseconds_keep_their_samples_and_stacks(tmp, version):
     for *_x, frames in read_capture(out):
         frames = [f for f in frames if f[1] != "<GC>"]
         # Line 0: the module's first instruction (3.12+ place it there).
-        assert frames[-1][1] == "<module>" and 0 <= frames[-1][2] <= 22, frames
+        assert frames[-1][1] == "<module>" and 0 <= frames[-1][2] <= 42, frames
         leaves[frames[0][1]] += 1
         for callee, caller in zip(frames, frames[1:]):
             lines, (caller_name, call_line) = SHORT_CALL_SITES[callee[1]]
@@ -285,25 +262,6 @@ def test_calls_of_a_few_nanoseconds_keep_their_samples_and_stacks(tmp, version):
     assert sum(leaves.values()) >= 3000 and {"is_space", "is_digit", "classify", "scan"} <= set(leaves), leaves
     # 13-23 % of samples have one past its call here, when the target runs on the other core.
     assert callers["at the call"] >= 2 * callers["past it"], callers
-
-
-SMALL_GENERATOR = """import sys, time
-def chars(text):
-    for c in text:
-        yield c
-def count(text):
-    n = 0
-    for c in chars(text):
-        if c == " ":
-            n += 1
-    return n
-def main(seconds):
-    text = "let x1 = 42 + y7 * (3 - z) " * 40
-    end = time.time() + seconds
-    while time.time() < end:
-        count(text)
-main(float(sys.argv[1]))
-"""
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -316,8 +274,7 @@ def test_a_generator_that_yields_mid_read_keeps_its_callers(tmp, version):
     owner on 3.11+, by its code's flags before). Every sample is the program's whole chain
     of calls, and the generator keeps its share (31-47 % here by version, blocking or not)."""
     python = require_python(version)
-    script = tmp / "gen.py"
-    script.write_text(SMALL_GENERATOR)
+    script = os.path.join(SCRIPTS, "small_generator.py")
     out = tmp / "gen.bin"
     proc = tachyon("run", "--python", python, "-d", "1.5", "-r", "5khz", "-f", "binary", "-o", out, script, 30)
     assert float(re.search(r"Error rate: ([0-9.]+)", proc.stderr).group(1)) <= 2.0, proc.stderr

@@ -551,10 +551,7 @@ impl UnwindState {
         let mut cycle = CycleGuard::new(frame);
         let mut bottom = None;
         let mut resumed = false;
-        while frame != 0 || {
-            let generator = self.generator_frame(target, bottom)?;
-            self.resumed_caller(target, generator, &mut resumed, &mut frame)?
-        } {
+        while frame != 0 || self.resumed_caller(target, bottom, &mut resumed, &mut frame)? {
             if self.raw.len() >= MAX_FRAMES {
                 return Err(ReadError::Fault);
             }
@@ -568,7 +565,7 @@ impl UnwindState {
                     frame,
                 });
             }
-            bottom = (code != 0).then_some((frame, code));
+            bottom = (code != 0).then_some((frame, code, 0));
             frame = u64_at(&self.frame_buf, back_off);
             if cycle.looped(frame) {
                 return Err(ReadError::Fault);
@@ -666,31 +663,33 @@ impl UnwindState {
             if in_copy(frame) && in_copy(previous) && previous >= frame || cycle.looped(previous) {
                 return Err(ReadError::Fault);
             }
-            bottom = (owner == FRAME_OWNED_BY_GENERATOR).then_some((frame, code));
+            bottom = Some((frame, code, owner));
             frame = previous;
         }
         Ok(())
     }
 
-    /// The walk ended at `generator`, `(frame, code)`: a generator's frame. A thread's
-    /// outermost frame is never a generator's: this one yielded after the thread state was
-    /// read, which cleared its link to its caller (the sample would be the generator alone: a
-    /// fifth of the samples of a loop over a small generator). Its caller was the frame that
-    /// resumes it, and a loop over a generator resumes it within nanoseconds: its link, read
-    /// afresh a few times, is set again while it runs, and the walk goes on there (with fresh
-    /// reads from then on; `frame` set), once, if the frame still runs the same code.
-    /// Otherwise the sample fails: failing them all left such a generator a third short of
-    /// its samples.
+    /// The walk ended at `bottom`, `(frame, code, owner)`. A thread's outermost frame is never
+    /// a generator's: one there yielded after the thread state was read, which cleared its
+    /// link to its caller (the sample would be the generator alone: a fifth of the samples of
+    /// a loop over a small generator). Its caller was the frame that resumes it, and a loop
+    /// over a generator resumes it within nanoseconds: its link, read afresh a few times, is
+    /// set again while it runs, and the walk goes on there (with fresh reads from then on;
+    /// `frame` set), once, if the frame still runs the same code. Otherwise the sample fails:
+    /// failing them all left such a generator a third short of its samples.
     fn resumed_caller(
         &mut self,
         target: &Target,
-        generator: Option<(u64, u64)>,
+        bottom: Option<(u64, u64, u8)>,
         resumed: &mut bool,
         frame: &mut u64,
     ) -> Result<bool, ReadError> {
-        let Some((generator, code)) = generator else {
+        let Some((generator, code, owner)) = bottom else {
             return Ok(false);
         };
+        if !self.is_generator(target, code, owner)? {
+            return Ok(false);
+        }
         if std::mem::replace(resumed, true) {
             return Err(ReadError::Fault);
         }
@@ -714,20 +713,16 @@ impl UnwindState {
         Err(ReadError::Fault)
     }
 
-    /// ≤3.10: `frame`, if its code is a generator's or a coroutine's (`co_flags`).
-    fn generator_frame(
-        &mut self,
-        target: &Target,
-        frame: Option<(u64, u64)>,
-    ) -> Result<Option<(u64, u64)>, ReadError> {
-        let (Some((_, code)), Some(off)) = (frame, code_flags_offset(target.layout.python)) else {
-            return Ok(None);
+    /// Whether a frame of `code` and `owner` is a generator's or a coroutine's: by its owner
+    /// on 3.11+, by its code's `co_flags` before (read with the code's header, which the
+    /// prefetch holds).
+    fn is_generator(&mut self, target: &Target, code: u64, owner: u8) -> Result<bool, ReadError> {
+        let Some(off) = code_flags_offset(target.layout.python) else {
+            return Ok(owner == FRAME_OWNED_BY_GENERATOR);
         };
         let mut flags = [0u8; 4];
         self.mem.read(field_addr(code, off), &mut flags)?;
-        Ok((u32::from_le_bytes(flags) & CO_GENERATOR_FLAGS != 0)
-            .then_some(frame)
-            .flatten())
+        Ok(u32::from_le_bytes(flags) & CO_GENERATOR_FLAGS != 0)
     }
 
     /// The cached code whose instructions hold `instr`.

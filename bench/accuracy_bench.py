@@ -17,7 +17,10 @@ inflates what runs just after a stop.)
     .venv/bin/python bench/accuracy_bench.py [--rounds 4] [--seconds 3] [--workload mixed|calls|generator]
 
 Prints, per workload and profiler, the share of each function and the largest deviation from
-the reference in percentage points, and the share of samples each profiler dropped as errors."""
+the reference in percentage points; how far its stacks are from the reference's, line by line
+(the workload's frames of each sample as `function:line` chains: half the summed differences
+of their shares, in points: 0 is the same, 100 nothing in common); and the share of samples
+each profiler dropped as errors."""
 import argparse
 import collections
 import os
@@ -50,6 +53,23 @@ def leaf_counts(collapsed):
     return counts
 
 
+def line_stacks(collapsed, functions):
+    """Samples per chain of `function:line` of the workload's `functions` (outermost first)."""
+    counts = collections.Counter()
+    with open(collapsed) as f:
+        for line in f:
+            stack, n = line.rsplit(" ", 1)
+            frames = [fr.split(":") for fr in stack.split(";") if fr.count(":") >= 2]
+            counts[";".join("%s:%s" % (fr[1], fr[2]) for fr in frames if fr[1] in functions)] += int(n)
+    return counts
+
+
+def distance(counts, reference):
+    """Half the summed differences of two distributions' shares, in points."""
+    n, m = max(1, sum(counts.values())), max(1, sum(reference.values()))
+    return 50 * sum(abs(counts[k] / n - reference[k] / m) for k in set(counts) | set(reference))
+
+
 def run(cmd):
     """Run a profiler; the error share it reports (tachyon and CPython print the same line)."""
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -60,7 +80,8 @@ def run(cmd):
 
 
 def measure(python, workload, rounds, seconds):
-    """Samples by innermost function and error shares of each profiler on one target."""
+    """Samples by innermost function, by line stack, and error shares of each profiler on
+    one target."""
     total = rounds * seconds * 2 + 4
     with tempfile.TemporaryDirectory() as tmp:
         target = subprocess.Popen([python, TARGET, workload, str(total + 10)])
@@ -72,36 +93,42 @@ def measure(python, workload, rounds, seconds):
                                           str(total - 2), "-f", "collapsed", "-o", out("reference.txt")],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             counts = {"tachyon": collections.Counter(), "cpython": collections.Counter()}
+            stacks = {"tachyon": collections.Counter(), "cpython": collections.Counter()}
             errors = {"tachyon": [], "cpython": []}
             for r in range(rounds):
                 path = out("tachyon%d.txt" % r)
                 errors["tachyon"].append(run([TACHYON, "attach", pid, "-r", "10khz", "-d", str(seconds),
                                               "-f", "collapsed", "-o", path]))
                 counts["tachyon"].update(leaf_counts(path))
+                stacks["tachyon"].update(line_stacks(path, WORKLOADS[workload]))
                 path = out("cpython%d.txt" % r)
                 errors["cpython"].append(run([python, "-m", "profiling.sampling", "attach", pid, "-r", "10000",
                                               "-d", str(seconds), "--collapsed", "-o", path]))
                 counts["cpython"].update(leaf_counts(path))
+                stacks["cpython"].update(line_stacks(path, WORKLOADS[workload]))
             if reference.wait() != 0:
                 sys.exit("the reference run failed")
             counts["reference"] = leaf_counts(out("reference.txt"))
+            stacks["reference"] = line_stacks(out("reference.txt"), WORKLOADS[workload])
         finally:
             target.kill()
             target.wait()
-    return counts, errors
+    return counts, stacks, errors
 
 
-def report(workload, counts, errors):
+def report(workload, counts, stacks, errors):
     functions = WORKLOADS[workload]
     shares = {name: {f: 100 * c[f] / max(1, sum(c.values())) for f in functions} for name, c in counts.items()}
     print("%s workload, 3.15 target; share of samples by innermost function (%%)" % workload)
-    print("%-34s %s  %9s  %7s" % ("", " ".join("%8s" % f for f in functions), "max dev", "errors"))
+    print("%-36s %s  %9s  %9s  %7s" % ("", " ".join("%8s" % f for f in functions), "max dev", "lines",
+                                        "errors"))
     for name, label in [("reference", "reference: tachyon --blocking 200 Hz"),
                         ("tachyon", "tachyon 10 kHz"), ("cpython", "CPython 3.15.2 10 kHz")]:
         dev = max(abs(shares[name][f] - shares["reference"][f]) for f in functions)
         err = errors.get(name)
-        print("%-34s %s  %7.2f pp  %6s" % (label, " ".join("%8.2f" % shares[name][f] for f in functions), dev,
-                                          "%.1f%%" % (sum(err) / len(err)) if err else "-"))
+        print("%-36s %s  %7.2f pp  %6.1f pp  %6s" % (
+            label, " ".join("%8.2f" % shares[name][f] for f in functions), dev,
+            distance(stacks[name], stacks["reference"]), "%.1f%%" % (sum(err) / len(err)) if err else "-"))
     print("samples: %s" % ", ".join("%s %d" % (n, sum(c.values())) for n, c in counts.items()))
 
 
@@ -116,8 +143,7 @@ def main():
     if python is None:
         sys.exit("CPython 3.15 is not unpacked: run tests/setup_debian_pythons.sh")
     for workload in args.workload or list(WORKLOADS):
-        counts, errors = measure(python, workload, args.rounds, args.seconds)
-        report(workload, counts, errors)
+        report(workload, *measure(python, workload, args.rounds, args.seconds))
 
 
 if __name__ == "__main__":

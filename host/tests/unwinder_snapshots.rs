@@ -156,36 +156,11 @@ fn a_popped_frame_of_unseen_code_is_an_error(version: &str) {
 fn a_popped_frame_is_named_by_its_instruction_pointer(version: &str) {
     let f = fixture(version);
     let layout = f.target.target().layout;
-    let instructions = layout.code_code_adaptive.expect("3.11+") as u64;
     let mut expected = f.expected.clone();
     expected.sort();
-    let mut whole = f.snapshot.clone();
-    let mut word = |at: u64| {
-        let mut bytes = [0u8; 8];
-        whole
-            .read(at, &mut bytes)
-            .map_or(0, |()| u64::from_le_bytes(bytes))
-    };
-    // A data stack is copied in whole kilobytes; the other reads are of an object or a frame.
-    let data_stacks: Vec<(u64, usize)> = f
-        .snapshot
-        .regions()
+    let code_words = data_stack_frames(&f)
         .into_iter()
-        .filter(|&(_, len)| len >= 1024)
-        .collect();
-    let code_words: Vec<u64> = words(&f)
-        .into_iter()
-        .filter(|&at| {
-            data_stacks
-                .iter()
-                .any(|&(start, len)| (start..start + len as u64).contains(&at))
-        })
-        .filter(|&at| {
-            let code = word(at) & !7;
-            let instr = word(at - layout.frame_code as u64 + layout.frame_instr as u64);
-            code != 0 && (code + instructions..code + instructions + (1 << 16)).contains(&instr)
-        })
-        .collect();
+        .map(|frame| frame + layout.frame_code as u64);
     let mut named = 0;
     for at in code_words {
         let mut popped = f.snapshot.clone();
@@ -209,6 +184,135 @@ fn a_popped_frame_is_named_by_its_instruction_pointer(version: &str) {
     assert!(
         named >= 41,
         "{version}: {named} popped frames named, of a recursion 41 deep"
+    );
+}
+
+/// 3.11+: the frames of the snapshot's data stacks: each aligned place of a data-stack copy
+/// (a data stack is copied in whole kilobytes; the other reads are of an object or a frame)
+/// whose code word points at an object whose instructions hold the place's instruction
+/// pointer.
+fn data_stack_frames(f: &Fixture) -> Vec<u64> {
+    let layout = f.target.target().layout;
+    let instructions = layout.code_code_adaptive.expect("3.11+") as u64;
+    let mut whole = f.snapshot.clone();
+    let mut word = |at: u64| {
+        let mut bytes = [0u8; 8];
+        whole
+            .read(at, &mut bytes)
+            .map_or(0, |()| u64::from_le_bytes(bytes))
+    };
+    let data_stacks: Vec<(u64, usize)> = f
+        .snapshot
+        .regions()
+        .into_iter()
+        .filter(|&(_, len)| len >= 1024)
+        .collect();
+    words(f)
+        .into_iter()
+        .filter(|&at| {
+            data_stacks
+                .iter()
+                .any(|&(start, len)| (start..start + len as u64).contains(&at))
+        })
+        .filter(|&frame| {
+            let code = word(frame + layout.frame_code as u64) & !7;
+            let instr = word(frame + layout.frame_instr as u64);
+            code != 0 && (code + instructions..code + instructions + (1 << 16)).contains(&instr)
+        })
+        .collect()
+}
+
+/// Whether `seen` is `expected` with one stack's innermost frame removed, or doubled.
+fn innermost_changed(
+    expected: &[Vec<ExpectedFrame>],
+    seen: &[Vec<ExpectedFrame>],
+    doubled: bool,
+) -> bool {
+    (0..expected.len()).any(|i| {
+        let mut changed = expected.to_vec();
+        let innermost = changed[i].remove(0);
+        if doubled {
+            changed[i].splice(0..0, [innermost.clone(), innermost]);
+        }
+        changed.sort();
+        changed == seen
+    })
+}
+
+/// 3.14+: the thread state is read a microsecond or so before its stack is copied, and the
+/// sample's top is where the copy has it. Popping a frame clears its function (then its
+/// code): a thread's top frame popped meanwhile leaves its caller on top. A frame pushed
+/// meanwhile, right above its caller (`co_framesize` words on) and linked to it, is the top
+/// once past its first instruction; at its first instruction it is left out (a caller fills
+/// a new frame in before it makes it current). Each data-stack frame in turn has its
+/// function cleared: the stacks are the recorded ones (a frame below the top, which the
+/// copy cannot have popped), or one of them without its innermost frame (the frame was a
+/// thread's top). Above each such top, a copy of it linked to it is then its callee.
+fn the_top_is_where_the_copy_has_it(version: &str) {
+    let f = fixture(version);
+    let layout = f.target.target().layout;
+    let funcobj = layout.frame_funcobj().expect("3.14+") as u64;
+    let framesize_at = layout.code_framesize().expect("3.14+") as u64;
+    let instructions = layout.code_code_adaptive.expect("3.11+") as u64;
+    let mut expected = f.expected.clone();
+    expected.sort();
+    let mut whole = f.snapshot.clone();
+    let mut read = |at: u64, len: usize| {
+        let mut bytes = vec![0u8; len];
+        whole
+            .read(at, &mut bytes)
+            .map(|()| bytes)
+            .unwrap_or_default()
+    };
+    let (mut tops, mut pushed) = (0, 0);
+    for frame in data_stack_frames(&f) {
+        let mut popped = f.snapshot.clone();
+        popped.write(frame + funcobj, &[0; 8]);
+        let seen = sample(&f, popped, 1).unwrap();
+        if seen == expected {
+            continue;
+        }
+        assert!(
+            innermost_changed(&expected, &seen, false),
+            "{version}: frame {frame:#x} without its function gave {seen:?}"
+        );
+        tops += 1;
+        // Its callee: a copy of its frame, linked to it, where its code pushes frames.
+        let header = read(frame, layout.frame_read_size());
+        let code = u64::from_le_bytes(header[layout.frame_code..][..8].try_into().unwrap()) & !7;
+        let words = i32::from_le_bytes(read(code + framesize_at, 4).try_into().unwrap());
+        let callee = frame + 8 * words as u64;
+        let mut callee_frame = header.clone();
+        callee_frame[layout.frame_previous..][..8].copy_from_slice(&frame.to_le_bytes());
+        let mut with_callee = f.snapshot.clone();
+        if with_callee
+            .read(callee, &mut vec![0u8; callee_frame.len()])
+            .is_err()
+        {
+            continue; // Beyond the copied span.
+        }
+        with_callee.write(callee, &callee_frame);
+        let seen = sample(&f, with_callee.clone(), 2).unwrap();
+        assert!(
+            innermost_changed(&expected, &seen, true),
+            "{version}: a callee of {frame:#x} gave {seen:?}"
+        );
+        let first_instruction = code + instructions;
+        with_callee.write(
+            callee + layout.frame_instr as u64,
+            &first_instruction.to_le_bytes(),
+        );
+        assert_eq!(
+            sample(&f, with_callee, 2).unwrap(),
+            expected,
+            "{version}: a callee of {frame:#x} at its first instruction"
+        );
+        pushed += 1;
+    }
+    // Each parked thread's top; the deep recursion's has no room above it in the copy.
+    assert!(
+        tops == 3 && pushed == 2,
+        "{version}: {tops} tops popped, {pushed} pushed"
     );
 }
 
@@ -427,6 +531,24 @@ macro_rules! data_stack_versions {
             }
         )*
     };
+}
+
+macro_rules! copied_top_versions {
+    ($($name:ident => $version:literal),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn the_top_is_where_the_copy_has_it() {
+                    super::the_top_is_where_the_copy_has_it($version);
+                }
+            }
+        )*
+    };
+}
+
+copied_top_versions! {
+    copied_top_3_14 => "3.14",
+    copied_top_3_15 => "3.15",
 }
 
 data_stack_versions! {

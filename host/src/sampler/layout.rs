@@ -189,6 +189,31 @@ impl Layout {
             + 8
     }
 
+    /// 3.14+: a frame's function (`f_funcobj`, the field after `previous`). Popping a frame
+    /// clears it, then the code, so a frame without one is gone (or going) from its stack.
+    pub fn frame_funcobj(&self) -> Option<usize> {
+        (self.python >= (3, 14)).then_some(self.frame_previous + 8)
+    }
+
+    /// 3.14+: a code object's `co_framesize` (its frames' size in words: where a frame it
+    /// calls is pushed), two ints after `co_firstlineno`, inside `code_read_size`. The debug
+    /// offsets list neither this nor `code_flags`.
+    pub fn code_framesize(&self) -> Option<usize> {
+        (self.python >= (3, 14)).then_some(self.code_firstlineno + 8)
+    }
+
+    /// A code object's `co_flags`: ≤3.10 after the argument, local and stack counts, 3.14+
+    /// five ints before `co_firstlineno` (3.11-3.13 do not need it).
+    pub fn code_flags(&self) -> Option<usize> {
+        match self.python {
+            (2, _) => Some(28),
+            (3, 6 | 7) => Some(32),
+            (3, 8..=10) => Some(36),
+            (3, 14..) => Some(self.code_firstlineno - 20),
+            _ => None,
+        }
+    }
+
     /// Bytes of a frame holding every field used.
     pub fn frame_read_size(&self) -> usize {
         let needed = [

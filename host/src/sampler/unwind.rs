@@ -10,6 +10,7 @@ use std::os::unix::fs::FileExt;
 use tachyon_plugin_api::{FrameId, FrameInfo, FxHashMap, Symbols, ThreadStatus};
 
 use super::discover::{GilSource, Target};
+use super::layout::Layout;
 use super::memory::{LiveMemory, Memory};
 use super::objects::{code_identity, i32_at, read_code, u64_at, Code};
 use super::process::{field_addr, ReadError};
@@ -36,16 +37,6 @@ const GENERATOR_REREADS: usize = 4;
 /// `co_flags` of a generator's, a coroutine's or an async generator's code (`CO_GENERATOR`,
 /// `CO_COROUTINE`, `CO_ITERABLE_COROUTINE`, `CO_ASYNC_GENERATOR`).
 const CO_GENERATOR_FLAGS: u32 = 0x20 | 0x80 | 0x100 | 0x200;
-
-/// ≤3.10: where `co_flags` is in a code object (after the argument, local and stack counts).
-fn code_flags_offset(python: (u8, u8)) -> Option<usize> {
-    match python {
-        (2, _) => Some(28),
-        (3, 6 | 7) => Some(32),
-        (3, 8..=10) => Some(36),
-        _ => None,
-    }
-}
 
 /// The highest owner a frame of this version has (3.11+): beside the thread's own, 3.11's
 /// frames belong to a generator or a frame object, 3.12, 3.13 and 3.15 add one shim kind
@@ -600,6 +591,7 @@ impl UnwindState {
                 self.mem.read(chunk, &mut self.stack_copy)?;
             }
         }
+        frame = self.top_when_copied(l, frame, chunk);
         let mut emitted = 0usize;
         let mut visited = 0usize;
         let mut bottom = None;
@@ -669,6 +661,74 @@ impl UnwindState {
         Ok(())
     }
 
+    /// 3.14+: the top of the stack as copied, from `frame`, the top the thread state named.
+    /// The stack is copied a microsecond or so after the thread state is read, and a program
+    /// making calls every few tens of nanoseconds has often returned or called again
+    /// meanwhile (two thirds of the samples of `bench/accuracy_bench.py`'s `calls`). The top
+    /// of one and the frames of the other make stacks the program never had: a caller at the
+    /// line after its call with the callee still above it (13-23 % of those samples), or a
+    /// sibling call pushed where the popped one was. The sample takes the copy's stack
+    /// instead: down past frames popped meanwhile (popping clears a frame's function), then
+    /// up through calls made meanwhile: a direct call's frame sits `co_framesize` words above
+    /// its caller's and links back to it. A frame still at its first instruction is left out:
+    /// a caller fills a new frame in before it makes it the current frame. (Both pointers
+    /// are tagged references: a cleared one may keep a tag bit.)
+    fn top_when_copied(&self, l: &Layout, mut frame: u64, chunk: u64) -> u64 {
+        let (Some(funcobj_at), Some(framesize_at), Some(flags_at)) =
+            (l.frame_funcobj(), l.code_framesize(), l.code_flags())
+        else {
+            return frame;
+        };
+        let size = self.frame_buf.len() as u64;
+        let copied = |f: u64| {
+            let at = f.checked_sub(chunk)?;
+            self.stack_copy
+                .get(at as usize..at.checked_add(size)? as usize)
+        };
+        let popped = |f: &[u8]| {
+            l.frame_owner.is_none_or(|o| f[o] == 0)
+                && (u64_at(f, l.frame_code) & !7 == 0 || u64_at(f, funcobj_at) & !7 == 0)
+        };
+        let top = frame;
+        while let Some(f) = copied(frame).filter(|f| popped(f)) {
+            let previous = u64_at(f, l.frame_previous);
+            if previous >= frame {
+                // Torn: the walk fails it.
+                return top;
+            }
+            frame = previous;
+        }
+        let header_int = |code: &CodeEntry, at: usize| {
+            code.code
+                .header
+                .get(at..at + 4)
+                .map_or(0, |b| i32::from_le_bytes(b.try_into().unwrap()))
+        };
+        while let Some(caller) = copied(frame) {
+            let Some(caller_code) = self.codes.get(&(u64_at(caller, l.frame_code) & !7)) else {
+                break;
+            };
+            let words = u64::try_from(header_int(caller_code, framesize_at)).unwrap_or(0);
+            let callee = frame + 8 * words;
+            let Some(f) = copied(callee).filter(|_| callee > frame) else {
+                break;
+            };
+            let Some(code) = self.codes.get(&(u64_at(f, l.frame_code) & !7)) else {
+                break;
+            };
+            // A generator's frame made by its call is moved into the generator, and the
+            // stack's copy is left as it was.
+            let generator = header_int(code, flags_at) as u32 & CO_GENERATOR_FLAGS != 0;
+            let started =
+                (code.code.code_start + 1..code.code.code_end).contains(&u64_at(f, l.frame_instr));
+            if generator || !started || popped(f) || u64_at(f, l.frame_previous) != frame {
+                break;
+            }
+            frame = callee;
+        }
+        frame
+    }
+
     /// The walk ended at `bottom`, `(frame, code, owner)`. A thread's outermost frame is never
     /// a generator's: one there yielded after the thread state was read, which cleared its
     /// link to its caller (the sample would be the generator alone: a fifth of the samples of
@@ -717,7 +777,8 @@ impl UnwindState {
     /// on 3.11+, by its code's `co_flags` before (read with the code's header, which the
     /// prefetch holds).
     fn is_generator(&mut self, target: &Target, code: u64, owner: u8) -> Result<bool, ReadError> {
-        let Some(off) = code_flags_offset(target.layout.python) else {
+        let l = &target.layout;
+        let Some(off) = l.code_flags().filter(|_| l.object_frames()) else {
             return Ok(owner == FRAME_OWNED_BY_GENERATOR);
         };
         let mut flags = [0u8; 4];

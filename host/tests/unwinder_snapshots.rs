@@ -4,7 +4,9 @@
 //! stacks — deep recursion, a running generator, the main thread — and the stacks the
 //! interpreter itself reported for them.
 
+use std::cell::Cell;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use tachyon::sampler::fixture::{stacks, ExpectedFrame, Fixture};
 use tachyon::sampler::memory::{Memory, Snapshot};
@@ -429,6 +431,63 @@ fn a_generator_that_yielded_is_followed_to_its_caller(version: &str) {
     );
 }
 
+/// A snapshot that counts the reads of one address.
+struct Counted {
+    snapshot: Snapshot,
+    addr: u64,
+    reads: Rc<Cell<usize>>,
+}
+
+impl Memory for Counted {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        if addr == self.addr {
+            self.reads.set(self.reads.get() + 1);
+        }
+        self.snapshot.read(addr, buf)
+    }
+
+    fn thread_ids(&self) -> Vec<u32> {
+        self.snapshot.thread_ids()
+    }
+}
+
+/// 3.11+ keep the main interpreter inside `_PyRuntime`: without `-a`, the list of
+/// interpreters is read for it once, and each sample is its main thread's recorded stack;
+/// with `-a`, the list is read every sample.
+fn the_main_interpreter_is_found_once(version: &str) {
+    let f = fixture(version);
+    let target = f.target.target();
+    let main_thread = f
+        .expected
+        .iter()
+        .find(|s| s.last().is_some_and(|fr| fr.1 == "<module>"))
+        .unwrap();
+    for (all_threads, head_reads) in [(false, 1), (true, 3)] {
+        let reads = Rc::new(Cell::new(0));
+        let memory = Counted {
+            snapshot: f.snapshot.clone(),
+            addr: target.interp_head_addr,
+            reads: reads.clone(),
+        };
+        let opts = UnwindOptions {
+            all_threads,
+            ..options()
+        };
+        let mut unwinder = Unwinder::with_memory(f.target.target(), opts, Box::new(memory));
+        let (mut symbols, mut threads) = (Symbols::default(), Vec::new());
+        for _ in 0..3 {
+            unwinder.sample(&mut symbols, &mut threads).unwrap();
+            if !all_threads {
+                assert_eq!(
+                    &stacks(&symbols, &threads),
+                    std::slice::from_ref(main_thread)
+                );
+            }
+        }
+        assert_eq!(reads.get(), head_reads, "{version}, -a {all_threads}");
+    }
+}
+
 /// A target read as each snapshot in turn, one a sample read, and as the last one after.
 struct Phases {
     snapshots: Vec<Snapshot>,
@@ -527,6 +586,11 @@ macro_rules! data_stack_versions {
                 #[test]
                 fn a_frame_of_no_known_owner_is_an_error() {
                     super::a_frame_of_no_known_owner_is_an_error($version);
+                }
+
+                #[test]
+                fn the_main_interpreter_is_found_once() {
+                    super::the_main_interpreter_is_found_once($version);
                 }
             }
         )*

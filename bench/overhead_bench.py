@@ -28,9 +28,10 @@ from sampler_bench import ROOT, TACHYON, ensure_pyspy, measured, samples_in
 # Regions (distinct pages) in tachyon's one read per sample of IDLE_TARGET on 3.11: the
 # runtime, the interpreter, the thread state, the C stack word holding the current frame,
 # the data stack, two code objects (strace -e process_vm_readv). On 3.15 no code object is
-# read: the runtime, the interpreter, the thread state, the data stack, the entry frame.
+# read, nor the runtime once the main interpreter is found: the interpreter, the thread
+# state, the data stack, the entry frame.
 READ_REGIONS = 7
-READ_REGIONS_315 = 5
+READ_REGIONS_315 = 4
 IDLE_TARGET = "import time\ndef idle():\n    time.sleep(3600)\nidle()"
 
 

@@ -453,7 +453,8 @@ impl Memory for Counted {
 
 /// 3.11+ keep the main interpreter inside `_PyRuntime`: without `-a`, the list of
 /// interpreters is read for it once, and each sample is its main thread's recorded stack;
-/// with `-a`, the list is read every sample.
+/// with `-a`, the list is read every sample, and so it is without `-a` when the interpreter
+/// found has not the main interpreter's id (0).
 fn the_main_interpreter_is_found_once(version: &str) {
     let f = fixture(version);
     let target = f.target.target();
@@ -462,10 +463,22 @@ fn the_main_interpreter_is_found_once(version: &str) {
         .iter()
         .find(|s| s.last().is_some_and(|fr| fr.1 == "<module>"))
         .unwrap();
-    for (all_threads, head_reads) in [(false, 1), (true, 3)] {
+    let mut head = [0u8; 8];
+    f.snapshot
+        .clone()
+        .read(target.interp_head_addr, &mut head)
+        .unwrap();
+    let id_at = u64::from_le_bytes(head) + target.layout.interp_id.expect("3.11+") as u64;
+    let mut not_main = f.snapshot.clone();
+    not_main.write(id_at, &1u64.to_le_bytes());
+    for (snapshot, all_threads, head_reads) in [
+        (&f.snapshot, false, 1),
+        (&f.snapshot, true, 3),
+        (&not_main, false, 3),
+    ] {
         let reads = Rc::new(Cell::new(0));
         let memory = Counted {
-            snapshot: f.snapshot.clone(),
+            snapshot: snapshot.clone(),
             addr: target.interp_head_addr,
             reads: reads.clone(),
         };
@@ -484,7 +497,11 @@ fn the_main_interpreter_is_found_once(version: &str) {
                 );
             }
         }
-        assert_eq!(reads.get(), head_reads, "{version}, -a {all_threads}");
+        assert_eq!(
+            reads.get(),
+            head_reads,
+            "{version}, -a {all_threads}, {head_reads}"
+        );
     }
 }
 

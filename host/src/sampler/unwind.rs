@@ -238,10 +238,18 @@ impl UnwindState {
         };
         self.thread_frames.clear();
         let mut thread_count = 0;
+        let mut last_id = 0;
         for &interp in &interpreters {
-            thread_count += self.sample_interpreter(target, symbols, interp, out)?;
+            let (threads, id) = self.sample_interpreter(target, symbols, interp, out)?;
+            thread_count += threads;
+            last_id = id;
         }
         self.interpreters = interpreters;
+        if last_id != 0 {
+            // Not the main interpreter (its id is 0): found by a walk the target tore. The
+            // next sample walks the list again.
+            self.interpreters.clear();
+        }
         if thread_count != self.thread_count {
             self.thread_count = thread_count;
             self.pthread_tids.clear();
@@ -256,9 +264,10 @@ impl UnwindState {
     /// The interpreters to sample (in the last sample's vector, refilled): with `all` every
     /// one, newest first, else the main interpreter, the oldest (new ones are pushed at the
     /// list's head). 3.11+ keep the main interpreter inside `_PyRuntime` beside the list,
-    /// unlike the others, so once found there it is not looked for again until a sample
-    /// fails: the list's head is a page of its own, one of the five a 3.15 sample reads
-    /// (flat out, 11-15 % more samples a second without it).
+    /// unlike the others, so once found there it is not looked for again while samples
+    /// succeed and it has the main interpreter's id: the list's head is a page of its own,
+    /// one of the five a 3.12-3.15 sample read (flat out on a 3.15 target at depth 5, 460 k
+    /// samples in 3 s became 586 k).
     fn interpreters(&mut self, target: &Target, all: bool) -> Result<Vec<u64>, ReadError> {
         let l = &target.layout;
         let mut out = std::mem::take(&mut self.interpreters);
@@ -299,14 +308,14 @@ impl UnwindState {
     }
 
     /// Sample one interpreter's selected threads into `out`; how many threads it has (when
-    /// they were listed).
+    /// they were listed), and its id.
     fn sample_interpreter(
         &mut self,
         target: &Target,
         symbols: &mut Symbols,
         interp: u64,
         out: &mut Vec<ThreadSample>,
-    ) -> Result<usize, ReadError> {
+    ) -> Result<(usize, u32), ReadError> {
         let l = &target.layout;
         // 3.12: the GIL state is behind a pointer (each interpreter may have its own GIL).
         let ceval_gil = match target.gil {
@@ -415,7 +424,7 @@ impl UnwindState {
                 out.push(thread);
             }
         }
-        Ok(thread_count)
+        Ok((thread_count, context.id))
     }
 
     fn thread_list(&mut self, target: &Target, mut tstate: u64) -> Result<Vec<u64>, ReadError> {
@@ -684,13 +693,13 @@ impl UnwindState {
     /// making calls every few tens of nanoseconds has often returned or called again
     /// meanwhile (two thirds of the samples of `bench/accuracy_bench.py`'s `calls`). The top
     /// of one and the frames of the other make stacks the program never had: a caller at the
-    /// line after its call with the callee still above it (13-23 % of those samples), or a
+    /// line after its call with the callee still above it (9-10 % of those samples), or a
     /// sibling call pushed where the popped one was. The sample takes the copy's stack
-    /// instead: down past frames popped meanwhile (popping clears a frame's function), then
-    /// up through calls made meanwhile: a direct call's frame sits `co_framesize` words above
-    /// its caller's and links back to it. A frame still at its first instruction is left out:
-    /// a caller fills a new frame in before it makes it the current frame. (Both pointers
-    /// are tagged references: a cleared one may keep a tag bit.)
+    /// instead: down past frames popped meanwhile (popping clears a frame's function, then
+    /// its code), then up through calls made meanwhile: a direct call's frame sits
+    /// `co_framesize` words above its caller's and links back to it. A frame still at its
+    /// first instruction is left out: a caller fills a new frame in before it makes it the
+    /// current frame. (Both pointers are tagged references: a cleared one may keep a tag bit.)
     fn top_when_copied(&self, l: &Layout, mut frame: u64, chunk: u64) -> u64 {
         let (Some(funcobj_at), Some(framesize_at), Some(flags_at)) =
             (l.frame_funcobj(), l.code_framesize(), l.code_flags())

@@ -241,20 +241,26 @@ fn innermost_changed(
     })
 }
 
-/// 3.14+: the thread state is read a microsecond or so before its stack is copied, and the
-/// sample's top is where the copy has it. Popping a frame clears its function (then its
-/// code): a thread's top frame popped meanwhile leaves its caller on top. A frame pushed
+/// 3.13+: the thread state is read a microsecond or so before its stack is copied, and the
+/// sample's top is where the copy has it. Popping a frame clears its function (3.14+; then
+/// its code) or its stack depth (3.13): a thread's top frame popped meanwhile leaves its
+/// caller on top. A frame pushed
 /// meanwhile, right above its caller (`co_framesize` words on) and linked to it, is the top
 /// once past its first instruction; at its first instruction it is left out (a caller fills
 /// a new frame in before it makes it current). Each data-stack frame in turn has its
-/// function cleared: the stacks are the recorded ones (a frame below the top, which the
-/// copy cannot have popped), or one of them without its innermost frame (the frame was a
-/// thread's top). Above each such top, a copy of it linked to it is then its callee.
+/// function (stack depth) cleared: the stacks are the recorded ones (a frame below the top,
+/// which the copy cannot have popped), or one of them without its innermost frame (the frame
+/// was a thread's top). Above each such top, a copy of it linked to it is then its callee.
 fn the_top_is_where_the_copy_has_it(version: &str) {
     let f = fixture(version);
     let layout = f.target.target().layout;
-    let funcobj = layout.frame_funcobj().expect("3.14+") as u64;
-    let framesize_at = layout.code_framesize().expect("3.14+") as u64;
+    // What popping a frame clears: 3.14+ its function, 3.13 its stack depth.
+    let (cleared, width) = match (layout.frame_funcobj(), layout.frame_stacktop()) {
+        (Some(funcobj), _) => (funcobj as u64, 8),
+        (None, Some(stacktop)) => (stacktop as u64, 4),
+        (None, None) => panic!("{version}: 3.13+"),
+    };
+    let framesize_at = layout.code_framesize().expect("3.13+") as u64;
     let instructions = layout.code_code_adaptive.expect("3.11+") as u64;
     let mut expected = f.expected.clone();
     expected.sort();
@@ -269,8 +275,12 @@ fn the_top_is_where_the_copy_has_it(version: &str) {
     let (mut tops, mut pushed) = (0, 0);
     for frame in data_stack_frames(&f) {
         let mut popped = f.snapshot.clone();
-        popped.write(frame + funcobj, &[0; 8]);
-        let seen = sample(&f, popped, 1).unwrap();
+        popped.write(frame + cleared, &[0; 8][..width]);
+        // Twice: 3.13 ask the code (cached by the first sample) if the frame has locals.
+        let Ok(seen) = sample(&f, popped, 2) else {
+            // Not a frame: the write cleared another's code, of which nothing was seen yet.
+            continue;
+        };
         if seen == expected {
             continue;
         }
@@ -311,9 +321,9 @@ fn the_top_is_where_the_copy_has_it(version: &str) {
         );
         pushed += 1;
     }
-    // Each parked thread's top; the deep recursion's has no room above it in the copy.
+    // Each parked thread's top; 3.14+ copy too little above the deep recursion's for a callee.
     assert!(
-        tops == 3 && pushed == 2,
+        tops == 3 && pushed >= 2,
         "{version}: {tops} tops popped, {pushed} pushed"
     );
 }
@@ -628,6 +638,7 @@ macro_rules! copied_top_versions {
 }
 
 copied_top_versions! {
+    copied_top_3_13 => "3.13",
     copied_top_3_14 => "3.14",
     copied_top_3_15 => "3.15",
 }

@@ -688,21 +688,20 @@ impl UnwindState {
         Ok(())
     }
 
-    /// 3.14+: the top of the stack as copied, from `frame`, the top the thread state named.
+    /// 3.13+: the top of the stack as copied, from `frame`, the top the thread state named.
     /// The stack is copied a microsecond or so after the thread state is read, and a program
     /// making calls every few tens of nanoseconds has often returned or called again
     /// meanwhile (two thirds of the samples of `bench/accuracy_bench.py`'s `calls`). The top
     /// of one and the frames of the other make stacks the program never had: a caller at the
     /// line after its call with the callee still above it (9-10 % of those samples), or a
     /// sibling call pushed where the popped one was. The sample takes the copy's stack
-    /// instead: down past frames popped meanwhile (popping clears a frame's function, then
-    /// its code), then up through calls made meanwhile: a direct call's frame sits
-    /// `co_framesize` words above its caller's and links back to it. A frame still at its
-    /// first instruction is left out: a caller fills a new frame in before it makes it the
-    /// current frame. (Both pointers are tagged references: a cleared one may keep a tag bit.)
+    /// instead: down past frames popped meanwhile, then up through calls made meanwhile: a
+    /// direct call's frame sits `co_framesize` words above its caller's and links back to it.
+    /// A frame still at its first instruction is left out: a caller fills a new frame in
+    /// before it makes it the current frame.
     fn top_when_copied(&self, l: &Layout, mut frame: u64, chunk: u64) -> u64 {
-        let (Some(funcobj_at), Some(framesize_at), Some(flags_at)) =
-            (l.frame_funcobj(), l.code_framesize(), l.code_flags())
+        let (Some(framesize_at), Some(flags_at), Some(nlocals_at)) =
+            (l.code_framesize(), l.code_flags(), l.code_nlocalsplus())
         else {
             return frame;
         };
@@ -712,43 +711,67 @@ impl UnwindState {
             self.stack_copy
                 .get(at as usize..at.checked_add(size)? as usize)
         };
-        let popped = |f: &[u8]| {
-            l.frame_owner.is_none_or(|o| f[o] == 0)
-                && (u64_at(f, l.frame_code) & !7 == 0 || u64_at(f, funcobj_at) & !7 == 0)
-        };
-        let top = frame;
-        while let Some(f) = copied(frame).filter(|f| popped(f)) {
-            let previous = u64_at(f, l.frame_previous);
-            if previous >= frame {
-                // Torn: the walk fails it.
-                return top;
-            }
-            frame = previous;
-        }
+        let code_of = |f: &[u8]| self.codes.get(&(u64_at(f, l.frame_code) & !7));
         let header_int = |code: &CodeEntry, at: usize| {
             code.code
                 .header
                 .get(at..at + 4)
                 .map_or(0, |b| i32::from_le_bytes(b.try_into().unwrap()))
         };
-        while let Some(caller) = copied(frame) {
-            let Some(caller_code) = self.codes.get(&(u64_at(caller, l.frame_code) & !7)) else {
-                break;
+        // 3.14+ clear a popped frame's function, then its code (both tagged references: a
+        // cleared one may keep a tag bit). 3.13 zero its stack depth, which a frame with no
+        // locals also has while it calls with nothing on its stack: not known to be popped.
+        let popped = |f: &[u8]| {
+            let thread_owned = l.frame_owner.is_none_or(|o| f[o] == 0);
+            let cleared = match (l.frame_funcobj(), l.frame_stacktop()) {
+                (Some(funcobj), _) => {
+                    u64_at(f, l.frame_code) & !7 == 0 || u64_at(f, funcobj) & !7 == 0
+                }
+                (None, Some(stacktop)) => {
+                    i32_at(f, stacktop) == 0
+                        && code_of(f).is_some_and(|c| header_int(c, nlocals_at) > 0)
+                }
+                (None, None) => false,
             };
-            let words = u64::try_from(header_int(caller_code, framesize_at)).unwrap_or(0);
-            let callee = frame + 8 * words;
-            let Some(f) = copied(callee).filter(|_| callee > frame) else {
-                break;
-            };
-            let Some(code) = self.codes.get(&(u64_at(f, l.frame_code) & !7)) else {
-                break;
-            };
+            thread_owned && cleared
+        };
+        // 3.13: a frame with no locals whose stack depth is zero: popped, or calling.
+        let may_be_popped = |f: &[u8]| {
+            l.frame_owner.is_none_or(|o| f[o] == 0)
+                && l.frame_stacktop().is_some_and(|at| i32_at(f, at) == 0)
+        };
+        let top = frame;
+        // Below a popped frame, such a frame is not calling: it was popped too (or has just
+        // seen its callee return, for a few instructions).
+        let mut below_popped = false;
+        while let Some(f) = copied(frame).filter(|f| popped(f) || below_popped && may_be_popped(f))
+        {
+            let previous = u64_at(f, l.frame_previous);
+            if previous >= frame {
+                // Torn: the walk fails it.
+                return top;
+            }
+            frame = previous;
+            below_popped = true;
+        }
+        // The frame a direct call of `frame`'s made, if the copy has one; and whether it may
+        // be one popped (3.13).
+        let callee_of = |frame: u64| {
+            let words = header_int(code_of(copied(frame)?)?, framesize_at);
+            let callee = frame + 8 * u64::try_from(words).ok()?;
+            let f = copied(callee).filter(|_| callee > frame)?;
+            let code = code_of(f)?;
             // A generator's frame made by its call is moved into the generator, and the
             // stack's copy is left as it was.
             let generator = header_int(code, flags_at) as u32 & CO_GENERATOR_FLAGS != 0;
             let started =
                 (code.code.code_start + 1..code.code.code_end).contains(&u64_at(f, l.frame_instr));
-            if generator || !started || popped(f) || u64_at(f, l.frame_previous) != frame {
+            (!generator && started && !popped(f) && u64_at(f, l.frame_previous) == frame)
+                .then_some((callee, may_be_popped(f)))
+        };
+        while let Some((callee, ambiguous)) = callee_of(frame) {
+            // One that may be popped is calling when it has a callee of its own.
+            if ambiguous && callee_of(callee).is_none_or(|(_, again)| again) {
                 break;
             }
             frame = callee;

@@ -210,7 +210,7 @@ impl Layout {
 
     /// 3.13: a frame's `stacktop` (its value stack's depth, counted from its locals, as saved
     /// when it calls; -1 while it runs), the int after its instruction pointer. Popping a
-    /// frame zeroes it (3.14 replaced it with a pointer, and clear the frame's function).
+    /// frame zeroes it (3.14+ keep a pointer instead, and clear the frame's function).
     pub fn frame_stacktop(&self) -> Option<usize> {
         (self.python == (3, 13)).then_some(self.frame_instr + 8)
     }

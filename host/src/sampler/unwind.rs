@@ -735,7 +735,7 @@ impl UnwindState {
             };
             thread_owned && cleared
         };
-        // 3.13: a frame with no locals whose stack depth is zero: popped, or calling.
+        // 3.13: a frame whose stack depth is zero: popped, or (with no locals) calling.
         let may_be_popped = |f: &[u8]| {
             l.frame_owner.is_none_or(|o| f[o] == 0)
                 && l.frame_stacktop().is_some_and(|at| i32_at(f, at) == 0)

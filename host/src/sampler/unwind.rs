@@ -18,9 +18,6 @@ use super::process::{field_addr, ReadError};
 const MAX_FRAMES: usize = 4096;
 const MAX_THREADS: usize = 4096;
 const MAX_INTERPRETERS: usize = 256;
-/// How near the list of interpreters in `_PyRuntime` a main interpreter inside it is (3.15:
-/// 126 KB on); sub-interpreters are allocated elsewhere.
-const RUNTIME_SPAN: u64 = 1 << 20;
 /// Code objects remembered; past this the cache starts again (a program that keeps making
 /// code, `exec` in a loop, would otherwise grow it without end).
 const MAX_CODES: usize = 1 << 16;
@@ -263,19 +260,15 @@ impl UnwindState {
 
     /// The interpreters to sample (in the last sample's vector, refilled): with `all` every
     /// one, newest first, else the main interpreter, the oldest (new ones are pushed at the
-    /// list's head). 3.11+ keep the main interpreter inside `_PyRuntime` beside the list,
-    /// unlike the others, so once found there it is not looked for again while samples
-    /// succeed and it has the main interpreter's id: the list's head is a page of its own,
+    /// list's head). 3.11+ keep the main interpreter inside `_PyRuntime`, never freed, so
+    /// once found it is not looked for again while samples succeed and it has the main
+    /// interpreter's id (0): the list's head is a page of its own,
     /// one of the five a 3.12-3.15 sample read (flat out on a 3.15 target at depth 5, 460 k
     /// samples in 3 s became 586 k).
     fn interpreters(&mut self, target: &Target, all: bool) -> Result<Vec<u64>, ReadError> {
         let l = &target.layout;
         let mut out = std::mem::take(&mut self.interpreters);
-        let in_runtime = |interp: u64| interp.abs_diff(target.interp_head_addr) < RUNTIME_SPAN;
-        let found_main = out
-            .last()
-            .copied()
-            .filter(|&main| !all && l.python >= (3, 11) && in_runtime(main));
+        let found_main = out.last().copied().filter(|_| !all && l.python >= (3, 11));
         out.clear();
         if let Some(main) = found_main {
             out.push(main);
@@ -631,10 +624,8 @@ impl UnwindState {
             if visited > MAX_FRAMES {
                 return Err(ReadError::Fault);
             }
-            let copied = frame
-                .checked_sub(chunk)
-                .and_then(|at| self.stack_copy.get(at as usize..(at + size) as usize));
-            let buf: &[u8] = if let Some(bytes) = copied {
+            let buf: &[u8] = if let Some(bytes) = copied_frame(&self.stack_copy, chunk, frame, size)
+            {
                 bytes
             } else {
                 self.mem.read(frame, &mut self.frame_buf)?;
@@ -706,18 +697,9 @@ impl UnwindState {
             return frame;
         };
         let size = self.frame_buf.len() as u64;
-        let copied = |f: u64| {
-            let at = f.checked_sub(chunk)?;
-            self.stack_copy
-                .get(at as usize..at.checked_add(size)? as usize)
-        };
+        let copied = |f: u64| copied_frame(&self.stack_copy, chunk, f, size);
         let code_of = |f: &[u8]| self.codes.get(&(u64_at(f, l.frame_code) & !7));
-        let header_int = |code: &CodeEntry, at: usize| {
-            code.code
-                .header
-                .get(at..at + 4)
-                .map_or(0, |b| i32::from_le_bytes(b.try_into().unwrap()))
-        };
+        let header_int = |code: &CodeEntry, at: usize| i32_at(&code.code.header, at);
         // 3.14+ clear a popped frame's function, then its code (both tagged references: a
         // cleared one may keep a tag bit). 3.13 zero its stack depth, which a frame with no
         // locals also has while it calls with nothing on its stack: not known to be popped.
@@ -1114,6 +1096,13 @@ impl UnwindState {
         self.pthread_tids.insert(pthread, tid);
         tid
     }
+}
+
+/// The bytes of the frame at `frame` in `copy`, the copy of a data-stack chunk at `chunk`, if
+/// the copy holds its first `size` bytes.
+fn copied_frame(copy: &[u8], chunk: u64, frame: u64, size: u64) -> Option<&[u8]> {
+    let at = frame.checked_sub(chunk)?;
+    copy.get(at as usize..at.checked_add(size)? as usize)
 }
 
 /// Offset of the executing instruction in the units each line table uses.

@@ -262,12 +262,13 @@ def test_calls_of_a_few_nanoseconds_keep_their_samples_and_stacks(tmp, version):
             assert caller[1] == caller_name, frames
             callers["at the call" if caller[2] == call_line else "past it"] += 1
     assert sum(leaves.values()) >= 3000 and {"is_space", "is_digit", "classify", "scan"} <= set(leaves), leaves
-    if tuple(map(int, version.split("."))) >= (3, 13):
-        # 0.1-0.3 % here (a call returning while the copy is made); 9-10 % with the top the
+    if tuple(map(int, version.split("."))) >= (3, 12):
+        # 0.0-0.5 % here (a call returning while the copy is made); 9-23 % with the top the
         # thread state named.
         assert callers["past it"] <= 0.02 * sum(callers.values()), callers
     else:
-        # 13-23 % of samples have one past its call here, when the target runs on the other core.
+        # 3.11: 13-23 % of samples have one past its call here, when the target runs on the
+        # other core.
         assert callers["at the call"] >= 2 * callers["past it"], callers
 
 

@@ -239,8 +239,10 @@ def test_calls_of_a_few_nanoseconds_keep_their_samples_and_stacks(tmp, version):
     is named by its instruction pointer once its code was seen: few samples are lost (a
     sample failed for each of them lost 9 % on 3.15), and every sample is a chain of calls the
     program makes, each frame within its function's lines, a frame being pushed at its first
-    line. The whole stack is taken from its copy (frames popped or pushed since the thread
-    state was read are known there), so a caller is at its call."""
+    line. 3.13+ take the whole stack from its copy (frames popped or pushed since the thread
+    state was read are known there), so a caller is at its call; before 3.13 a caller can be
+    at a line past it (the call returned between the copies of the caller and of the
+    callee)."""
     python = require_python(version)
     script = os.path.join(SCRIPTS, "short_calls.py")
     out = tmp / "calls.bin"
@@ -260,9 +262,14 @@ def test_calls_of_a_few_nanoseconds_keep_their_samples_and_stacks(tmp, version):
             assert caller[1] == caller_name, frames
             callers["at the call" if caller[2] == call_line else "past it"] += 1
     assert sum(leaves.values()) >= 3000 and {"is_space", "is_digit", "classify", "scan"} <= set(leaves), leaves
-    # 0.0-0.5 % here (a call returning while the copy is made); 9-23 % with the top the
-    # thread state named.
-    assert callers["past it"] <= 0.02 * sum(callers.values()), callers
+    if tuple(map(int, version.split("."))) >= (3, 12):
+        # 0.0-0.5 % here (a call returning while the copy is made); 9-23 % with the top the
+        # thread state named.
+        assert callers["past it"] <= 0.02 * sum(callers.values()), callers
+    else:
+        # 3.11: 13-23 % of samples have one past its call here, when the target runs on the
+        # other core.
+        assert callers["at the call"] >= 2 * callers["past it"], callers
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -241,50 +241,16 @@ fn innermost_changed(
     })
 }
 
-/// Whether `seen` is `expected` with one frame at another line.
-fn one_line_moved(expected: &[Vec<ExpectedFrame>], seen: &[Vec<ExpectedFrame>]) -> bool {
-    let frames = |stacks: &[Vec<ExpectedFrame>]| {
-        let mut all: Vec<ExpectedFrame> = stacks.concat();
-        all.sort();
-        all
-    };
-    let (expected, seen) = (frames(expected), frames(seen));
-    let only_in = |a: &[ExpectedFrame], b: &[ExpectedFrame]| {
-        let mut rest = b.to_vec();
-        a.iter()
-            .filter(|f| match rest.iter().position(|g| g == *f) {
-                Some(i) => {
-                    rest.remove(i);
-                    false
-                }
-                None => true,
-            })
-            .cloned()
-            .collect::<Vec<_>>()
-    };
-    match (
-        &only_in(&expected, &seen)[..],
-        &only_in(&seen, &expected)[..],
-    ) {
-        ([(file, function, _)], [(moved_file, moved_function, _)]) => {
-            (file, function) == (moved_file, moved_function)
-        }
-        _ => false,
-    }
-}
-
-/// 3.11+: the thread state is read a microsecond or so before its stack is copied, and the
+/// 3.12+: the thread state is read a microsecond or so before its stack is copied, and the
 /// sample's top is where the copy has it. Popping a frame clears its function (3.14+; then
-/// its code) or its stack depth (3.13), or leaves it at a return (3.11, 3.12: with its depth
-/// saved, where a running frame has -1): a thread's top frame popped meanwhile leaves its
-/// caller on top. A frame pushed
+/// its code) or its stack depth (3.13), or leaves it at a return with its depth saved (3.12):
+/// a thread's top frame popped meanwhile leaves its caller on top. A frame pushed
 /// meanwhile, right above its caller (`co_framesize` words on) and linked to it, is the top
 /// once past its first instruction; at its first instruction it is left out (a caller fills
 /// a new frame in before it makes it current). Each data-stack frame in turn is popped so:
 /// the stacks are the recorded ones (a frame below the top, which the copy cannot have
-/// popped; on 3.11 at its return's line), or one of them without its innermost frame (the
-/// frame was a thread's top). Above each such top, a copy of it linked to it is then its
-/// callee.
+/// popped), or one of them without its innermost frame (the frame was a thread's top). Above
+/// each such top, a copy of it linked to it is then its callee.
 fn the_top_is_where_the_copy_has_it(version: &str) {
     let f = fixture(version);
     let layout = f.target.target().layout;
@@ -298,19 +264,19 @@ fn the_top_is_where_the_copy_has_it(version: &str) {
             .unwrap_or_default()
     };
     let word = |bytes: &[u8], at: usize| u64::from_le_bytes(bytes[at..][..8].try_into().unwrap());
-    // What popping a frame writes: 3.14+ clear its function, 3.13 its stack depth; 3.11 and
-    // 3.12 leave it at a return instruction (`RETURN_VALUE`, `RETURN_CONST`) of its code, 3.12
-    // with a depth saved; the frame is first seen so, running (depth -1) on 3.12.
+    // What popping a frame writes: 3.14+ clear its function, 3.13 its stack depth; 3.12 save
+    // a depth and leave it at a return instruction (`RETURN_VALUE`, `RETURN_CONST`) of its code,
+    // where the frame is seen at first, running (depth -1).
     type Writes = Vec<(u64, Vec<u8>)>;
     let pop = |frame: u64,
                read: &mut dyn FnMut(u64, usize) -> Vec<u8>|
-     -> Option<(Writes, Option<Writes>)> {
+     -> Option<(Writes, Writes)> {
         match (layout.frame_funcobj(), layout.frame_stacktop()) {
-            (Some(funcobj), _) => Some((vec![(frame + funcobj as u64, vec![0; 8])], Some(vec![]))),
+            (Some(funcobj), _) => Some((vec![(frame + funcobj as u64, vec![0; 8])], vec![])),
             (None, Some(stacktop)) if layout.python == (3, 13) => {
-                Some((vec![(frame + stacktop as u64, vec![0; 4])], Some(vec![])))
+                Some((vec![(frame + stacktop as u64, vec![0; 4])], vec![]))
             }
-            (None, stacktop) => {
+            (None, Some(stacktop)) => {
                 let code = word(&read(frame, layout.frame_read_size()), layout.frame_code);
                 let start = code + instructions;
                 let at_return = (0..)
@@ -322,17 +288,16 @@ fn the_top_is_where_the_copy_has_it(version: &str) {
                 // top, which no sample read).
                 let (at, _) = at_return?;
                 let at_return = (frame + layout.frame_instr as u64, at.to_le_bytes().to_vec());
-                let Some(stacktop) = stacktop else {
-                    return Some((vec![at_return], None));
-                };
                 let depth = |depth: i32| (frame + stacktop as u64, depth.to_le_bytes().to_vec());
                 Some((
                     vec![depth(0), at_return.clone()],
-                    Some(vec![depth(-1), at_return]),
+                    vec![depth(-1), at_return],
                 ))
             }
+            (None, None) => panic!("{version}: 3.12+"),
         }
     };
+    let framesize_at = layout.code_framesize().expect("3.12+") as u64;
     let mut expected = f.expected.clone();
     expected.sort();
     let (mut tops, mut pushed) = (0, 0);
@@ -344,18 +309,15 @@ fn the_top_is_where_the_copy_has_it(version: &str) {
         for (at, bytes) in popping {
             popped.write(at, &bytes);
         }
-        for (at, bytes) in at_first.iter().flatten() {
-            before.write(*at, bytes);
+        for (at, bytes) in at_first {
+            before.write(at, &bytes);
         }
         // Twice: 3.13 ask the code (cached by the first sample) if the frame has locals.
         let (Ok(seen), Ok(before)) = (sample(&f, popped, 2), sample(&f, before, 2)) else {
             // Not a frame: the write cleared another's code, of which nothing was seen yet.
             continue;
         };
-        // 3.11 cannot tell a frame at its return from one that returned: one below the top is
-        // seen at its return's line.
-        let moved = at_first.is_none() && one_line_moved(&before, &seen);
-        if seen == before || moved {
+        if seen == before {
             continue;
         }
         assert!(
@@ -366,8 +328,8 @@ fn the_top_is_where_the_copy_has_it(version: &str) {
         // Its callee: a copy of its frame, linked to it, where its code pushes frames.
         let header = read(frame, layout.frame_read_size());
         let code = u64::from_le_bytes(header[layout.frame_code..][..8].try_into().unwrap()) & !7;
-        let words = layout.code_frame_words(&read(code, layout.code_read_size()));
-        let callee = frame + 8 * words.expect("3.11+");
+        let words = i32::from_le_bytes(read(code + framesize_at, 4).try_into().unwrap());
+        let callee = frame + 8 * words as u64;
         let mut callee_frame = header.clone();
         callee_frame[layout.frame_previous..][..8].copy_from_slice(&frame.to_le_bytes());
         let mut with_callee = f.snapshot.clone();
@@ -712,7 +674,6 @@ macro_rules! copied_top_versions {
 }
 
 copied_top_versions! {
-    copied_top_3_11 => "3.11",
     copied_top_3_12 => "3.12",
     copied_top_3_13 => "3.13",
     copied_top_3_14 => "3.14",

@@ -195,31 +195,17 @@ impl Layout {
         (self.python >= (3, 14)).then_some(self.frame_previous + 8)
     }
 
-    /// 3.11+: the words a frame of the code whose header (`code_read_size` bytes) is `header`
-    /// takes on the data stack, where a frame it calls is pushed: 3.12+ keep it as
-    /// `co_framesize`, two ints after `co_firstlineno`; 3.11 add its locals (`co_nlocalsplus`),
-    /// its value stack (`co_stacksize`, the int before `co_firstlineno`) and the frame's own
-    /// fields (`FRAME_SPECIALS_SIZE`: its size less the first local, in words). The debug
-    /// offsets list none of these, nor `code_flags` or `frame_stacktop`.
-    pub fn code_frame_words(&self, header: &[u8]) -> Option<u64> {
-        let int = |at: usize| -> Option<i64> {
-            Some(i32::from_le_bytes(header.get(at..at + 4)?.try_into().ok()?).into())
-        };
-        let words: i64 = match self.python {
-            (3, 11) => {
-                let specials = (self.frame_size? as i64 - 1) / 8;
-                int(self.code_nlocalsplus()?)? + int(self.code_firstlineno - 4)? + specials
-            }
-            (3, 12..) => int(self.code_firstlineno + 8)?,
-            _ => return None,
-        };
-        u64::try_from(words).ok()
+    /// 3.12+: a code object's `co_framesize` (its frames' size in words: where a frame it
+    /// calls is pushed), two ints after `co_firstlineno`, inside `code_read_size`. The debug
+    /// offsets list neither this nor `code_nlocalsplus`, `code_flags` or `frame_stacktop`.
+    pub fn code_framesize(&self) -> Option<usize> {
+        (self.python >= (3, 12)).then_some(self.code_firstlineno + 8)
     }
 
-    /// 3.11+: a code object's `co_nlocalsplus` (its frames' local variables), right after
+    /// 3.12+: a code object's `co_nlocalsplus` (its frames' local variables), right after
     /// `co_firstlineno`.
     pub fn code_nlocalsplus(&self) -> Option<usize> {
-        (self.python >= (3, 11)).then_some(self.code_firstlineno + 4)
+        (self.python >= (3, 12)).then_some(self.code_firstlineno + 4)
     }
 
     /// 3.12 and 3.13: a frame's `stacktop` (its value stack's depth, counted from its locals),
@@ -231,13 +217,12 @@ impl Layout {
     }
 
     /// A code object's `co_flags`: ≤3.10 after the argument, local and stack counts, 3.12+
-    /// five ints before `co_firstlineno` (3.11: and two shorts).
+    /// five ints before `co_firstlineno` (3.11 does not need it).
     pub fn code_flags(&self) -> Option<usize> {
         match self.python {
             (2, _) => Some(28),
             (3, 6 | 7) => Some(32),
             (3, 8..=10) => Some(36),
-            (3, 11) => Some(self.code_firstlineno - 24),
             (3, 12..) => Some(self.code_firstlineno - 20),
             _ => None,
         }

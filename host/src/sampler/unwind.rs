@@ -49,8 +49,8 @@ fn last_frame_owner(python: (u8, u8)) -> u8 {
     }
 }
 
-/// The opcodes of a Python version that return from a frame (3.11+).
-fn return_opcodes((major, minor): (u8, u8)) -> [bool; 256] {
+/// The opcodes of Python `major.minor` that return from a frame (3.11+).
+fn return_opcodes(major: u8, minor: u8) -> [bool; 256] {
     let mut returns = [false; 256];
     if let Some(table) = tachyon_plugin_api::opcodes::Opcodes::for_version(major, minor) {
         for op in 0..=255u8 {
@@ -62,7 +62,7 @@ fn return_opcodes((major, minor): (u8, u8)) -> [bool; 256] {
     returns
 }
 
-/// Bytes of a code's instructions scanned for its returns (3.11, 3.12).
+/// Bytes of a code's instructions scanned for its returns (3.12).
 const MAX_RETURNS_SCANNED: u64 = 1 << 16;
 
 /// glibc x86_64 keeps a thread's kernel tid at this offset of `struct pthread`.
@@ -101,7 +101,7 @@ struct CodeEntry {
     frames: FxHashMap<(i64, u8), FrameId>,
     /// The code epoch its identity was last read in.
     checked_in: u64,
-    /// 3.11, 3.12: where its return instructions are, in bytes from its first.
+    /// 3.12: where its return instructions are, in bytes from its first.
     returns: Vec<u32>,
 }
 
@@ -149,8 +149,7 @@ impl Unwinder {
             opts,
             mem: memory,
             codes: FxHashMap::default(),
-            return_opcodes: matches!(target.layout.python, (3, 11 | 12))
-                .then(|| return_opcodes(target.layout.python)),
+            return_opcodes: (target.layout.python == (3, 12)).then(|| return_opcodes(3, 12)),
             code_starts: BTreeMap::new(),
             code_cache_limit: MAX_CODES,
             code_generations: Vec::new(),
@@ -199,7 +198,7 @@ pub(super) struct UnwindState {
     pub(super) opts: UnwindOptions,
     pub(super) mem: Box<dyn Memory>,
     codes: FxHashMap<u64, CodeEntry>,
-    /// 3.11, 3.12: the opcodes that return from a frame, by number.
+    /// 3.12: the opcodes that return from a frame, by number.
     return_opcodes: Option<[bool; 256]>,
     /// The addresses of `codes` by where their instructions start (3.11+): which code an
     /// instruction pointer is in.
@@ -701,7 +700,7 @@ impl UnwindState {
         Ok(())
     }
 
-    /// 3.11+: the top of the stack as copied, from `frame`, the top the thread state named.
+    /// 3.12+: the top of the stack as copied, from `frame`, the top the thread state named.
     /// The stack is copied a microsecond or so after the thread state is read, and a program
     /// making calls every few tens of nanoseconds has often returned or called again
     /// meanwhile (two thirds of the samples of `bench/accuracy_bench.py`'s `calls`). The top
@@ -713,7 +712,9 @@ impl UnwindState {
     /// A frame still at its first instruction is left out: a caller fills a new frame in
     /// before it makes it the current frame.
     fn top_when_copied(&self, l: &Layout, mut frame: u64, chunk: u64) -> u64 {
-        let (Some(flags_at), Some(nlocals_at)) = (l.code_flags(), l.code_nlocalsplus()) else {
+        let (Some(framesize_at), Some(flags_at), Some(nlocals_at)) =
+            (l.code_framesize(), l.code_flags(), l.code_nlocalsplus())
+        else {
             return frame;
         };
         let size = self.frame_buf.len() as u64;
@@ -723,26 +724,26 @@ impl UnwindState {
         // 3.14+ clear a popped frame's function, then its code (both tagged references: a
         // cleared one may keep a tag bit). 3.13 zero its stack depth, which a frame with no
         // locals also has while it calls with nothing on its stack: not known to be popped.
-        // 3.11 and 3.12 leave it as it was when it returned: at a return instruction.
+        // 3.12 leave it as it was when it returned: at a return instruction, its stack depth
+        // saved (-1 while a frame runs).
         let popped = |f: &[u8]| {
             let thread_owned = l.frame_owner.is_none_or(|o| f[o] == 0);
             let cleared = match (l.frame_funcobj(), l.frame_stacktop()) {
                 (Some(funcobj), _) => {
                     u64_at(f, l.frame_code) & !7 == 0 || u64_at(f, funcobj) & !7 == 0
                 }
-                (None, Some(stacktop)) if l.python == (3, 13) => {
-                    i32_at(f, stacktop) == 0
-                        && code_of(f).is_some_and(|c| header_int(c, nlocals_at) > 0)
-                }
-                // 3.12 also save its depth (-1 while a frame runs). 3.11 do not mark a running
-                // frame: one running its return is taken for one that returned.
-                (None, stacktop) => {
-                    stacktop.is_none_or(|at| i32_at(f, at) != -1)
+                (None, Some(stacktop)) if l.python == (3, 12) => {
+                    i32_at(f, stacktop) != -1
                         && code_of(f).is_some_and(|c| {
                             let at = u64_at(f, l.frame_instr).wrapping_sub(c.code.code_start);
                             u32::try_from(at).is_ok_and(|at| c.returns.binary_search(&at).is_ok())
                         })
                 }
+                (None, Some(stacktop)) => {
+                    i32_at(f, stacktop) == 0
+                        && code_of(f).is_some_and(|c| header_int(c, nlocals_at) > 0)
+                }
+                (None, None) => false,
             };
             thread_owned && cleared
         };
@@ -769,8 +770,8 @@ impl UnwindState {
         // The frame a direct call of `frame`'s made, if the copy has one; and whether it may
         // be one popped (3.13).
         let callee_of = |frame: u64| {
-            let words = l.code_frame_words(&code_of(copied(frame)?)?.code.header)?;
-            let callee = frame + 8 * words;
+            let words = header_int(code_of(copied(frame)?)?, framesize_at);
+            let callee = frame + 8 * u64::try_from(words).ok()?;
             let f = copied(callee).filter(|_| callee > frame)?;
             let code = code_of(f)?;
             // A generator's frame made by its call is moved into the generator, and the

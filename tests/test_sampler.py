@@ -272,6 +272,28 @@ def test_calls_of_a_few_nanoseconds_keep_their_samples_and_stacks(tmp, version):
         assert callers["at the call"] >= 2 * callers["past it"], callers
 
 
+@pytest.mark.parametrize("version", ["3.11", "3.12", "3.13", "3.14", "3.15"])
+def test_a_callee_left_by_an_exception_is_not_taken_for_the_top(tmp, version):
+    """A loop catches what its callee raised, then runs on without a call. 3.12 and 3.13 do
+    not clear a frame left by an exception as they clear one that returned: it stays in the
+    stack's memory right above its caller. Taken for a call made since the thread state was
+    read, it was the top of 90 % of the samples on 3.13 (and of a third on 3.12)."""
+    python = require_python(version)
+    script = os.path.join(SCRIPTS, "caught_exception.py")
+    out = tmp / "caught.bin"
+    tachyon("run", "--python", python, "-d", "1.5", "-r", "2khz", "-f", "binary", "-o", out, script, 30)
+    # Samples of the loop past its call (lines 22-24), and how many of them had `check` above.
+    past_the_call = collections.Counter()
+    for *_x, frames in read_capture(out):
+        names = [(f[1], f[2]) for f in frames if f[0].endswith("caught_exception.py")]
+        loop = [line for name, line in names if name == "loop"]
+        if loop and loop[0] in (22, 23, 24):
+            past_the_call["with check above" if names[0][0] == "check" else "on its own"] += 1
+    # `check` itself runs a tenth of the time (its loop), so its code is known early.
+    assert past_the_call["on its own"] >= 1000, past_the_call
+    assert past_the_call["with check above"] <= 0.01 * past_the_call["on its own"], past_the_call
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_a_generator_that_yields_mid_read_keeps_its_callers(tmp, version):
     """A loop over a generator that yields every few tens of nanoseconds: yielding clears the
@@ -290,6 +312,8 @@ def test_a_generator_that_yields_mid_read_keeps_its_callers(tmp, version):
     odd = []
     for *_x, frames in read_capture(out):
         names = tuple(f[1] for f in frames if f[1] != "<GC>")
+        if not names:
+            continue  # The interpreter finalizing, with no Python frame left (seen once, 3.15).
         if names not in {("chars", "count", "main", "<module>"), ("count", "main", "<module>"),
                          ("main", "<module>"), ("<module>",)}:
             odd.append(names)

@@ -250,7 +250,8 @@ fn innermost_changed(
 /// a new frame in before it makes it current). Each data-stack frame in turn is popped so:
 /// the stacks are the recorded ones (a frame below the top, which the copy cannot have
 /// popped), or one of them without its innermost frame (the frame was a thread's top). Above
-/// each such top, a copy of it linked to it is then its callee.
+/// each such top, a copy of it linked to it is then its callee (3.12, 3.13: once the top has
+/// saved a depth, as a frame does when it calls; not while it runs).
 fn the_top_is_where_the_copy_has_it(version: &str) {
     let f = fixture(version);
     let layout = f.target.target().layout;
@@ -340,6 +341,16 @@ fn the_top_is_where_the_copy_has_it(version: &str) {
             continue; // Beyond the copied span.
         }
         with_callee.write(callee, &callee_frame);
+        if let Some(stacktop) = layout.frame_stacktop() {
+            // 3.12, 3.13: a caller running (depth -1) has not called; the frame above it is
+            // one it left (an exception's). One calling has saved its depth.
+            assert_eq!(
+                sample(&f, with_callee.clone(), 2).unwrap(),
+                expected,
+                "{version}: a frame above {frame:#x}, running"
+            );
+            with_callee.write(frame + stacktop as u64, &1i32.to_le_bytes());
+        }
         let seen = sample(&f, with_callee.clone(), 2).unwrap();
         assert!(
             innermost_changed(&expected, &seen, true),

@@ -241,21 +241,30 @@ fn innermost_changed(
     })
 }
 
-/// 3.12+: the thread state is read a microsecond or so before its stack is copied, and the
+/// 3.13+: the thread state is read a microsecond or so before its stack is copied, and the
 /// sample's top is where the copy has it. Popping a frame clears its function (3.14+; then
-/// its code) or its stack depth (3.13), or leaves it at a return with its depth saved (3.12):
-/// a thread's top frame popped meanwhile leaves its caller on top. A frame pushed
+/// its code) or its stack depth (3.13): a thread's top frame popped meanwhile leaves its
+/// caller on top. A frame pushed
 /// meanwhile, right above its caller (`co_framesize` words on) and linked to it, is the top
 /// once past its first instruction; at its first instruction it is left out (a caller fills
-/// a new frame in before it makes it current). Each data-stack frame in turn is popped so:
-/// the stacks are the recorded ones (a frame below the top, which the copy cannot have
-/// popped), or one of them without its innermost frame (the frame was a thread's top). Above
-/// each such top, a copy of it linked to it is then its callee (3.12, 3.13: once the top has
-/// saved a depth, as a frame does when it calls; not while it runs).
+/// a new frame in before it makes it current). Each data-stack frame in turn has its
+/// function (stack depth) cleared: the stacks are the recorded ones (a frame below the top,
+/// which the copy cannot have popped), or one of them without its innermost frame (the frame
+/// was a thread's top). Above each such top, a copy of it linked to it is then its callee
+/// (3.13: once the top has saved a depth, as a frame does when it calls; not while it runs).
 fn the_top_is_where_the_copy_has_it(version: &str) {
     let f = fixture(version);
     let layout = f.target.target().layout;
+    // What popping a frame clears: 3.14+ its function, 3.13 its stack depth.
+    let (cleared, width) = match (layout.frame_funcobj(), layout.frame_stacktop()) {
+        (Some(funcobj), _) => (funcobj as u64, 8),
+        (None, Some(stacktop)) => (stacktop as u64, 4),
+        (None, None) => panic!("{version}: 3.13+"),
+    };
+    let framesize_at = layout.code_framesize().expect("3.13+") as u64;
     let instructions = layout.code_code_adaptive.expect("3.11+") as u64;
+    let mut expected = f.expected.clone();
+    expected.sort();
     let mut whole = f.snapshot.clone();
     let mut read = |at: u64, len: usize| {
         let mut bytes = vec![0u8; len];
@@ -264,65 +273,20 @@ fn the_top_is_where_the_copy_has_it(version: &str) {
             .map(|()| bytes)
             .unwrap_or_default()
     };
-    let word = |bytes: &[u8], at: usize| u64::from_le_bytes(bytes[at..][..8].try_into().unwrap());
-    // What popping a frame writes: 3.14+ clear its function, 3.13 its stack depth; 3.12 save
-    // a depth and leave it at a return instruction (`RETURN_VALUE`, `RETURN_CONST`) of its code,
-    // where the frame is seen at first, running (depth -1).
-    type Writes = Vec<(u64, Vec<u8>)>;
-    let pop = |frame: u64,
-               read: &mut dyn FnMut(u64, usize) -> Vec<u8>|
-     -> Option<(Writes, Writes)> {
-        match (layout.frame_funcobj(), layout.frame_stacktop()) {
-            (Some(funcobj), _) => Some((vec![(frame + funcobj as u64, vec![0; 8])], vec![])),
-            (None, Some(stacktop)) if layout.python == (3, 13) => {
-                Some((vec![(frame + stacktop as u64, vec![0; 4])], vec![]))
-            }
-            (None, Some(stacktop)) => {
-                let code = word(&read(frame, layout.frame_read_size()), layout.frame_code);
-                let start = code + instructions;
-                let at_return = (0..)
-                    .map(|i| start + 2 * i)
-                    .map(|at| (at, read(at, 2)))
-                    .take_while(|(_, unit)| !unit.is_empty())
-                    .find(|(_, unit)| matches!(unit[0], 83 | 121));
-                // None where the recording has not the code's instructions (a frame above a
-                // top, which no sample read).
-                let (at, _) = at_return?;
-                let at_return = (frame + layout.frame_instr as u64, at.to_le_bytes().to_vec());
-                let depth = |depth: i32| (frame + stacktop as u64, depth.to_le_bytes().to_vec());
-                Some((
-                    vec![depth(0), at_return.clone()],
-                    vec![depth(-1), at_return],
-                ))
-            }
-            (None, None) => panic!("{version}: 3.12+"),
-        }
-    };
-    let framesize_at = layout.code_framesize().expect("3.12+") as u64;
-    let mut expected = f.expected.clone();
-    expected.sort();
     let (mut tops, mut pushed) = (0, 0);
     for frame in data_stack_frames(&f) {
-        let Some((popping, at_first)) = pop(frame, &mut read) else {
-            continue;
-        };
-        let (mut popped, mut before) = (f.snapshot.clone(), f.snapshot.clone());
-        for (at, bytes) in popping {
-            popped.write(at, &bytes);
-        }
-        for (at, bytes) in at_first {
-            before.write(at, &bytes);
-        }
+        let mut popped = f.snapshot.clone();
+        popped.write(frame + cleared, &[0; 8][..width]);
         // Twice: 3.13 ask the code (cached by the first sample) if the frame has locals.
-        let (Ok(seen), Ok(before)) = (sample(&f, popped, 2), sample(&f, before, 2)) else {
+        let Ok(seen) = sample(&f, popped, 2) else {
             // Not a frame: the write cleared another's code, of which nothing was seen yet.
             continue;
         };
-        if seen == before {
+        if seen == expected {
             continue;
         }
         assert!(
-            innermost_changed(&before, &seen, false),
+            innermost_changed(&expected, &seen, false),
             "{version}: frame {frame:#x} without its function gave {seen:?}"
         );
         tops += 1;
@@ -342,8 +306,8 @@ fn the_top_is_where_the_copy_has_it(version: &str) {
         }
         with_callee.write(callee, &callee_frame);
         if let Some(stacktop) = layout.frame_stacktop() {
-            // 3.12, 3.13: a caller running (depth -1) has not called; the frame above it is
-            // one it left (an exception's). One calling has saved its depth.
+            // 3.13: a caller running (depth -1) has not called; the frame above it is one it
+            // left (an exception's). One calling has saved its depth.
             assert_eq!(
                 sample(&f, with_callee.clone(), 2).unwrap(),
                 expected,
@@ -685,7 +649,6 @@ macro_rules! copied_top_versions {
 }
 
 copied_top_versions! {
-    copied_top_3_12 => "3.12",
     copied_top_3_13 => "3.13",
     copied_top_3_14 => "3.14",
     copied_top_3_15 => "3.15",

@@ -195,35 +195,34 @@ impl Layout {
         (self.python >= (3, 14)).then_some(self.frame_previous + 8)
     }
 
-    /// 3.12+: a code object's `co_framesize` (its frames' size in words: where a frame it
+    /// 3.13+: a code object's `co_framesize` (its frames' size in words: where a frame it
     /// calls is pushed), two ints after `co_firstlineno`, inside `code_read_size`. The debug
     /// offsets list neither this nor `code_nlocalsplus`, `code_flags` or `frame_stacktop`.
     pub fn code_framesize(&self) -> Option<usize> {
-        (self.python >= (3, 12)).then_some(self.code_firstlineno + 8)
+        (self.python >= (3, 13)).then_some(self.code_firstlineno + 8)
     }
 
-    /// 3.12+: a code object's `co_nlocalsplus` (its frames' local variables), right after
+    /// 3.13+: a code object's `co_nlocalsplus` (its frames' local variables), right after
     /// `co_firstlineno`.
     pub fn code_nlocalsplus(&self) -> Option<usize> {
-        (self.python >= (3, 12)).then_some(self.code_firstlineno + 4)
+        (self.python >= (3, 13)).then_some(self.code_firstlineno + 4)
     }
 
-    /// 3.12 and 3.13: a frame's `stacktop` (its value stack's depth, counted from its locals),
-    /// the int after its instruction pointer: -1 while the frame runs, saved when it calls
-    /// Python code and when it returns. 3.13 zero it once popped (3.14+ keep a pointer
-    /// instead, and clear the frame's function).
+    /// 3.13: a frame's `stacktop` (its value stack's depth, counted from its locals, as saved
+    /// when it calls; -1 while it runs), the int after its instruction pointer. Popping a
+    /// frame zeroes it (3.14+ keep a pointer instead, and clear the frame's function).
     pub fn frame_stacktop(&self) -> Option<usize> {
-        matches!(self.python, (3, 12 | 13)).then_some(self.frame_instr + 8)
+        (self.python == (3, 13)).then_some(self.frame_instr + 8)
     }
 
-    /// A code object's `co_flags`: ≤3.10 after the argument, local and stack counts, 3.12+
-    /// five ints before `co_firstlineno` (3.11 does not need it).
+    /// A code object's `co_flags`: ≤3.10 after the argument, local and stack counts, 3.13+
+    /// five ints before `co_firstlineno` (3.11 and 3.12 do not need it).
     pub fn code_flags(&self) -> Option<usize> {
         match self.python {
             (2, _) => Some(28),
             (3, 6 | 7) => Some(32),
             (3, 8..=10) => Some(36),
-            (3, 12..) => Some(self.code_firstlineno - 20),
+            (3, 13..) => Some(self.code_firstlineno - 20),
             _ => None,
         }
     }

@@ -49,22 +49,6 @@ fn last_frame_owner(python: (u8, u8)) -> u8 {
     }
 }
 
-/// The opcodes of Python `major.minor` that return from a frame (3.11+).
-fn return_opcodes(major: u8, minor: u8) -> [bool; 256] {
-    let mut returns = [false; 256];
-    if let Some(table) = tachyon_plugin_api::opcodes::Opcodes::for_version(major, minor) {
-        for op in 0..=255u8 {
-            let name = table.info(op).opname;
-            returns[usize::from(op)] =
-                name.ends_with("RETURN_VALUE") || name.ends_with("RETURN_CONST");
-        }
-    }
-    returns
-}
-
-/// Bytes of a code's instructions scanned for its returns (3.12).
-const MAX_RETURNS_SCANNED: u64 = 1 << 16;
-
 /// glibc x86_64 keeps a thread's kernel tid at this offset of `struct pthread`.
 const GLIBC_PTHREAD_TID_OFFSET: usize = 0x2d0;
 
@@ -101,8 +85,6 @@ struct CodeEntry {
     frames: FxHashMap<(i64, u8), FrameId>,
     /// The code epoch its identity was last read in.
     checked_in: u64,
-    /// 3.12: where its return instructions are, in bytes from its first.
-    returns: Vec<u32>,
 }
 
 /// What the threads of one interpreter are sampled with.
@@ -149,7 +131,6 @@ impl Unwinder {
             opts,
             mem: memory,
             codes: FxHashMap::default(),
-            return_opcodes: (target.layout.python == (3, 12)).then(|| return_opcodes(3, 12)),
             code_starts: BTreeMap::new(),
             code_cache_limit: MAX_CODES,
             code_generations: Vec::new(),
@@ -198,8 +179,6 @@ pub(super) struct UnwindState {
     pub(super) opts: UnwindOptions,
     pub(super) mem: Box<dyn Memory>,
     codes: FxHashMap<u64, CodeEntry>,
-    /// 3.12: the opcodes that return from a frame, by number.
-    return_opcodes: Option<[bool; 256]>,
     /// The addresses of `codes` by where their instructions start (3.11+): which code an
     /// instruction pointer is in.
     code_starts: BTreeMap<u64, u64>,
@@ -700,12 +679,12 @@ impl UnwindState {
         Ok(())
     }
 
-    /// 3.12+: the top of the stack as copied, from `frame`, the top the thread state named.
+    /// 3.13+: the top of the stack as copied, from `frame`, the top the thread state named.
     /// The stack is copied a microsecond or so after the thread state is read, and a program
     /// making calls every few tens of nanoseconds has often returned or called again
     /// meanwhile (two thirds of the samples of `bench/accuracy_bench.py`'s `calls`). The top
     /// of one and the frames of the other make stacks the program never had: a caller at the
-    /// line after its call with the callee still above it (9-23 % of those samples), or a
+    /// line after its call with the callee still above it (9-10 % of those samples), or a
     /// sibling call pushed where the popped one was. The sample takes the copy's stack
     /// instead: down past frames popped meanwhile, then up through calls made meanwhile: a
     /// direct call's frame sits `co_framesize` words above its caller's and links back to it.
@@ -724,20 +703,11 @@ impl UnwindState {
         // 3.14+ clear a popped frame's function, then its code (both tagged references: a
         // cleared one may keep a tag bit). 3.13 zero its stack depth, which a frame with no
         // locals also has while it calls with nothing on its stack: not known to be popped.
-        // 3.12 leave it as it was when it returned: at a return instruction, its stack depth
-        // saved (-1 while a frame runs).
         let popped = |f: &[u8]| {
             let thread_owned = l.frame_owner.is_none_or(|o| f[o] == 0);
             let cleared = match (l.frame_funcobj(), l.frame_stacktop()) {
                 (Some(funcobj), _) => {
                     u64_at(f, l.frame_code) & !7 == 0 || u64_at(f, funcobj) & !7 == 0
-                }
-                (None, Some(stacktop)) if l.python == (3, 12) => {
-                    i32_at(f, stacktop) != -1
-                        && code_of(f).is_some_and(|c| {
-                            let at = u64_at(f, l.frame_instr).wrapping_sub(c.code.code_start);
-                            u32::try_from(at).is_ok_and(|at| c.returns.binary_search(&at).is_ok())
-                        })
                 }
                 (None, Some(stacktop)) => {
                     i32_at(f, stacktop) == 0
@@ -749,8 +719,7 @@ impl UnwindState {
         };
         // 3.13: a frame whose stack depth is zero: popped, or (with no locals) calling.
         let may_be_popped = |f: &[u8]| {
-            l.python == (3, 13)
-                && l.frame_owner.is_none_or(|o| f[o] == 0)
+            l.frame_owner.is_none_or(|o| f[o] == 0)
                 && l.frame_stacktop().is_some_and(|at| i32_at(f, at) == 0)
         };
         let top = frame;
@@ -767,11 +736,11 @@ impl UnwindState {
             frame = previous;
             below_popped = true;
         }
-        // Whether a frame may have called: 3.12 and 3.13 mark one running with a depth of -1.
-        // Above a running frame sits what it last called, and a frame left by an exception is
-        // not cleared as one that returned is (3.12, 3.13): taken for a call made since the
-        // thread state was read, it was the top for as long as its caller ran on without a
-        // call (90 % of the samples of tests/scripts/caught_exception.py on 3.13).
+        // Whether a frame may have called: 3.13 mark one running with a depth of -1. Above a
+        // running frame sits what it last called, and a frame left by an exception is not
+        // cleared as one that returned is (3.13): taken for a call made since the thread state
+        // was read, it was the top for as long as its caller ran on without a call (90 % of
+        // the samples of tests/scripts/caught_exception.py).
         let may_call = |f: &[u8]| l.frame_stacktop().is_none_or(|at| i32_at(f, at) != -1);
         // The frame a direct call of `frame`'s made, if the copy has one; and whether it may
         // be one popped (3.13).
@@ -939,10 +908,6 @@ impl UnwindState {
             if code.code_start != 0 {
                 self.code_starts.insert(code.code_start, addr);
             }
-            let returns = match self.return_opcodes {
-                Some(opcodes) => self.returns_of(&code, &opcodes)?,
-                None => Vec::new(),
-            };
             self.codes.insert(
                 addr,
                 CodeEntry {
@@ -951,7 +916,6 @@ impl UnwindState {
                     name,
                     frames: FxHashMap::default(),
                     checked_in: self.code_epoch,
-                    returns,
                 },
             );
         }
@@ -1004,23 +968,6 @@ impl UnwindState {
             }
         }
         Ok(())
-    }
-
-    /// Where `code`'s instructions have one of `opcodes`, in bytes from its first (of its
-    /// first `MAX_RETURNS_SCANNED` bytes). Cache entries among the instructions are not told
-    /// apart: only the places frames point at are looked up.
-    fn returns_of(&mut self, code: &Code, opcodes: &[bool; 256]) -> Result<Vec<u32>, ReadError> {
-        let len = code
-            .code_end
-            .saturating_sub(code.code_start)
-            .min(MAX_RETURNS_SCANNED);
-        let mut bytecode = vec![0u8; len as usize];
-        self.mem.read(code.code_start, &mut bytecode)?;
-        Ok((0..bytecode.len())
-            .step_by(2)
-            .filter(|&at| opcodes[usize::from(bytecode[at])])
-            .map(|at| at as u32)
-            .collect())
     }
 
     /// The opcode byte at each Python frame's instruction pointer (3.11+).

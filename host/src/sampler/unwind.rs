@@ -700,28 +700,27 @@ impl UnwindState {
         let copied = |f: u64| copied_frame(&self.stack_copy, chunk, f, size);
         let code_of = |f: &[u8]| self.codes.get(&(u64_at(f, l.frame_code) & !7));
         let header_int = |code: &CodeEntry, at: usize| i32_at(&code.code.header, at);
+        let thread_owned = |f: &[u8]| l.frame_owner.is_none_or(|o| f[o] == 0);
+        // 3.13: a frame's stack depth (counted from its locals): -1 while it runs, saved when
+        // it calls, zeroed when it is popped.
+        let depth = |f: &[u8]| l.frame_stacktop().map(|at| i32_at(f, at));
         // 3.14+ clear a popped frame's function, then its code (both tagged references: a
         // cleared one may keep a tag bit). 3.13 zero its stack depth, which a frame with no
         // locals also has while it calls with nothing on its stack: not known to be popped.
         let popped = |f: &[u8]| {
-            let thread_owned = l.frame_owner.is_none_or(|o| f[o] == 0);
-            let cleared = match (l.frame_funcobj(), l.frame_stacktop()) {
-                (Some(funcobj), _) => {
-                    u64_at(f, l.frame_code) & !7 == 0 || u64_at(f, funcobj) & !7 == 0
+            thread_owned(f)
+                && match l.frame_funcobj() {
+                    Some(funcobj) => {
+                        u64_at(f, l.frame_code) & !7 == 0 || u64_at(f, funcobj) & !7 == 0
+                    }
+                    None => {
+                        depth(f) == Some(0)
+                            && code_of(f).is_some_and(|c| header_int(c, nlocals_at) > 0)
+                    }
                 }
-                (None, Some(stacktop)) => {
-                    i32_at(f, stacktop) == 0
-                        && code_of(f).is_some_and(|c| header_int(c, nlocals_at) > 0)
-                }
-                (None, None) => false,
-            };
-            thread_owned && cleared
         };
         // 3.13: a frame whose stack depth is zero: popped, or (with no locals) calling.
-        let may_be_popped = |f: &[u8]| {
-            l.frame_owner.is_none_or(|o| f[o] == 0)
-                && l.frame_stacktop().is_some_and(|at| i32_at(f, at) == 0)
-        };
+        let may_be_popped = |f: &[u8]| thread_owned(f) && depth(f) == Some(0);
         let top = frame;
         // Below a popped frame, such a frame is not calling: it was popped too (or has just
         // seen its callee return, for a few instructions).
@@ -736,12 +735,12 @@ impl UnwindState {
             frame = previous;
             below_popped = true;
         }
-        // Whether a frame may have called: 3.13 mark one running with a depth of -1. Above a
-        // running frame sits what it last called, and a frame left by an exception is not
-        // cleared as one that returned is (3.13): taken for a call made since the thread state
-        // was read, it was the top for as long as its caller ran on without a call (90 % of
-        // the samples of tests/scripts/caught_exception.py).
-        let may_call = |f: &[u8]| l.frame_stacktop().is_none_or(|at| i32_at(f, at) != -1);
+        // Whether a frame may have called: not one running (3.13). Above a running frame sits
+        // what it last called, and a frame left by an exception is not cleared as one that
+        // returned is (3.13): taken for a call made since the thread state was read, it was
+        // the top for as long as its caller ran on without a call (90 % of the samples of
+        // tests/scripts/caught_exception.py).
+        let may_call = |f: &[u8]| depth(f) != Some(-1);
         // The frame a direct call of `frame`'s made, if the copy has one; and whether it may
         // be one popped (3.13).
         let callee_of = |frame: u64| {

@@ -76,7 +76,7 @@ REQUIRED = {
 OBJECT_VERSIONS = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
 # ObjectLayout's fields in declaration order; those some versions lack are Options.
 OBJECT_FIELDS = [
-    "interp_modules", "type_name", "type_basicsize", "type_flags", "type_base", "type_dictoffset",
+    "interp_size", "interp_code_version", "interp_modules", "type_name", "type_basicsize", "type_flags", "type_base", "type_dictoffset",
     "heaptype_cached_keys", "module_dict", "dict_keys", "dict_values", "keys_size", "keys_log2_size",
     "keys_log2_index_bytes", "keys_kind", "keys_nentries", "keys_indices", "values_values",
     "set_mask", "set_table", "list_items", "tuple_items", "method_self", "var_size", "weakref_object", "long_tag", "long_digits",
@@ -85,7 +85,7 @@ OBJECT_FIELDS = [
     "task_size", "task_coro", "task_name", "task_fut_waiter", "fut_loop", "fut_state",
     "fut_callback0", "fut_callbacks",
 ]
-OPTIONAL = {"keys_size", "keys_log2_size", "keys_log2_index_bytes", "keys_kind", "long_tag",
+OPTIONAL = {"interp_code_version", "keys_size", "keys_log2_size", "keys_log2_index_bytes", "keys_kind", "long_tag",
             "gen_frame", "frame_valuestack", "frame_stacktop", "frame_stackdepth", "frame_state",
             "gen_iframe", "gen_frame_state", "iframe_stacktop", "iframe_localsplus"}
 

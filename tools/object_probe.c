@@ -24,6 +24,11 @@
 
 int main(void) {
     P("version_hex", PY_VERSION_HEX);
+    P("interp_size", sizeof(PyInterpreterState));
+#if PY_VERSION_HEX >= 0x030D0000
+    /* Every new code object takes its version from it (the sampler's code cache, not asyncio). */
+    P("interp_code_version", offsetof(PyInterpreterState, func_state.next_version));
+#endif
 #if PY_VERSION_HEX >= 0x030C0000
     P("interp_modules", offsetof(PyInterpreterState, imports.modules));
 #else

@@ -4,7 +4,7 @@
 //! stacks — deep recursion, a running generator, the main thread — and the stacks the
 //! interpreter itself reported for them.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -526,6 +526,100 @@ fn the_main_interpreter_is_found_once(version: &str) {
     }
 }
 
+/// A target read as each snapshot in turn, one a sample each, counting in each sample the
+/// reads of `header` bytes (a code object's identifying fields).
+struct CodeReads {
+    snapshots: Vec<Snapshot>,
+    header: usize,
+    per_sample: Rc<RefCell<Vec<usize>>>,
+}
+
+impl Memory for CodeReads {
+    fn begin(&mut self) -> Result<(), ReadError> {
+        self.per_sample.borrow_mut().push(0);
+        Ok(())
+    }
+
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        let mut counts = self.per_sample.borrow_mut();
+        let now = counts.len().clamp(1, self.snapshots.len()) - 1;
+        if buf.len() == self.header {
+            *counts.last_mut().unwrap() += 1;
+        }
+        self.snapshots[now].read(addr, buf)
+    }
+
+    fn thread_ids(&self) -> Vec<u32> {
+        self.snapshots[0].thread_ids()
+    }
+}
+
+/// Cached code objects are trusted while the interpreter's code counter stands still (3.12
+/// with its symbols, 3.13+): their identity is read again only in the sample after it moves,
+/// and every sample while it reads 0 (wrapped) or where there is no counter (3.11 and before).
+fn codes_are_read_again_only_when_the_code_counter_moves(version: &str) {
+    let f = fixture(version);
+    let target = f.target.target();
+    let counter = match (
+        target.code_version_addr,
+        target.layout.interp_code_generation,
+    ) {
+        (Some(addr), _) => Some((addr, 4)),
+        (None, Some(offset)) => {
+            let mut head = [0u8; 8];
+            f.snapshot
+                .clone()
+                .read(target.interp_head_addr, &mut head)
+                .unwrap();
+            Some((u64::from_le_bytes(head) + offset as u64, 8))
+        }
+        (None, None) => None,
+    };
+    let has_counter = ["3.12", "3.13", "3.14", "3.15"].contains(&version);
+    assert_eq!(counter.is_some(), has_counter, "{version}");
+    let with_counter = |value: u64| {
+        let mut snapshot = f.snapshot.clone();
+        if let Some((addr, width)) = counter {
+            snapshot.write(addr, &value.to_le_bytes()[..width]);
+        }
+        snapshot
+    };
+    let snapshots = vec![
+        with_counter(7),
+        with_counter(7),
+        with_counter(8),
+        with_counter(8),
+        with_counter(0),
+        with_counter(0),
+    ];
+    let samples = snapshots.len();
+    let per_sample = Rc::new(RefCell::new(Vec::new()));
+    let memory = CodeReads {
+        snapshots,
+        header: target.layout.code_read_size(),
+        per_sample: per_sample.clone(),
+    };
+    let mut unwinder = Unwinder::with_memory(f.target.target(), options(), Box::new(memory));
+    let (mut symbols, mut threads) = (Symbols::default(), Vec::new());
+    let mut expected = f.expected.clone();
+    expected.sort();
+    for _ in 0..samples {
+        unwinder.sample(&mut symbols, &mut threads).unwrap();
+        let mut seen = stacks(&symbols, &threads);
+        seen.sort();
+        assert_eq!(seen, expected, "{version}");
+    }
+    let counts = per_sample.borrow().clone();
+    let codes = counts[2];
+    assert!(codes > 0 && counts[0] >= codes, "{version}: {counts:?}");
+    let want = if has_counter {
+        vec![counts[0], 0, codes, 0, codes, codes]
+    } else {
+        vec![counts[0], codes, codes, codes, codes, codes]
+    };
+    assert_eq!(counts, want, "{version}");
+}
+
 /// A target read as each snapshot in turn, one a sample read, and as the last one after.
 struct Phases {
     snapshots: Vec<Snapshot>,
@@ -596,6 +690,11 @@ macro_rules! versions {
                 #[test]
                 fn a_torn_read_is_made_again() {
                     super::a_torn_read_is_made_again($version);
+                }
+
+                #[test]
+                fn codes_are_read_again_only_when_the_code_counter_moves() {
+                    super::codes_are_read_again_only_when_the_code_counter_moves($version);
                 }
             }
         )*

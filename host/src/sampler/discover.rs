@@ -86,6 +86,10 @@ pub struct Target {
     pub binary: String,
     /// Address of `Py_None`, to tell "no exception" from a handled one.
     pub none_addr: Option<u64>,
+    /// 3.12: address of `_Py_next_func_version` (a `u32`), the version the next new code
+    /// object takes, whoever makes it; found by its symbol, so only where the binary keeps
+    /// its symbol table or its debug file is installed.
+    pub code_version_addr: Option<u64>,
 }
 
 /// Versions with a layout table, plus 3.13+ through debug offsets.
@@ -224,6 +228,7 @@ impl Target {
                     layout: layout.checked().map_err(unsupported)?,
                     binary: path.to_owned(),
                     none_addr,
+                    code_version_addr: None,
                 }));
             }
         }
@@ -295,6 +300,10 @@ impl Target {
             gil,
             binary: path.to_owned(),
             none_addr,
+            code_version_addr: elf
+                .symbol("_Py_next_func_version")
+                .filter(|_| (major, minor) == (3, 12))
+                .map(|a| bias + a),
         }))
     }
 

@@ -38,6 +38,9 @@ pub struct TargetDescription {
     gil: GilSource,
     binary: String,
     none_addr: Option<u64>,
+    /// Absent from snapshots recorded before it was read.
+    #[serde(default)]
+    code_version_addr: Option<u64>,
 }
 
 impl TargetDescription {
@@ -50,6 +53,7 @@ impl TargetDescription {
             gil: target.gil,
             binary: target.binary.clone(),
             none_addr: target.none_addr,
+            code_version_addr: target.code_version_addr,
         }
     }
 
@@ -67,6 +71,7 @@ impl TargetDescription {
             gil: self.gil,
             binary: self.binary.clone(),
             none_addr: self.none_addr,
+            code_version_addr: self.code_version_addr,
         }
     }
 }

@@ -28,7 +28,10 @@ pub struct Layout {
     /// 3.13+: the GIL state embedded in the interpreter state.
     pub interp_gil_locked: Option<usize>,
     pub interp_gil_holder: Option<usize>,
-    /// 3.14+: a counter CPython bumps whenever it frees a code object of the interpreter.
+    /// A counter that moves whenever a code object of the interpreter may have been replaced
+    /// at its address: 3.14+ count the code objects they free (`code_object_generation`), 3.13
+    /// hand each new code object its version from `func_state.next_version` (a `u32` followed
+    /// by padding: read as a word, it is the same count; 0 once it wraps, when it stops).
     pub interp_code_generation: Option<usize>,
     pub tstate_size: Option<usize>,
     pub tstate_next: usize,
@@ -296,7 +299,8 @@ impl Layout {
                 .map(|(a, b)| a + b),
             interp_gil_locked: get("interpreter_state.gil_runtime_state_locked"),
             interp_gil_holder: get("interpreter_state.gil_runtime_state_holder"),
-            interp_code_generation: get("interpreter_state.code_object_generation"),
+            interp_code_generation: get("interpreter_state.code_object_generation")
+                .or_else(|| code_version_from_headers(minor, get("interpreter_state.size"))),
             tstate_size: get("thread_state.size"),
             tstate_next: need("thread_state.next")?,
             tstate_interp: need("thread_state.interp")?,
@@ -637,6 +641,21 @@ mod tests {
     }
 
     #[test]
+    fn the_code_version_of_3_13_is_used_only_at_its_headers_interpreter_size() {
+        let headers = ObjectLayout::for_version((3, 13)).unwrap();
+        let size = headers.interp_size;
+        assert!(headers.interp_code_version.is_some());
+        assert_eq!(
+            code_version_from_headers(13, Some(size)),
+            headers.interp_code_version
+        );
+        assert_eq!(code_version_from_headers(13, Some(size + 8)), None);
+        assert_eq!(code_version_from_headers(13, None), None);
+        let size_3_12 = ObjectLayout::for_version((3, 12)).unwrap().interp_size;
+        assert_eq!(code_version_from_headers(12, Some(size_3_12)), None);
+    }
+
+    #[test]
     fn debug_offset_field_positions_match_the_research_table() {
         let pos = |minor: u8, name: &str| {
             debug_offset_fields(minor)
@@ -665,11 +684,17 @@ mod tests {
 
 /// 3.8-3.13, for `--async-aware`: where asyncio keeps its tasks (module, dict, set, list,
 /// weakref, int, type, coroutine and frame internals, from the headers) and the C task's fields
-/// (observed in a live task: the struct is private to `_asynciomodule.c`). Generated into
-/// layouts.rs by tools/gen_layouts.py; `None` where a version has no such field.
+/// (observed in a live task: the struct is private to `_asynciomodule.c`); and 3.13's code
+/// version counter, which its debug offsets do not give. Generated into layouts.rs by
+/// tools/gen_layouts.py; `None` where a version has no such field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectLayout {
     pub python: (u8, u8),
+    /// `sizeof(PyInterpreterState)`: a 3.13 whose debug offsets give another size was built
+    /// with another layout, and `interp_code_version` is not used.
+    pub interp_size: usize,
+    /// 3.13: `func_state.next_version`, the version the next new code object takes.
+    pub interp_code_version: Option<usize>,
     /// `sys.modules`.
     pub interp_modules: usize,
     pub type_name: usize,
@@ -723,6 +748,15 @@ pub struct ObjectLayout {
     /// The first done callback, and the list of `(callback, context)` of the others.
     pub fut_callback0: usize,
     pub fut_callbacks: usize,
+}
+
+/// 3.13's code version counter, from its headers: only for an interpreter state of the size
+/// the headers give (another build's may have its fields elsewhere).
+fn code_version_from_headers(minor: u8, interp_size: Option<usize>) -> Option<usize> {
+    let headers = ObjectLayout::for_version((3, minor))?;
+    headers
+        .interp_code_version
+        .filter(|_| interp_size == Some(headers.interp_size))
 }
 
 impl ObjectLayout {

@@ -449,6 +449,8 @@ pub const LAYOUTS: &[Layout] = &[
 pub const OBJECT_LAYOUTS: &[ObjectLayout] = &[
     ObjectLayout {
         python: (3, 8),
+        interp_size: 2720,
+        interp_code_version: None,
         interp_modules: 56,
         type_name: 24,
         type_basicsize: 32,
@@ -495,6 +497,8 @@ pub const OBJECT_LAYOUTS: &[ObjectLayout] = &[
     },
     ObjectLayout {
         python: (3, 9),
+        interp_size: 5656,
+        interp_code_version: None,
         interp_modules: 856,
         type_name: 24,
         type_basicsize: 32,
@@ -541,6 +545,8 @@ pub const OBJECT_LAYOUTS: &[ObjectLayout] = &[
     },
     ObjectLayout {
         python: (3, 10),
+        interp_size: 113528,
+        interp_code_version: None,
         interp_modules: 856,
         type_name: 24,
         type_basicsize: 32,
@@ -587,6 +593,8 @@ pub const OBJECT_LAYOUTS: &[ObjectLayout] = &[
     },
     ObjectLayout {
         python: (3, 11),
+        interp_size: 107752,
+        interp_code_version: None,
         interp_modules: 888,
         type_name: 24,
         type_basicsize: 32,
@@ -633,6 +641,8 @@ pub const OBJECT_LAYOUTS: &[ObjectLayout] = &[
     },
     ObjectLayout {
         python: (3, 12),
+        interp_size: 383552,
+        interp_code_version: None,
         interp_modules: 944,
         type_name: 24,
         type_basicsize: 32,
@@ -679,6 +689,8 @@ pub const OBJECT_LAYOUTS: &[ObjectLayout] = &[
     },
     ObjectLayout {
         python: (3, 13),
+        interp_size: 194968,
+        interp_code_version: Some(17000),
         interp_modules: 7656,
         type_name: 24,
         type_basicsize: 32,

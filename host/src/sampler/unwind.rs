@@ -1,7 +1,8 @@
 //! One sample: walk the target's threads and frames, turning them into interned frames.
 //! Every read goes through the read set (readset.rs), so a steady-state sample is one
 //! syscall; code objects are cached by address and their identity re-checked every sample
-//! (3.14+: only after the interpreter freed a code object).
+//! only while the interpreter does not count the code objects it frees (3.14+) or makes
+//! (3.12 with its symbols, 3.13), or after that count moved.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -184,12 +185,14 @@ pub(super) struct UnwindState {
     code_starts: BTreeMap<u64, u64>,
     /// Code objects `codes` holds at most ([`MAX_CODES`]; lower in tests).
     code_cache_limit: usize,
-    /// 3.14+: each interpreter's count of code objects freed, as last read. While none moves,
-    /// no code object was freed, so none of `codes` can have been replaced by another at its
-    /// address (CPython's own sampler trusts its cache on the same counter).
+    /// Each interpreter's code counter, as last read: the count of code objects freed (3.14+)
+    /// or the version the next new one takes (3.13; 3.12's is global, keyed 0). While none
+    /// moves, no code object was freed or made, so none of `codes` can have been replaced by
+    /// another at its address (CPython's own sampler trusts its cache on the 3.14 counter).
     code_generations: Vec<(u64, u64)>,
-    /// Bumped whenever `code_generations` changes (always, before 3.14): a code checked in an
-    /// earlier epoch has its identity read again before it is used.
+    /// Bumped whenever `code_generations` changes (always where there is no counter: 3.11 and
+    /// before, or a 3.12 without its symbol): a code checked in an earlier epoch has its
+    /// identity read again before it is used.
     code_epoch: u64,
     /// Buffers each sample fills again: the interpreters, their generations as read, and the
     /// distinct codes of a stack.
@@ -291,6 +294,16 @@ impl UnwindState {
             for &interp in &out {
                 generations.push((interp, self.mem.read_u64(field_addr(interp, off))?));
             }
+        }
+        if let Some(addr) = target.code_version_addr {
+            let mut version = [0u8; 4];
+            self.mem.read(addr, &mut version)?;
+            generations.push((0, u32::from_le_bytes(version).into()));
+        }
+        // A code version counter at 0 has wrapped and stopped (3.12, 3.13); 3.14's count of
+        // codes freed is 0 only until the first is freed (start-up frees many).
+        if generations.iter().any(|&(_, count)| count == 0) {
+            generations.clear();
         }
         if generations.is_empty() || generations != self.code_generations {
             self.code_epoch += 1;

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """The sampler against py-spy (--nonblocking) and austin on the same target, in one run:
-maximum sustained samples/s and cost per sample at stack depth 5 and 50, reads per sample vs
+maximum sustained samples/s and cost per sample at stack depth 5 and 50 (one recursive function,
+bench/target_deep.py) and on a stack of 50 distinct functions (bench/target_distinct.py: each
+frame runs its own code object, as in a real program), reads per sample vs
 the measured cost of one process_vm_readv, and the target's slowdown at 10 kHz; then against
 CPython 3.15.2's own sampler on a 3.15 target (when tests/setup_debian_pythons.sh has unpacked
 it), samples/s and the profiler's CPU per sample (the figure least moved by other load).
@@ -22,6 +24,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TACHYON = os.path.join(ROOT, "target", "release", "tachyon")
 WORK = os.path.join(ROOT, "target", "bench")
 TARGET = os.path.join(ROOT, "bench", "target_deep.py")
+DISTINCT = os.path.join(ROOT, "bench", "target_distinct.py")
+# (label, script, depth) of each stack measured flat out.
+STACKS = (("5", TARGET, 5), ("50", TARGET, 50), ("50 distinct", DISTINCT, 50))
 
 
 def sh(cmd, **kw):
@@ -50,8 +55,8 @@ def ensure_tools(python):
     return pyspy, austin, readv
 
 
-def start_target(python, depth, seconds, report=None):
-    args = [python, TARGET, str(depth), str(seconds)] + ([report] if report else [])
+def start_target(python, depth, seconds, report=None, script=TARGET):
+    args = [python, script, str(depth), str(seconds)] + ([report] if report else [])
     proc = subprocess.Popen(args)
     time.sleep(0.6)
     return proc
@@ -118,27 +123,27 @@ def cpython_rate_and_cost(python, pid, seconds):
 
 def against_cpython(python, seconds):
     """Tachyon and CPython 3.15.2's `profiling.sampling attach`, each flat out on the same 3.15
-    target, one after the other: rows of (depth, (rate, µs/sample) of each)."""
+    target, one after the other: rows of (stack, (rate, µs/sample) of each)."""
     rows = []
-    for depth in (5, 50):
-        proc = start_target(python, depth, 2 * seconds + 10)
+    for label, script, depth in STACKS:
+        proc = start_target(python, depth, 2 * seconds + 10, script=script)
         out = os.path.join(WORK, "t315.txt")
         t = rate_and_cost([TACHYON, "attach", str(proc.pid), "-r", "1000khz", "-f", "collapsed", "-o", out],
                           out, seconds)
         c = cpython_rate_and_cost(python, proc.pid, seconds)
         proc.kill()
         proc.wait()
-        rows.append((depth, t, c))
+        rows.append((label, t, c))
     return rows
 
 
-def austin_run(austin, python, depth, interval_us, seconds, report=None):
+def austin_run(austin, python, depth, interval_us, seconds, report=None, script=TARGET):
     """austin 3.7.0 launching the target itself: its attach-by-PID fails intermittently here
     ("not a Python process"), and so, now and then, does launching (exit status 32, no
     samples): such a run is tried again. Returns samples per second."""
     out = os.path.join(WORK, "a.txt")
     # The target stops by itself after `seconds` (and writes its report); austin outlasts it.
-    cmd = [austin, "-i", "%dus" % interval_us, "-x", str(seconds + 2), "-o", out, python, TARGET, str(depth), str(seconds)]
+    cmd = [austin, "-i", "%dus" % interval_us, "-x", str(seconds + 2), "-o", out, python, script, str(depth), str(seconds)]
     for _ in range(3):
         done = sh(cmd + ([report] if report else []))
         samples = sum(1 for l in open(out, errors="replace") if l.startswith("P"))
@@ -188,24 +193,24 @@ def main():
     version = sh([a.python, "-c", "import sys; print(sys.version.split()[0])"]).stdout.strip()
     print("target: Python %s, %d cores; each tool samples flat out for %.0f s" % (version, os.cpu_count(), a.seconds))
     rows = []
-    for depth in (5, 50):
-        proc = start_target(a.python, depth, 4 * a.seconds + 6)
+    for label, script, depth in STACKS:
+        proc = start_target(a.python, depth, 4 * a.seconds + 6, script=script)
         cost_ns = readv_cost(readv, proc.pid)
         per_sample = reads_per_sample(proc.pid)
         t = tachyon_rate(proc.pid, "1000khz", a.seconds)
         p = pyspy_rate(pyspy, proc.pid, 1000000, a.seconds)
         proc.kill()
         proc.wait()
-        au = austin_run(austin, a.python, depth, 1, a.seconds)
-        rows.append((depth, t, p, au, per_sample, cost_ns))
-    print("\n%-6s %12s %12s %12s %10s %10s %12s %14s" % ("depth", "tachyon/s", "py-spy/s", "austin/s", "vs py-spy", "vs austin", "reads/sample", "µs/sample"))
+        au = austin_run(austin, a.python, depth, 1, a.seconds, script=script)
+        rows.append((label, t, p, au, per_sample, cost_ns))
+    print("\n%-12s %12s %12s %12s %10s %10s %12s %14s" % ("depth", "tachyon/s", "py-spy/s", "austin/s", "vs py-spy", "vs austin", "reads/sample", "µs/sample"))
     ratio = lambda x, y: "%9.1fx" % (x / y) if y else "      n/a"  # noqa: E731
-    for depth, t, p, au, per_sample, cost_ns in rows:
-        print("%-6d %12.0f %12.0f %12.0f %s %s %12.2f %14.2f" % (depth, t, p, au, ratio(t, p), ratio(t, au), per_sample, 1e6 / t))
-    for depth, t, _, _, per_sample, cost_ns in rows:
+    for label, t, p, au, per_sample, cost_ns in rows:
+        print("%-12s %12.0f %12.0f %12.0f %s %s %12.2f %14.2f" % (label, t, p, au, ratio(t, p), ratio(t, au), per_sample, 1e6 / t))
+    for label, t, _, _, per_sample, cost_ns in rows:
         floor = per_sample * cost_ns / 1000
-        print("depth %d: one process_vm_readv costs %.2f µs here; %.2f reads = %.2f µs floor; tachyon's sample "
-              "costs %.2f µs = %.2fx the floor" % (depth, cost_ns / 1000, per_sample, floor, 1e6 / t, (1e6 / t) / floor))
+        print("depth %s: one process_vm_readv costs %.2f µs here; %.2f reads = %.2f µs floor; tachyon's sample "
+              "costs %.2f µs = %.2fx the floor" % (label, cost_ns / 1000, per_sample, floor, 1e6 / t, (1e6 / t) / floor))
 
     base = iterations(a.python, 5, a.seconds)
     slow = {
@@ -227,10 +232,10 @@ def main():
         print("\nCPython 3.15 is not unpacked (tests/setup_debian_pythons.sh): no comparison with its sampler")
         return
     print("\non a 3.15 target, flat out for %d s each: tachyon against CPython 3.15.2's sampler" % a.seconds)
-    print("%-6s %12s %14s %12s %14s %10s %12s" % ("depth", "tachyon/s", "µs CPU/sample", "CPython/s", "µs CPU/sample",
+    print("%-12s %12s %14s %12s %14s %10s %12s" % ("depth", "tachyon/s", "µs CPU/sample", "CPython/s", "µs CPU/sample",
                                                    "rate", "CPU/sample"))
-    for depth, (t, tcpu), (c, ccpu) in against_cpython(python315, a.seconds):
-        print("%-6d %12.0f %14.2f %12.0f %14.2f %9.1fx %11.1fx" % (depth, t, tcpu, c, ccpu, t / c, ccpu / tcpu))
+    for label, (t, tcpu), (c, ccpu) in against_cpython(python315, a.seconds):
+        print("%-12s %12.0f %14.2f %12.0f %14.2f %9.1fx %11.1fx" % (label, t, tcpu, c, ccpu, t / c, ccpu / tcpu))
 
 
 

@@ -55,6 +55,7 @@ impl Hasher for FxHasher {
 pub type FxBuildHasher = BuildHasherDefault<FxHasher>;
 /// A HashMap keyed by our own small ids.
 pub type FxHashMap<K, V> = std::collections::HashMap<K, V, FxBuildHasher>;
+pub type FxHashSet<K> = std::collections::HashSet<K, FxBuildHasher>;
 
 /// How many lookups ahead [`Slots::prefetch`] fetches a slot's entry after the slot itself.
 const ENTRY_AFTER: usize = 4;

@@ -88,7 +88,7 @@ pub use collector::{
     formats, join, output_file, write_in_pieces, Collector, CollectorConfig, ExportContext, Format,
     Needs, RegressionDetected, RunStats,
 };
-pub use hash::{prefetch, FxBuildHasher, FxHashMap, FxHasher};
+pub use hash::{prefetch, FxBuildHasher, FxHashMap, FxHashSet, FxHasher};
 pub use model::{FrameId, FrameInfo, Interner, Mode, Sample, StrId, Symbols, ThreadStatus};
 pub use profile::{Profile, ProfileBuilder, Timeline, WeightedStack};
 pub use source::{ansi, printable, stdout_takes_colors, SourceAccess, SourceReader};

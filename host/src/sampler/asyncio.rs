@@ -6,10 +6,9 @@
 //! a leaf task (one nobody awaits) becomes one stack: its coroutine frames, a `<task>` frame
 //! named after it, then its awaiter's, up to the root.
 
-use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use tachyon_plugin_api::{FrameId, Symbols};
+use tachyon_plugin_api::{FrameId, FxHashMap, FxHashSet, Symbols};
 
 use super::discover::Target;
 use super::elf::Elf;
@@ -153,9 +152,9 @@ pub struct AsyncioState {
     pub(super) roots: Option<super::asyncio_objects::Roots>,
     looked: Option<Instant>,
     /// Task and attribute names by the address of their `str` object (immutable, so read once).
-    names: HashMap<u64, String>,
+    names: FxHashMap<u64, String>,
     /// Type names by type address (3.8-3.13, to recognise `gather()` futures).
-    pub(super) type_names: HashMap<u64, String>,
+    pub(super) type_names: FxHashMap<u64, String>,
 }
 
 impl AsyncioState {
@@ -271,12 +270,12 @@ impl UnwindState {
         mode: AsyncMode,
         frames_of: &[ThreadFrames],
         threads: &[ThreadSample],
-    ) -> Result<Option<HashMap<u64, Task>>, ReadError> {
+    ) -> Result<Option<FxHashMap<u64, Task>>, ReadError> {
         let Some(off) = self.asyncio_offsets(target) else {
             return Ok(None);
         };
         let fields = off.objects;
-        let mut tasks: HashMap<u64, Task> = HashMap::new();
+        let mut tasks: FxHashMap<u64, Task> = FxHashMap::default();
         let mut pending: Vec<(u64, usize)> = Vec::new();
         for (i, t) in frames_of.iter().enumerate() {
             match mode {
@@ -355,7 +354,7 @@ impl UnwindState {
         task: u64,
         thread: usize,
         frames: Option<Vec<FrameId>>,
-        tasks: &mut HashMap<u64, Task>,
+        tasks: &mut FxHashMap<u64, Task>,
         pending: &mut Vec<(u64, usize)>,
     ) -> Result<(), ReadError> {
         let fields = off.objects;
@@ -583,12 +582,12 @@ pub(super) fn running_frames(
 /// then its awaiter's, up to the root.
 fn leaf_stacks(
     symbols: &mut Symbols,
-    tasks: &HashMap<u64, Task>,
+    tasks: &FxHashMap<u64, Task>,
     frames_of: &[ThreadFrames],
     threads: &[ThreadSample],
     out: &mut Vec<ThreadSample>,
 ) {
-    let parents: HashSet<u64> = tasks
+    let parents: FxHashSet<u64> = tasks
         .values()
         .flat_map(|t| t.parents.iter().copied())
         .collect();
@@ -600,7 +599,7 @@ fn leaf_stacks(
     leaves.sort_unstable();
     for leaf in leaves {
         let mut frames = Vec::new();
-        let mut seen = HashSet::new();
+        let mut seen = FxHashSet::default();
         let mut current = Some(leaf);
         while let Some(id) = current {
             if !seen.insert(id) {

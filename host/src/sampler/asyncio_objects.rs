@@ -9,9 +9,7 @@
 //! C tasks are read at the offsets of the generated `ObjectLayout`; pure-Python tasks (no
 //! `_asyncio` accelerator) through their instance dict.
 
-use std::collections::HashMap;
-
-use tachyon_plugin_api::{FrameId, Symbols};
+use tachyon_plugin_api::{FrameId, FxHashMap, Symbols};
 
 use super::asyncio::{running_frames, AsyncMode, ObjectFields, Task, ThreadFrames};
 use super::discover::Target;
@@ -40,7 +38,7 @@ const OB_TYPE: usize = 8;
 const TRIES: usize = 3;
 
 /// Record that `parent` awaits `child` (once: a task may be found by two routes).
-fn add_parent(parents: &mut HashMap<u64, Vec<u64>>, child: u64, parent: u64) {
+fn add_parent(parents: &mut FxHashMap<u64, Vec<u64>>, child: u64, parent: u64) {
     let known = parents.entry(child).or_default();
     if !known.contains(&parent) {
         known.push(parent);
@@ -94,7 +92,7 @@ impl UnwindState {
         mode: AsyncMode,
         frames_of: &[ThreadFrames],
         threads: &[ThreadSample],
-    ) -> Result<Option<HashMap<u64, Task>>, ReadError> {
+    ) -> Result<Option<FxHashMap<u64, Task>>, ReadError> {
         let Some(o) = self.object_layout(target) else {
             return Ok(None);
         };
@@ -106,7 +104,7 @@ impl UnwindState {
         // The registries change while they are read (tasks come and go, dicts are resized):
         // a torn read of one is tried again before the sample counts as an error.
         let registered = self.retried(|u| u.registered_tasks(o, &roots, &fields))?;
-        let mut pending: HashMap<u64, TaskFields> = HashMap::new();
+        let mut pending: FxHashMap<u64, TaskFields> = FxHashMap::default();
         for task in registered {
             // Dead references point at None; finished tasks stay registered until collected;
             // one freed since the registry was read cannot be read at all.
@@ -118,7 +116,7 @@ impl UnwindState {
             }
         }
 
-        let mut parents: HashMap<u64, Vec<u64>> = HashMap::new();
+        let mut parents: FxHashMap<u64, Vec<u64>> = FxHashMap::default();
         for (&task, f) in &pending {
             // What a task awaited may be gone by now: then it awaits nothing.
             self.link_awaited(target, o, &pending, f.fut_waiter, task, &mut parents)
@@ -134,7 +132,7 @@ impl UnwindState {
         }
 
         // Running tasks: their frames are their thread's, down to their coroutine.
-        let mut running: HashMap<u64, (usize, Vec<FrameId>)> = HashMap::new();
+        let mut running: FxHashMap<u64, (usize, Vec<FrameId>)> = FxHashMap::default();
         for (_, task) in self.retried(|u| u.dict_items(o, roots.current_tasks))? {
             let Some(f) = pending.get(&task) else {
                 continue;
@@ -166,8 +164,8 @@ impl UnwindState {
                 chosen
             }
         };
-        let mut loop_threads: HashMap<u64, usize> = HashMap::new();
-        let mut tasks = HashMap::new();
+        let mut loop_threads: FxHashMap<u64, usize> = FxHashMap::default();
+        let mut tasks = FxHashMap::default();
         for task in chosen {
             let f = &pending[&task];
             // A task that finished while it was read is left out (an awaiter's stack then
@@ -373,10 +371,10 @@ impl UnwindState {
         &mut self,
         target: &Target,
         o: &ObjectLayout,
-        pending: &HashMap<u64, TaskFields>,
+        pending: &FxHashMap<u64, TaskFields>,
         awaited: u64,
         awaiter: u64,
-        parents: &mut HashMap<u64, Vec<u64>>,
+        parents: &mut FxHashMap<u64, Vec<u64>>,
     ) -> Result<(), ReadError> {
         // (awaited object, how many gathers deep)
         let mut work = vec![(awaited, 0)];

@@ -139,6 +139,7 @@ impl Unwinder {
             interpreters: Vec::new(),
             generations_read: Vec::new(),
             unique_codes: Vec::new(),
+            code_headers: Vec::new(),
             main_tstates: FxHashMap::default(),
             pthread_tids: FxHashMap::default(),
             thread_count: 0,
@@ -150,6 +151,7 @@ impl Unwinder {
             stack_copy: Vec::new(),
             copy_spans: FxHashMap::default(),
             raw: Vec::new(),
+            spare_frames: Vec::new(),
             thread_frames: Vec::new(),
             asyncio_state: super::asyncio::AsyncioState::default(),
         };
@@ -194,11 +196,12 @@ pub(super) struct UnwindState {
     /// before, or a 3.12 without its symbol): a code checked in an earlier epoch has its
     /// identity read again before it is used.
     code_epoch: u64,
-    /// Buffers each sample fills again: the interpreters, their generations as read, and the
-    /// distinct codes of a stack.
+    /// Buffers each sample fills again: the interpreters, their generations as read, the
+    /// distinct codes of a stack and their identifying fields as read.
     interpreters: Vec<u64>,
     generations_read: Vec<(u64, u64)>,
     unique_codes: Vec<u64>,
+    code_headers: Vec<u8>,
     /// ≤3.12 (no `threads.main`): each interpreter's main thread state, found once.
     main_tstates: FxHashMap<u64, u64>,
     pthread_tids: FxHashMap<u64, u64>,
@@ -213,6 +216,8 @@ pub(super) struct UnwindState {
     /// Each data-stack chunk's copy span (`copy_span`).
     copy_spans: FxHashMap<u64, CopySpan>,
     pub(super) raw: Vec<RawFrame>,
+    /// Emptied stack vectors of the last sample's threads, for this sample's.
+    spare_frames: Vec<Vec<FrameId>>,
     /// With `asyncio`: each sampled thread's state address and frame addresses (aligned with
     /// its frames), to cut a running task's frames at its coroutine.
     pub(super) thread_frames: Vec<super::asyncio::ThreadFrames>,
@@ -226,7 +231,12 @@ impl UnwindState {
         symbols: &mut Symbols,
         out: &mut Vec<ThreadSample>,
     ) -> Result<(), ReadError> {
-        out.clear();
+        // The last sample's stacks' vectors are filled again rather than made anew.
+        self.spare_frames.extend(out.drain(..).map(|t| {
+            let mut frames = t.frames;
+            frames.clear();
+            frames
+        }));
         self.mem.begin()?;
         // Without `-a` only the main interpreter's main thread is sampled (CPython 3.15.2
         // samples the head's, which is the newest sub-interpreter's when there is one);
@@ -335,41 +345,49 @@ impl UnwindState {
         let mut gc = [0u8; 4];
         let mut locked = [0u8; 4];
         let mut holder = [0u8; 8];
+        let (gil_locked, gil_holder) = match target.gil {
+            GilSource::CurrentPointer(addr) => {
+                locked = [1, 0, 0, 0];
+                (None, Some(addr))
+            }
+            // A null pointer reads as a fault.
+            GilSource::CevalPointer {
+                locked: locked_at,
+                holder: holder_at,
+                ..
+            } => (
+                Some(field_addr(ceval_gil, locked_at)),
+                Some(field_addr(ceval_gil, holder_at)),
+            ),
+            GilSource::Embedded {
+                locked: locked_at,
+                holder: holder_at,
+            } => (
+                Some(field_addr(interp, locked_at)),
+                Some(field_addr(interp, holder_at)),
+            ),
+        };
         let complete = {
-            let mut regions: Vec<(u64, &mut [u8])> =
-                vec![(field_addr(interp, l.interp_tstate_head), &mut head)];
-            if let Some(off) = l.interp_id {
-                regions.push((field_addr(interp, off), &mut id));
+            let wanted = [
+                Some((field_addr(interp, l.interp_tstate_head), &mut head[..])),
+                l.interp_id
+                    .map(|off| (field_addr(interp, off), &mut id[..])),
+                l.interp_threads_main
+                    .map(|off| (field_addr(interp, off), &mut main[..])),
+                l.interp_gc_collecting
+                    .filter(|_| self.opts.gc)
+                    .map(|off| (field_addr(interp, off), &mut gc[..])),
+                gil_locked.map(|addr| (addr, &mut locked[..])),
+                gil_holder.map(|addr| (addr, &mut holder[..])),
+            ];
+            // On the stack, not in a vector: no allocation a sample.
+            let mut regions: [(u64, &mut [u8]); 6] = Default::default();
+            let mut count = 0;
+            for region in wanted.into_iter().flatten() {
+                regions[count] = region;
+                count += 1;
             }
-            if let Some(off) = l.interp_threads_main {
-                regions.push((field_addr(interp, off), &mut main));
-            }
-            if let (true, Some(off)) = (self.opts.gc, l.interp_gc_collecting) {
-                regions.push((field_addr(interp, off), &mut gc));
-            }
-            match target.gil {
-                GilSource::CurrentPointer(addr) => {
-                    locked = [1, 0, 0, 0];
-                    regions.push((addr, &mut holder));
-                }
-                GilSource::CevalPointer {
-                    locked: locked_at,
-                    holder: holder_at,
-                    ..
-                } => {
-                    // A null pointer reads as a fault.
-                    regions.push((field_addr(ceval_gil, locked_at), &mut locked));
-                    regions.push((field_addr(ceval_gil, holder_at), &mut holder));
-                }
-                GilSource::Embedded {
-                    locked: locked_at,
-                    holder: holder_at,
-                } => {
-                    regions.push((field_addr(interp, locked_at), &mut locked));
-                    regions.push((field_addr(interp, holder_at), &mut holder));
-                }
-            }
-            self.mem.read_many(&mut regions)?
+            self.mem.read_many(&mut regions[..count])?
         };
         if !complete {
             return Err(ReadError::Fault);
@@ -533,7 +551,8 @@ impl UnwindState {
         // A walk that followed a generator past a yield read afresh from there on.
         self.mem.set_fresh(false);
         walked?;
-        let mut frames = Vec::with_capacity(self.raw.len() + 1);
+        let mut frames = self.spare_frames.pop().unwrap_or_default();
+        frames.reserve(self.raw.len() + 1);
         // Above the Python code that set the collection off, as CPython 3.15.2 places it: a
         // thread with no Python frame (the interpreter's last collections as it finalizes) is
         // not a `<GC>` stack of its own beside the program's.
@@ -897,7 +916,9 @@ impl UnwindState {
                 .is_none_or(|e| e.checked_in != self.code_epoch)
         });
         let size = l.code_read_size();
-        let mut headers = vec![0u8; size * unique.len()];
+        let mut headers = std::mem::take(&mut self.code_headers);
+        headers.clear();
+        headers.resize(size * unique.len(), 0);
         let complete = {
             let mut regions: Vec<(u64, &mut [u8])> = unique
                 .iter()
@@ -932,6 +953,7 @@ impl UnwindState {
             );
         }
         self.unique_codes = unique;
+        self.code_headers = headers;
         let opcodes = if self.opts.opcodes && !l.object_frames() {
             self.read_opcodes()?
         } else {

@@ -895,26 +895,23 @@ impl UnwindState {
         out: &mut Vec<FrameId>,
     ) -> Result<(), ReadError> {
         let l = &target.layout;
+        // Read: the new codes, and those not yet checked in this epoch (on 3.12+, while no
+        // code object was made or freed, none).
         let mut unique = std::mem::take(&mut self.unique_codes);
-        unique.clear();
-        for f in &self.raw {
-            if let RawFrame::Python { code, .. } = f {
-                if !unique.contains(code) {
-                    unique.push(*code);
-                }
-            }
-        }
+        let (codes, epoch) = (&self.codes, self.code_epoch);
+        distinct_codes(&self.raw, &mut unique, |code| {
+            codes.get(&code).is_none_or(|e| e.checked_in != epoch)
+        });
         // Before, not while, resolving: every code of this sample must stay in the cache.
-        if self.codes.len() + unique.len() > self.code_cache_limit {
+        let new_codes = unique
+            .iter()
+            .filter(|&code| !self.codes.contains_key(code))
+            .count();
+        if self.codes.len() + new_codes > self.code_cache_limit {
             self.codes.clear();
             self.code_starts.clear();
+            distinct_codes(&self.raw, &mut unique, |_| true);
         }
-        // Read: the new codes, and those not yet checked in this epoch.
-        unique.retain(|code| {
-            self.codes
-                .get(code)
-                .is_none_or(|e| e.checked_in != self.code_epoch)
-        });
         let size = l.code_read_size();
         let mut headers = std::mem::take(&mut self.code_headers);
         headers.clear();
@@ -1208,6 +1205,22 @@ pub(super) fn frame_without_location(symbols: &mut Symbols, file: &str, name: &s
         end_column: -1,
         opcode: None,
     })
+}
+
+/// The distinct codes of `frames` that `wanted` keeps, in `out` (emptied first). A run of
+/// frames of one code (recursion) asks `wanted` once; no code is looked for in `out` unless
+/// it is wanted, so a stack whose codes are all checked costs a lookup a code, not a scan.
+fn distinct_codes(frames: &[RawFrame], out: &mut Vec<u64>, mut wanted: impl FnMut(u64) -> bool) {
+    out.clear();
+    let mut last = None;
+    for f in frames {
+        if let RawFrame::Python { code, .. } = *f {
+            if last != Some(code) && wanted(code) && !out.contains(&code) {
+                out.push(code);
+            }
+            last = Some(code);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -231,12 +231,15 @@ impl UnwindState {
         symbols: &mut Symbols,
         out: &mut Vec<ThreadSample>,
     ) -> Result<(), ReadError> {
-        // The last sample's stacks' vectors are filled again rather than made anew.
+        // The last sample's stacks' vectors are filled again rather than made anew; no more
+        // are kept than it had (task stacks are made elsewhere, and would pile up).
+        let stacks = out.len();
         self.spare_frames.extend(out.drain(..).map(|t| {
             let mut frames = t.frames;
             frames.clear();
             frames
         }));
+        self.spare_frames.truncate(stacks);
         self.mem.begin()?;
         // Without `-a` only the main interpreter's main thread is sampled (CPython 3.15.2
         // samples the head's, which is the newest sub-interpreter's when there is one);
@@ -1225,7 +1228,7 @@ fn distinct_codes(frames: &[RawFrame], out: &mut Vec<u64>, mut wanted: impl FnMu
 
 #[cfg(test)]
 mod tests {
-    use super::{CycleGuard, Unwinder};
+    use super::{CycleGuard, ThreadSample, Unwinder};
     use crate::sampler::fixture::{stacks, Fixture};
     use crate::sampler::UnwindOptions;
     use tachyon_plugin_api::Symbols;
@@ -1256,6 +1259,40 @@ mod tests {
             let mut seen = stacks(&symbols, &threads);
             seen.sort();
             assert_eq!(seen, expected);
+        }
+    }
+
+    /// The stack vectors a sample hands back are reused, and no more are kept than it had:
+    /// stacks made elsewhere (asyncio's task stacks, ten here each sample) do not pile up.
+    #[test]
+    fn spare_stack_vectors_do_not_pile_up() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/3.12.snap.zst");
+        let fixture = Fixture::load(&path).unwrap();
+        let opts = UnwindOptions {
+            all_threads: true,
+            ..UnwindOptions::default()
+        };
+        let mut unwinder = Unwinder::with_memory(
+            fixture.target.target(),
+            opts,
+            Box::new(fixture.snapshot.clone()),
+        );
+        let (mut symbols, mut threads) = (Symbols::default(), Vec::new());
+        for _ in 0..5 {
+            unwinder.sample(&mut symbols, &mut threads).unwrap();
+            let sampled = threads.len();
+            assert_eq!(sampled, fixture.expected.len());
+            let first = &threads[0];
+            let (thread_id, frames) = (first.thread_id, first.frames.clone());
+            threads.extend((0..10).map(|_| ThreadSample {
+                thread_id,
+                interpreter_id: 0,
+                status: 0,
+                frames: frames.clone(),
+                task: None,
+            }));
+            assert!(unwinder.state.spare_frames.len() <= 10 + sampled);
         }
     }
 

@@ -1233,11 +1233,8 @@ mod tests {
     use crate::sampler::UnwindOptions;
     use tachyon_plugin_api::Symbols;
 
-    /// A full code cache starts again before a sample resolves its frames, never while: with
-    /// room for one code object, every sample of a recorded 3.12 process (threads in dozens
-    /// of frames of several code objects) still gives the stacks the interpreter reported.
-    #[test]
-    fn a_full_code_cache_starts_again_between_samples() {
+    /// The recorded 3.12 process, and an unwinder of all its threads reading it.
+    fn recorded_3_12() -> (Fixture, Unwinder) {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/3.12.snap.zst");
         let fixture = Fixture::load(&path).unwrap();
@@ -1245,11 +1242,20 @@ mod tests {
             all_threads: true,
             ..UnwindOptions::default()
         };
-        let mut unwinder = Unwinder::with_memory(
+        let unwinder = Unwinder::with_memory(
             fixture.target.target(),
             opts,
             Box::new(fixture.snapshot.clone()),
         );
+        (fixture, unwinder)
+    }
+
+    /// A full code cache starts again before a sample resolves its frames, never while: with
+    /// room for one code object, every sample of a recorded 3.12 process (threads in dozens
+    /// of frames of several code objects) still gives the stacks the interpreter reported.
+    #[test]
+    fn a_full_code_cache_starts_again_between_samples() {
+        let (fixture, mut unwinder) = recorded_3_12();
         unwinder.state.code_cache_limit = 1;
         let mut expected = fixture.expected.clone();
         expected.sort();
@@ -1266,18 +1272,7 @@ mod tests {
     /// stacks made elsewhere (asyncio's task stacks, ten here each sample) do not pile up.
     #[test]
     fn spare_stack_vectors_do_not_pile_up() {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/3.12.snap.zst");
-        let fixture = Fixture::load(&path).unwrap();
-        let opts = UnwindOptions {
-            all_threads: true,
-            ..UnwindOptions::default()
-        };
-        let mut unwinder = Unwinder::with_memory(
-            fixture.target.target(),
-            opts,
-            Box::new(fixture.snapshot.clone()),
-        );
+        let (fixture, mut unwinder) = recorded_3_12();
         let (mut symbols, mut threads) = (Symbols::default(), Vec::new());
         for _ in 0..5 {
             unwinder.sample(&mut symbols, &mut threads).unwrap();

@@ -472,6 +472,17 @@ impl Memory for Counted {
     }
 }
 
+/// The address of the first interpreter state in the recorded list (the main one, in these
+/// single-interpreter recordings).
+fn first_interpreter(f: &Fixture) -> u64 {
+    let mut head = [0u8; 8];
+    f.snapshot
+        .clone()
+        .read(f.target.target().interp_head_addr, &mut head)
+        .unwrap();
+    u64::from_le_bytes(head)
+}
+
 /// 3.11+ keep the main interpreter inside `_PyRuntime`: without `-a`, the list of
 /// interpreters is read for it once, and each sample is its main thread's recorded stack;
 /// with `-a`, the list is read every sample, and so it is without `-a` when the interpreter
@@ -484,12 +495,7 @@ fn the_main_interpreter_is_found_once(version: &str) {
         .iter()
         .find(|s| s.last().is_some_and(|fr| fr.1 == "<module>"))
         .unwrap();
-    let mut head = [0u8; 8];
-    f.snapshot
-        .clone()
-        .read(target.interp_head_addr, &mut head)
-        .unwrap();
-    let id_at = u64::from_le_bytes(head) + target.layout.interp_id.expect("3.11+") as u64;
+    let id_at = first_interpreter(&f) + target.layout.interp_id.expect("3.11+") as u64;
     let mut not_main = f.snapshot.clone();
     not_main.write(id_at, &1u64.to_le_bytes());
     for (snapshot, all_threads, head_reads) in [
@@ -526,10 +532,10 @@ fn the_main_interpreter_is_found_once(version: &str) {
     }
 }
 
-/// A target read as each snapshot in turn, one a sample each, counting in each sample the
-/// reads of `header` bytes (a code object's identifying fields).
+/// `Phases` counting in each sample the reads of `header` bytes (a code object's
+/// identifying fields).
 struct CodeReads {
-    snapshots: Vec<Snapshot>,
+    phases: Phases,
     header: usize,
     per_sample: Rc<RefCell<Vec<usize>>>,
 }
@@ -537,20 +543,18 @@ struct CodeReads {
 impl Memory for CodeReads {
     fn begin(&mut self) -> Result<(), ReadError> {
         self.per_sample.borrow_mut().push(0);
-        Ok(())
+        self.phases.begin()
     }
 
     fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        let mut counts = self.per_sample.borrow_mut();
-        let now = counts.len().clamp(1, self.snapshots.len()) - 1;
         if buf.len() == self.header {
-            *counts.last_mut().unwrap() += 1;
+            *self.per_sample.borrow_mut().last_mut().unwrap() += 1;
         }
-        self.snapshots[now].read(addr, buf)
+        self.phases.read(addr, buf)
     }
 
     fn thread_ids(&self) -> Vec<u32> {
-        self.snapshots[0].thread_ids()
+        self.phases.thread_ids()
     }
 }
 
@@ -565,14 +569,7 @@ fn codes_are_read_again_only_when_the_code_counter_moves(version: &str) {
         target.layout.interp_code_generation,
     ) {
         (Some(addr), _) => Some((addr, 4)),
-        (None, Some(offset)) => {
-            let mut head = [0u8; 8];
-            f.snapshot
-                .clone()
-                .read(target.interp_head_addr, &mut head)
-                .unwrap();
-            Some((u64::from_le_bytes(head) + offset as u64, 8))
-        }
+        (None, Some(offset)) => Some((first_interpreter(&f) + offset as u64, 8)),
         (None, None) => None,
     };
     let has_counter = ["3.12", "3.13", "3.14", "3.15"].contains(&version);
@@ -595,7 +592,10 @@ fn codes_are_read_again_only_when_the_code_counter_moves(version: &str) {
     let samples = snapshots.len();
     let per_sample = Rc::new(RefCell::new(Vec::new()));
     let memory = CodeReads {
-        snapshots,
+        phases: Phases {
+            snapshots,
+            begun: 0,
+        },
         header: target.layout.code_read_size(),
         per_sample: per_sample.clone(),
     };

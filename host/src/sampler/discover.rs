@@ -300,9 +300,9 @@ impl Target {
             gil,
             binary: path.to_owned(),
             none_addr,
-            code_version_addr: elf
-                .symbol("_Py_next_func_version")
-                .filter(|_| (major, minor) == (3, 12))
+            code_version_addr: ((major, minor) == (3, 12))
+                .then(|| elf.symbol("_Py_next_func_version"))
+                .flatten()
                 .map(|a| bias + a),
         }))
     }

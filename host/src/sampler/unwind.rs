@@ -348,6 +348,13 @@ impl UnwindState {
         let mut gc = [0u8; 4];
         let mut locked = [0u8; 4];
         let mut holder = [0u8; 8];
+        // The GIL's `locked` and `holder` in the struct at `base`.
+        let in_struct = |base, locked_at, holder_at| {
+            (
+                Some(field_addr(base, locked_at)),
+                Some(field_addr(base, holder_at)),
+            )
+        };
         let (gil_locked, gil_holder) = match target.gil {
             GilSource::CurrentPointer(addr) => {
                 locked = [1, 0, 0, 0];
@@ -358,17 +365,11 @@ impl UnwindState {
                 locked: locked_at,
                 holder: holder_at,
                 ..
-            } => (
-                Some(field_addr(ceval_gil, locked_at)),
-                Some(field_addr(ceval_gil, holder_at)),
-            ),
+            } => in_struct(ceval_gil, locked_at, holder_at),
             GilSource::Embedded {
                 locked: locked_at,
                 holder: holder_at,
-            } => (
-                Some(field_addr(interp, locked_at)),
-                Some(field_addr(interp, holder_at)),
-            ),
+            } => in_struct(interp, locked_at, holder_at),
         };
         let complete = {
             let wanted = [

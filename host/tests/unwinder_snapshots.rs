@@ -532,6 +532,57 @@ fn the_main_interpreter_is_found_once(version: &str) {
     }
 }
 
+/// A thread the main thread has just started carries, on 3.11 and before, the main thread's native
+/// id until it runs; the main thread is then the oldest so named (the list's tail), whichever
+/// way it is found: here every thread is named by the process id, and 3.13+'s `threads.main`
+/// is cleared as while the interpreter finalizes. Each sample without `-a` is the main
+/// thread's recorded stack.
+fn the_main_thread_is_the_oldest_named_by_the_process_id(version: &str) {
+    let f = fixture(version);
+    let target = f.target.target();
+    let layout = &target.layout;
+    let main_thread = f
+        .expected
+        .iter()
+        .find(|s| s.last().is_some_and(|fr| fr.1 == "<module>"))
+        .unwrap();
+    let native_id = layout.tstate_native_thread_id.expect("3.11+");
+    let interp = first_interpreter(&f);
+    let mut snapshot = f.snapshot.clone();
+    if let Some(off) = layout.interp_threads_main {
+        snapshot.write(interp + off as u64, &0u64.to_le_bytes());
+    }
+    let read_u64 = |snapshot: &mut Snapshot, addr: u64| {
+        let mut word = [0u8; 8];
+        snapshot.read(addr, &mut word).unwrap();
+        u64::from_le_bytes(word)
+    };
+    let mut tstate = read_u64(&mut snapshot, interp + layout.interp_tstate_head as u64);
+    let mut named = 0;
+    while tstate != 0 {
+        snapshot.write(
+            tstate + native_id as u64,
+            &(target.process.namespace_pid() as u64).to_le_bytes(),
+        );
+        named += 1;
+        tstate = read_u64(&mut snapshot, tstate + layout.tstate_next as u64);
+    }
+    assert!(named >= 2, "{named} threads");
+    let opts = UnwindOptions {
+        all_threads: false,
+        ..options()
+    };
+    let mut unwinder = Unwinder::with_memory(f.target.target(), opts, Box::new(snapshot));
+    let (mut symbols, mut threads) = (Symbols::default(), Vec::new());
+    for _ in 0..2 {
+        unwinder.sample(&mut symbols, &mut threads).unwrap();
+        assert_eq!(
+            &stacks(&symbols, &threads),
+            std::slice::from_ref(main_thread)
+        );
+    }
+}
+
 /// `Phases` counting in each sample the reads of `header` bytes (a code object's
 /// identifying fields).
 struct CodeReads {
@@ -745,6 +796,27 @@ macro_rules! copied_top_versions {
             }
         )*
     };
+}
+
+macro_rules! native_thread_id_versions {
+    ($($name:ident => $version:literal),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn the_main_thread_is_the_oldest_named_by_the_process_id() {
+                    super::the_main_thread_is_the_oldest_named_by_the_process_id($version);
+                }
+            }
+        )*
+    };
+}
+
+native_thread_id_versions! {
+    native_id_3_11 => "3.11",
+    native_id_3_12 => "3.12",
+    native_id_3_13 => "3.13",
+    native_id_3_14 => "3.14",
+    native_id_3_15 => "3.15",
 }
 
 copied_top_versions! {

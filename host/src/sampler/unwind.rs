@@ -476,9 +476,13 @@ impl UnwindState {
 
     /// The main thread: the one whose OS tid is the pid (3.11+), else the oldest thread state
     /// (new thread states are pushed at the head of the list).
+    /// The interpreter's main thread: the oldest (new threads are pushed at the list's head)
+    /// whose native id is the process id. Not the first found: ≤3.11 give a thread started
+    /// by the main thread the main thread's native id until the new thread runs, and a main
+    /// thread found in that window was the new thread for the rest of the run.
     fn find_main(&mut self, target: &Target, threads: &[u64]) -> Result<Option<u64>, ReadError> {
         if let Some(off) = target.layout.tstate_native_thread_id {
-            for &t in threads {
+            for &t in threads.iter().rev() {
                 if self.mem.read_u64(field_addr(t, off))? == self.namespace_pid(target) {
                     return Ok(Some(t));
                 }

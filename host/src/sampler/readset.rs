@@ -15,9 +15,11 @@ const MAX_WANTED: usize = 1 << 16;
 
 const PAGE: u64 = 4096;
 
-/// Merge regions that overlap or share a page (the kernel's cost is mostly per region and
-/// page, pinning, not per byte, and staying within touched pages never reaches into memory
-/// that is not mapped), then put them back in the order they were first asked for.
+/// Merge regions that overlap, share a page or lie in the page after the last one's (the
+/// kernel's cost is mostly per region and page, pinning, not per byte, and staying within
+/// touched pages never reaches into memory that is not mapped; 3.11's code objects made
+/// one after another often lie so), then put them back in the order they were first asked
+/// for.
 ///
 /// Why that order: the kernel copies the regions one after another, microseconds apart on a
 /// loaded machine, and a sample's reads are in the order it follows pointers (thread state,
@@ -38,8 +40,9 @@ fn coalesce(regions: &[(u64, usize)]) -> Vec<(u64, usize)> {
         let end = addr + len as u64;
         if let Some(last) = merged.last_mut() {
             let last_end = last.0 + last.1 as u64;
-            let same_page = last_end.saturating_sub(1) / PAGE == addr / PAGE;
-            if addr <= last_end || same_page {
+            // The last page it touches or the next: no page more is read.
+            let near = addr / PAGE <= last_end.saturating_sub(1) / PAGE + 1;
+            if addr <= last_end || near {
                 last.1 = (end.max(last_end) - last.0) as usize;
                 last.2 = last.2.min(order);
                 continue;
@@ -254,7 +257,7 @@ mod tests {
     }
 
     #[test]
-    fn merges_regions_that_share_a_page_only_and_keeps_request_order() {
+    fn merges_regions_that_share_or_touch_the_next_page_and_keeps_request_order() {
         let merged = coalesce(&[
             (0x9000, 8),
             (0x1010, 8),
@@ -262,8 +265,9 @@ mod tests {
             (0x2004, 4),
             (0x1100, 16),
             (0x1ffc, 4),
+            (0x4000, 8),
         ]);
-        // In the order first asked for.
-        assert_eq!(merged, vec![(0x9000, 8), (0x1000, 0x1000), (0x2004, 4)]);
+        // In the order first asked for; 0x4000 is a page past the merged region's last.
+        assert_eq!(merged, vec![(0x9000, 8), (0x1000, 0x1008), (0x4000, 8)]);
     }
 }

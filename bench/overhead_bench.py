@@ -9,6 +9,9 @@ attached at 1 kHz (and 10 kHz) to a sleeping CPython 3.11 target, in interleaved
   at 1 kHz on a sleeping 3.15 target beside tachyon on that target and a read loop of as many
   pages as tachyon reads from it (READ_REGIONS_315), when tests/setup_debian_pythons.sh has
   unpacked it.
+A main thread asleep and put on no CPU since the last sample is sampled as that sample found
+it (no read of the target, no unwinding), so tachyon is also attached at 1 kHz to a target
+whose main thread runs throughout, where every sample is read and unwound.
 CPU is user + system of each child (getrusage), as % of one core; ratios are medians of the
 per-round ratios. Each profiler's samples are counted in its output, to check it sampled at
 the rate asked for as long as asked. Issue 21's goal is a ratio of at most 1.3 to the empty
@@ -52,6 +55,14 @@ def sampled(out, rate_hz, seconds, who):
 
 def start_idle(python):
     proc = subprocess.Popen([python, "-c", IDLE_TARGET])
+    time.sleep(0.5)
+    return proc
+
+
+def start_running(python, seconds):
+    """A target whose main thread runs throughout (bench/target_deep.py, depth 5)."""
+    proc = subprocess.Popen([python, os.path.join(ROOT, "bench", "target_deep.py"), "5", str(seconds)],
+                            stdout=subprocess.DEVNULL)
     time.sleep(0.5)
     return proc
 
@@ -102,6 +113,17 @@ def main():
                     fig.setdefault(("empty", rate), []).append(cpu_percent([loop, interval, str(s)], s))
                     fig.setdefault(("read", rate), []).append(
                         cpu_percent([loop, interval, str(s), str(target.pid), *pages], s))
+                # A main thread that runs between samples cannot be sampled from the last
+                # sample: each is read and unwound.
+                running = start_running(python, s + 5)
+                try:
+                    fig.setdefault("tachyon running", []).append(cpu_percent(
+                        [TACHYON, "attach", "-r", "1khz", "-d", str(s), "-f", "collapsed", "-o", out,
+                         str(running.pid)], s))
+                    sampled(out, 1000, s, "tachyon")
+                finally:
+                    running.kill()
+                    running.wait()
                 fig.setdefault("py-spy", []).append(cpu_percent(
                     [pyspy, "record", "--pid", str(target.pid), "--nonblocking", "--idle", "-r", "1000",
                      "-d", str(s), "-f", "raw", "-o", out], s))
@@ -130,6 +152,7 @@ def main():
         row("read loop (+1 read of %d pages)" % READ_REGIONS, read_floor, floor)
         row("tachyon", fig[("tachyon", rate)], floor, read_floor)
         if rate == "1khz":
+            row("tachyon, target running (depth 5)", fig["tachyon running"], floor, read_floor)
             row("py-spy 0.4 --nonblocking", fig["py-spy"], floor, read_floor)
             if "cpython" in fig:
                 read315 = fig["read 3.15"]

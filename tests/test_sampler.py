@@ -3,6 +3,7 @@ run/attach/dump, modes, and the failures a user can meet."""
 import collections
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import one_error_line, ROOT, decoded_samples, read_capture, require_python, tachyon, wait_for
+from conftest import one_error_line, ROOT, TACHYON, decoded_samples, read_capture, require_python, tachyon, wait_for
 
 SCRIPTS = os.path.join(ROOT, "tests", "scripts")
 VERSIONS = ["2.7", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
@@ -324,6 +325,72 @@ def test_a_generator_that_yields_mid_read_keeps_its_callers(tmp, version):
     # in 10,000 samples here, or one (3.11: the generator alone, once in some runs). A frame
     # without code passed over put the generator right under `main` in 4 to 24 of them.
     assert len(odd) <= 0.002 * total, collections.Counter(odd)
+
+
+PHASES = (
+    "import sys, time\n"
+    "def first():\n"
+    "    time.sleep(0.5)\n"
+    "def second():\n"
+    "    end = time.time() + 0.5\n"
+    "    while time.time() < end:\n"
+    "        pass\n"
+    "def third():\n"
+    "    time.sleep(0.5)\n"
+    "first()\n"
+    "second()\n"
+    "third()\n")
+
+
+@pytest.mark.parametrize("version", ["2.7", "3.10", "3.11", "3.12", "3.15"])
+def test_a_main_thread_that_has_not_run_is_sampled_as_it_was(tmp, version):
+    """Without -a, a main thread that has not run since the last sample is that sample again,
+    read from nothing (the kernel put it on no CPU meanwhile). A program that sleeps, runs, then sleeps
+    again: every sample is the stack of its phase, at its line, the phases in order (a sample
+    kept from a phase past would put one phase's name in another's time)."""
+    python = require_python(version)
+    script = tmp / "phases.py"
+    script.write_text(PHASES)
+    out = tmp / "phases.bin"
+    tachyon("run", "--python", python, "-r", "1khz", "-f", "binary", "-o", out, script)
+    names = {"first": 3, "second": None, "third": 9}
+    phases = []
+    for *_x, frames in decoded_samples(out):
+        leaf = next((f for f in frames if f[1] in names), None)
+        if leaf is None:
+            continue  # start-up, shutdown, a call on its way
+        assert frames[0] == leaf and names[leaf[1]] in (None, leaf[2]), frames
+        phases.append(leaf[1])
+    order = [name for i, name in enumerate(phases) if i == 0 or phases[i - 1] != name]
+    assert order == ["first", "second", "third"], order
+    counts = collections.Counter(phases)
+    assert all(counts[name] >= 200 for name in names), counts
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="strace is not installed")
+@pytest.mark.parametrize("version", ["2.7", "3.11", "3.15"])
+def test_a_sleeping_main_thread_costs_no_memory_read(tmp, version):
+    """Attached at 1 kHz to a main thread asleep in a known stack: every sample has that
+    stack, and the target's memory is read for a few of them only (strace counts the
+    process_vm_readv calls: one a sample without the idle check)."""
+    python = require_python(version)
+    target = subprocess.Popen([python, "-c", "import time\ndef idle():\n    time.sleep(60)\nidle()\n"])
+    try:
+        time.sleep(0.5)
+        out, log = tmp / "idle.txt", tmp / "strace.txt"
+        subprocess.run(["strace", "-f", "-e", "trace=process_vm_readv", "-o", str(log), TACHYON, "attach",
+                        "-r", "1khz", "-d", "1", "-f", "collapsed", "-o", str(out), str(target.pid)],
+                       check=True, capture_output=True)
+    finally:
+        target.kill()
+        target.wait()
+    lines = out.read_text().splitlines()
+    assert len(lines) == 1, lines
+    stack, count = lines[0].rsplit(" ", 1)
+    assert stack.split(";")[1:] == ["<string>:<module>:4", "<string>:idle:3"], stack
+    assert int(count) >= 500, count
+    reads = sum(1 for line in log.read_text().splitlines() if "process_vm_readv(" in line)
+    assert reads < int(count) / 10, (reads, count)
 
 
 @pytest.mark.parametrize("version", ["3.8", "3.11", "3.12", "3.13", "3.14", "3.15"])

@@ -13,6 +13,7 @@ pub mod objects;
 pub mod pause;
 pub mod process;
 mod readset;
+mod schedule;
 pub mod unwind;
 
 pub use discover::Target;

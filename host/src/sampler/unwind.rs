@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 use tachyon_plugin_api::{FrameId, FrameInfo, FxHashMap, Symbols, ThreadStatus};
 
@@ -15,6 +14,7 @@ use super::layout::Layout;
 use super::memory::{LiveMemory, Memory};
 use super::objects::{code_identity, i32_at, read_code, u64_at, Code};
 use super::process::{field_addr, ReadError};
+use super::schedule::{stat_state, SleepWatch, ThreadSchedule};
 
 const MAX_FRAMES: usize = 4096;
 const MAX_THREADS: usize = 4096;
@@ -118,12 +118,29 @@ pub(super) enum RawFrame {
 pub struct Unwinder {
     pub target: Target,
     state: UnwindState,
+    idle: IdleCheck,
+}
+
+/// Without `-a` or `--async-aware` a sample is the main thread alone, and a main thread that
+/// has not run since the last sample's reads began has the stack and status that sample found
+/// (but off CPU): the sample is that one again, read from nothing. A program waiting for I/O
+/// or a timer is such a thread most of the time, and its samples then cost a read of its
+/// schedule (schedule.rs) instead of the target's memory read and unwinding.
+enum IdleCheck {
+    /// Set up at the first sample of the main thread.
+    Untried,
+    /// Sampling another set of threads, a recorded snapshot, a main thread that is not the
+    /// process's first (an embedding program's), or a kernel that does not tell.
+    Off,
+    On(ThreadSchedule, SleepWatch),
 }
 
 impl Unwinder {
     pub fn new(target: Target, opts: UnwindOptions) -> Self {
         let memory = LiveMemory::new(target.process.clone());
-        Unwinder::with_memory(target, opts, Box::new(memory))
+        let mut unwinder = Unwinder::with_memory(target, opts, Box::new(memory));
+        unwinder.idle = IdleCheck::Untried;
+        unwinder
     }
 
     /// An unwinder reading `memory` instead of the live process (a recorded snapshot).
@@ -155,7 +172,11 @@ impl Unwinder {
             thread_frames: Vec::new(),
             asyncio_state: super::asyncio::AsyncioState::default(),
         };
-        Unwinder { target, state }
+        Unwinder {
+            target,
+            state,
+            idle: IdleCheck::Off,
+        }
     }
 
     /// Sample the selected threads into `out` (cleared first). A read torn by the target
@@ -169,9 +190,42 @@ impl Unwinder {
         symbols: &mut Symbols,
         out: &mut Vec<ThreadSample>,
     ) -> Result<(), ReadError> {
-        match self.state.sample(&self.target, symbols, out) {
+        if let IdleCheck::On(schedule, watch) = &mut self.idle {
+            if watch.unchanged(|| schedule.times_run(), || schedule.asleep()) {
+                // `out` still holds the last sample.
+                for thread in out.iter_mut() {
+                    thread.status &= !ThreadStatus::ON_CPU;
+                }
+                return Ok(());
+            }
+        }
+        let sampled = match self.state.sample(&self.target, symbols, out) {
             Err(ReadError::Fault) => self.state.sample(&self.target, symbols, out),
             read => read,
+        };
+        match &mut self.idle {
+            IdleCheck::On(_, watch) => watch.sampled(sampled.is_ok()),
+            IdleCheck::Untried if sampled.is_ok() && !out.is_empty() => {
+                self.idle = self.idle_check(out);
+            }
+            _ => {}
+        }
+        sampled
+    }
+
+    /// The idle check for the threads of a first sample: on if they are the main thread alone
+    /// and it is the process's first thread (whose id is the process id).
+    fn idle_check(&mut self, sampled: &[ThreadSample]) -> IdleCheck {
+        let opts = &self.state.opts;
+        let main_alone = !opts.all_threads && opts.asyncio.is_none();
+        let pid = self.state.namespace_pid(&self.target);
+        let ours = self.target.process.pid;
+        match sampled {
+            [main] if main_alone && main.thread_id == pid => ThreadSchedule::open(ours, ours)
+                .map_or(IdleCheck::Off, |schedule| {
+                    IdleCheck::On(schedule, SleepWatch::default())
+                }),
+            _ => IdleCheck::Off,
         }
     }
 }
@@ -1097,22 +1151,13 @@ impl UnwindState {
                 }
             }
         };
-        let mut buf = [0u8; 512];
-        let n = if let Ok(n) = file.read_at(&mut buf, 0) {
-            n
-        } else {
-            self.stat_files.remove(&tid);
-            return ThreadStatus::UNKNOWN;
-        };
-        let text = &buf[..n];
-        match text
-            .iter()
-            .rposition(|&b| b == b')')
-            .and_then(|i| text.get(i + 2))
-        {
+        match stat_state(file) {
             Some(b'R') => ThreadStatus::ON_CPU,
             Some(_) => 0,
-            None => ThreadStatus::UNKNOWN,
+            None => {
+                self.stat_files.remove(&tid);
+                ThreadStatus::UNKNOWN
+            }
         }
     }
 

@@ -328,7 +328,7 @@ def test_a_generator_that_yields_mid_read_keeps_its_callers(tmp, version):
 
 
 PHASES = (
-    "import sys, time\n"
+    "import time\n"
     "def first():\n"
     "    time.sleep(0.5)\n"
     "def second():\n"
@@ -344,16 +344,16 @@ PHASES = (
 
 @pytest.mark.parametrize("version", ["2.7", "3.10", "3.11", "3.12", "3.15"])
 def test_a_main_thread_that_has_not_run_is_sampled_as_it_was(tmp, version):
-    """Without -a, a main thread that has not run since the last sample is that sample again,
-    read from nothing (the kernel put it on no CPU meanwhile). A program that sleeps, runs, then sleeps
-    again: every sample is the stack of its phase, at its line, the phases in order (a sample
-    kept from a phase past would put one phase's name in another's time)."""
+    """Without -a, a main thread that has not run since the last sample (asleep, put on no
+    CPU meanwhile) is that sample again, read from nothing. A program that sleeps, runs, then
+    sleeps again: every sample is the stack of its phase, at its line, the phases in order (a
+    sample kept from a phase past would put one phase's name in another's time)."""
     python = require_python(version)
     script = tmp / "phases.py"
     script.write_text(PHASES)
     out = tmp / "phases.bin"
     tachyon("run", "--python", python, "-r", "1khz", "-f", "binary", "-o", out, script)
-    names = {"first": 3, "second": None, "third": 9}
+    names = {"first": 3, "second": None, "third": 9}  # the line each sleeps at
     phases = []
     for *_x, frames in decoded_samples(out):
         leaf = next((f for f in frames if f[1] in names), None)

@@ -532,11 +532,11 @@ fn the_main_interpreter_is_found_once(version: &str) {
     }
 }
 
-/// A thread the main thread has just started carries, on 3.11 and before, the main thread's native
-/// id until it runs; the main thread is then the oldest so named (the list's tail), whichever
-/// way it is found: here every thread is named by the process id, and 3.13+'s `threads.main`
-/// is cleared as while the interpreter finalizes. Each sample without `-a` is the main
-/// thread's recorded stack.
+/// A thread the main thread has just started carries, on 3.11 and before, the main thread's
+/// native id until it runs; the main thread is then the oldest so named (the list's tail),
+/// however it is looked for: here every thread is named by the process id, and 3.13+'s
+/// `threads.main` is cleared as while the interpreter finalizes. Each sample without `-a` is
+/// the main thread's recorded stack.
 fn the_main_thread_is_the_oldest_named_by_the_process_id(version: &str) {
     let f = fixture(version);
     let target = f.target.target();

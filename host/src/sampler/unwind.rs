@@ -179,7 +179,8 @@ impl Unwinder {
         }
     }
 
-    /// Sample the selected threads into `out` (cleared first). A read torn by the target
+    /// Sample the selected threads into `out` (cleared first; left as it is, the last sample,
+    /// when the main thread alone is sampled and has not run since). A read torn by the target
     /// changing its stack meanwhile (a frame pushed or popped between the copies of the
     /// thread state and of its frames) is made again at once, not lost: tears fall in calls
     /// and returns, so losing them under-counts code that calls often. A 3.15 target making
@@ -528,12 +529,11 @@ impl UnwindState {
         Ok(out)
     }
 
-    /// The main thread: the one whose OS tid is the pid (3.11+), else the oldest thread state
-    /// (new thread states are pushed at the head of the list).
-    /// The interpreter's main thread: the oldest (new threads are pushed at the list's head)
-    /// whose native id is the process id. Not the first found: ≤3.11 give a thread started
-    /// by the main thread the main thread's native id until the new thread runs, and a main
-    /// thread found in that window was the new thread for the rest of the run.
+    /// The main thread: the oldest thread state (new ones are pushed at the list's head) whose
+    /// native id is the process id (3.11+), else the oldest. Not the first so named: ≤3.11
+    /// give a thread the main thread starts the main thread's native id until the new thread
+    /// runs, and a main thread looked for in that window was the new one for the rest of the
+    /// run.
     fn find_main(&mut self, target: &Target, threads: &[u64]) -> Result<Option<u64>, ReadError> {
         if let Some(off) = target.layout.tstate_native_thread_id {
             for &t in threads.iter().rev() {

@@ -780,6 +780,11 @@ macro_rules! data_stack_versions {
                 fn the_main_interpreter_is_found_once() {
                     super::the_main_interpreter_is_found_once($version);
                 }
+
+                #[test]
+                fn the_main_thread_is_the_oldest_named_by_the_process_id() {
+                    super::the_main_thread_is_the_oldest_named_by_the_process_id($version);
+                }
             }
         )*
     };
@@ -796,27 +801,6 @@ macro_rules! copied_top_versions {
             }
         )*
     };
-}
-
-macro_rules! native_thread_id_versions {
-    ($($name:ident => $version:literal),* $(,)?) => {
-        $(
-            mod $name {
-                #[test]
-                fn the_main_thread_is_the_oldest_named_by_the_process_id() {
-                    super::the_main_thread_is_the_oldest_named_by_the_process_id($version);
-                }
-            }
-        )*
-    };
-}
-
-native_thread_id_versions! {
-    native_id_3_11 => "3.11",
-    native_id_3_12 => "3.12",
-    native_id_3_13 => "3.13",
-    native_id_3_14 => "3.14",
-    native_id_3_15 => "3.15",
 }
 
 copied_top_versions! {

@@ -693,8 +693,9 @@ impl Memory for Phases {
     }
 }
 
-/// A sample whose read tore is read again at once: for every region whose loss fails the
-/// sample, a target torn only at the first read gives the recorded stacks.
+/// A sample whose read tore is read again at once, up to three reads: for every region whose
+/// loss fails the sample, a target torn at the first two reads gives the recorded stacks,
+/// and one torn at three is an error.
 fn a_torn_read_is_made_again(version: &str) {
     let f = fixture(version);
     let mut expected = f.expected.clone();
@@ -706,19 +707,29 @@ fn a_torn_read_is_made_again(version: &str) {
         if sample(&f, torn.clone(), 1).is_ok() {
             continue;
         }
-        let memory = Phases {
-            snapshots: vec![torn, f.snapshot.clone()],
-            begun: 0,
-        };
-        let mut unwinder = Unwinder::with_memory(f.target.target(), options(), Box::new(memory));
-        let (mut symbols, mut threads) = (Symbols::default(), Vec::new());
-        unwinder.sample(&mut symbols, &mut threads).unwrap();
-        let mut seen = stacks(&symbols, &threads);
-        seen.sort();
-        assert_eq!(
-            seen, expected,
-            "{version}: region {start:#x} lost at the first read"
-        );
+        for tears in [2, 3] {
+            let mut snapshots = vec![torn.clone(); tears];
+            snapshots.push(f.snapshot.clone());
+            let memory = Phases {
+                snapshots,
+                begun: 0,
+            };
+            let mut unwinder =
+                Unwinder::with_memory(f.target.target(), options(), Box::new(memory));
+            let (mut symbols, mut threads) = (Symbols::default(), Vec::new());
+            let sampled = unwinder.sample(&mut symbols, &mut threads);
+            if tears == 3 {
+                assert!(sampled.is_err(), "{version}: torn at three reads");
+                continue;
+            }
+            sampled.unwrap();
+            let mut seen = stacks(&symbols, &threads);
+            seen.sort();
+            assert_eq!(
+                seen, expected,
+                "{version}: region {start:#x} lost at the first two reads"
+            );
+        }
         retried += 1;
     }
     assert!(retried > 0, "{version}: no lost region failed a read");

@@ -187,15 +187,10 @@ impl Process {
 
     pub fn is_alive(&self) -> bool {
         // A zombie (exited, not yet reaped) has no memory left to read.
-        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
-            Ok(stat) => !matches!(
-                stat.rsplit(')')
-                    .next()
-                    .and_then(|s| s.trim_start().chars().next()),
-                Some('Z' | 'X')
-            ),
-            Err(_) => false,
-        }
+        std::fs::File::open(format!("/proc/{}/stat", self.pid))
+            .ok()
+            .and_then(|stat| stat_state(&stat))
+            .is_some_and(|state| !matches!(state, b'Z' | b'X'))
     }
 
     pub fn maps(&self) -> Result<Vec<Mapping>, AttachError> {
@@ -277,6 +272,18 @@ pub fn check_pid(pid: i32) -> Result<(), AttachError> {
 const CAP_SYS_PTRACE: u32 = 19;
 
 /// A field of /proc/PID/status (or /proc/PID/task/TID/status).
+/// The state letter of a `/proc/.../stat` file: `R` running or ready to, `S` asleep, `Z` a
+/// zombie...
+pub fn stat_state(stat: &std::fs::File) -> Option<u8> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 512];
+    let n = stat.read_at(&mut buf, 0).ok()?;
+    let text = &buf[..n];
+    // After the command, which is in parentheses and may hold any character.
+    let close = text.iter().rposition(|&b| b == b')')?;
+    text.get(close + 2).copied()
+}
+
 fn status_field(path: &str, name: &str) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines()

@@ -7,6 +7,8 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
+use super::process::stat_state;
+
 pub struct ThreadSchedule {
     schedstat: File,
     stat: File,
@@ -36,16 +38,6 @@ impl ThreadSchedule {
     pub fn asleep(&self) -> Option<bool> {
         stat_state(&self.stat).map(|state| matches!(state, b'S' | b'D' | b'T' | b't'))
     }
-}
-
-/// The state letter of a `/proc/.../stat` file: `R` running or ready to, `S` asleep...
-pub fn stat_state(stat: &File) -> Option<u8> {
-    let mut buf = [0u8; 512];
-    let n = stat.read_at(&mut buf, 0).ok()?;
-    let text = &buf[..n];
-    // After the command, which is in parentheses and may hold any character.
-    let close = text.iter().rposition(|&b| b == b')')?;
-    text.get(close + 2).copied()
 }
 
 /// A thread found running has its schedule read again only after this many samples at most:

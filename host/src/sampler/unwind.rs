@@ -13,8 +13,8 @@ use super::discover::{GilSource, Target};
 use super::layout::Layout;
 use super::memory::{LiveMemory, Memory};
 use super::objects::{code_identity, i32_at, read_code, u64_at, Code};
-use super::process::{field_addr, ReadError};
-use super::schedule::{stat_state, SleepWatch, ThreadSchedule};
+use super::process::{field_addr, stat_state, ReadError};
+use super::schedule::{SleepWatch, ThreadSchedule};
 
 const MAX_FRAMES: usize = 4096;
 /// Reads of a sample whose reads tear (see `Unwinder::sample`).

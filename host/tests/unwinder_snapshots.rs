@@ -735,6 +735,77 @@ fn a_torn_read_is_made_again(version: &str) {
     assert!(retried > 0, "{version}: no lost region failed a read");
 }
 
+/// Every read of the target in one sample: address and length.
+struct Reads {
+    snapshot: Snapshot,
+    seen: Rc<RefCell<Vec<(u64, usize)>>>,
+}
+
+impl Memory for Reads {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        self.seen.borrow_mut().push((addr, buf.len()));
+        self.snapshot.read(addr, buf)
+    }
+
+    fn thread_ids(&self) -> Vec<u32> {
+        self.snapshot.thread_ids()
+    }
+}
+
+/// 3.11+: a thread's data-stack chunk is copied only when its top frame lies in it, which its
+/// header says (`_PyStackChunk.size`, after the link to the previous chunk): a top frame past
+/// its end is a generator's, in the heap, with anything between. Here each copied chunk's
+/// header says it ends 1,000 bytes in, short of the top frames it holds: no read at a chunk
+/// reaches past that, and its frames, read one by one, still give the recorded stacks.
+fn a_top_frame_past_its_chunks_end_is_not_copied(version: &str) {
+    let f = fixture(version);
+    let mut expected = f.expected.clone();
+    expected.sort();
+    let reads = |snapshot: Snapshot| {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let memory = Reads {
+            snapshot,
+            seen: Rc::clone(&seen),
+        };
+        let mut unwinder = Unwinder::with_memory(f.target.target(), options(), Box::new(memory));
+        let (mut symbols, mut threads) = (Symbols::default(), Vec::new());
+        unwinder.sample(&mut symbols, &mut threads).unwrap();
+        let mut stacks = stacks(&symbols, &threads);
+        stacks.sort();
+        (stacks, seen.take())
+    };
+    // Chunks: copies (reads of 1 KiB or more) at an address whose next word is a chunk's
+    // size, 16 KiB or a power of two above.
+    let header = |addr: u64| {
+        let mut size = [0u8; 8];
+        f.snapshot.clone().read(addr + 8, &mut size).ok()?;
+        Some(u64::from_le_bytes(size)).filter(|s| *s >= 16 << 10 && s.is_power_of_two())
+    };
+    let (_, first) = reads(f.snapshot.clone());
+    let chunks: Vec<u64> = first
+        .iter()
+        .filter(|&&(addr, len)| len >= 1024 && header(addr).is_some())
+        .map(|&(addr, _)| addr)
+        .collect();
+    assert!(!chunks.is_empty(), "{version}: no chunk copied");
+    const END: usize = 1000;
+    let mut short = f.snapshot.clone();
+    for &chunk in &chunks {
+        short.write(chunk + 8, &(END as u64).to_le_bytes());
+    }
+    let (stacks, seen) = reads(short);
+    let copies: Vec<usize> = seen
+        .iter()
+        .filter(|(addr, _)| chunks.contains(addr))
+        .map(|&(_, len)| len)
+        .collect();
+    assert!(
+        !copies.is_empty() && copies.iter().all(|&len| len <= END),
+        "{version}: copies {copies:?}"
+    );
+    assert_eq!(stacks, expected, "{version}");
+}
+
 macro_rules! versions {
     ($($name:ident => $version:literal),* $(,)?) => {
         $(
@@ -795,6 +866,11 @@ macro_rules! data_stack_versions {
                 #[test]
                 fn the_main_thread_is_the_oldest_named_by_the_process_id() {
                     super::the_main_thread_is_the_oldest_named_by_the_process_id($version);
+                }
+
+                #[test]
+                fn a_top_frame_past_its_chunks_end_is_not_copied() {
+                    super::a_top_frame_past_its_chunks_end_is_not_copied($version);
                 }
             }
         )*

@@ -19,7 +19,7 @@ use super::schedule::{SleepWatch, ThreadSchedule};
 
 const MAX_FRAMES: usize = 4096;
 /// Reads of a sample whose reads tear (see `Unwinder::sample`).
-const READS_A_SAMPLE: usize = 3;
+const READS_A_SAMPLE: usize = 5;
 const MAX_THREADS: usize = 4096;
 const MAX_INTERPRETERS: usize = 256;
 /// Code objects remembered; past this the cache starts again (a program that keeps making
@@ -194,7 +194,9 @@ impl Unwinder {
     /// often. A 3.15 target making small calls on the other core tore 52-56 % of reads; with
     /// a second read 25-28 % of samples were lost (since then, the top taken from the copy
     /// made it none). pydoc over the standard library at 5 kHz lost 2.7-4.3 % of its samples
-    /// with two reads, 0.5-0.8 % with three (3.12, 3.13, 3.15).
+    /// with two reads, 0.4-0.9 % with three and 0.01-0.11 % with five (3.11-3.15): a read
+    /// that tore has a good chance of tearing again (a quarter of second reads did), and a
+    /// failing sample is all that pays for the extra reads.
     pub fn sample(
         &mut self,
         symbols: &mut Symbols,

@@ -755,8 +755,9 @@ impl Memory for Reads {
 /// 3.11+: a thread's data-stack chunk is copied only when its top frame lies in it, which its
 /// header says (`_PyStackChunk.size`, after the link to the previous chunk): a top frame past
 /// its end is a generator's, in the heap, with anything between. Here each copied chunk's
-/// header says it ends 1,000 bytes in, short of the top frames it holds: no read at a chunk
-/// reaches past that, and its frames, read one by one, still give the recorded stacks.
+/// header says it ends 1,000 bytes in, short of the deep threads' top frames: no read at a
+/// chunk reaches past that (a shallow thread's chunk is still copied), and the frames read
+/// one by one instead still give the recorded stacks.
 fn a_top_frame_past_its_chunks_end_is_not_copied(version: &str) {
     let f = fixture(version);
     let mut expected = f.expected.clone();

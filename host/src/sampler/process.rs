@@ -271,7 +271,6 @@ pub fn check_pid(pid: i32) -> Result<(), AttachError> {
 /// CAP_SYS_PTRACE's bit in the capability sets of /proc/PID/status.
 const CAP_SYS_PTRACE: u32 = 19;
 
-/// A field of /proc/PID/status (or /proc/PID/task/TID/status).
 /// The state letter of a `/proc/.../stat` file: `R` running or ready to, `S` asleep, `Z` a
 /// zombie...
 pub fn stat_state(stat: &std::fs::File) -> Option<u8> {
@@ -284,6 +283,7 @@ pub fn stat_state(stat: &std::fs::File) -> Option<u8> {
     text.get(close + 2).copied()
 }
 
+/// A field of /proc/PID/status (or /proc/PID/task/TID/status).
 fn status_field(path: &str, name: &str) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines()
